@@ -1,0 +1,3 @@
+from moe2_cli.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The one exception root. Only the CLI catches it, prints one line per problem, and exits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_UNMET = 1  # no selection meets the budgets, or --min-accuracy missed
+EXIT_BAD_INPUT = 2  # bad usage or bad input
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem at one place: rendered as ``path:line:col: message``."""
+
+    path: str
+    line: int | None
+    col: int | None
+    message: str
+
+    def __str__(self) -> str:
+        place = self.path
+        if self.line is not None:
+            place += f":{self.line}"
+            if self.col is not None:
+                place += f":{self.col}"
+        return f"{place}: {self.message}"
+
+
+class Moe2Error(Exception):
+    """Root of every error moe2 reports to a user."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+class InputError(Moe2Error):
+    """A file or an argument is malformed; carries every diagnostic found."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic | str):
+        if isinstance(diagnostics, (Diagnostic, str)):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+    def lines(self) -> list[str]:
+        return [str(d) for d in self.diagnostics]
+
+
+class UsageError(Moe2Error):
+    """A command-line option is malformed or contradicts another."""
+
+
+class InfeasibleError(Moe2Error):
+    """No selection meets the budgets, or the accuracy target is missed."""
+
+    exit_code = EXIT_UNMET

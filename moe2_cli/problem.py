@@ -1,0 +1,278 @@
+"""The instance: experts, categories, resource arrays, budgets, and vectorised resource use.
+
+Every solver sees resources through :meth:`Instance.usage` and :meth:`Budgets.feasible`, in
+integer units fixed once at construction, so all of them agree on what "feasible" means.
+Float data is scaled up (usage rounded up, budgets rounded down): a selection that is feasible
+in integer units is feasible in the original units too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# One energy unit is a millijoule, one latency unit a microsecond.
+ENERGY_UNITS_PER_J = 1_000
+LATENCY_UNITS_PER_S = 1_000_000
+# A budget of "no limit" in integer units; far above any sum of real usage.
+UNLIMITED = np.iinfo(np.int64).max // 4
+# Tolerance so that 0.1 J scales to 100 mJ and not 101 after float round-off.
+_ROUNDING_SLACK = 1e-9
+MAX_EXPERTS = 62  # bit masks are int64
+_CHUNK = 8192
+
+
+def scale_up(values, per_unit: int) -> np.ndarray:
+    """Usage to integer units, rounded up."""
+    scaled = np.asarray(values, dtype=float) * per_unit
+    return np.ceil(scaled - _ROUNDING_SLACK * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+
+
+def scale_down(value: float, per_unit: int) -> int:
+    """A budget to integer units, rounded down."""
+    scaled = float(value) * per_unit
+    return int(math.floor(scaled + _ROUNDING_SLACK * max(1.0, abs(scaled))))
+
+
+# ---------------------------------------------------------------- bit masks
+
+
+def members(mask: int) -> list[int]:
+    """Indices of the set bits of ``mask``, ascending."""
+    out, i = [], 0
+    mask = int(mask)
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
+
+
+def mask_of(indices) -> int:
+    m = 0
+    for i in indices:
+        m |= 1 << int(i)
+    return m
+
+
+def masks_to_bool(masks, n: int) -> np.ndarray:
+    """(B,) int64 bit masks to a (B, n) boolean matrix."""
+    masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+    bits = np.arange(n, dtype=np.int64)
+    return ((masks[:, None] >> bits[None, :]) & 1).astype(bool)
+
+
+def bool_to_masks(rows: np.ndarray) -> np.ndarray:
+    """(B, n) boolean matrix to (B,) int64 bit masks."""
+    rows = np.asarray(rows, dtype=bool)
+    weights = np.left_shift(np.int64(1), np.arange(rows.shape[1], dtype=np.int64))
+    return (rows.astype(np.int64) * weights).sum(axis=1)
+
+
+def popcount(masks) -> np.ndarray:
+    masks = np.asarray(masks, dtype=np.int64)
+    return np.bitwise_count(masks).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
+        [bin(int(m)).count("1") for m in masks.reshape(-1)], dtype=np.int64
+    ).reshape(masks.shape)
+
+
+def top_k_sum(values: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Sum of the k largest entries along ``axis`` (all of them when k >= that length)."""
+    size = values.shape[axis]
+    if k >= size:
+        return values.sum(axis=axis)
+    part = -np.partition(-values, k - 1, axis=axis)
+    return np.take(part, np.arange(k), axis=axis).sum(axis=axis)
+
+
+# ---------------------------------------------------------------- instance
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Worst-case resource use of a batch of selections, in integer units, shape (B, C)."""
+
+    energy: np.ndarray
+    latency: np.ndarray
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        return self.energy / ENERGY_UNITS_PER_J
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.latency / LATENCY_UNITS_PER_S
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """N experts (one LLM on one server) and C query categories, as immutable arrays.
+
+    ``latency_s``, ``energy_j`` and ``accuracy`` have shape (N, C). ``expert_server`` maps each
+    expert to an index into ``server_names``; ``transmission_s`` has one entry per server.
+    """
+
+    name: str
+    expert_ids: tuple[str, ...]
+    expert_llms: tuple[str, ...]
+    expert_server: np.ndarray
+    server_names: tuple[str, ...]
+    transmission_s: np.ndarray
+    categories: tuple[str, ...]
+    shares: np.ndarray
+    latency_s: np.ndarray
+    energy_j: np.ndarray
+    accuracy: np.ndarray
+    top_k: int
+    aggregation_s: float
+    energy_units: np.ndarray = field(init=False, repr=False)
+    latency_units: np.ndarray = field(init=False, repr=False)
+    transmission_units: np.ndarray = field(init=False, repr=False)
+    aggregation_units: int = field(init=False, repr=False)
+
+    def __post_init__(self):
+        n = len(self.expert_ids)
+        if not 0 < n <= MAX_EXPERTS:
+            raise ValueError(f"an instance needs 1..{MAX_EXPERTS} experts (got {n})")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (got {self.top_k})")
+        for name in ("latency_s", "energy_j", "accuracy"):
+            arr = np.array(getattr(self, name), dtype=float)
+            if arr.shape != (n, len(self.categories)):
+                raise ValueError(f"{name} must have shape (experts, categories)")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        for name in ("expert_server", "transmission_s", "shares"):
+            arr = np.array(getattr(self, name))
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        derived = {
+            "energy_units": scale_up(self.energy_j, ENERGY_UNITS_PER_J),
+            "latency_units": scale_up(self.latency_s, LATENCY_UNITS_PER_S),
+            "transmission_units": scale_up(self.transmission_s, LATENCY_UNITS_PER_S),
+        }
+        for name, arr in derived.items():
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "aggregation_units", int(scale_up(self.aggregation_s, LATENCY_UNITS_PER_S)))
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.expert_ids)
+
+    @property
+    def full_mask(self) -> int:
+        return (1 << self.n_experts) - 1
+
+    def server_groups(self) -> list[np.ndarray]:
+        """Expert indices of each server, in server order."""
+        return [np.flatnonzero(self.expert_server == s) for s in range(len(self.server_names))]
+
+    def with_top_k(self, top_k: int) -> "Instance":
+        return Instance(
+            name=self.name, expert_ids=self.expert_ids, expert_llms=self.expert_llms,
+            expert_server=self.expert_server, server_names=self.server_names,
+            transmission_s=self.transmission_s, categories=self.categories, shares=self.shares,
+            latency_s=self.latency_s, energy_j=self.energy_j, accuracy=self.accuracy,
+            top_k=top_k, aggregation_s=self.aggregation_s,
+        )
+
+    def usage(self, masks) -> Usage:
+        """Worst-case energy and latency per category for a batch of int64 bit masks.
+
+        Energy: the sum of the k largest energies in S. Latency: servers run in parallel and
+        the experts on one server one after another, so the worst case sends all k queries to
+        the slowest server: max over used servers of transmission + k largest latencies there,
+        plus aggregation. The empty selection uses nothing.
+        """
+        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        energy = np.empty((masks.size, len(self.categories)), dtype=np.int64)
+        latency = np.empty_like(energy)
+        for start in range(0, masks.size, _CHUNK):
+            chunk = slice(start, start + _CHUNK)
+            energy[chunk], latency[chunk] = self._usage_chunk(masks[chunk])
+        return Usage(energy=energy, latency=latency)
+
+    def _usage_chunk(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chosen = masks_to_bool(masks, self.n_experts)[:, :, None]
+        energy = top_k_sum(np.where(chosen, self.energy_units[None], 0), self.top_k, axis=1)
+        latency = np.zeros_like(energy)
+        for s, group in enumerate(self.server_groups()):
+            if group.size == 0:
+                continue
+            on_server = chosen[:, group]
+            work = top_k_sum(np.where(on_server, self.latency_units[group][None], 0), self.top_k, axis=1)
+            used = on_server.any(axis=1)
+            latency = np.maximum(latency, np.where(used, self.transmission_units[s] + work, 0))
+        any_used = chosen[:, :, 0].any(axis=1)[:, None]
+        latency = np.where(any_used, latency + self.aggregation_units, 0)
+        return energy, latency
+
+
+# ---------------------------------------------------------------- budgets
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Per-category energy (J) and latency (s) caps; ``None`` means no cap."""
+
+    categories: tuple[str, ...]
+    energy_j: tuple[float | None, ...]
+    latency_s: tuple[float | None, ...]
+
+    @classmethod
+    def build(cls, categories, energy=None, latency=None, energy_by_cat=None, latency_by_cat=None):
+        """Global caps, overridden per category where given."""
+        energy_by_cat, latency_by_cat = energy_by_cat or {}, latency_by_cat or {}
+        return cls(
+            categories=tuple(categories),
+            energy_j=tuple(energy_by_cat.get(c, energy) for c in categories),
+            latency_s=tuple(latency_by_cat.get(c, latency) for c in categories),
+        )
+
+    @property
+    def energy_units(self) -> np.ndarray:
+        return np.array([UNLIMITED if b is None else scale_down(b, ENERGY_UNITS_PER_J) for b in self.energy_j], dtype=np.int64)
+
+    @property
+    def latency_units(self) -> np.ndarray:
+        return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s], dtype=np.int64)
+
+    def slack(self, usage: Usage) -> tuple[np.ndarray, np.ndarray]:
+        """Integer slack of every (selection, category) for energy and latency; < 0 is a violation."""
+        return self.energy_units[None] - usage.energy, self.latency_units[None] - usage.latency
+
+    def feasible(self, usage: Usage) -> np.ndarray:
+        energy_slack, latency_slack = self.slack(usage)
+        return (energy_slack >= 0).all(axis=1) & (latency_slack >= 0).all(axis=1)
+
+    def as_dict(self) -> dict:
+        return {
+            "energy_j": dict(zip(self.categories, self.energy_j)),
+            "latency_s": dict(zip(self.categories, self.latency_s)),
+        }
+
+
+# ---------------------------------------------------------------- problem
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What a solver gets: the instance, the budgets and the objective F."""
+
+    instance: Instance
+    budgets: Budgets
+    objective: "object"  # moe2_cli.objective.Objective; not imported to keep this module leaf
+
+    def usage(self, masks) -> Usage:
+        return self.instance.usage(masks)
+
+    def feasible(self, masks) -> np.ndarray:
+        """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
+        return self.budgets.feasible(self.instance.usage(masks))
+
+    def value(self, masks) -> np.ndarray:
+        return self.objective(masks)

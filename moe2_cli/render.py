@@ -1,0 +1,110 @@
+"""One rendering path for table, csv and json, so all three show the same numbers.
+
+A command builds a ``payload`` (plain dicts, lists, numbers, strings) for json, and a list of
+flat ``rows`` plus ``Column`` specs for table and csv. Only this module and the CLI import rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "json", "csv")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table/csv column: ``key`` into each row, a header, and a formatter for the table."""
+
+    key: str
+    header: str
+    fmt: Callable[[Any], str] | None = None
+    justify: str = "right"
+
+
+def stdout_console() -> Console:
+    return Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities become null so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(payload: Any) -> str:
+    return json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n"
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(round(value, 10))
+    return value
+
+
+def to_csv(rows: list[dict], columns: list[Column]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([c.key for c in columns])
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c.key)) for c in columns])
+    return buf.getvalue()
+
+
+def _table_cell(value: Any, column: Column) -> str:
+    if column.fmt is not None and value is not None:
+        return column.fmt(value)
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def to_table(rows: list[dict], columns: list[Column], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c.header, justify=c.justify)
+    for row in rows:
+        table.add_row(*[_table_cell(row.get(c.key), c) for c in columns])
+    return table
+
+
+def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], title: str | None = None,
+         extra: list | None = None) -> None:
+    """Write one result to stdout in ``fmt``. ``extra`` renderables follow the table view only."""
+    if fmt == "json":
+        sys.stdout.write(to_json(payload))
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(rows, columns))
+    else:
+        console = stdout_console()
+        console.print(to_table(rows, columns, title))
+        for item in extra or []:
+            console.print(item)
