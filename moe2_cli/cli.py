@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from moe2_cli import __version__
+from moe2_cli.commands.common import settings
+from moe2_cli.commands.inspect import show, validate
 
 app = typer.Typer(
     name="moe2",
@@ -32,6 +34,11 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")] = False,
 ) -> None:
     """Exit codes: 0 ok; 1 no selection meets the budgets or the accuracy target; 2 bad usage or input."""
+    settings.debug = debug
+
+
+app.command()(show)
+app.command()(validate)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Callable, Iterator
 
-import click
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -32,9 +31,17 @@ FormatOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice; same seed, same output.")]
 
 
+class _Settings:
+    """Process-wide CLI settings from the root options (the CLI runs one command per process)."""
+
+    debug = False
+
+
+settings = _Settings()
+
+
 def debug_enabled() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().params.get("debug"))
+    return settings.debug
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -44,7 +51,7 @@ def handles_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except Moe2Error as err:
             if debug_enabled():
