@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 FORMATS = ("table", "json", "csv")
+PIPED_WIDTH = 160
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,15 @@ class Column:
     header: str
     fmt: Callable[[Any], str] | None = None
     justify: str = "right"
+    no_wrap: bool = False
 
 
 def stdout_console() -> Console:
-    return Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped tables go to files and logs: keep rows whole instead of wrapping at 80.
+        console.width = PIPED_WIDTH
+    return console
 
 
 def stderr_console() -> Console:
@@ -90,7 +96,7 @@ def _table_cell(value: Any, column: Column) -> str:
 def to_table(rows: list[dict], columns: list[Column], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
-        table.add_column(c.header, justify=c.justify)
+        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap)
     for row in rows:
         table.add_row(*[_table_cell(row.get(c.key), c) for c in columns])
     return table

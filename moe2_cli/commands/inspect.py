@@ -62,14 +62,14 @@ def show(scenario: ScenarioArg = None, format: FormatOpt = OutputFormat.table) -
         columns = [Column(k, k) for k in ("expert", "server", "device", "llm", "category", "latency_s", "energy_j",
                                           "accuracy")]
     else:
-        rows = [{"expert": e["id"], "device": e["device"],
-                 **{c: f"{e['latency_s'][c]:.2f} s  {e['energy_j'][c]:.0f} J  {e['accuracy'][c]:.3f}"
-                    for c in categories}} for e in payload["experts"]]
-        columns = [Column("expert", "expert", justify="left"), Column("device", "device", justify="left")] + [
-            Column(c, f"{c} ({share:.0%})\nlatency  energy  accuracy")
+        rows = [{"expert": e["id"], **{c: f"{e['latency_s'][c]:.2f}s {e['energy_j'][c]:.0f}J {e['accuracy'][c]:.2f}"
+                                       for c in categories}} for e in payload["experts"]]
+        columns = [Column("expert", "expert", justify="left", no_wrap=True)] + [
+            Column(c, f"{c} {share:.0%}\ns  J  acc", no_wrap=True)
             for c, share in zip(categories, loaded.instance.shares)]
     emit(format.value, payload=payload, rows=rows, columns=columns,
-         title=f"{loaded.name}: {loaded.instance.n_experts} experts, top-{loaded.instance.top_k}")
+         title=f"{loaded.name}: {loaded.instance.n_experts} experts, top-{loaded.instance.top_k} "
+               f"(latency s, energy J, accuracy per category)")
 
 
 def _validate_one(path: Path) -> dict:
