@@ -9,6 +9,7 @@ import typer
 from moe2_cli import __version__
 from moe2_cli.commands.common import settings
 from moe2_cli.commands.inspect import show, validate
+from moe2_cli.commands.stats import app as stats_app
 
 app = typer.Typer(
     name="moe2",
@@ -39,6 +40,7 @@ def root(
 
 app.command()(show)
 app.command()(validate)
+app.add_typer(stats_app, name="stats")
 
 
 def main() -> None:
