@@ -9,7 +9,11 @@ import typer
 from moe2_cli import __version__
 from moe2_cli.commands.common import settings
 from moe2_cli.commands.inspect import show, validate
+from moe2_cli.commands.frontier import frontier
+from moe2_cli.commands.gating import app as gating_app
+from moe2_cli.commands.select import compare, select
 from moe2_cli.commands.stats import app as stats_app
+from moe2_cli.commands.synth import synth
 
 app = typer.Typer(
     name="moe2",
@@ -38,8 +42,13 @@ def root(
     settings.debug = debug
 
 
+app.command()(select)
+app.command()(frontier)
+app.command()(compare)
 app.command()(show)
 app.command()(validate)
+app.command()(synth)
+app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
 
 

@@ -1,0 +1,120 @@
+"""Gate inputs from outcomes, with nothing to download: hashed text n-grams with TF-IDF
+weights, standardised numeric features, and a one-hot category.
+
+The layout of a row is ``[text (text_dim) | numeric (numeric_dim) | category one-hot (C)]``.
+Every part is deterministic: the hashing needs no vocabulary, and the only learned state (the
+IDF weights and the numeric mean and scale, fitted on training queries) is saved with the gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from moe2_cli.outcomes import Outcomes
+
+DEFAULT_TEXT_DIM = 2**14
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the featuriser builds; saved as plain JSON beside the gate weights."""
+
+    categories: tuple[str, ...]
+    text_dim: int = 0  # hashed text columns; 0 means no text part
+    ngram_max: int = 2  # word n-grams 1..ngram_max
+    tfidf: bool = True  # sublinear TF x IDF (else raw counts), then L2-normalised
+    numeric_dim: int = 0
+
+    @classmethod
+    def for_outcomes(cls, outcomes: Outcomes, text_dim: int = DEFAULT_TEXT_DIM, **options) -> "FeatureSpec":
+        """Use the text when the table has it and the numeric features when it has them."""
+        return cls(categories=tuple(outcomes.categories), text_dim=text_dim if outcomes.texts is not None else 0,
+                   numeric_dim=0 if outcomes.features is None else outcomes.features.shape[1], **options)
+
+    @property
+    def dim(self) -> int:
+        return self.text_dim + self.numeric_dim + len(self.categories)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "categories": list(self.categories)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        return cls(**{**data, "categories": tuple(data["categories"])})
+
+
+class QueryFeaturizer:
+    """Estimator: ``fit`` on training outcomes learns ``idf_``, ``mean_`` and ``scale_``;
+    ``transform`` maps any outcomes with the same categories to a CSR matrix (Q, spec.dim)."""
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
+
+    def _hasher(self):
+        # Imported here: scikit-learn takes most of a second to import, and tables without text
+        # (the synthetic default) never need it.
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        return HashingVectorizer(n_features=self.spec.text_dim, ngram_range=(1, self.spec.ngram_max),
+                                 alternate_sign=False, norm=None, dtype=np.float64)
+
+    def fit(self, outcomes: Outcomes) -> "QueryFeaturizer":
+        self._check(outcomes)
+        if self.spec.text_dim:
+            from sklearn.feature_extraction.text import TfidfTransformer
+
+            counts = self._hasher().transform(outcomes.texts)
+            self.idf_ = TfidfTransformer(sublinear_tf=True).fit(counts).idf_ if self.spec.tfidf else None
+        if self.spec.numeric_dim:
+            self.mean_ = outcomes.features.mean(axis=0)
+            std = outcomes.features.std(axis=0)
+            self.scale_ = np.where(std > 0, std, 1.0)
+        return self
+
+    def transform(self, outcomes: Outcomes) -> sp.csr_matrix:
+        self._check(outcomes)
+        parts = []
+        if self.spec.text_dim:
+            parts.append(self._text(outcomes.texts))
+        if self.spec.numeric_dim:
+            parts.append(sp.csr_matrix((outcomes.features - self.mean_) / self.scale_))
+        rows = np.arange(outcomes.n_queries)
+        parts.append(sp.csr_matrix((np.ones(rows.size), (rows, outcomes.category)),
+                                   shape=(rows.size, len(self.spec.categories))))
+        return sp.hstack(parts, format="csr", dtype=np.float64)
+
+    def _text(self, texts) -> sp.csr_matrix:
+        counts = sp.csr_matrix(self._hasher().transform(texts))
+        if self.spec.tfidf:
+            # The same weighting as TfidfTransformer(sublinear_tf=True), applied with the saved IDF.
+            counts.data = (np.log(counts.data) + 1.0) * self.idf_[counts.indices]
+        norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+        return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ counts)
+
+    def _check(self, outcomes: Outcomes) -> None:
+        if tuple(outcomes.categories) != self.spec.categories:
+            raise ValueError("outcomes categories differ from the feature spec's")
+        if self.spec.text_dim and outcomes.texts is None:
+            raise ValueError("the feature spec needs question text")
+        if self.spec.numeric_dim and (outcomes.features is None or outcomes.features.shape[1] != self.spec.numeric_dim):
+            raise ValueError(f"the feature spec needs {self.spec.numeric_dim} numeric features")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The learned arrays, for saving."""
+        out = {}
+        if self.spec.text_dim and self.spec.tfidf:
+            out["idf"] = self.idf_
+        if self.spec.numeric_dim:
+            out["numeric_mean"], out["numeric_scale"] = self.mean_, self.scale_
+        return out
+
+    @classmethod
+    def from_state(cls, spec: FeatureSpec, arrays: dict[str, np.ndarray]) -> "QueryFeaturizer":
+        featurizer = cls(spec)
+        featurizer.idf_ = arrays.get("idf")
+        featurizer.mean_ = arrays.get("numeric_mean")
+        featurizer.scale_ = arrays.get("numeric_scale")
+        return featurizer

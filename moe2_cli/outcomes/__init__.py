@@ -1,0 +1,54 @@
+"""Per-query outcomes: the table, its readers and writer, and the synthetic generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter
+from moe2_cli.outcomes.lm_eval import read_lm_eval
+from moe2_cli.outcomes.native import read_csv, read_jsonl, write_outcomes
+from moe2_cli.outcomes.rows import read_text
+from moe2_cli.outcomes.synth import SynthModel, synthesize, synthesize_for
+from moe2_cli.outcomes.table import Outcomes
+
+FORMATS = ("jsonl", "csv", "llmrouter", "lm-eval")
+
+__all__ = [
+    "FORMATS", "LLMROUTER_TASK_MAP", "Outcomes", "SynthModel", "detect_format", "read_csv", "read_jsonl",
+    "read_llmrouter", "read_lm_eval", "read_outcomes", "synthesize", "synthesize_for", "write_outcomes",
+]
+
+
+def detect_format(path: str | Path) -> str:
+    """A directory is lm-eval output, ``*.csv[.gz]`` is CSV; JSON lines whose first object has
+    ``task``, ``question`` and ``scores`` are LLMRouter's, any other JSON lines are moe2's."""
+    path = Path(path)
+    if path.is_dir():
+        return "lm-eval"
+    if path.name.removesuffix(".gz").endswith(".csv"):
+        return "csv"
+    first = next((line for line in read_text(path).split("\n") if line.strip()), "")
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return "jsonl"  # the JSONL reader reports the bad line
+    return "llmrouter" if isinstance(row, dict) and {"task", "question", "scores"} <= set(row) else "jsonl"
+
+
+def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping[str, str] | None = None) -> Outcomes:
+    """Read outcomes in ``format`` (detected when None). LLMRouter tasks map through
+    :data:`LLMROUTER_TASK_MAP` unless ``task_map`` is given."""
+    format = format or detect_format(path)
+    if format not in FORMATS:
+        raise InputError(Diagnostic(str(path), None, None, f"unknown outcomes format {format!r} "
+                                    f"(known: {', '.join(FORMATS)})"))
+    if format == "llmrouter":
+        return read_llmrouter(path, task_map or LLMROUTER_TASK_MAP)
+    if format == "lm-eval":
+        return read_lm_eval(path, task_map)
+    if not Path(path).is_file():
+        raise InputError(Diagnostic(str(path), None, None, "outcomes file not found"))
+    return (read_csv if format == "csv" else read_jsonl)(path, task_map)

@@ -1,0 +1,91 @@
+"""What every outcome reader shares: opening plain or gzip text, JSON lines with their line
+numbers, score checks, and collecting one diagnostic per bad row."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+from moe2_cli.errors import Diagnostic, InputError
+
+MAX_DIAGNOSTICS = 50  # a wholly wrong file should not print thousands of lines
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Problems:
+    """Collects ``path:line: message`` diagnostics; raises them all at once."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.items: list[Diagnostic] = []
+        self.dropped = 0
+
+    def add(self, line: int | None, message: str) -> None:
+        if len(self.items) < MAX_DIAGNOSTICS:
+            self.items.append(Diagnostic(self.path, line, None, message))
+        else:
+            self.dropped += 1
+
+    def raise_if_any(self) -> None:
+        if self.dropped:
+            self.items.append(Diagnostic(self.path, None, None, f"... and {self.dropped} more problems"))
+        if self.items:
+            raise InputError(self.items)
+
+
+def read_text(path: Path) -> str:
+    """The file's text, gunzipped when it starts with the gzip magic bytes."""
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(Diagnostic(shown, None, None, f"cannot read outcomes: {err.strerror or err}"))
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise InputError(Diagnostic(shown, None, None, f"corrupt gzip data ({err})"))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(Diagnostic(shown, line, None, f"not UTF-8 text (got byte 0x{raw[err.start]:02x})"))
+
+
+def json_lines(text: str, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; bad JSON or non-objects become problems.
+
+    Lines end at "\n" only: str.splitlines would also split at U+2028 and friends, which JSON
+    allows unescaped inside strings."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.add(number, f"invalid JSON: {err.msg} (column {err.colno})")
+            continue
+        if not isinstance(row, dict):
+            problems.add(number, f"each line must be a JSON object (got {type(row).__name__})")
+            continue
+        yield number, row
+
+
+def as_score(value: Any) -> float | None:
+    """A score in [0, 1] (booleans count as 0/1), or None if ``value`` is not one."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0:
+        return float(value)
+    return None
+
+
+def describe(value: Any) -> str:
+    """A short rendering of a bad value for a message."""
+    if value is None:
+        return "nothing"
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
