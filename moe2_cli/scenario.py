@@ -216,7 +216,9 @@ def _outcomes(check: Checker, node, scenario_path: Path, categories) -> Outcomes
         check.error(fields["format"][1], f"outcomes.format must be one of {', '.join(OUTCOME_FORMATS)} (got {fmt!r})")
     rel = check.string(fields["path"][1], "outcomes.path") if "path" in fields else None
     path = scenario_path.parent / rel if rel else None
-    if path is not None and not path.is_file():
+    # lm-evaluation-harness writes a folder of sample files; the other formats are one file.
+    found = path is not None and (path.is_file() or (fmt == "lm-eval" and path.is_dir()))
+    if path is not None and not found:
         check.error(fields["path"][1], f"outcomes file not found (got {rel!r})")
     task_map = _task_map(check, fields["task_map"][1], categories) if "task_map" in fields else {}
     if fmt is None or path is None:

@@ -1,0 +1,173 @@
+"""Trade-off frontiers: budget sweeps with warm starts, exact ε-constraint fronts, Pareto marking.
+
+Pure computation: progress goes out through an ``advance`` callback and nothing is printed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from moe2_cli.errors import UsageError
+from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
+from moe2_cli.solvers import Limits, Solver, Status
+from moe2_cli.yamlio import did_you_mean
+
+MAX_SWEEP_POINTS = 10_000
+RESOURCES = ("energy", "latency")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One swept cap: ``resource`` (energy or latency), optional category, the values in order."""
+
+    resource: str
+    category: str | None
+    values: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        return self.resource + (f".{self.category}" if self.category else "")
+
+
+def parse_sweep(spec: str, categories) -> Sweep:
+    """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``."""
+    key, sep, rng = spec.partition("=")
+    resource, _, category = key.strip().partition(".")
+    parts = rng.split(":")
+    if not sep or len(parts) != 3:
+        raise UsageError(f"--sweep must look like energy=50:400:10 (got {spec!r})")
+    if resource not in RESOURCES:
+        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{did_you_mean(resource, RESOURCES)})")
+    if category and category not in categories:
+        raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
+    try:
+        lo, hi, step = (float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--sweep {key} needs numbers LO:HI:STEP (got {rng!r})") from None
+    if not all(math.isfinite(v) for v in (lo, hi, step)) or lo <= 0 or hi < lo or step <= 0:
+        raise UsageError(f"--sweep {key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})")
+    count = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    if count > MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep {key} has {count} points; at most {MAX_SWEEP_POINTS}")
+    return Sweep(resource, category or None, tuple(round(lo + i * step, 12) for i in range(count)))
+
+
+def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
+    """``budgets`` with the swept cap set to ``value`` (one category, or all)."""
+    field = "energy_j" if sweep.resource == "energy" else "latency_s"
+    caps = list(getattr(budgets, field))
+    for j, cat in enumerate(budgets.categories):
+        if sweep.category in (None, cat):
+            caps[j] = value
+    return replace(budgets, **{field: tuple(caps)})
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    budgets: Budgets
+    caps: dict[str, float]  # swept label -> value
+    result: object  # SolveResult
+    pareto: bool = False
+
+
+def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits: Limits = Limits(),
+                  advance=lambda n=1: None) -> list[FrontierPoint]:
+    """Solve every grid point. Points are visited with every cap non-decreasing along the last
+    sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
+    points = []
+    outer = [s.values for s in sweeps[:-1]]
+    for prefix in itertools.product(*outer):
+        incumbent = None
+        for value in sweeps[-1].values:
+            budgets = problem.budgets
+            caps = dict(zip((s.label for s in sweeps), prefix + (value,)))
+            for s, v in zip(sweeps, prefix + (value,)):
+                budgets = with_cap(budgets, s, v)
+            sub = Problem(instance=problem.instance, budgets=budgets, objective=problem.objective)
+            result = solver.solve(sub, limits, incumbent=incumbent)
+            if result.status is not Status.INFEASIBLE and result.mask:
+                incumbent = result.mask
+            points.append(FrontierPoint(budgets=budgets, caps=caps, result=result))
+            advance(1)
+    return mark_pareto(points)
+
+
+def resource_vector(result) -> np.ndarray:
+    """What a point costs, to be minimised: its worst-case energy and latency over categories."""
+    return np.array([max(result.energy_j.values()), max(result.latency_s.values())])
+
+
+def pareto_mask(objective: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """True where no other point has objective >= and every cost <=, with one strict.
+
+    Equal points (same F and costs, e.g. one selection found at several budgets) do not dominate
+    each other, so only the first of them is kept: the smallest budget that reaches it.
+    """
+    n = objective.size
+    keep = np.zeros(n, dtype=bool)
+    order = np.lexsort((costs.sum(axis=1), -objective))  # best F first, then cheapest
+    front_f, front_c = np.empty(0), np.empty((0, costs.shape[1]))
+    for i in order:
+        if not math.isfinite(objective[i]):
+            continue
+        weakly = (front_f >= objective[i]) & (front_c <= costs[i]).all(axis=1)
+        if weakly.any():
+            continue
+        keep[i] = True
+        front_f = np.append(front_f, objective[i])
+        front_c = np.vstack([front_c, costs[i]])
+    return keep
+
+
+def mark_pareto(points: list[FrontierPoint]) -> list[FrontierPoint]:
+    if not points:
+        return points
+    objective = np.array([p.result.objective if p.result.status is not Status.INFEASIBLE else -math.inf
+                          for p in points], dtype=float)
+    objective = np.nan_to_num(objective, nan=-math.inf)
+    costs = np.array([resource_vector(p.result) for p in points])
+    flags = pareto_mask(objective, costs)
+    # The first occurrence wins ties because points come in budget order and lexsort is stable.
+    return [replace(p, pareto=bool(f)) for p, f in zip(points, flags)]
+
+
+def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Limits(),
+                          advance=lambda n=1: None) -> list[FrontierPoint]:
+    """Every corner of the F-energy trade-off under the fixed latency budgets (ε-constraint).
+
+    Solve max F with energy <= cap, record the optimum, lower the cap to one unit (1 mJ) below
+    its worst-case energy, and repeat until nothing fits. Each step is exact, so every corner
+    of the front is visited; dominated records (same F at more energy) are filtered at the end.
+    """
+    budgets = problem.budgets
+    cap_units = None
+    points = []
+    while True:
+        energy = tuple(None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
+        sub_budgets = replace(budgets, energy_j=tuple(
+            _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
+        sub = Problem(instance=problem.instance, budgets=sub_budgets, objective=problem.objective)
+        result = solver.solve(sub, limits)
+        advance(1)
+        if result.status is Status.INFEASIBLE or not result.mask:
+            break
+        used = int(problem.usage([result.mask]).energy.max())
+        points.append(FrontierPoint(budgets=sub_budgets, caps={"energy": used / ENERGY_UNITS_PER_J}, result=result))
+        cap_units = used - 1
+        if cap_units <= 0:
+            break
+    points.reverse()  # ascending energy
+    marked = mark_pareto(points)
+    return [p for p in marked if p.pareto]
+
+
+def _min_cap(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

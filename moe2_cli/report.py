@@ -1,0 +1,80 @@
+"""What a solve means to a reader: the stable JSON payload and the reasons behind a selection.
+
+Pure data: no printing. The select, compare and frontier commands all build their output here,
+so table, csv and json show the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+from moe2_cli.problem import Problem, members
+
+SELECT_SCHEMA = "moe2.select/1"
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def result_payload(result, problem: Problem, *, scenario: str, seed: int, metric: str, timing: bool = True,
+                   notes: tuple[str, ...] = ()) -> dict:
+    """The documented, stable JSON for one solve (see README, 'JSON output')."""
+    inst, budgets = problem.instance, problem.budgets
+    return {
+        "schema": SELECT_SCHEMA,
+        "scenario": scenario,
+        "solver": result.solver,
+        "status": result.status.value,
+        "metric": metric,
+        "objective": _finite(result.objective),
+        "bound": _finite(result.bound),
+        "gap": _finite(result.gap),
+        "references": {k: _finite(v) for k, v in result.references.items()},
+        "selection": list(result.selection),
+        "mask": int(result.mask),
+        "energy_j": result.energy_j,
+        "latency_s": result.latency_s,
+        "budgets": budgets.as_dict(),
+        "binding": list(result.binding),
+        "slack": result.slack,
+        "top_k": inst.top_k,
+        "seed": seed,
+        "units": {"energy": "mJ", "latency": "us"},
+        "evaluations": result.evaluations,
+        "iterations": result.iterations,
+        "peak_vertices": result.peak_vertices,
+        "monotonicity_violations": result.monotonicity_violations,
+        "wall_s": round(result.wall_s, 6) if timing else None,
+        "notes": list(notes) + list(result.notes),
+    }
+
+
+def _violated(problem: Problem, mask: int) -> list[str]:
+    """Names of the constraints ``mask`` breaks, e.g. ``energy.math``."""
+    energy_slack, latency_slack = problem.budgets.slack(problem.usage([mask]))
+    cats = problem.instance.categories
+    return [f"energy.{c}" for c, s in zip(cats, energy_slack[0]) if s < 0] + \
+        [f"latency.{c}" for c, s in zip(cats, latency_slack[0]) if s < 0]
+
+
+def explain_experts(problem: Problem, mask: int) -> list[dict]:
+    """For every expert: selected or not, its standalone F, and why a rejected one stays out."""
+    inst, objective = problem.instance, problem.objective
+    chosen = set(members(mask))
+    singles = objective([1 << i for i in range(inst.n_experts)])
+    current = objective.value(mask) if chosen else -math.inf
+    rows = []
+    for i, expert in enumerate(inst.expert_ids):
+        row = {"expert": expert, "selected": i in chosen, "standalone": float(singles[i])}
+        if i in chosen:
+            row["reason"] = "selected"
+        elif broken := _violated(problem, 1 << i):
+            row["reason"] = "cannot fit alone: " + ", ".join(broken)
+        elif broken := _violated(problem, mask | (1 << i)):
+            row["reason"] = "adding it breaks " + ", ".join(broken)
+        else:
+            gain = objective.value(mask | (1 << i)) - current
+            row["reason"] = f"fits, but F changes by {gain:+.4f}" if gain <= 0 else f"fits; F would gain {gain:+.4f}"
+        rows.append(row)
+    return rows

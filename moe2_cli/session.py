@@ -1,0 +1,59 @@
+"""From a scenario file and command-line choices to the Problem every solver works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from moe2_cli.budget_spec import apply_budget_specs
+from moe2_cli.ensemble import MonotoneEnvelope
+from moe2_cli.errors import UsageError
+from moe2_cli.pipeline import build_objective
+from moe2_cli.problem import Problem
+from moe2_cli.scenario import Scenario, load_scenario
+
+METRICS = ("accuracy", "neg-cross-entropy")
+# Up to this many experts F is tabulated over every selection (2^20 masks take a few seconds)
+# and the solvers work on its monotone envelope, which makes them exact for any F.
+ENVELOPE_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Session:
+    scenario: Scenario
+    problem: Problem
+    seed: int
+    metric: str
+    notes: tuple[str, ...] = ()
+
+
+def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
+                 seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
+                 envelope: bool | None = None) -> Session:
+    """Load the scenario, apply budgets and k, and build the objective F (trained gate on held-out queries).
+
+    A gate restricted to S is not monotone in S in general, and the polyblock and CP-SAT proofs
+    need monotone F. ``envelope`` (default: when N <= ENVELOPE_LIMIT) has the solvers maximise
+    F-hat(S) = max over subsets S' of S of F(S'), which is monotone and has the same feasible
+    optimum because dropping experts never breaks a budget; solvers drop idle experts, so the
+    selection they return reaches F-hat with F itself.
+    """
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k must be >= 1 (got {top_k})")
+    scenario = load_scenario(scenario_path)
+    budgets = apply_budget_specs(scenario.budgets, budget_specs)
+    instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
+    objective = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
+    notes = ()
+    if envelope is None:
+        envelope = instance.n_experts <= ENVELOPE_LIMIT
+    if envelope:
+        if instance.n_experts > ENVELOPE_LIMIT:
+            raise UsageError(f"--envelope needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})")
+        objective = MonotoneEnvelope(objective)
+        notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
+                 f"envelope, exact for any F",)
+    problem = Problem(instance=instance, budgets=budgets, objective=objective)
+    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes)
