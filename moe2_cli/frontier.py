@@ -128,7 +128,7 @@ def mark_pareto(points: list[FrontierPoint]) -> list[FrontierPoint]:
         return points
     objective = np.array([p.result.objective if p.result.status is not Status.INFEASIBLE else -math.inf
                           for p in points], dtype=float)
-    objective = np.nan_to_num(objective, nan=-math.inf)
+    objective[np.isnan(objective)] = -math.inf  # an empty selection is on no front
     costs = np.array([resource_vector(p.result) for p in points])
     flags = pareto_mask(objective, costs)
     # The first occurrence wins ties because points come in budget order and lexsort is stable.

@@ -90,3 +90,11 @@ def test_exact_frontier_matches_enumerated_front(seed):
     got = sorted((max(p.result.energy_j.values()), round(p.result.objective, 12)) for p in front)
     assert [g[1] for g in got] == [e[1] for e in expected]
     assert [g[0] for g in got] == pytest.approx([e[0] for e in expected])
+
+
+def test_infeasible_points_are_never_pareto():
+    problem = _problem(0)
+    sweep = parse_sweep("energy=0.001:0.003:0.001", problem.instance.categories)
+    points = sweep_budgets(problem, get_solver("polyblock"), [sweep])
+    assert not any(p.result.feasible for p in points)
+    assert not any(p.pareto for p in points)
