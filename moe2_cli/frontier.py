@@ -14,6 +14,7 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.solvers import Limits, Solver, Status
+from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
 MAX_SWEEP_POINTS = 10_000
@@ -88,12 +89,26 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             for s, v in zip(sweeps, prefix + (value,)):
                 budgets = with_cap(budgets, s, v)
             sub = Problem(instance=problem.instance, budgets=budgets, objective=problem.objective)
-            result = solver.solve(sub, limits, incumbent=incumbent)
-            if result.status is not Status.INFEASIBLE and result.mask:
+            result = _at_least_incumbent(sub, solver, limits, incumbent)
+            if result.feasible:
                 incumbent = result.mask
             points.append(FrontierPoint(budgets=budgets, caps=caps, result=result))
             advance(1)
     return mark_pareto(points)
+
+
+def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumbent: int | None):
+    """Solve with a warm start; a heuristic that ignores it may do worse than the incumbent, and
+    then the incumbent is the answer, so F never falls as a budget grows."""
+    result = solver.solve(problem, limits, incumbent=incumbent)
+    if incumbent is None:
+        return result
+    value = problem.objective.value(incumbent)
+    if result.feasible and result.objective >= value:
+        return result
+    kept = SolveContext(problem, limits).result(solver.name, Status.FEASIBLE, incumbent,
+                                                notes=("kept the smaller budget's selection",))
+    return replace(kept, evaluations=result.evaluations, iterations=result.iterations, wall_s=result.wall_s)
 
 
 def resource_vector(result) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from moe2_cli.problem import Problem, members
 
 SELECT_SCHEMA = "moe2.select/1"
@@ -15,6 +17,13 @@ SELECT_SCHEMA = "moe2.select/1"
 
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
+
+
+def best_feasible_single(problem: Problem) -> float | None:
+    """F of the best expert that meets the budgets on its own: what a selection must beat."""
+    singles = np.left_shift(np.int64(1), np.arange(problem.instance.n_experts, dtype=np.int64))
+    fits = problem.feasible(singles)
+    return float(problem.objective(singles[fits]).max()) if fits.any() else None
 
 
 def result_payload(result, problem: Problem, *, scenario: str, seed: int, metric: str, timing: bool = True,
@@ -30,7 +39,8 @@ def result_payload(result, problem: Problem, *, scenario: str, seed: int, metric
         "objective": _finite(result.objective),
         "bound": _finite(result.bound),
         "gap": _finite(result.gap),
-        "references": {k: _finite(v) for k, v in result.references.items()},
+        "references": {**{k: _finite(v) for k, v in result.references.items()},
+                       "best_single_feasible": best_feasible_single(problem)},
         "selection": list(result.selection),
         "mask": int(result.mask),
         "energy_j": result.energy_j,

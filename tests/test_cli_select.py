@@ -31,7 +31,7 @@ def test_select_default_scenario_is_feasible_and_beats_single_experts(run_cli):
         cap = payload["budgets"]["latency_s"][cat]
         assert cap is None or used <= cap + 1e-9
     assert all(v >= -1e-9 for v in payload["slack"].values())
-    assert payload["objective"] >= payload["references"]["best_single"] - 1e-12
+    assert payload["objective"] >= payload["references"]["best_single_feasible"] - 1e-12
 
 
 def test_same_seed_same_bytes(run_cli):
@@ -96,7 +96,7 @@ def test_compare_exact_solvers_agree(run_cli):
 def test_llmrouter_scenario_selects_on_real_outcomes(run_cli):
     result, payload = select_json(run_cli, ROOT / "examples" / "llmrouter-edge.yaml")
     assert result.exit_code == 0, result.output
-    assert payload["objective"] >= payload["references"]["best_single"] - 1e-12
+    assert payload["objective"] >= payload["references"]["best_single_feasible"] - 1e-12
 
 
 def test_frontier_json_and_csv(run_cli, tmp_path):

@@ -45,7 +45,7 @@ def _fmt_pct(x):
 def _summary(payload: dict) -> str:
     refs = payload["references"]
     lines = [f"status: {payload['status']} ({payload['solver']}); F = {_fmt_pct(payload['objective'])}"
-             f" vs best single expert {_fmt_pct(refs.get('best_single_overall', refs.get('best_single')))}"
+             f" vs best single expert that fits {_fmt_pct(refs.get('best_single_feasible'))}"
              f", oracle of the selection {_fmt_pct(refs.get('oracle'))}"]
     budgets = payload["budgets"]
     for resource, unit in (("energy_j", "J"), ("latency_s", "s")):
