@@ -1,0 +1,314 @@
+"""The solver interface, the one result type, and the bookkeeping every solver shares.
+
+A solver maximises F(S) over the selections S that meet the budgets. It gets a
+:class:`~moe2_cli.problem.Problem` and :class:`Limits` and returns a frozen :class:`SolveResult`.
+:class:`SolveContext` holds what one solve needs: a per-solve evaluation counter around the
+objective (the objective's own cache may be shared between solves, so its counter is not used),
+fast feasibility, the clock and the limits, and :meth:`SolveContext.result`, which builds every
+result the same way (usage, slack, binding constraints, references).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+import numpy as np
+
+from moe2_cli.problem import (
+    ENERGY_UNITS_PER_J,
+    LATENCY_UNITS_PER_S,
+    UNLIMITED,
+    Problem,
+    members,
+    popcount,
+)
+from moe2_cli.solvers.feasibility import FeasibilityModel
+
+# F(S \ {i}) above F(S) by more than this counts as a monotonicity violation; it is far above
+# float round-off of a mean over queries and far below any difference a user would act on.
+MONOTONE_TOL = 1e-12
+# How often long solves report progress, in seconds.
+PROGRESS_EVERY_S = 0.25
+
+
+class Status(str, Enum):
+    OPTIMAL = "optimal"  # proven best (for monotone F where the solver relies on it; see notes)
+    FEASIBLE = "feasible"  # a feasible answer without proof of optimality
+    INFEASIBLE = "infeasible"  # no expert fits the budgets
+    LIMIT = "limit"  # a limit stopped the search; the answer is the incumbent, gap proven
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Stopping rules; ``None`` means no limit. ``time_s`` holds for every solver (checked
+    between steps, so a solve may overrun it by one step); ``max_vertices`` caps polyblock's
+    vertices and brb's open boxes; ``max_evaluations`` caps distinct F evaluations (for cpsat
+    exact: the number of enumerated sets)."""
+
+    time_s: float | None = None
+    max_vertices: int | None = None
+    max_evaluations: int | None = None
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """What every solver returns. Resource figures are worst case, in J and s."""
+
+    solver: str
+    status: Status
+    mask: int
+    selection: tuple[str, ...]  # expert ids
+    objective: float  # F(mask); nan if infeasible or empty
+    bound: float  # proven upper bound on the optimum (== objective when optimal); nan if unknown
+    gap: float  # bound - objective
+    energy_j: dict[str, float]  # per category
+    latency_s: dict[str, float]  # per category
+    binding: tuple[str, ...]  # constraints that block adding any further expert
+    slack: dict[str, float]  # "energy.<cat>" (J) / "latency.<cat>" (s) -> budget - use, capped only
+    references: dict[str, float]  # from objective.references(mask)
+    evaluations: int  # distinct masks whose F this solve asked for
+    iterations: int
+    peak_vertices: int
+    wall_s: float
+    monotonicity_violations: int = 0
+    max_violation: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def feasible(self) -> bool:
+        return self.status is not Status.INFEASIBLE and self.mask != 0
+
+
+ProgressCallback = Callable[[dict], None]
+
+
+class Solver(ABC):
+    """Maximise F over the feasible selections of a problem.
+
+    ``progress``, when given, is called now and then with a dict holding ``iterations``,
+    ``objective`` (the incumbent's F), ``bound`` and ``wall_s``. Solvers never print.
+    """
+
+    name: str = "solver"
+
+    def __init__(self, *, seed: int = 0):
+        self.seed = seed
+
+    @abstractmethod
+    def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
+              progress: ProgressCallback | None = None) -> SolveResult:
+        """Solve ``problem``; ``incumbent`` is a feasible mask known from elsewhere (a warm start)."""
+
+
+# -------------------------------------------------------------------- per-solve bookkeeping
+
+
+class SolveContext:
+    """Counters, clock, limits and feasibility for one solve of one problem."""
+
+    def __init__(self, problem: Problem, limits: Limits, progress: ProgressCallback | None = None):
+        self.problem = problem
+        self.limits = limits
+        self.feas = FeasibilityModel(problem)
+        self._progress = progress
+        self._seen: set[int] = set()
+        self._start = time.perf_counter()
+        self._last_report = self._start
+        self.violations = 0
+        self.max_violation = 0.0
+
+    # ------------------------------------------------------------ objective
+
+    def F(self, masks) -> np.ndarray:
+        """F of a batch of masks; counts distinct masks asked for in this solve."""
+        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        self._seen.update(masks.tolist())
+        return np.asarray(self.problem.objective(masks), dtype=float)
+
+    def F1(self, mask: int) -> float:
+        return float(self.F(np.array([mask], dtype=np.int64))[0])
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._seen)
+
+    def check_edges(self, parent_values: np.ndarray, child_values: np.ndarray) -> None:
+        """Record monotonicity violations on edges parent -> child (child a subset of parent)."""
+        excess = np.asarray(child_values) - np.asarray(parent_values)
+        bad = excess > MONOTONE_TOL
+        if bad.any():
+            self.violations += int(bad.sum())
+            self.max_violation = max(self.max_violation, float(excess[bad].max()))
+
+    # ------------------------------------------------------------ clock and limits
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def limit_hit(self, vertices: int = 0) -> str | None:
+        """The name of the first limit reached, or None."""
+        lim = self.limits
+        if lim.time_s is not None and self.elapsed >= lim.time_s:
+            return "time"
+        if lim.max_vertices is not None and vertices > lim.max_vertices:
+            return "vertices"
+        if lim.max_evaluations is not None and self.evaluations >= lim.max_evaluations:
+            return "evaluations"
+        return None
+
+    def remaining_s(self) -> float | None:
+        if self.limits.time_s is None:
+            return None
+        return max(0.0, self.limits.time_s - self.elapsed)
+
+    def report(self, iterations: int, objective: float, bound: float) -> None:
+        """Call the progress callback, at most every PROGRESS_EVERY_S."""
+        if self._progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_report >= PROGRESS_EVERY_S:
+            self._last_report = now
+            self._progress({"iterations": iterations, "objective": objective, "bound": bound,
+                            "wall_s": now - self._start})
+
+    # ------------------------------------------------------------ warm start and ties
+
+    def usable_incumbent(self, incumbent: int | None) -> int | None:
+        """The warm start if it is a non-empty feasible mask, else None."""
+        if incumbent is None or int(incumbent) == 0:
+            return None
+        inc = int(incumbent)
+        return inc if self.feas.fits(inc) else None
+
+    def drop_idle(self, mask: int) -> int:
+        """Remove experts whose removal leaves F no lower (highest index first), so that among
+        equal F the answer has fewer experts and a smaller mask. The edges it evaluates are
+        checked for monotonicity too."""
+        if mask == 0:
+            return mask
+        value = self.F1(mask)
+        for i in reversed(members(mask)):
+            smaller = mask & ~(1 << i)
+            if not smaller:
+                continue
+            below = self.F1(smaller)
+            self.check_edges(np.array([value]), np.array([below]))
+            if below >= value:
+                mask, value = smaller, below
+        return mask
+
+    # ------------------------------------------------------------ result
+
+    def result(self, solver: str, status: Status, mask: int, *, bound: float = math.nan,
+               iterations: int = 0, peak_vertices: int = 0, notes: tuple[str, ...] = (),
+               assumes_monotone: bool = False) -> SolveResult:
+        """The result for ``mask``: F, usage, slack, binding constraints and references.
+
+        ``assumes_monotone``: the solver's proof relies on F being monotone. Then a violation
+        seen during the solve withdraws the proof (OPTIMAL becomes FEASIBLE, the bound unknown).
+        """
+        mask = int(mask)
+        value = self.F1(mask) if mask else math.nan
+        wall = self.elapsed
+        evaluations = self.evaluations
+        if status is Status.OPTIMAL:
+            bound = value
+        if assumes_monotone and self.violations:
+            status = Status.FEASIBLE if status is Status.OPTIMAL else status
+            bound = math.nan
+        notes = notes + self._monotone_notes(assumes_monotone, status)
+        inst = self.problem.instance
+        usage = self.problem.usage(np.array([mask], dtype=np.int64))
+        return SolveResult(
+            solver=solver,
+            status=status,
+            mask=mask,
+            selection=tuple(inst.expert_ids[i] for i in members(mask)),
+            objective=value,
+            bound=float(bound),
+            gap=float(bound - value) if mask else math.nan,
+            energy_j=dict(zip(inst.categories, usage.energy_j[0].tolist())),
+            latency_s=dict(zip(inst.categories, usage.latency_s[0].tolist())),
+            binding=self.binding(mask),
+            slack=self.slack(usage),
+            references={k: float(v) for k, v in self.problem.objective.references(mask).items()},
+            evaluations=evaluations,
+            iterations=iterations,
+            peak_vertices=peak_vertices,
+            wall_s=wall,
+            monotonicity_violations=self.violations,
+            max_violation=self.max_violation,
+            notes=notes,
+        )
+
+    def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
+        if self.violations:
+            found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
+                     f"(by up to {self.max_violation:.3g})")
+            return (found + ("; optimality not proven" if assumes_monotone else ""),)
+        if assumes_monotone and status is Status.OPTIMAL:
+            return ("exact for monotone F",)
+        if assumes_monotone and status is Status.LIMIT:
+            return ("the bound holds for monotone F",)
+        return ()
+
+    def slack(self, usage) -> dict[str, float]:
+        """Budget minus use, in J and s, for the capped categories."""
+        budgets, inst = self.problem.budgets, self.problem.instance
+        energy_slack, latency_slack = budgets.slack(usage)
+        out = {}
+        for c, cat in enumerate(inst.categories):
+            if budgets.energy_units[c] < UNLIMITED:
+                out[f"energy.{cat}"] = float(energy_slack[0, c]) / ENERGY_UNITS_PER_J
+        for c, cat in enumerate(inst.categories):
+            if budgets.latency_units[c] < UNLIMITED:
+                out[f"latency.{cat}"] = float(latency_slack[0, c]) / LATENCY_UNITS_PER_S
+        return out
+
+    def binding(self, mask: int) -> tuple[str, ...]:
+        """The constraints that keep further experts out: those whose relaxation alone would
+        let some expert in, or else the smallest sets of constraints that block an expert."""
+        allowed = self.feas.singles() if mask else (1 << self.problem.instance.n_experts) - 1
+        blocked = [set(self.feas.blocking(mask, i)) for i in members(allowed & ~mask)]
+        blocked = [b for b in blocked if b]
+        if not blocked:
+            return ()
+        fewest = min(len(b) for b in blocked)
+        names = set().union(*(b for b in blocked if len(b) == fewest))
+        order = [row.name for row in self.feas.rows]
+        return tuple(sorted(names, key=order.index))
+
+
+class Incumbent:
+    """The best feasible selection found so far, with the canonical tie-break."""
+
+    def __init__(self) -> None:
+        self.mask, self.value = 0, -math.inf
+
+    def offer(self, ctx: SolveContext, mask: int) -> bool:
+        """Keep the feasible ``mask`` if it beats the incumbent (ties: fewer experts, then the
+        smaller mask); say whether it was kept."""
+        if mask == 0:
+            return False
+        value = ctx.F1(mask)
+        key, old = (-value, bin(mask).count("1"), mask), (-self.value, bin(self.mask).count("1"), self.mask)
+        if key < old:
+            self.mask, self.value = mask, value
+            return True
+        return False
+
+
+def best_index(values: np.ndarray, masks: np.ndarray) -> int:
+    """Index of the canonical best: largest value, then fewer experts, then smaller mask."""
+    values = np.asarray(values, dtype=float)
+    top = np.flatnonzero(values == values.max())
+    if top.size == 1:
+        return int(top[0])
+    tied = np.asarray(masks, dtype=np.int64)[top]
+    return int(top[np.lexsort((tied, popcount(tied)))[0]])

@@ -1,0 +1,92 @@
+"""Exhaustive search: the ground truth.
+
+Feasibility of all 2^N masks comes from doubling (no mask is enumerated one by one). With
+monotone F the optimum is attained on a maximal feasible set, so by default F is evaluated only
+on the maximal antichain. ``all_feasible=True`` evaluates F on every feasible mask instead: the
+ground truth for any F, which also counts the monotonicity violations among feasible masks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from moe2_cli.errors import UsageError
+from moe2_cli.problem import Problem
+from moe2_cli.solvers.base import Limits, ProgressCallback, SolveContext, SolveResult, Solver, Status, best_index
+
+MAX_EXPERTS = 26  # 2^26 masks: about 1.5 GB of working arrays
+_BATCH = 1 << 16
+
+
+class ExhaustiveSolver(Solver):
+    """All masks; refuses more than :data:`MAX_EXPERTS` experts."""
+
+    name = "exhaustive"
+
+    def __init__(self, *, seed: int = 0, all_feasible: bool = False):
+        super().__init__(seed=seed)
+        self.all_feasible = all_feasible
+
+    def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
+              progress: ProgressCallback | None = None) -> SolveResult:
+        n = problem.instance.n_experts
+        if n > MAX_EXPERTS:
+            raise UsageError(f"exhaustive search handles at most {MAX_EXPERTS} experts (got {n}); "
+                             f"use --solver polyblock")
+        ctx = SolveContext(problem, limits, progress)
+        feasible = ctx.feas.all_masks()
+        feasible[0] = False  # the empty selection is not an answer
+        if not feasible.any():
+            return ctx.result(self.name, Status.INFEASIBLE, 0)
+        candidates = np.flatnonzero(feasible if self.all_feasible else maximal_sets(feasible))
+        values, done = self._score(ctx, candidates)
+        scored = candidates[:done]
+        best = int(scored[best_index(values[:done], scored)]) if done else 0
+        if done < candidates.size:
+            # For monotone F nothing beats the set of every expert that fits alone.
+            bound = math.nan if self.all_feasible else max(ctx.F1(ctx.feas.singles()), float(values[:done].max(initial=-math.inf)))
+            return ctx.result(self.name, Status.LIMIT, best, bound=bound, iterations=done,
+                              assumes_monotone=not self.all_feasible,
+                              notes=(f"a limit stopped the search after {done} of {candidates.size} candidates",))
+        if self.all_feasible:
+            _count_violations(ctx, feasible, candidates, values)
+            return ctx.result(self.name, Status.OPTIMAL, best, iterations=candidates.size,
+                              notes=(f"F evaluated on all {candidates.size} feasible sets; exact for any F",))
+        return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=candidates.size,
+                          assumes_monotone=True,
+                          notes=(f"F evaluated on the {candidates.size} maximal feasible sets",))
+
+    def _score(self, ctx: SolveContext, masks: np.ndarray) -> tuple[np.ndarray, int]:
+        """F of the candidates in batches; also how many were scored before a limit hit."""
+        values = np.full(masks.size, np.nan)
+        for start in range(0, masks.size, _BATCH):
+            if start and ctx.limit_hit() is not None:
+                return values, start
+            values[start:start + _BATCH] = ctx.F(masks[start:start + _BATCH])
+            ctx.report(start, float(np.nanmax(values)), math.nan)
+        return values, masks.size
+
+
+def maximal_sets(feasible: np.ndarray) -> np.ndarray:
+    """Feasible masks none of whose one-expert extensions is feasible (a boolean (2^N,) table)."""
+    maximal = feasible.copy()
+    n = feasible.size.bit_length() - 1
+    for i in range(n):
+        # View masks as (high bits, bit i, low bits): a mask without i is not maximal when
+        # the same mask with i is feasible.
+        lo = maximal.reshape(-1, 2, 1 << i)
+        lo[:, 0, :] &= ~feasible.reshape(-1, 2, 1 << i)[:, 1, :]
+    return maximal
+
+
+def _count_violations(ctx: SolveContext, feasible: np.ndarray, masks: np.ndarray, values: np.ndarray) -> None:
+    """Monotonicity violations on every edge S -> S \\ {i} between non-empty feasible masks."""
+    table = np.full(feasible.size, np.nan)
+    table[masks] = values
+    for i in range(feasible.size.bit_length() - 1):
+        view = table.reshape(-1, 2, 1 << i)
+        parent, child = view[:, 1, :].ravel(), view[:, 0, :].ravel()
+        both = ~np.isnan(parent) & ~np.isnan(child)
+        ctx.check_edges(parent[both], child[both])
