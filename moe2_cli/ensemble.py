@@ -359,6 +359,7 @@ class MonotoneEnvelope(Objective):
     down-set (dropping experts never breaks a budget), so F-hat and F have the same feasible
     maximum, reached by :meth:`best_subset` of F-hat's maximiser. Needs every mask (N <= 26)."""
 
+    monotone = True  # by construction: solvers need not check their proofs against it
     name = "gated-ensemble-envelope"
 
     def __init__(self, inner: GatedObjective):

@@ -15,6 +15,7 @@ class Objective:
     """F over int64 bit masks: larger is better; F(empty) is the worst value."""
 
     name = "objective"
+    monotone = False  # True only where adding an expert can never lower F
 
     def __init__(self, instance: Instance):
         self.instance = instance
@@ -53,6 +54,7 @@ class CoverageObjective(Objective):
     treating experts as independent. Monotone by construction; used when no outcomes exist and
     as a known-monotone objective in solver tests."""
 
+    monotone = True  # by construction: solvers need not check their proofs against it
     name = "coverage"
 
     def _compute(self, masks: np.ndarray) -> np.ndarray:

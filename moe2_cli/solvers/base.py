@@ -213,7 +213,7 @@ class SolveContext:
         ``assumes_monotone``: the solver's proof relies on F being monotone. Then a violation
         seen during the solve withdraws the proof (OPTIMAL becomes FEASIBLE, the bound unknown).
         """
-        mask = int(mask)
+        mask = self._deployable(int(mask))
         value = self.F1(mask) if mask else math.nan
         wall = self.elapsed
         evaluations = self.evaluations
@@ -247,7 +247,16 @@ class SolveContext:
             notes=notes,
         )
 
+    def _deployable(self, mask: int) -> int:
+        """The selection to deploy for ``mask``. An envelope objective (F-hat(S) = max of F over
+        subsets of S) names the subset that reaches its value; that subset fits whenever ``mask``
+        does, and its own F is the value reported."""
+        best_subset = getattr(self.problem.objective, "best_subset", None)
+        return int(best_subset(mask)) if best_subset is not None and mask else mask
+
     def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
+        if getattr(self.problem.objective, "monotone", False) and not self.violations:
+            return ()  # nothing rests on an assumption
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
                      f"(by up to {self.max_violation:.3g})")
@@ -274,8 +283,9 @@ class SolveContext:
     def binding(self, mask: int) -> tuple[str, ...]:
         """The constraints that keep further experts out: those whose relaxation alone would
         let some expert in, or else the smallest sets of constraints that block an expert."""
-        allowed = self.feas.singles() if mask else (1 << self.problem.instance.n_experts) - 1
-        blocked = [set(self.feas.blocking(mask, i)) for i in members(allowed & ~mask)]
+        # Every expert left out, including those that cannot fit even alone: the budgets keep them out too.
+        outside = ((1 << self.problem.instance.n_experts) - 1) & ~mask
+        blocked = [set(self.feas.blocking(mask, i)) for i in members(outside)]
         blocked = [b for b in blocked if b]
         if not blocked:
             return ()
