@@ -46,8 +46,9 @@ class Scenario:
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Read and validate a scenario (the shipped default when ``path`` is None)."""
-    path = Path(path) if path is not None else default_scenario()
+    """Read and validate a scenario: a file, the name of a shipped one (``large``), or the
+    shipped default when ``path`` is None."""
+    path = resolve_scenario(path)
     display = str(path)
     root = read_yaml(path, display)
     check = Checker(display)
@@ -76,6 +77,17 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     return Scenario(name=name, description=description or "", path=path, instance=instance,
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers))
+
+
+def resolve_scenario(path: str | Path | None) -> Path:
+    """A path as given, or a shipped scenario by name when no such file exists."""
+    if path is None:
+        return default_scenario()
+    path = Path(path)
+    shipped = shipped_dir("examples") / f"{path.name}.yaml"
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    return path
 
 
 def _schema_version(check: Checker, top: dict) -> None:

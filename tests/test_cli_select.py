@@ -119,3 +119,12 @@ def test_frontier_plot_and_usage_errors(run_cli, tmp_path):
     assert run_cli("frontier").exit_code == 2
     assert run_cli("frontier", "--sweep", "energy=1:2", "--format", "json").exit_code == 2
     assert run_cli("frontier", "--sweep", "energy=1:2:1", "--plot", tmp_path / "x.gif").exit_code == 2
+
+
+def test_shipped_scenarios_by_name(run_cli):
+    result = run_cli("show", "large", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["experts"]) == 20
+    missing = run_cli("show", "no-such-scenario")
+    assert missing.exit_code == 2
+    assert "cannot read file" in missing.stderr

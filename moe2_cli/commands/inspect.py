@@ -18,7 +18,8 @@ from moe2_cli.yamlio import read_yaml
 
 ScenarioArg = Annotated[
     Optional[Path],
-    typer.Argument(help="Scenario YAML file; the shipped default testbed when omitted.", show_default=False),
+    typer.Argument(help="Scenario YAML file, or a shipped scenario by name (default, large, llmrouter-edge); "
+                        "the shipped default testbed when omitted.", show_default=False),
 ]
 
 
