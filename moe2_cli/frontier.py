@@ -18,6 +18,7 @@ from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
 MAX_SWEEP_POINTS = 10_000
+EXACT_3D_LIMIT = 16
 RESOURCES = ("energy", "latency")
 
 
@@ -178,6 +179,27 @@ def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Lim
     points.reverse()  # ascending energy
     marked = mark_pareto(points)
     return [p for p in marked if p.pareto]
+
+
+def exact_tradeoff_front(problem: Problem, max_experts: int = EXACT_3D_LIMIT) -> list[FrontierPoint]:
+    """Every selection on the (F up, worst energy down, worst latency down) front, by enumeration.
+
+    The budgets still bound the region; within it no grid is needed because every selection is
+    scored. Equal points keep the smaller mask.
+    """
+    inst = problem.instance
+    if inst.n_experts > max_experts:
+        raise UsageError(f"the exact 3-D frontier enumerates every selection: at most {max_experts} experts "
+                         f"(got {inst.n_experts}); sweep a grid instead")
+    masks = np.arange(1, 1 << inst.n_experts, dtype=np.int64)
+    masks = masks[problem.feasible(masks)]
+    usage = problem.usage(masks)
+    costs = np.stack([usage.energy.max(axis=1), usage.latency.max(axis=1)], axis=1).astype(float)
+    flags = pareto_mask(problem.objective(masks), costs)
+    context = SolveContext(problem, Limits())
+    points = [FrontierPoint(budgets=problem.budgets, caps={}, pareto=True,
+                            result=context.result("enumeration", Status.OPTIMAL, int(m))) for m in masks[flags]]
+    return sorted(points, key=lambda p: (max(p.result.energy_j.values()), max(p.result.latency_s.values())))
 
 
 def _min_cap(a: float | None, b: float | None) -> float | None:

@@ -98,3 +98,25 @@ def test_infeasible_points_are_never_pareto():
     points = sweep_budgets(problem, get_solver("polyblock"), [sweep])
     assert not any(p.result.feasible for p in points)
     assert not any(p.pareto for p in points)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_3d_front_matches_brute_force(seed):
+    from moe2_cli.frontier import exact_tradeoff_front
+
+    problem = _problem(seed, n=8, latency_frac=1.0)
+    inst = problem.instance
+    masks = np.arange(1, 1 << inst.n_experts, dtype=np.int64)
+    masks = masks[problem.feasible(masks)]
+    usage = problem.usage(masks)
+    costs = np.stack([usage.energy.max(axis=1), usage.latency.max(axis=1)], axis=1).astype(float)
+    keep = brute_pareto(problem.objective(masks), costs)
+    front = exact_tradeoff_front(problem)
+    assert sorted(p.result.mask for p in front) == sorted(masks[keep].tolist())
+
+
+def test_exact_3d_refuses_large_instances():
+    from moe2_cli.frontier import exact_tradeoff_front
+
+    with pytest.raises(UsageError, match="at most 16 experts"):
+        exact_tradeoff_front(_problem(0, n=17))

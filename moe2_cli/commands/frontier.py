@@ -13,7 +13,7 @@ from moe2_cli.commands.inspect import ScenarioArg
 from moe2_cli.commands.select import BudgetOpt, EnvelopeOpt, MetricOpt, OutcomesOpt, TimeLimitOpt, TimingOpt, TopKOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import Problem
-from moe2_cli.frontier import exact_energy_frontier, parse_sweep, sweep_budgets
+from moe2_cli.frontier import exact_energy_frontier, exact_tradeoff_front, parse_sweep, sweep_budgets
 from moe2_cli.render import Column, emit
 from moe2_cli.report import result_payload
 from moe2_cli.session import open_session
@@ -56,6 +56,8 @@ def frontier(
     budget: BudgetOpt = None,
     exact: Annotated[bool, typer.Option("--exact", help="Every corner of the F-energy trade-off, without a "
                                                          "grid (ε-constraint, exact solver).")] = False,
+    exact_3d: Annotated[bool, typer.Option("--exact-3d", help="Every selection on the F-energy-latency front, "
+                                                               "by enumeration (up to 16 experts).")] = False,
     solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
     top_k: TopKOpt = None,
     outcomes: OutcomesOpt = None,
@@ -74,8 +76,9 @@ def frontier(
 
     Example: moe2 frontier --sweep energy=50:400:10 --budget latency=8 --format csv
     """
-    if not sweep and not exact:
-        raise UsageError("give --sweep energy=LO:HI:STEP (and optionally a latency sweep), or --exact")
+    if sum((bool(sweep), exact, exact_3d)) != 1:
+        raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
+                         "or --exact-3d")
     if sweep and len(sweep) > 2:
         raise UsageError(f"--sweep takes at most two dimensions (got {len(sweep)})")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
@@ -83,9 +86,10 @@ def frontier(
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope)
     engine, limits = get_solver(solver, seed=seed), Limits(time_s=time_limit)
-    points = _solve_points(session, engine, limits, sweep, exact)
+    points = exact_tradeoff_front(session.problem) if exact_3d else _solve_points(session, engine, limits, sweep,
+                                                                                        exact)
     payloads = [_point_payload(p, session, timing) for p in points]
-    baselines = _baselines(session, sweep, exact, limits, seed) if compare else {}
+    baselines = _baselines(session, sweep, exact or exact_3d, limits, seed) if compare else {}
     if plot is not None:
         from moe2_cli.plotting import plot_frontier
 
