@@ -79,8 +79,9 @@ def fail_usage(message: str) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback; draws a bar on stderr only when stderr is a terminal."""
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield an ``advance(n)`` callback; draws a bar on stderr only when stderr is a terminal.
+    ``total=None`` draws a pulsing bar for work whose length is not known in advance."""
     console = stderr_console()
     if not console.is_terminal:
         yield lambda n=1: None

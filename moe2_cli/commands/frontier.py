@@ -100,7 +100,7 @@ def frontier(
 def _solve_points(session, engine, limits, sweep_specs, exact):
     cats = session.problem.instance.categories
     if exact:
-        with progress_bar("exact frontier", total=session.problem.instance.n_experts * 8) as advance:
+        with progress_bar("exact frontier", total=None) as advance:
             return exact_energy_frontier(session.problem, engine, limits, advance)
     sweeps = [parse_sweep(s, cats) for s in sweep_specs]
     total = 1
