@@ -85,6 +85,9 @@ def explain_experts(problem: Problem, mask: int) -> list[dict]:
             row["reason"] = "adding it breaks " + ", ".join(broken)
         else:
             gain = objective.value(mask | (1 << i)) - current
-            row["reason"] = f"fits, but F changes by {gain:+.4f}" if gain <= 0 else f"fits; F would gain {gain:+.4f}"
+            if abs(gain) <= 1e-12:
+                row["reason"] = "fits, but adds nothing to F"
+            else:
+                row["reason"] = f"fits, but F changes by {gain:+.4f}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
         rows.append(row)
     return rows

@@ -29,7 +29,7 @@ class Session:
 
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
-                 envelope: bool | None = None) -> Session:
+                 envelope: bool | None = None, time_limit: float | None = None) -> Session:
     """Load the scenario, apply budgets and k, and build the objective F (trained gate on held-out queries).
 
     A gate restricted to S is not monotone in S in general, and the polyblock and CP-SAT proofs
@@ -42,6 +42,8 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
     if top_k is not None and top_k < 1:
         raise UsageError(f"--top-k must be >= 1 (got {top_k})")
+    if time_limit is not None and not time_limit > 0:
+        raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)

@@ -69,6 +69,7 @@ def test_min_accuracy_gate(run_cli):
     (["--solver", "polyblok"], "did you mean 'polyblock'"),
     (["--top-k", "0"], "--top-k must be >= 1"),
     (["--metric", "f1"], "--metric must be one of"),
+    (["--time-limit", "-1"], "--time-limit must be > 0"),
 ])
 def test_bad_usage_exits_2_with_one_line(run_cli, args, message):
     result = run_cli("select", *args)

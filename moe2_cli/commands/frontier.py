@@ -84,7 +84,7 @@ def frontier(
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot must end in .png or .svg (got {plot.name!r})")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope)
+                           envelope=envelope, time_limit=time_limit)
     engine, limits = get_solver(solver, seed=seed), Limits(time_s=time_limit)
     points = exact_tradeoff_front(session.problem) if exact_3d else _solve_points(session, engine, limits, sweep,
                                                                                         exact)

@@ -85,7 +85,7 @@ def select(
     2 bad usage or input.
     """
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope)
+                           envelope=envelope, time_limit=time_limit)
     engine = get_solver(solver, seed=seed)
     result = engine.solve(session.problem, Limits(time_s=time_limit))
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
@@ -132,7 +132,7 @@ def compare(
     Example: moe2 compare examples/large.yaml --budget energy=200
     """
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope)
+                           envelope=envelope, time_limit=time_limit)
     payloads = []
     for name in SOLVERS:
         result = get_solver(name, seed=seed).solve(session.problem, Limits(time_s=time_limit))
