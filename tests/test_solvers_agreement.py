@@ -22,6 +22,8 @@ VARIANTS = {  # polyblock's options must not change the optimum
     "polyblock eager": lambda: PolyblockSolver(lazy=False),
     "polyblock single cut": lambda: PolyblockSolver(multi_cut=False),
     "polyblock no greedy": lambda: PolyblockSolver(greedy=False),
+    "polyblock no reduce": lambda: PolyblockSolver(reduce=False),
+    "polyblock eager single cut": lambda: PolyblockSolver(lazy=False, multi_cut=False),
 }
 # Budget positions between "one cheap expert fits" (0) and "everyone fits" (1); sampled
 # rather than drawn as floats, which would sit mostly on the trivial ends.

@@ -40,14 +40,16 @@ class PolyblockSolver(Solver):
     that (0 = exact); ``lazy`` evaluates a child's F only when it is about to be expanded
     (otherwise all children are scored in batches as they are made); ``multi_cut`` cuts with
     a minimal infeasible subset for every expert the projection rejects, not only the first;
-    ``greedy`` starts from a greedy incumbent.
+    ``greedy`` starts from a greedy incumbent; ``reduce`` attaches to each vertex the experts
+    every improving set below it must hold, and reduces vertices with them (see ``_Dpoly``).
     """
 
     name = "polyblock"
 
     def __init__(self, *, seed: int = 0, eps_abs: float = 0.0, eps_rel: float = 0.0, lazy: bool = True,
-                 multi_cut: bool = True, greedy: bool = True):
+                 multi_cut: bool = True, greedy: bool = True, reduce: bool = True):
         super().__init__(seed=seed)
+        self.reduce = reduce
         self.eps_abs = eps_abs
         self.eps_rel = eps_rel
         self.lazy = lazy
@@ -66,6 +68,16 @@ class _Dpoly:
     With ``lazy`` bounds a child inherits its parent's bound (valid: the child is a subset) and
     F is evaluated only when the child is about to be expanded; most children are cut again or
     pruned before that, which saves most evaluations.
+
+    With ``reduce`` each vertex v also carries ``low``: experts that every feasible set below v
+    beating the incumbent must hold (valid for monotone F; the incumbent only improves, so it
+    stays valid). Before a vertex is projected it is reduced: a vertex whose ``low`` does not
+    fit holds nothing better and is dropped; experts that cannot join ``low`` are dropped from
+    it (reduce-up, the bound stays valid); then F(v \\ {i}) is evaluated for its free experts, and
+    those whose removal cannot beat the incumbent join ``low`` (reduce-low). These values are
+    the exact bounds of the cut's children, and they order the projection (most important
+    expert first, so the projection is a good incumbent). A cut's child v \\ {i} with i in
+    ``low`` holds nothing better and is not made.
     """
 
     def __init__(self, ctx: SolveContext, solver: PolyblockSolver):
@@ -74,10 +86,13 @@ class _Dpoly:
         self.eps_abs, self.eps_rel = solver.eps_abs, solver.eps_rel
         self.lazy, self.greedy = solver.lazy, solver.greedy
         self.multi = solver.multi_cut
+        self.reduce = solver.reduce
         self.best = Incumbent()
         self.verts = np.zeros(0, dtype=np.int64)
         self.bounds = np.zeros(0, dtype=float)
         self.exact = np.zeros(0, dtype=bool)  # bound is F(v) itself, not inherited
+        self.low = np.zeros(0, dtype=np.int64)  # experts every improving set below v holds
+        self.known: dict[int, float] = {}  # F of the projected vertex's children
         self.iterations = 0
         self.peak = 0
 
@@ -98,6 +113,7 @@ class _Dpoly:
         self.verts = np.array([full], dtype=np.int64)
         self.bounds = ctx.F(self.verts)
         self.exact = np.ones(1, dtype=bool)
+        self.low = np.zeros(1, dtype=np.int64)
         self.peak = 1
         return self._loop()
 
@@ -118,7 +134,17 @@ class _Dpoly:
                 continue
             if ctx.feas.fits(z):
                 return self._finish(Status.OPTIMAL, z)  # F(z) > incumbent, and bounds all others
-            x, cuts = self._project(z)
+            if self.reduce:
+                if self._reduce_up(at):
+                    continue
+                if ctx.limit_hit(self.verts.size) is not None:
+                    return self._finish(Status.LIMIT, self.best.mask)
+                projected = self._reduce_low(at)
+                if projected is None:
+                    continue
+                x, cuts = projected
+            else:
+                x, cuts = self._project(z)
             self._offer(x)
             for u in cuts:
                 if not self._cut(u):
@@ -141,7 +167,63 @@ class _Dpoly:
     def _prune(self) -> None:
         keep = self.bounds > self._threshold()
         if not keep.all():
-            self.verts, self.bounds, self.exact = self.verts[keep], self.bounds[keep], self.exact[keep]
+            self._keep(keep)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self.verts, self.bounds, self.exact = self.verts[keep], self.bounds[keep], self.exact[keep]
+        self.low = self.low[keep]
+
+    def _drop(self, at: int) -> None:
+        keep = np.ones(self.verts.size, dtype=bool)
+        keep[at] = False
+        self._keep(keep)
+
+    def _reduce_up(self, at: int) -> bool:
+        """Drop the vertex if its ``low`` does not fit, else drop from it the experts that cannot
+        join ``low``; True if the vertex changed (then it is selected afresh)."""
+        feas = self.ctx.feas
+        z, p = int(self.verts[at]), int(self.low[at])
+        if not feas.fits(p):
+            self._drop(at)  # nothing feasible below z beats the incumbent
+            return True
+        packer = feas.packer(p)
+        q = p | sum(1 << i for i in members(z & ~p) if packer.can_add(i))
+        if q == z:
+            return False
+        others = np.delete(self.verts, at)
+        if ((q & ~others) == 0).any():
+            self._drop(at)  # q lies below another vertex (V stays an antichain)
+        else:
+            self.verts[at], self.exact[at] = q, False  # F(z) still bounds F below q
+        return True
+
+    def _reduce_low(self, at: int) -> tuple[int, list[int]] | None:
+        """Force into ``low`` the experts whose removal cannot beat the incumbent, then project
+        with the free experts by importance; None if the vertex was dropped."""
+        ctx, feas = self.ctx, self.ctx.feas
+        z, p, top = int(self.verts[at]), int(self.low[at]), float(self.bounds[at])
+        free = np.array(members(z & ~p), dtype=np.int64)
+        drops = z & ~(np.int64(1) << free)
+        values = ctx.F(drops)
+        ctx.check_edges(np.full(free.size, top), values)
+        self.known = dict(zip(drops.tolist(), values.tolist()))
+        forced = values <= self._threshold()
+        if forced.any():
+            p |= int(np.bitwise_or.reduce(np.int64(1) << free[forced]))
+            if not feas.fits(p):
+                self._drop(at)
+                return None
+            self.low[at] = p
+        free, values = free[~forced], values[~forced]
+        order = free[np.lexsort((free, values))].tolist()  # largest drop of F first
+        packer = feas.packer(p)
+        rejected = [i for i in order if not packer.try_add(i)]
+        x = packer.mask
+        cuts = [self._minimal(x, j, p) for j in (rejected if self.multi else rejected[:1])]
+        for i in self.order:
+            if not z >> i & 1:
+                packer.try_add(i)
+        return packer.mask, list(dict.fromkeys(cuts))
 
     def _select(self) -> int:
         """The vertex with the largest bound; ties: exact bound first, then fewer experts, then
@@ -177,11 +259,13 @@ class _Dpoly:
                 packer.try_add(i)
         return packer.mask, list(dict.fromkeys(cuts))
 
-    def _minimal(self, x: int, j: int) -> int:
+    def _minimal(self, x: int, j: int, keep_last: int = 0) -> int:
         """A minimal infeasible subset of x + j (x feasible, x + j not) that holds j: a deletion
-        filter, minimal because the feasible sets form a down-set."""
+        filter, minimal because the feasible sets form a down-set. Experts of ``keep_last`` are
+        tried last, so the cut keeps as many of them as it can (their children are not made)."""
         u = x | (1 << j)
-        for i in reversed([i for i in self.order if x >> i & 1]):
+        rev = [i for i in reversed(self.order) if x >> i & 1]
+        for i in [i for i in rev if not keep_last >> i & 1] + [i for i in rev if keep_last >> i & 1]:
             if not self.ctx.feas.fits(u & ~(1 << i)):
                 u &= ~(1 << i)
         return u
@@ -196,11 +280,17 @@ class _Dpoly:
         bits = np.array([1 << i for i in members(u)], dtype=np.int64)
         children = (self.verts[above][:, None] & ~bits[None, :]).ravel()
         inherited = np.repeat(self.bounds[above], bits.size)
-        children, inherited = _unique_min(children, inherited)
+        low = np.repeat(self.low[above], bits.size)
+        useful = (children & low) == low  # a child without an expert of low holds nothing better
+        children, inherited, low = _unique_min(children[useful], inherited[useful], low[useful])
         fresh = ~np.isin(children, self.verts[rest])
-        children, inherited = children[fresh], inherited[fresh]
+        children, inherited, low = children[fresh], inherited[fresh], low[fresh]
         if self.lazy:
-            values, exact = inherited, np.zeros(children.size, dtype=bool)
+            values, exact = inherited.copy(), np.zeros(children.size, dtype=bool)
+            if self.known:
+                for t, c in enumerate(children.tolist()):
+                    if (v := self.known.get(c)) is not None:
+                        values[t], exact[t] = v, True
         else:
             values = self._score(children)
             if values is None:
@@ -208,7 +298,7 @@ class _Dpoly:
             self.ctx.check_edges(inherited, values)
             exact = np.ones(children.size, dtype=bool)
         keep = values > self._threshold()
-        children, values, exact = children[keep], values[keep], exact[keep]
+        children, values, exact, low = children[keep], values[keep], exact[keep], low[keep]
         dominated = _dominated(children, self.verts[rest], u, lambda: self.ctx.limit_hit() is not None)
         if dominated is None:
             return False
@@ -216,6 +306,7 @@ class _Dpoly:
         self.verts = np.concatenate([self.verts[rest], children[alive]])
         self.bounds = np.concatenate([self.bounds[rest], values[alive]])
         self.exact = np.concatenate([self.exact[rest], exact[alive]])
+        self.low = np.concatenate([self.low[rest], low[alive]])
         self.peak = max(self.peak, self.verts.size)
         return True
 
@@ -251,12 +342,16 @@ def _projection_order(ctx: SolveContext, allowed: int) -> list[int]:
     return idx[np.lexsort((idx, load))].tolist()
 
 
-def _unique_min(masks: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct masks, each with the smallest of its bounds (each is valid)."""
+def _unique_min(masks: np.ndarray, bounds: np.ndarray, low: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct masks, each with the smallest of its bounds and the union of its ``low`` sets
+    (each is valid for the same down-set)."""
+    if masks.size == 0:
+        return masks, bounds, low
     order = np.argsort(masks, kind="stable")
-    masks, bounds = masks[order], bounds[order]
+    masks, bounds, low = masks[order], bounds[order], low[order]
     starts = np.flatnonzero(np.r_[True, masks[1:] != masks[:-1]])
-    return masks[starts], np.minimum.reduceat(bounds, starts)
+    return masks[starts], np.minimum.reduceat(bounds, starts), np.bitwise_or.reduceat(low, starts)
 
 
 def _dominated(children: np.ndarray, rest: np.ndarray, u: int, stop) -> np.ndarray | None:
