@@ -48,7 +48,7 @@ def load_profile(path: str | Path, display: str | None = None) -> DeviceProfile:
     top = check.mapping(root, "profile", required=("schema_version", "device", "categories", "llms"))
     if top is None:
         check.raise_if_any()
-    _check_schema_version(check, top)
+    check_schema_version(check, top)
     device = _device(check, top["device"][1]) if "device" in top else None
     shapes = _categories(check, top["categories"][1]) if "categories" in top else {}
     llms = _llms(check, top["llms"][1], shapes) if "llms" in top else {}
@@ -56,7 +56,8 @@ def load_profile(path: str | Path, display: str | None = None) -> DeviceProfile:
     return DeviceProfile(id=device[0], name=device[1], path=display, categories=tuple(shapes), llms=llms)
 
 
-def _check_schema_version(check: Checker, top: dict) -> None:
+def check_schema_version(check: Checker, top: dict) -> None:
+    """Profiles and scenarios share one schema version; report any other."""
     if "schema_version" not in top:
         return
     node = top["schema_version"][1]

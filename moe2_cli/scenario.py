@@ -14,7 +14,7 @@ import numpy as np
 
 from moe2_cli.errors import InputError
 from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance
-from moe2_cli.profiles import SCHEMA_VERSION, DeviceProfile, load_profile
+from moe2_cli.profiles import DeviceProfile, check_schema_version, load_profile
 from moe2_cli.shipped import default_scenario, shipped_dir
 from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
 
@@ -56,7 +56,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
                         optional=_TOP_KEYS)
     if top is None:
         check.raise_if_any()
-    _schema_version(check, top)
+    check_schema_version(check, top)
     name = check.string(top["name"][1], "name") if "name" in top else None
     description = check.string(top["description"][1], "description") if "description" in top else ""
     top_k = check.number(top["top_k"][1], "top_k", positive=True, integer=True) if "top_k" in top else None
@@ -88,14 +88,6 @@ def resolve_scenario(path: str | Path | None) -> Path:
     if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
         return shipped
     return path
-
-
-def _schema_version(check: Checker, top: dict) -> None:
-    if "schema_version" in top:
-        node = top["schema_version"][1]
-        version = check.number(node, "schema_version", integer=True)
-        if version is not None and version != SCHEMA_VERSION:
-            check.error(node, f"schema_version must be {SCHEMA_VERSION} (got {version})")
 
 
 def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
