@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from moe2_cli.ensemble import GatedObjective, share_weights
+from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.problem import Instance
 
 

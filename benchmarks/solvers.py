@@ -9,7 +9,7 @@ time and the ratio of F to the reference: the true optimum from ``exhaustive-all
 feasible set) where N <= 24, else CP-SAT exact when it completes, else the best F found. Every
 solver gets a fresh objective, so none profits from another's cache.
 
-F (default): ``moe2_cli.ensemble.GatedObjective``, the expected accuracy of a top-2
+F (default): ``moe2_cli.gating.ensemble.GatedObjective``, the expected accuracy of a top-2
 softmax-gated ensemble over 1,000 held-out queries, here with seeded synthetic gate logits and
 per-query correctness probabilities (the gate tracks each expert's chance on each query, with
 noise). Such an F is close to monotone but not exactly: a second expert that takes weight from a
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ortools  # noqa: E402
 
-from moe2_cli.ensemble import GatedObjective, share_weights  # noqa: E402
+from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
 from moe2_cli.objective import Objective  # noqa: E402
 from moe2_cli.problem import Budgets, Instance, Problem, masks_to_bool  # noqa: E402
 from moe2_cli.solvers import ExhaustiveSolver, Limits, SolveResult, Status, get_solver  # noqa: E402

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from moe2_cli.budget_spec import apply_budget_specs
-from moe2_cli.ensemble import MonotoneEnvelope
 from moe2_cli.errors import UsageError
-from moe2_cli.pipeline import build_objective
+from moe2_cli.gating.ensemble import MonotoneEnvelope
+from moe2_cli.gating.pipeline import build_objective
 from moe2_cli.problem import Problem
-from moe2_cli.scenario import Scenario, load_scenario
+from moe2_cli.scenario.budgets import apply_budget_specs
+from moe2_cli.scenario.scenario import Scenario, load_scenario
 
 METRICS = ("accuracy", "neg-cross-entropy")
 # Up to this many experts F is tabulated over every selection (2^20 masks take a few seconds)

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from moe2_cli.errors import UsageError
-from moe2_cli.frontier import exact_energy_frontier, pareto_mask, parse_sweep, sweep_budgets
+from moe2_cli.frontier import (
+    exact_energy_frontier,
+    pareto_mask,
+    parse_sweep,
+    sweep_budgets,
+)
 from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.solvers import get_solver
-from solver_cases import budgets_for, random_instance
+from tests.solvers.cases import budgets_for, random_instance
 
 
 def brute_pareto(objective, costs):

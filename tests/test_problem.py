@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from moe2_cli.problem import (
-    ENERGY_UNITS_PER_J, LATENCY_UNITS_PER_S, Budgets, Instance, bool_to_masks, mask_of, masks_to_bool, members,
-    popcount, scale_down, scale_up,
+    ENERGY_UNITS_PER_J,
+    LATENCY_UNITS_PER_S,
+    Budgets,
+    Instance,
+    bool_to_masks,
+    mask_of,
+    masks_to_bool,
+    members,
+    popcount,
+    scale_down,
+    scale_up,
 )
 
 

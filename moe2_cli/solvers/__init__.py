@@ -12,8 +12,13 @@ import inspect
 from typing import Callable
 
 from moe2_cli.errors import UsageError
-from moe2_cli.solvers.base import Limits, SolveResult, Solver, Status
-from moe2_cli.solvers.baselines import AllFeasibleSolver, BestSingleSolver, GreedySolver, RandomSolver
+from moe2_cli.solvers.base import Limits, Solver, SolveResult, Status
+from moe2_cli.solvers.baselines import (
+    AllFeasibleSolver,
+    BestSingleSolver,
+    GreedySolver,
+    RandomSolver,
+)
 from moe2_cli.solvers.brb import BrbSolver
 from moe2_cli.solvers.cpsat import CpSatSolver
 from moe2_cli.solvers.exhaustive import ExhaustiveSolver

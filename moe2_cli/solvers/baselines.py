@@ -17,7 +17,15 @@ from abc import abstractmethod
 import numpy as np
 
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Problem, members
-from moe2_cli.solvers.base import Limits, ProgressCallback, SolveContext, SolveResult, Solver, Status, best_index
+from moe2_cli.solvers.base import (
+    Limits,
+    ProgressCallback,
+    SolveContext,
+    Solver,
+    SolveResult,
+    Status,
+    best_index,
+)
 
 # Energy steps below this (J) count as this much, so a free gain ranks first but stays finite.
 _MIN_ENERGY_STEP_J = 1.0 / ENERGY_UNITS_PER_J

@@ -18,7 +18,15 @@ import math
 import numpy as np
 
 from moe2_cli.problem import Problem, members, popcount
-from moe2_cli.solvers.base import Incumbent, Limits, ProgressCallback, SolveContext, SolveResult, Solver, Status
+from moe2_cli.solvers.base import (
+    Incumbent,
+    Limits,
+    ProgressCallback,
+    SolveContext,
+    Solver,
+    SolveResult,
+    Status,
+)
 from moe2_cli.solvers.baselines import greedy_mask
 
 

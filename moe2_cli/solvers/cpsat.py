@@ -16,7 +16,15 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from moe2_cli.problem import Problem, members
-from moe2_cli.solvers.base import Limits, ProgressCallback, SolveContext, SolveResult, Solver, Status, best_index
+from moe2_cli.solvers.base import (
+    Limits,
+    ProgressCallback,
+    SolveContext,
+    Solver,
+    SolveResult,
+    Status,
+    best_index,
+)
 from moe2_cli.solvers.feasibility import Row
 
 # Surrogate scores are scaled to integers up to this value (objective coefficients stay exact).

@@ -14,7 +14,15 @@ import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import Problem
-from moe2_cli.solvers.base import Limits, ProgressCallback, SolveContext, SolveResult, Solver, Status, best_index
+from moe2_cli.solvers.base import (
+    Limits,
+    ProgressCallback,
+    SolveContext,
+    Solver,
+    SolveResult,
+    Status,
+    best_index,
+)
 
 MAX_EXPERTS = 26  # 2^26 masks: about 1.5 GB of working arrays
 _BATCH = 1 << 16

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from moe2_cli.gate import masked_log_softmax, topk_mask
+from moe2_cli.gating.topk import masked_log_softmax, topk_mask
 
 SELECT_ON = ("score", "logit")
 LOG_2PI = float(np.log(2 * np.pi))

@@ -1,0 +1,5 @@
+"""The command line: the typer app, one module per command group, and the renderers."""
+
+from moe2_cli.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,167 @@
+"""`moe2 frontier`: the accuracy-energy-latency trade-off, swept on a grid or exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.text import Text
+
+from moe2_cli.cli.common import (
+    FormatOpt,
+    OutputFormat,
+    SeedOpt,
+    handles_errors,
+    progress_bar,
+)
+from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.render import Column, emit
+from moe2_cli.cli.report import result_payload
+from moe2_cli.cli.select import (
+    BudgetOpt,
+    EnvelopeOpt,
+    MetricOpt,
+    OutcomesOpt,
+    TimeLimitOpt,
+    TimingOpt,
+    TopKOpt,
+)
+from moe2_cli.errors import UsageError
+from moe2_cli.frontier import (
+    exact_energy_frontier,
+    exact_tradeoff_front,
+    parse_sweep,
+    sweep_budgets,
+)
+from moe2_cli.problem import Problem
+from moe2_cli.session import open_session
+from moe2_cli.solvers import SOLVERS, Limits, get_solver
+
+FRONTIER_SCHEMA = "moe2.frontier/1"
+BASELINES = ("greedy", "best-single", "random")
+_BAR_WIDTH = 40
+
+
+def _point_payload(point, session, timing: bool) -> dict:
+    problem = Problem(instance=session.problem.instance, budgets=point.budgets, objective=session.problem.objective)
+    payload = result_payload(point.result, problem, scenario=session.scenario.name,
+                             seed=session.seed, metric=session.metric, timing=timing, notes=session.notes)
+    payload["caps"] = point.caps
+    payload["pareto"] = point.pareto
+    return payload
+
+
+def _chart(payloads: list[dict]) -> Text:
+    """F against worst-case energy, one bar per Pareto point."""
+    text = Text("F against worst-case energy (Pareto points)\n")
+    front = [p for p in payloads if p["pareto"]]
+    if not front:
+        return text
+    top = max(p["objective"] for p in front)
+    for p in sorted(front, key=lambda p: max(p["energy_j"].values())):
+        energy = max(p["energy_j"].values())
+        bar = "█" * max(1, round(_BAR_WIDTH * p["objective"] / top))
+        text.append(f"{energy:9.1f} J  {bar} {100 * p['objective']:.2f}%\n")
+    return text
+
+
+@handles_errors
+def frontier(
+    scenario: ScenarioArg = None,
+    sweep: Annotated[Optional[list[str]], typer.Option(
+        "--sweep", help="A swept cap LO:HI:STEP, e.g. energy=50:400:10 or latency.math=1:5:0.5; give two for "
+                        "a grid.")] = None,
+    budget: BudgetOpt = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Every corner of the F-energy trade-off, without a "
+                                                         "grid (ε-constraint, exact solver).")] = False,
+    exact_3d: Annotated[bool, typer.Option("--exact-3d", help="Every selection on the F-energy-latency front, "
+                                                               "by enumeration (up to 16 experts).")] = False,
+    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
+    top_k: TopKOpt = None,
+    outcomes: OutcomesOpt = None,
+    seed: SeedOpt = 0,
+    time_limit: TimeLimitOpt = None,
+    format: FormatOpt = OutputFormat.table,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a figure (.png or .svg); needs "
+                                                                "matplotlib (pip install 'moe2[plot]').")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also solve every point with the baselines "
+                                                            f"({', '.join(BASELINES)}) and plot them.")] = False,
+    metric: MetricOpt = "accuracy",
+    timing: TimingOpt = True,
+    envelope: EnvelopeOpt = None,
+) -> None:
+    """Sweep budgets and mark the Pareto-optimal points (F up, energy down, latency down).
+
+    Example: moe2 frontier --sweep energy=50:400:10 --budget latency=8 --format csv
+    """
+    if sum((bool(sweep), exact, exact_3d)) != 1:
+        raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
+                         "or --exact-3d")
+    if sweep and len(sweep) > 2:
+        raise UsageError(f"--sweep takes at most two dimensions (got {len(sweep)})")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot must end in .png or .svg (got {plot.name!r})")
+    session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
+                           envelope=envelope, time_limit=time_limit)
+    engine, limits = get_solver(solver, seed=seed), Limits(time_s=time_limit)
+    points = exact_tradeoff_front(session.problem) if exact_3d else _solve_points(session, engine, limits, sweep,
+                                                                                        exact)
+    payloads = [_point_payload(p, session, timing) for p in points]
+    baselines = _baselines(session, sweep, exact or exact_3d, limits, seed) if compare else {}
+    if plot is not None:
+        from moe2_cli.cli.plotting import plot_frontier
+
+        plot_frontier(plot, payloads, baselines, session)
+    _render(format, payloads, session)
+
+
+def _solve_points(session, engine, limits, sweep_specs, exact):
+    cats = session.problem.instance.categories
+    if exact:
+        with progress_bar("exact frontier", total=None) as advance:
+            return exact_energy_frontier(session.problem, engine, limits, advance)
+    sweeps = [parse_sweep(s, cats) for s in sweep_specs]
+    total = 1
+    for s in sweeps:
+        total *= len(s.values)
+    with progress_bar("frontier", total=total) as advance:
+        return sweep_budgets(session.problem, engine, sweeps, limits, advance)
+
+
+def _baselines(session, sweep_specs, exact, limits, seed) -> dict[str, list[dict]]:
+    if exact or not sweep_specs:
+        sweep_specs = [f"energy={_energy_range(session)}"]
+    out = {}
+    for name in BASELINES:
+        points = _solve_points(session, get_solver(name, seed=seed), limits, sweep_specs, False)
+        out[name] = [_point_payload(p, session, False) for p in points]
+    return out
+
+
+def _energy_range(session) -> str:
+    top = float(session.problem.instance.energy_j.max()) * session.problem.instance.top_k
+    return f"{top / 40:.6g}:{top:.6g}:{top / 40:.6g}"
+
+
+def _render(format: OutputFormat, payloads: list[dict], session) -> None:
+    cats = session.problem.instance.categories
+    rows = []
+    for p in payloads:
+        row = {**{f"cap.{k}": v for k, v in p["caps"].items()}, "objective": p["objective"],
+               "energy_j": max(p["energy_j"].values()), "status": p["status"], "selection": p["selection"],
+               "evaluations": p["evaluations"], "pareto": p["pareto"]}
+        row.update({f"latency_s.{c}": p["latency_s"][c] for c in cats})
+        rows.append(row)
+    cap_keys = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cap.")))
+    columns = [Column(k, k.removeprefix("cap.") + " cap") for k in cap_keys] + [
+        Column("objective", "F", lambda v: f"{100 * v:.2f}%"),
+        Column("energy_j", "energy J", lambda v: f"{v:.1f}"),
+        *[Column(f"latency_s.{c}", f"{c} s", lambda v: f"{v:.2f}") for c in cats],
+        Column("status", "status"), Column("evaluations", "evals"),
+        Column("pareto", "pareto", lambda v: "*" if v else ""),
+        Column("selection", "selection", justify="left")]
+    payload = {"schema": FRONTIER_SCHEMA, "scenario": session.scenario.name, "points": payloads}
+    emit(format.value, payload=payload, rows=rows, columns=columns,
+         title=f"{session.scenario.name}: frontier ({sum(p['pareto'] for p in payloads)} Pareto points)",
+         extra=[_chart(payloads)])

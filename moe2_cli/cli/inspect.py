@@ -1,0 +1,115 @@
+"""`moe2 show` and `moe2 validate`: look at a scenario, check files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from yaml.nodes import MappingNode
+
+from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors
+from moe2_cli.cli.render import Column, emit
+from moe2_cli.errors import EXIT_BAD_INPUT, Diagnostic, InputError
+from moe2_cli.scenario.profiles import load_profile
+from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.yamlio import read_yaml
+
+ScenarioArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Scenario YAML file, or a shipped scenario by name (default, large, llmrouter-edge); "
+                        "the shipped default testbed when omitted.", show_default=False),
+]
+
+
+def scenario_payload(scenario: Scenario) -> dict:
+    inst = scenario.instance
+    device_of = dict(zip(inst.server_names, scenario.server_devices))
+    experts = []
+    for i, expert in enumerate(inst.expert_ids):
+        server = inst.server_names[inst.expert_server[i]]
+        experts.append({
+            "id": expert, "server": server, "device": device_of[server], "llm": inst.expert_llms[i],
+            "latency_s": dict(zip(inst.categories, inst.latency_s[i].tolist())),
+            "energy_j": dict(zip(inst.categories, inst.energy_j[i].tolist())),
+            "accuracy": dict(zip(inst.categories, inst.accuracy[i].tolist())),
+        })
+    return {
+        "scenario": scenario.name,
+        "top_k": inst.top_k,
+        "aggregation_s": inst.aggregation_s,
+        "categories": [{"name": c, "share": float(s)} for c, s in zip(inst.categories, inst.shares)],
+        "servers": [{"name": n, "device": device_of[n], "transmission_s": float(t)}
+                    for n, t in zip(inst.server_names, inst.transmission_s)],
+        "budgets": scenario.budgets.as_dict(),
+        "experts": experts,
+    }
+
+
+@handles_errors
+def show(scenario: ScenarioArg = None, format: FormatOpt = OutputFormat.table) -> None:
+    """Show a scenario's experts with their latency, energy and accuracy per category.
+
+    Example: moe2 show examples/large.yaml --format json
+    """
+    loaded = load_scenario(scenario)
+    payload = scenario_payload(loaded)
+    categories = [c["name"] for c in payload["categories"]]
+    if format is OutputFormat.csv:
+        rows = [{"expert": e["id"], "server": e["server"], "device": e["device"], "llm": e["llm"], "category": c,
+                 "latency_s": e["latency_s"][c], "energy_j": e["energy_j"][c], "accuracy": e["accuracy"][c]}
+                for e in payload["experts"] for c in categories]
+        columns = [Column(k, k) for k in ("expert", "server", "device", "llm", "category", "latency_s", "energy_j",
+                                          "accuracy")]
+    else:
+        rows = [{"expert": e["id"], **{c: f"{e['latency_s'][c]:.2f}s {e['energy_j'][c]:.0f}J {e['accuracy'][c]:.2f}"
+                                       for c in categories}} for e in payload["experts"]]
+        columns = [Column("expert", "expert", justify="left", no_wrap=True)] + [
+            Column(c, f"{c} {share:.0%}\ns  J  acc", no_wrap=True)
+            for c, share in zip(categories, loaded.instance.shares)]
+    emit(format.value, payload=payload, rows=rows, columns=columns,
+         title=f"{loaded.name}: {loaded.instance.n_experts} experts, top-{loaded.instance.top_k} "
+               f"(latency s, energy J, accuracy per category)")
+
+
+def _validate_one(path: Path) -> dict:
+    root = read_yaml(path)
+    keys = {k.value for k, _ in root.value} if isinstance(root, MappingNode) else set()
+    if keys & {"servers", "top_k", "budgets"}:
+        scenario = load_scenario(path)
+        return {"path": str(path), "kind": "scenario", "ok": True,
+                "summary": f"{scenario.instance.n_experts} experts on {len(scenario.instance.server_names)} servers"}
+    if keys & {"llms", "device"}:
+        profile = load_profile(path)
+        return {"path": str(path), "kind": "profile", "ok": True,
+                "summary": f"{profile.id}: {len(profile.llms)} LLMs, {len(profile.categories)} categories"}
+    mark = root.start_mark
+    raise InputError(Diagnostic(str(path), mark.line + 1, mark.column + 1,
+                                "not a moe2 profile or scenario (expected an 'llms' or 'servers' key)"))
+
+
+@handles_errors
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Profile and scenario YAML files to check.")],
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Check profiles and scenarios: exit 0 if all are valid, else 2 with path:line:col lines on stderr.
+
+    Example: moe2 validate profiles/*.yaml examples/*.yaml
+    """
+    results, bad = [], False
+    for path in files:
+        try:
+            results.append(_validate_one(path))
+        except InputError as err:
+            bad = True
+            for line in err.lines():
+                print(line, file=sys.stderr)
+            results.append({"path": str(path), "kind": "?", "ok": False,
+                            "summary": f"{len(err.diagnostics)} problem(s)"})
+    columns = [Column("path", "file", justify="left"), Column("kind", "kind", justify="left"),
+               Column("ok", "valid"), Column("summary", "summary", justify="left")]
+    emit(format.value, payload=results, rows=results, columns=columns)
+    if bad:
+        raise typer.Exit(EXIT_BAD_INPUT)

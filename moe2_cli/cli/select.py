@@ -1,0 +1,150 @@
+"""`moe2 select` and `moe2 compare`: choose the experts, or run every solver side by side."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.panel import Panel
+
+from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors
+from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.render import Column, emit
+from moe2_cli.cli.report import explain_experts, result_payload
+from moe2_cli.errors import EXIT_UNMET
+from moe2_cli.session import open_session
+from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
+
+BudgetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--budget", "-b", help="A cap, repeatable: energy=J, latency=S, or per category latency.math=S, "
+                                        "energy.code=J; 'none' lifts a cap. Defaults come from the scenario."),
+]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", help="Experts the gate sends each query to "
+                                                                        "(default: the scenario's top_k).")]
+OutcomesOpt = Annotated[Optional[Path], typer.Option(
+    "--outcomes", help="Per-query outcomes (JSONL or CSV) to train the gate on, instead of the scenario's own "
+                       "or synthetic ones.")]
+TimeLimitOpt = Annotated[Optional[float], typer.Option("--time-limit", help="Seconds; the solver returns its "
+                                                                             "best selection and proven gap.")]
+MetricOpt = Annotated[str, typer.Option("--metric", help="Objective F: accuracy (expected accuracy) or "
+                                                         "neg-cross-entropy.")]
+TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wall time (json wall_s); "
+                                                                      "--no-timing makes output byte-identical.")]
+EnvelopeOpt = Annotated[Optional[bool], typer.Option(
+    "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
+                                     "selections). Default: on up to 20 experts.", show_default=False)]
+
+
+def _fmt_pct(x):
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _summary(payload: dict) -> str:
+    refs = payload["references"]
+    lines = [f"status: {payload['status']} ({payload['solver']}); F = {_fmt_pct(payload['objective'])}"
+             f" vs best single expert that fits {_fmt_pct(refs.get('best_single_feasible'))}"
+             f", oracle of the selection {_fmt_pct(refs.get('oracle'))}"]
+    budgets = payload["budgets"]
+    for resource, unit in (("energy_j", "J"), ("latency_s", "s")):
+        parts = []
+        for cat, used in payload[resource].items():
+            cap = budgets[resource].get(cat)
+            parts.append(f"{cat} {used:.3g}{unit}" + (f"/{cap:g}{unit}" if cap is not None else ""))
+        lines.append(f"{resource.split('_')[0]} (worst case / budget): " + ", ".join(parts))
+    lines.append("binding: " + (", ".join(payload["binding"]) or "none"))
+    lines.append(f"evaluations: {payload['evaluations']}, iterations: {payload['iterations']}"
+                 + (f", wall: {payload['wall_s']:.3f} s" if payload["wall_s"] is not None else ""))
+    lines += [f"note: {n}" for n in payload["notes"]]
+    return "\n".join(lines)
+
+
+@handles_errors
+def select(
+    scenario: ScenarioArg = None,
+    budget: BudgetOpt = None,
+    top_k: TopKOpt = None,
+    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
+    outcomes: OutcomesOpt = None,
+    seed: SeedOpt = 0,
+    time_limit: TimeLimitOpt = None,
+    format: FormatOpt = OutputFormat.table,
+    min_accuracy: Annotated[Optional[float], typer.Option(
+        "--min-accuracy", help="Exit 1 unless F reaches this value (0-1): a CI gate.")] = None,
+    metric: MetricOpt = "accuracy",
+    timing: TimingOpt = True,
+    envelope: EnvelopeOpt = None,
+) -> None:
+    """Choose the experts that maximise F within the energy and latency budgets.
+
+    Example: moe2 select --budget energy=150 --budget latency=3 --format json
+
+    Exit codes: 0 a selection was found; 1 nothing meets the budgets, or F is below --min-accuracy;
+    2 bad usage or input.
+    """
+    session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
+                           envelope=envelope, time_limit=time_limit)
+    engine = get_solver(solver, seed=seed)
+    result = engine.solve(session.problem, Limits(time_s=time_limit))
+    payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
+                             timing=timing, notes=session.notes)
+    if result.status is Status.INFEASIBLE:
+        _render_select(format, payload, [])
+        print("moe2: no selection meets the budgets (no single expert fits)", file=sys.stderr)
+        raise typer.Exit(EXIT_UNMET)
+    _render_select(format, payload, explain_experts(session.problem, result.mask))
+    if min_accuracy is not None and (payload["objective"] or 0.0) < min_accuracy:
+        print(f"moe2: F = {payload['objective']:.4f} is below --min-accuracy {min_accuracy}", file=sys.stderr)
+        raise typer.Exit(EXIT_UNMET)
+
+
+def _render_select(format: OutputFormat, payload: dict, experts: list[dict]) -> None:
+    if format is OutputFormat.csv:
+        rows = [{**payload, "selection": payload["selection"]}]
+        keys = ("scenario", "solver", "status", "objective", "selection", "binding", "evaluations", "wall_s")
+        emit("csv", payload=payload, rows=rows, columns=[Column(k, k) for k in keys])
+        return
+    columns = [Column("expert", "expert", justify="left"), Column("selected", "selected", lambda v: "yes" if v else ""),
+               Column("standalone", "F alone", lambda v: f"{100 * v:.2f}%"),
+               Column("reason", "why", justify="left")]
+    emit(format.value, payload=payload, rows=experts, columns=columns,
+         title=f"{payload['scenario']}: selection of {len(payload['selection'])} experts",
+         extra=[Panel(_summary(payload), title="result", expand=False)])
+
+
+@handles_errors
+def compare(
+    scenario: ScenarioArg = None,
+    budget: BudgetOpt = None,
+    top_k: TopKOpt = None,
+    outcomes: OutcomesOpt = None,
+    seed: SeedOpt = 0,
+    time_limit: TimeLimitOpt = 60.0,
+    format: FormatOpt = OutputFormat.table,
+    metric: MetricOpt = "accuracy",
+    timing: TimingOpt = True,
+    envelope: EnvelopeOpt = None,
+) -> None:
+    """Run every solver on the same problem: F, gap to the best, evaluations and time.
+
+    Example: moe2 compare examples/large.yaml --budget energy=200
+    """
+    session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
+                           envelope=envelope, time_limit=time_limit)
+    payloads = []
+    for name in SOLVERS:
+        result = get_solver(name, seed=seed).solve(session.problem, Limits(time_s=time_limit))
+        payloads.append(result_payload(result, session.problem, scenario=session.scenario.name, seed=seed,
+                                       metric=metric, timing=timing, notes=session.notes))
+    best = max((p["objective"] for p in payloads if p["objective"] is not None), default=None)
+    for p in payloads:
+        p["gap_to_best"] = None if best is None or p["objective"] is None else best - p["objective"]
+    columns = [Column("solver", "solver", justify="left"), Column("status", "status", justify="left"),
+               Column("objective", "F", lambda v: f"{100 * v:.2f}%"),
+               Column("gap_to_best", "gap to best", lambda v: f"{100 * v:.2f} pts"),
+               Column("evaluations", "F evaluations"), Column("wall_s", "wall s", lambda v: f"{v:.3f}"),
+               Column("selection", "selection", lambda v: f"{len(v)} experts")]
+    emit(format.value, payload=payloads, rows=payloads, columns=columns,
+         title=f"{session.scenario.name}: every solver on the same budgets")

@@ -1,1 +1,0 @@
-"""The command-line commands, one module per command group; ``moe2_cli.cli`` mounts them."""

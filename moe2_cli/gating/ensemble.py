@@ -1,0 +1,386 @@
+"""F(S): held-out performance of the two-level system (selection S, then the top-k gate in S).
+
+For every held-out query q the gate's scores rank the M LLMs (columns). Inside S the gate
+keeps the k best-ranked LLMs of S and mixes them by a softmax of their scores, so for k <= 2 a
+query's value depends only on the ranks of the best two LLMs of S. That gives the fast path:
+
+- ``pair[q, r1, r2]``: the weighted value of query q when its best two LLMs in S have ranks
+  r1 < r2 (r2 = M: S holds one LLM; r1 = r2 = M: S is empty), as a scaled integer.
+- Per byte of a column mask and per query, the best two ranks among that byte's LLMs, for all
+  256 byte values (uint8 tables). A mask's best two ranks are these merged over its bytes with
+  a few uint8 min/max operations; F is one gather from ``pair`` and a sum over queries.
+- For all 2^N masks at once, every value of the upper bits is merged with the whole lowest-byte
+  table in one step.
+
+Query values are stored as integers in units of 2^-e (e chosen so each fits in int32) and
+summed in int64, so every path, chunking and thread count returns the same bits for the same
+mask. Other k use a generic vectorised path with the same units.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from moe2_cli.gating.model import floored, restrict
+from moe2_cli.objective import Objective
+from moe2_cli.problem import Instance, masks_to_bool
+
+METRICS = ("accuracy", "neg-cross-entropy")
+MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
+_CHUNK_ELEMENTS = 1 << 17  # masks x queries per chunk: temporaries stay in a core's L2 cache (larger
+# chunks measured 5x slower when another process shared the last-level cache)
+_MAX_THREADS = 2
+
+
+def share_weights(category: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per-query weights: a category's traffic share split evenly over its queries,
+    renormalised over the categories that have queries. They sum to 1."""
+    counts = np.bincount(category, minlength=len(shares)).astype(float)
+    per_cat = np.where(counts > 0, np.asarray(shares, dtype=float) / np.maximum(counts, 1), 0.0)
+    weights = per_cat[category]
+    return weights / weights.sum()
+
+
+def _value(metric: str, mixed: np.ndarray) -> np.ndarray:
+    """A query's value from its mixture (expected score, or log chance of the right answer)."""
+    return mixed if metric == "accuracy" else np.log(mixed)
+
+
+def gate_value(logits, scores, weights, k: int, mask: int | None = None, *, metric: str = "accuracy",
+               floor: float = 1e-3) -> float:
+    """F of one selection (all experts when ``mask`` is None), straight from the definition:
+    the weighted mean over queries of the metric of ``sum_n w_n(x) p_n``."""
+    p = scores if metric == "accuracy" else floored(scores, floor)
+    if mask == 0:
+        mixed = np.full(len(p), 0.0 if metric == "accuracy" else floor)
+    else:
+        mixed = (restrict(logits, k, mask) * p).sum(axis=1)
+    return float(weights @ _value(metric, mixed))
+
+
+class GatedObjective(Objective):
+    """F over expert bit masks for one trained gate on one held-out set.
+
+    The gate scores *columns*: one per distinct LLM, since experts hosting the same LLM give the
+    same answers. ``expert_columns[i]`` is expert i's column (default: one column per expert);
+    a selection offers the gate the columns of its experts, so a second copy of an LLM neither
+    takes a top-k slot nor changes F. ``logits`` (Q, M) are the gate's scores h(x) for the
+    held-out queries, ``scores`` (Q, M) the columns' scores, ``weights`` (Q,) the query weights
+    (see :func:`share_weights`). ``metric`` is "accuracy" (expected accuracy) or
+    "neg-cross-entropy" (mean log chance of the right answer, scores floored at ``floor``);
+    F(empty) is 0 or log(floor).
+    """
+
+    name = "gated-ensemble"
+
+    def __init__(self, instance: Instance, logits, scores, weights, *, expert_columns=None,
+                 metric: str = "accuracy", floor: float = 1e-3, threads: int | None = None):
+        super().__init__(instance)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)} (got {metric!r})")
+        self.logits = np.asarray(logits, dtype=float)
+        self.scores = np.asarray(scores, dtype=float)
+        self.weights = np.asarray(weights, dtype=float)
+        n = instance.n_experts
+        columns = np.arange(n) if expert_columns is None else np.asarray(expert_columns, dtype=np.int64)
+        self.n_columns = self.logits.shape[1]
+        if (self.logits.shape != self.scores.shape or self.weights.shape != (len(self.logits),)
+                or columns.shape != (n,) or columns.min() < 0 or columns.max() >= self.n_columns):
+            raise ValueError("logits and scores must have shape (Q, columns), weights (Q,), expert_columns (experts,)")
+        self.expert_columns = columns
+        self.metric, self.floor, self.k = metric, floor, instance.top_k
+        self.threads = threads or min(_MAX_THREADS, os.cpu_count() or 1)
+        self.order = np.argsort(-self.logits, axis=1, kind="stable")  # stable: ties to the lowest index
+        self.rank = np.argsort(self.order, axis=1).astype(np.int64)
+        # Units of 2^-exponent: the largest possible query value still fits in int32.
+        bound = self.weights.max(initial=0.0) * (1.0 if metric == "accuracy" else max(1.0, -math.log(floor)))
+        self.exponent = max(0, min(52, math.floor(math.log2((2**31 - 1) / bound)))) if bound > 0 else 52
+        self._column_bytes = None if np.array_equal(columns, np.arange(n)) else _column_bytes(columns)
+        self._fast = _RankTables(self, self._pair_values()) if self.k <= 2 else None
+        self._all_columns: np.ndarray | None = None
+
+    def column_masks(self, masks) -> np.ndarray:
+        """Expert masks to column masks: the columns (LLMs) the selected experts host."""
+        masks = np.asarray(masks, dtype=np.int64)
+        if self._column_bytes is None:
+            return masks
+        out = np.zeros_like(masks)
+        for j, table in enumerate(self._column_bytes):
+            out |= table[(masks >> (8 * j)) & 255]
+        return out
+
+    def _units(self, values: np.ndarray) -> np.ndarray:
+        """Weighted query values as integers in units of 2^-exponent."""
+        return np.rint(np.ldexp(values, self.exponent))
+
+    def _to_float(self, totals: np.ndarray) -> np.ndarray:
+        return np.ldexp(totals.astype(float), -self.exponent)
+
+    # ------------------------------------------------------------ evaluation
+
+    def _compute(self, masks: np.ndarray) -> np.ndarray:
+        columns = self.column_masks(masks)
+        m = self.n_columns
+        if self._all_columns is None and m <= MAX_ALL_MASKS and columns.size * 4 >= (1 << m):
+            self._all_columns = self._every_column_mask()  # cheaper than a quarter of them one by one
+        if self._all_columns is not None:
+            return self._all_columns[columns]
+        return self._to_float(self._chunked(self._kernel(), columns))
+
+    def evaluate(self, masks) -> np.ndarray:
+        """F of each mask through the per-mask path: no cache, no all-masks table."""
+        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        return self._to_float(self._chunked(self._kernel(), columns))
+
+    def all_values(self) -> np.ndarray:
+        """F of every expert mask 0 .. 2^N - 1, indexed by mask (N <= 26)."""
+        n = self.instance.n_experts
+        if n > MAX_ALL_MASKS:
+            raise ValueError(f"all masks of {n} experts do not fit in memory (at most {MAX_ALL_MASKS})")
+        if self._all_columns is None:
+            self._all_columns = self._every_column_mask()
+        if self._column_bytes is None:
+            return self._all_columns
+        return self._all_columns[self.column_masks(np.arange(1 << n, dtype=np.int64))]
+
+    def _every_column_mask(self) -> np.ndarray:
+        totals = self._fast.all_masks() if self._fast is not None else \
+            self._chunked(self._generic, np.arange(1 << self.n_columns, dtype=np.int64))
+        values = self._to_float(totals)
+        values.setflags(write=False)
+        return values
+
+    def _kernel(self):
+        return self._fast.evaluate if self._fast is not None else self._generic
+
+    def _chunked(self, kernel, masks: np.ndarray) -> np.ndarray:
+        per_mask = len(self.logits) * (1 if self._fast is not None else self.n_columns)
+        size = max(1, _CHUNK_ELEMENTS // per_mask)
+        chunks = [masks[i:i + size] for i in range(0, masks.size, size)]
+        if len(chunks) < 8 * self.threads:  # starting threads costs more than a few chunks
+            parts = [kernel(c) for c in chunks]
+        else:
+            # numpy releases the GIL in take, min/max and sum, so threads use every core.
+            with ThreadPoolExecutor(self.threads) as pool:
+                parts = list(pool.map(kernel, chunks))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _generic(self, masks: np.ndarray) -> np.ndarray:
+        """Any k: per (column mask, query), the first k columns of S in gate order, softmax-mixed."""
+        chosen = masks_to_bool(masks, self.n_columns)[:, self.order]  # (B, Q, M) in gate order
+        keep = chosen & (np.cumsum(chosen, axis=2) <= self.k)
+        sorted_logits = np.take_along_axis(self.logits, self.order, axis=1)
+        sorted_scores = np.take_along_axis(self._scores_for_metric(), self.order, axis=1)
+        z = np.where(keep, sorted_logits[None], -np.inf)
+        top = np.max(z, axis=2, keepdims=True)
+        w = np.exp(z - np.where(np.isfinite(top), top, 0.0))
+        total = w.sum(axis=2)
+        mixed = (w * sorted_scores[None]).sum(axis=2) / np.where(total > 0, total, 1.0)
+        empty = 0.0 if self.metric == "accuracy" else self.floor
+        values = _value(self.metric, np.where(total > 0, mixed, empty))
+        return self._units(values * self.weights[None]).astype(np.int64).sum(axis=1)
+
+    def _scores_for_metric(self) -> np.ndarray:
+        return self.scores if self.metric == "accuracy" else floored(self.scores, self.floor)
+
+    def _pair_values(self) -> np.ndarray:
+        """(Q, M+1, M+1) int32: a query's weighted value when the best two columns of S have
+        ranks r1 < r2; column M means S has one, [M, M] that S is empty. For k = 1 only r1
+        counts."""
+        m = self.n_columns
+        logit = np.take_along_axis(self.logits, self.order, axis=1)
+        score = np.take_along_axis(self._scores_for_metric(), self.order, axis=1)
+        table = np.empty((len(logit), m + 1, m + 1))
+        if self.k == 1:
+            table[:, :m, :] = score[:, :, None]
+        else:
+            # w1 = softmax weight of the better-ranked column of the pair (r1, r2): the logistic
+            # function of the score difference, written with tanh so it cannot overflow.
+            w1 = 0.5 * (1.0 + np.tanh(0.5 * (logit[:, :, None] - logit[:, None, :])))
+            table[:, :m, :m] = w1 * score[:, :, None] + (1.0 - w1) * score[:, None, :]
+            table[:, :m, m] = score
+        table[:, m, :] = 0.0 if self.metric == "accuracy" else self.floor
+        return self._units(_value(self.metric, table) * self.weights[:, None, None]).astype(np.int32)
+
+    # ------------------------------------------------------------ context
+
+    def reference_values(self, masks) -> np.ndarray:
+        """F computed the plain way, mask by mask, through the gate's own :func:`restrict`."""
+        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        return np.array([gate_value(self.logits, self.scores, self.weights, self.k, mask, metric=self.metric,
+                                    floor=self.floor) for mask in columns.tolist()])
+
+    def references(self, mask: int) -> dict[str, float]:
+        """For context: the gate's expected accuracy in S, the oracle (best expert of S per query)
+        and the best single expert of S, all with the same query weights."""
+        column_mask = int(self.column_masks(np.array([mask]))[0])
+        chosen = masks_to_bool(np.array([column_mask]), self.n_columns)[0]
+        if not chosen.any():
+            return {"gate": 0.0, "oracle": 0.0, "best_single": 0.0}
+        gate = gate_value(self.logits, self.scores, self.weights, self.k, column_mask)
+        return {"gate": gate, "oracle": float(self.weights @ self.scores[:, chosen].max(axis=1)),
+                "best_single": float((self.weights @ self.scores[:, chosen]).max())}
+
+    def best_single_expert(self, mask: int) -> int:
+        """The expert of S whose LLM has the best weighted mean score (lowest index on ties)."""
+        chosen = masks_to_bool(np.array([mask]), self.instance.n_experts)[0]
+        means = np.where(chosen, (self.weights @ self.scores)[self.expert_columns], -np.inf)
+        return int(np.argmax(means))
+
+
+def _column_bytes(columns: np.ndarray) -> list[np.ndarray]:
+    """Per byte of an expert mask: the column mask of each of its 256 values."""
+    tables = []
+    for start in range(0, len(columns), 8):
+        bits = ((np.arange(256)[:, None] >> np.arange(len(columns[start:start + 8]))) & 1).astype(bool)
+        tables.append(np.bitwise_or.reduce(np.where(bits, np.int64(1) << columns[start:start + 8], 0), axis=1))
+    return tables
+
+
+class _RankTables:
+    """The k <= 2 fast path: the two best ranks of S per query, merged byte by byte."""
+
+    def __init__(self, objective: GatedObjective, pair: np.ndarray):
+        self.n = objective.n_columns
+        q = len(pair)
+        self.pair = pair.reshape(-1)
+        self.row_offset = (np.arange(q) * (self.n + 1) ** 2).astype(np.int32 if q * (self.n + 1) ** 2 < 2**31
+                                                                      else np.int64)
+        self.first, self.second = [], []
+        for start in range(0, self.n, 8):
+            first, second = _byte_ranks(objective.rank[:, start:start + 8], self.n)
+            self.first.append(first)
+            self.second.append(second)
+
+    def evaluate(self, masks: np.ndarray) -> np.ndarray:
+        """Integer-scaled F of each mask."""
+        low = masks & 255
+        first, second = self.first[0][low], self.second[0][low]
+        for j in range(1, len(self.first)):
+            byte = (masks >> (8 * j)) & 255
+            first, second = _merge(first, second, self.first[j][byte], self.second[j][byte])
+        return self._total(first, second)
+
+    def all_masks(self) -> np.ndarray:
+        """Integer-scaled F of every mask: each value of the bits above the lowest byte merges
+        with the whole low-byte table at once."""
+        low_bits = min(8, self.n)
+        first_low, second_low = self.first[0][: 1 << low_bits], self.second[0][: 1 << low_bits]
+        out = np.empty((1 << (self.n - low_bits), 1 << low_bits), dtype=np.int64)
+        for high in range(out.shape[0]):
+            first, second = first_low, second_low
+            for j in range(1, len(self.first)):
+                byte = (high >> (8 * (j - 1))) & 255
+                first, second = _merge(first, second, self.first[j][byte][None], self.second[j][byte][None])
+            out[high] = self._total(first, second)
+        return out.reshape(-1)  # row-major (high, low) is mask order
+
+    def _total(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        index = first.astype(self.row_offset.dtype)
+        index *= self.n + 1
+        index += second
+        index += self.row_offset
+        return self.pair.take(index).sum(axis=-1, dtype=np.int64)
+
+
+def _merge(first_a, second_a, first_b, second_b):
+    """The two smallest of two sorted rank pairs: uint8 min/max, no sorting."""
+    return np.minimum(first_a, first_b), np.minimum(np.maximum(first_a, first_b), np.minimum(second_a, second_b))
+
+
+def _byte_ranks(rank: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For up to 8 experts' ranks (Q, h): the best and second-best rank among the experts in
+    each byte value, shape (256, Q) uint8 each; n marks "none"."""
+    h = rank.shape[1]
+    bits = ((np.arange(256)[:, None] >> np.arange(h)) & 1).astype(bool)
+    ranks = np.where(bits[:, None, :], rank.astype(np.uint8)[None], np.uint8(n))  # ranks < 62 fit in a byte
+    best_two = np.sort(ranks, axis=2)[:, :, :2] if h > 1 else np.concatenate([ranks, np.full_like(ranks, n)], axis=2)
+    return best_two[:, :, 0].astype(np.uint8), best_two[:, :, 1].astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Monotonicity:
+    """How often adding an expert lowers F: pairs (S, S + {i}) checked, drops found, their size,
+    and (when every mask was evaluated) the largest gap between F and its monotone envelope
+    max_{S' in S} F(S'), which bounds what a solver trusting monotonicity can lose."""
+
+    pairs: int
+    exhaustive: bool
+    violations: int
+    max_drop: float
+    mean_drop: float
+    envelope_gap: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.violations / self.pairs if self.pairs else 0.0
+
+
+def monotonicity(objective: GatedObjective, rng: np.random.Generator, *, samples: int = 20_000,
+                 exhaustive_limit: int = 20, tolerance: float = 1e-12) -> Monotonicity:
+    """Every pair (S, S + {i}) when N <= ``exhaustive_limit``, else ``samples`` random pairs."""
+    n = objective.instance.n_experts
+    if n <= exhaustive_limit:
+        return _all_pairs(objective.all_values(), n, tolerance)
+    base = rng.integers(0, 1 << n, size=samples, dtype=np.int64)
+    bit = rng.integers(0, n, size=samples, dtype=np.int64)
+    added = base | (np.int64(1) << bit)
+    fresh = added != base
+    drops = (objective(base) - objective(added))[fresh]
+    return _summary(drops, tolerance, exhaustive=False, envelope_gap=None)
+
+
+def _all_pairs(values: np.ndarray, n: int, tolerance: float) -> Monotonicity:
+    drops, envelope = [], values.copy()
+    for i in range(n):
+        # Viewed as (rest, bit i, lower bits): [:, 0] lacks expert i, [:, 1] has it.
+        pairs = values.reshape(-1, 2, 1 << i)
+        drops.append((pairs[:, 0] - pairs[:, 1]).reshape(-1))
+        env = envelope.reshape(-1, 2, 1 << i)
+        np.maximum(env[:, 1], env[:, 0], out=env[:, 1])
+    return _summary(np.concatenate(drops), tolerance, exhaustive=True,
+                    envelope_gap=float((envelope - values).max()))
+
+
+def _summary(drops: np.ndarray, tolerance: float, *, exhaustive: bool, envelope_gap: float | None) -> Monotonicity:
+    bad = drops[drops > tolerance]
+    return Monotonicity(pairs=int(drops.size), exhaustive=exhaustive, violations=int(bad.size),
+                        max_drop=float(bad.max()) if bad.size else 0.0,
+                        mean_drop=float(bad.mean()) if bad.size else 0.0, envelope_gap=envelope_gap)
+
+
+class MonotoneEnvelope(Objective):
+    """F-hat(S) = max over S' in S of F(S'): monotone by construction. Feasible selections form a
+    down-set (dropping experts never breaks a budget), so F-hat and F have the same feasible
+    maximum, reached by :meth:`best_subset` of F-hat's maximiser. Needs every mask (N <= 26)."""
+
+    monotone = True  # by construction: solvers need not check their proofs against it
+    name = "gated-ensemble-envelope"
+
+    def __init__(self, inner: GatedObjective):
+        super().__init__(inner.instance)
+        self.inner = inner
+        values = inner.all_values()
+        self._values = values.copy()
+        self._argmax = np.arange(values.size, dtype=np.int64)
+        for i in range(inner.instance.n_experts):
+            # Viewed as (rest, bit i, lower bits): a set with expert i also sees its subsets without it.
+            env, arg = self._values.reshape(-1, 2, 1 << i), self._argmax.reshape(-1, 2, 1 << i)
+            better = env[:, 0] > env[:, 1]  # strict: ties keep the larger set's own choice
+            env[:, 1] = np.where(better, env[:, 0], env[:, 1])
+            arg[:, 1] = np.where(better, arg[:, 0], arg[:, 1])
+
+    def _compute(self, masks: np.ndarray) -> np.ndarray:
+        return self._values[masks]
+
+    def best_subset(self, mask: int) -> int:
+        """A subset of ``mask`` whose F equals F-hat(mask)."""
+        return int(self._argmax[mask])
+
+    def references(self, mask: int) -> dict[str, float]:
+        return self.inner.references(self.best_subset(mask))

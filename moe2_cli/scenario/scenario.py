@@ -1,0 +1,265 @@
+"""Scenarios: servers hosting LLMs from device profiles, query categories, k, default budgets.
+
+Loading a scenario validates it and every profile it names, then builds the immutable
+:class:`~moe2_cli.problem.Instance` that every solver works on. Experts are ordered as the file
+lists them: servers in order, each server's LLMs in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moe2_cli.errors import InputError
+from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance
+from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
+from moe2_cli.scenario.shipped import default_scenario, shipped_dir
+from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
+
+OUTCOME_FORMATS = ("llmrouter", "jsonl", "csv", "lm-eval")
+_SHARE_TOLERANCE = 1e-6
+_TOP_KEYS = ("schema_version", "name", "description", "top_k", "aggregation_s", "categories", "budgets",
+             "servers", "outcomes", "profiles_dir")
+
+
+@dataclass(frozen=True)
+class OutcomesSpec:
+    """Where a scenario's real per-query outcomes are and how their tasks map to categories."""
+
+    format: str
+    path: Path
+    task_map: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    path: Path | None
+    instance: Instance
+    budgets: Budgets
+    outcomes: OutcomesSpec | None
+    profiles: dict[str, DeviceProfile]
+    server_devices: tuple[str, ...]  # device id of each server, in instance order
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read and validate a scenario: a file, the name of a shipped one (``large``), or the
+    shipped default when ``path`` is None."""
+    path = resolve_scenario(path)
+    display = str(path)
+    root = read_yaml(path, display)
+    check = Checker(display)
+    top = check.mapping(root, "scenario", required=("schema_version", "name", "top_k", "categories", "servers"),
+                        optional=_TOP_KEYS)
+    if top is None:
+        check.raise_if_any()
+    check_schema_version(check, top)
+    name = check.string(top["name"][1], "name") if "name" in top else None
+    description = check.string(top["description"][1], "description") if "description" in top else ""
+    top_k = check.number(top["top_k"][1], "top_k", positive=True, integer=True) if "top_k" in top else None
+    aggregation = check.number(top["aggregation_s"][1], "aggregation_s", non_negative=True) \
+        if "aggregation_s" in top else 0.0
+    categories = _categories(check, top["categories"][1]) if "categories" in top else {}
+    budgets = _budgets(check, top["budgets"][1]) if "budgets" in top else {}
+    search = _profile_dirs(check, path, top.get("profiles_dir"))
+    servers, profiles = _servers(check, top["servers"][1], categories, search) if "servers" in top else ([], {})
+    outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
+    check.raise_if_any()
+    instance = _instance(name, categories, servers, top_k, aggregation)
+    default_budgets = Budgets.build(
+        instance.categories, energy=budgets.get("energy_j"), latency=budgets.get("latency_s"),
+        latency_by_cat={c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v},
+        energy_by_cat={c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v},
+    )
+    return Scenario(name=name, description=description or "", path=path, instance=instance,
+                    budgets=default_budgets, outcomes=outcomes, profiles=profiles,
+                    server_devices=tuple(profile.id for _, profile, _, _ in servers))
+
+
+def resolve_scenario(path: str | Path | None) -> Path:
+    """A path as given, or a shipped scenario by name when no such file exists."""
+    if path is None:
+        return default_scenario()
+    path = Path(path)
+    shipped = shipped_dir("examples") / f"{path.name}.yaml"
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    return path
+
+
+def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
+    entries = check.mapping(node, "categories", free_keys=True)
+    if not entries:
+        if entries is not None:
+            check.error(node, "categories must name at least one category (got none)")
+        return {}
+    out = {}
+    for name, (_, value) in entries.items():
+        fields = check.mapping(value, f"category {name!r}", required=("share",),
+                               optional=("latency_budget_s", "energy_budget_j", "notes"))
+        if fields is None:
+            continue
+        spec = {}
+        for key, (_, v) in fields.items():
+            if key == "notes":
+                check.string(v, f"{name}.notes")
+                continue
+            number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share")
+            if number is not None:
+                spec[key] = number
+        out[name] = spec
+    total = sum(v.get("share", 0.0) for v in out.values())
+    if all("share" in v for v in out.values()) and abs(total - 1.0) > _SHARE_TOLERANCE:
+        check.error(node, f"category shares must sum to 1 (got {total:.6g})")
+    return out
+
+
+def _budgets(check: Checker, node) -> dict[str, float]:
+    fields = check.mapping(node, "budgets", optional=("energy_j", "latency_s"))
+    if fields is None:
+        return {}
+    values = {k: check.number(v, f"budgets.{k}", positive=True) for k, (_, v) in fields.items()}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _profile_dirs(check: Checker, scenario_path: Path, entry) -> list[Path]:
+    base = scenario_path.parent
+    if entry is not None:
+        text = check.string(entry[1], "profiles_dir")
+        return [base / text] if text else []
+    candidates = [base.parent / "profiles", base / "profiles", shipped_dir("profiles")]
+    return list(dict.fromkeys(c.resolve() for c in candidates))
+
+
+def _servers(check: Checker, node, categories, search: list[Path]):
+    items = check.sequence(node, "servers")
+    if items is None:
+        return [], {}
+    if not items:
+        check.error(node, "servers must list at least one server (got none)")
+    servers, profiles, seen = [], {}, set()
+    for item in items:
+        fields = check.mapping(item, "server", required=("name", "profile", "llms"), optional=("transmission_s", "notes"))
+        if fields is None:
+            continue
+        name = check.string(fields["name"][1], "server name") if "name" in fields else None
+        if name in seen:
+            check.error(fields["name"][1], f"duplicate server name {name!r}")
+        seen.add(name)
+        transmission = check.number(fields["transmission_s"][1], f"{name}.transmission_s", non_negative=True) \
+            if "transmission_s" in fields else 0.0
+        profile = _profile(check, fields["profile"][1], search, categories, profiles) if "profile" in fields else None
+        llms = _server_llms(check, fields["llms"][1], name, profile) if "llms" in fields else []
+        if name and profile and transmission is not None and llms:
+            servers.append((name, profile, transmission, llms))
+    return servers, profiles
+
+
+def _profile(check: Checker, node, search: list[Path], categories, cache) -> DeviceProfile | None:
+    ref = check.string(node, "server profile")
+    if ref is None:
+        return None
+    if ref in cache:
+        return cache[ref]
+    path = _find_profile(ref, search)
+    if path is None:
+        known = sorted({p.stem for d in search if d.is_dir() for p in d.glob("*.yaml")})
+        check.error(node, f"unknown profile {ref!r}{did_you_mean(ref, known)} (looked in: "
+                          f"{', '.join(str(d) for d in search)})")
+        return None
+    try:
+        profile = load_profile(path)
+    except InputError as err:
+        check.diagnostics.extend(err.diagnostics)
+        return None
+    missing = [c for c in categories if c not in profile.categories]
+    if missing:
+        check.error(node, f"profile {ref!r} has no category {missing[0]!r} (it has: {', '.join(profile.categories)})")
+        return None
+    cache[ref] = profile
+    return profile
+
+
+def _find_profile(ref: str, search: list[Path]) -> Path | None:
+    for directory in search:
+        candidate = directory / (ref if ref.endswith((".yaml", ".yml")) else ref + ".yaml")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _server_llms(check: Checker, node, server: str | None, profile: DeviceProfile | None) -> list[str]:
+    items = check.sequence(node, f"{server}.llms")
+    if items is None:
+        return []
+    if not items:
+        check.error(node, f"server {server!r} must host at least one LLM (got none)")
+    out = []
+    for item in items:
+        llm = check.string(item, "llm name")
+        if llm is None:
+            continue
+        if llm in out:
+            check.error(item, f"duplicate LLM {llm!r} on server {server!r}")
+        elif profile is not None and llm not in profile.llms:
+            check.error(item, f"unknown LLM {llm!r} for profile {profile.id!r}{did_you_mean(llm, profile.llms)}")
+        else:
+            out.append(llm)
+    return out
+
+
+def _outcomes(check: Checker, node, scenario_path: Path, categories) -> OutcomesSpec | None:
+    fields = check.mapping(node, "outcomes", required=("format", "path"), optional=("task_map",))
+    if fields is None:
+        return None
+    fmt = check.string(fields["format"][1], "outcomes.format") if "format" in fields else None
+    if fmt is not None and fmt not in OUTCOME_FORMATS:
+        check.error(fields["format"][1], f"outcomes.format must be one of {', '.join(OUTCOME_FORMATS)} (got {fmt!r})")
+    rel = check.string(fields["path"][1], "outcomes.path") if "path" in fields else None
+    path = scenario_path.parent / rel if rel else None
+    # lm-evaluation-harness writes a folder of sample files; the other formats are one file.
+    found = path is not None and (path.is_file() or (fmt == "lm-eval" and path.is_dir()))
+    if path is not None and not found:
+        check.error(fields["path"][1], f"outcomes file not found (got {rel!r})")
+    task_map = _task_map(check, fields["task_map"][1], categories) if "task_map" in fields else {}
+    if fmt is None or path is None:
+        return None
+    return OutcomesSpec(format=fmt, path=path, task_map=task_map)
+
+
+def _task_map(check: Checker, node, categories) -> dict[str, str]:
+    entries = check.mapping(node, "outcomes.task_map", free_keys=True) or {}
+    out = {}
+    for task, (_, value) in entries.items():
+        category = check.string(value, f"task_map.{task}")
+        if category is not None and category not in categories:
+            check.error(value, f"task {task!r} maps to unknown category {category!r}{did_you_mean(category, categories)}")
+        elif category is not None:
+            out[task] = category
+    return out
+
+
+def _instance(name, categories, servers, top_k, aggregation) -> Instance:
+    cats = tuple(categories)
+    rows = [(server, profile.llms[llm]) for server, profile, _, llms in servers for llm in llms]
+    if len(rows) > MAX_EXPERTS:
+        raise InputError(f"a scenario may have at most {MAX_EXPERTS} experts (got {len(rows)})")
+    server_names = tuple(s[0] for s in servers)
+    return Instance(
+        name=name,
+        expert_ids=tuple(f"{server}/{llm.name}" for server, llm in rows),
+        expert_llms=tuple(llm.name for _, llm in rows),
+        expert_server=np.array([server_names.index(server) for server, _ in rows], dtype=np.int64),
+        server_names=server_names,
+        transmission_s=np.array([s[2] for s in servers], dtype=float),
+        categories=cats,
+        shares=np.array([categories[c]["share"] for c in cats], dtype=float),
+        latency_s=np.array([[llm.latency_s[c] for c in cats] for _, llm in rows], dtype=float),
+        energy_j=np.array([[llm.energy_j[c] for c in cats] for _, llm in rows], dtype=float),
+        accuracy=np.array([[llm.accuracy[c] for c in cats] for _, llm in rows], dtype=float),
+        top_k=int(top_k),
+        aggregation_s=float(aggregation),
+    )

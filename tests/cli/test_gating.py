@@ -1,0 +1,89 @@
+"""`moe2 gating train|check` and `moe2 synth` through their typer apps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from moe2_cli.cli.gating import app as gating_app
+from moe2_cli.cli.synth import synth
+from moe2_cli.gating.model import load_gate
+from moe2_cli.outcomes import read_outcomes
+
+ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
+
+
+@pytest.fixture(scope="module")
+def cli():
+    root = typer.Typer()
+    root.add_typer(gating_app, name="gating")
+    root.command()(synth)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(root, [str(a) for a in args], env=ENV)
+
+
+def test_train_reports_gate_best_single_and_oracle_and_saves_weights(cli, tmp_path):
+    out = tmp_path / "gate.npz"
+    result = cli("gating", "train", "--out", out, "--format", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    overall = payload["overall"]
+    assert overall["best_single"] < overall["gate"] < overall["oracle"]
+    assert [c["category"] for c in payload["categories"]] == ["mcq", "math", "code", "open_qa"]
+    assert sum(c["queries"] for c in payload["categories"]) == payload["queries"]["held_out"]
+    assert load_gate(out).columns == tuple(payload["llms"])
+    table = cli("gating", "train")
+    assert table.exit_code == 0, table.output
+    assert "all (share-weighted)" in table.stdout and "oracle" in table.stdout
+
+
+def test_check_reports_gap_distribution_and_violation_rate(cli):
+    result = cli("gating", "check", "--subsets", "3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["optimality"]["subsets"] == 3 and len(payload["optimality"]["details"]) == 3
+    mono = payload["monotonicity"]
+    assert mono["exhaustive"] and mono["pairs"] == 11 * 2**10
+    assert 0 <= mono["rate"] < 1 and mono["max_drop"] <= mono["envelope_gap"] + 1e-12
+    csv = cli("gating", "check", "--subsets", "2", "--format", "csv")
+    assert csv.exit_code == 0, csv.output
+    assert csv.stdout.splitlines()[0] == "quantity,value" and "violation rate" in csv.stdout
+
+
+def test_synth_writes_a_calibrated_file(cli, tmp_path):
+    out = tmp_path / "s.csv"
+    result = cli("synth", "--queries", "800", "--seed", "3", "--out", out, "--format", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    table = read_outcomes(out)
+    assert table.n_queries == 800 and payload["queries"] == 800
+    assert all(abs(r["profile"] - r["synthetic"]) <= 0.5 / r["queries"] + 1e-9 for r in payload["accuracy"])
+    again = tmp_path / "again.csv"
+    cli("synth", "--queries", "800", "--seed", "3", "--out", again)
+    assert out.read_bytes() == again.read_bytes()
+
+
+def test_bad_outcomes_are_one_line_each_and_exit_2(cli, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"qid": "a", "category": "math", "scores": {"x": 2}}\n{oops\n')
+    result = cli("gating", "train", "--outcomes", bad)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"{bad}:1: score of 'x' must be a number in [0, 1] (got 2)",
+                                          f"{bad}:2: invalid JSON: Expecting property name enclosed in double "
+                                          "quotes (column 2)"]
+    assert "Traceback" not in result.output
+    missing = cli("gating", "check", "--outcomes", tmp_path / "nope.jsonl")
+    assert missing.exit_code == 2 and "cannot read outcomes" in missing.stderr
+    unwritable = cli("synth", "--out", tmp_path / "no" / "dir.jsonl")
+    assert unwritable.exit_code == 2 and "cannot write outcomes" in unwritable.stderr
+
+
+def test_outcomes_for_other_llms_are_reported(cli, tmp_path):
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"qid": "a", "category": "math", "scores": {"x": 1}}\n')
+    result = cli("gating", "train", "--outcomes", other)
+    assert result.exit_code == 2
+    assert f"{other}: no scores for LLM 'qwen2.5-7b-instruct' (have: x)" in result.stderr.splitlines()
