@@ -42,8 +42,8 @@ def main() -> None:
     points = payload["points"]
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {sys.version.split()[0]}")
     print(f"moe2 frontier {args.scenario or '(default scenario)'} --sweep {args.sweep}")
-    print(f"| points | Pareto points | F evaluations (sum) | wall s median | wall s max |")
-    print(f"|---|---|---|---|---|")
+    print("| points | Pareto points | F evaluations (sum) | wall s median | wall s max |")
+    print("|---|---|---|---|---|")
     evaluations = sum(p["evaluations"] for p in points)
     print(f"| {len(points)} | {sum(p['pareto'] for p in points)} | {evaluations} | "
           f"{statistics.median(times):.2f} | {max(times):.2f} |")

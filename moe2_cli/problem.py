@@ -171,7 +171,7 @@ class Instance:
         """Expert indices of each server, in server order."""
         return [np.flatnonzero(self.expert_server == s) for s in range(len(self.server_names))]
 
-    def with_top_k(self, top_k: int) -> "Instance":
+    def with_top_k(self, top_k: int) -> Instance:
         return Instance(
             name=self.name, expert_ids=self.expert_ids, expert_llms=self.expert_llms,
             expert_server=self.expert_server, server_names=self.server_names,
@@ -265,7 +265,7 @@ class Problem:
 
     instance: Instance
     budgets: Budgets
-    objective: "object"  # moe2_cli.objective.Objective; not imported to keep this module leaf
+    objective: object  # moe2_cli.objective.Objective; not imported to keep this module leaf
 
     def usage(self, masks) -> Usage:
         return self.instance.usage(masks)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Callable, Iterator
+from typing import Annotated
 
 import typer
 from rich.progress import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -69,7 +69,7 @@ def _chart(payloads: list[dict]) -> Text:
 @handles_errors
 def frontier(
     scenario: ScenarioArg = None,
-    sweep: Annotated[Optional[list[str]], typer.Option(
+    sweep: Annotated[list[str] | None, typer.Option(
         "--sweep", help="A swept cap LO:HI:STEP, e.g. energy=50:400:10 or latency.math=1:5:0.5; give two for "
                         "a grid.")] = None,
     budget: BudgetOpt = None,
@@ -83,7 +83,7 @@ def frontier(
     seed: SeedOpt = 0,
     time_limit: TimeLimitOpt = None,
     format: FormatOpt = OutputFormat.table,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a figure (.png or .svg); needs "
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png or .svg); needs "
                                                                 "matplotlib (pip install 'moe2[plot]').")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also solve every point with the baselines "
                                                             f"({', '.join(BASELINES)}) and plot them.")] = False,

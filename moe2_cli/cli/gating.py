@@ -4,7 +4,7 @@ selection solvers assume about it (restriction ~ retraining, F monotone)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -100,7 +100,7 @@ def train(
     queries: QueriesOpt = DEFAULT_QUERIES,
     seed: SeedOpt = 0,
     metric: MetricOpt = "accuracy",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the weights and their metadata "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the weights and their metadata "
                                                                       "(.npz) here.")] = None,
     format: FormatOpt = OutputFormat.table,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from yaml.nodes import MappingNode
@@ -17,7 +17,7 @@ from moe2_cli.scenario.scenario import Scenario, load_scenario
 from moe2_cli.yamlio import read_yaml
 
 ScenarioArg = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="Scenario YAML file, or a shipped scenario by name (default, large, llmrouter-edge); "
                         "the shipped default testbed when omitted.", show_default=False),
 ]

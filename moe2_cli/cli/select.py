@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
@@ -18,22 +18,22 @@ from moe2_cli.session import open_session
 from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
 
 BudgetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--budget", "-b", help="A cap, repeatable: energy=J, latency=S, or per category latency.math=S, "
                                         "energy.code=J; 'none' lifts a cap. Defaults come from the scenario."),
 ]
-TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", help="Experts the gate sends each query to "
+TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", help="Experts the gate sends each query to "
                                                                         "(default: the scenario's top_k).")]
-OutcomesOpt = Annotated[Optional[Path], typer.Option(
+OutcomesOpt = Annotated[Path | None, typer.Option(
     "--outcomes", help="Per-query outcomes (JSONL or CSV) to train the gate on, instead of the scenario's own "
                        "or synthetic ones.")]
-TimeLimitOpt = Annotated[Optional[float], typer.Option("--time-limit", help="Seconds; the solver returns its "
+TimeLimitOpt = Annotated[float | None, typer.Option("--time-limit", help="Seconds; the solver returns its "
                                                                              "best selection and proven gap.")]
 MetricOpt = Annotated[str, typer.Option("--metric", help="Objective F: accuracy (expected accuracy) or "
                                                          "neg-cross-entropy.")]
 TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wall time (json wall_s); "
                                                                       "--no-timing makes output byte-identical.")]
-EnvelopeOpt = Annotated[Optional[bool], typer.Option(
+EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
                                      "selections). Default: on up to 20 experts.", show_default=False)]
 
@@ -71,7 +71,7 @@ def select(
     seed: SeedOpt = 0,
     time_limit: TimeLimitOpt = None,
     format: FormatOpt = OutputFormat.table,
-    min_accuracy: Annotated[Optional[float], typer.Option(
+    min_accuracy: Annotated[float | None, typer.Option(
         "--min-accuracy", help="Exit 1 unless F reaches this value (0-1): a CI gate.")] = None,
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -75,10 +75,10 @@ class Init(str, Enum):
     random = "random"
 
 
-PresetOpt = Annotated[Optional[Preset], typer.Option(
+PresetOpt = Annotated[Preset | None, typer.Option(
     "--preset", help="Shipped model: ident-k3K2 (identifiable, k*=3, K=2; the default) or paper-top1 "
     "(k*=2, K=1, as in an unattributed public implementation).")]
-ParamsOpt = Annotated[Optional[Path], typer.Option(
+ParamsOpt = Annotated[Path | None, typer.Option(
     "--params", help="YAML parameter file instead of a preset (keys: top_k, select_on, x, experts with "
     "beta0, beta1, a, b, sigma as a variance).", dir_okay=False)]
 SpecOpt = Annotated[Spec, typer.Option(
@@ -86,7 +86,7 @@ SpecOpt = Annotated[Spec, typer.Option(
     "--split in two, and select one more (K̄ = K + 1).")]
 SplitOpt = Annotated[int, typer.Option("--split", min=1, help="Expert (1-based) that --spec over duplicates.")]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", min=1, help="EM iteration cap.")]
-TolOpt = Annotated[Optional[float], typer.Option(
+TolOpt = Annotated[float | None, typer.Option(
     "--tol", min=0.0, help="Stop when the mean log-likelihood per sample moves less than this. "
     "Default 1e-6 exact, 1e-8 over: the over-specified likelihood is flat along the split, and a "
     "looser stop halts EM near its start.")]
@@ -101,7 +101,7 @@ def _reflowed(fn):
     return fn
 
 
-def _truth(preset_name: Optional[Preset], params: Optional[Path], split: int = 1) -> Truth:
+def _truth(preset_name: Preset | None, params: Path | None, split: int = 1) -> Truth:
     """The model from --preset or --params (not both), with its split expert set."""
     if preset_name is not None and params is not None:
         raise UsageError("give --preset or --params, not both")
@@ -132,7 +132,7 @@ def simulate(
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=10_000_000, help="Number of (x, y) samples.")] = 1000,
     preset_name: PresetOpt = None,
     params: ParamsOpt = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", dir_okay=False, help="Write the samples here (.jsonl: JSON lines, else CSV) and print "
         "a summary instead.")] = None,
     seed: SeedOpt = 0,
@@ -192,7 +192,7 @@ def fit(
     noise: NoiseOpt = 0.1,
     max_iter: MaxIterOpt = 2000,
     tol: TolOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", dir_okay=False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False,
                                                 help="Write the fitted model as a parameter file (YAML).")] = None,
     trace: Annotated[bool, typer.Option("--trace", help="Also show the log-likelihood after every iteration.")] = False,
     seed: SeedOpt = 0,
@@ -310,20 +310,20 @@ def rates(
     params: ParamsOpt = None,
     spec: SpecOpt = Spec.exact,
     split: SplitOpt = 1,
-    n_min: Annotated[Optional[int], typer.Option("--n-min", min=50,
+    n_min: Annotated[int | None, typer.Option("--n-min", min=50,
                                                  help="Smallest n (exact: 501, over: 1000).")] = None,
-    n_max: Annotated[Optional[int], typer.Option("--n-max", min=50, max=1_000_000,
+    n_max: Annotated[int | None, typer.Option("--n-max", min=50, max=1_000_000,
                                                  help="Largest n (exact: 31623, over: 10000).")] = None,
-    points: Annotated[Optional[int], typer.Option("--points", min=2, max=50,
+    points: Annotated[int | None, typer.Option("--points", min=2, max=50,
                                                   help="Sample sizes on the log grid (exact: 8, over: 5).")] = None,
-    reps: Annotated[Optional[int], typer.Option("--reps", min=1, max=1000,
+    reps: Annotated[int | None, typer.Option("--reps", min=1, max=1000,
                                                 help="Replicates per n (exact: 8, over: 5).")] = None,
     max_iter: MaxIterOpt = 1500,
     tol: TolOpt = None,
     noise: NoiseOpt = 0.1,
     boot: Annotated[int, typer.Option("--boot", min=10, max=100_000,
                                       help="Bootstrap resamples for the slope intervals.")] = 1000,
-    plot: Annotated[Optional[Path], typer.Option("--plot", dir_okay=False,
+    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False,
                                                  help="Also draw a log-log plot (.png or .svg).")] = None,
     seed: SeedOpt = 0,
     fmt: FormatOpt = OutputFormat.table,

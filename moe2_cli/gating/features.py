@@ -29,7 +29,7 @@ class FeatureSpec:
     numeric_dim: int = 0
 
     @classmethod
-    def for_outcomes(cls, outcomes: Outcomes, text_dim: int = DEFAULT_TEXT_DIM, **options) -> "FeatureSpec":
+    def for_outcomes(cls, outcomes: Outcomes, text_dim: int = DEFAULT_TEXT_DIM, **options) -> FeatureSpec:
         """Use the text when the table has it and the numeric features when it has them."""
         return cls(categories=tuple(outcomes.categories), text_dim=text_dim if outcomes.texts is not None else 0,
                    numeric_dim=0 if outcomes.features is None else outcomes.features.shape[1], **options)
@@ -42,7 +42,7 @@ class FeatureSpec:
         return {**asdict(self), "categories": list(self.categories)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSpec":
+    def from_dict(cls, data: dict) -> FeatureSpec:
         return cls(**{**data, "categories": tuple(data["categories"])})
 
 
@@ -61,7 +61,7 @@ class QueryFeaturizer:
         return HashingVectorizer(n_features=self.spec.text_dim, ngram_range=(1, self.spec.ngram_max),
                                  alternate_sign=False, norm=None, dtype=np.float64)
 
-    def fit(self, outcomes: Outcomes) -> "QueryFeaturizer":
+    def fit(self, outcomes: Outcomes) -> QueryFeaturizer:
         self._check(outcomes)
         if self.spec.text_dim:
             from sklearn.feature_extraction.text import TfidfTransformer
@@ -112,7 +112,7 @@ class QueryFeaturizer:
         return out
 
     @classmethod
-    def from_state(cls, spec: FeatureSpec, arrays: dict[str, np.ndarray]) -> "QueryFeaturizer":
+    def from_state(cls, spec: FeatureSpec, arrays: dict[str, np.ndarray]) -> QueryFeaturizer:
         featurizer = cls(spec)
         featurizer.idf_ = arrays.get("idf")
         featurizer.mean_ = arrays.get("numeric_mean")

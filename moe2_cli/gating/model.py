@@ -166,7 +166,7 @@ class TopKGate:
         grads["b1"] = inner.sum(axis=0)
         return grads
 
-    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None) -> "TopKGate":
+    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None) -> TopKGate:
         """Minimise the ensemble cross-entropy on (X, scores); keep the weights with the lowest
         validation loss and stop after ``patience`` iterations without improvement. Without a
         validation split, the training loss decides."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter

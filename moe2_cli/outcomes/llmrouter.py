@@ -7,8 +7,8 @@ through a task map; :data:`LLMROUTER_TASK_MAP` is the mapping the shipped scenar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from moe2_cli.outcomes.builder import TableBuilder
 from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text

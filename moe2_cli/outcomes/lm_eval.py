@@ -10,9 +10,10 @@ replaced by "__"; the LLM is its last part, lower-cased (``Qwen__Qwen2.5-7B-Inst
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.outcomes.builder import TableBuilder

@@ -15,8 +15,9 @@ import csv
 import gzip
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.outcomes.builder import TableBuilder

@@ -6,8 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
 

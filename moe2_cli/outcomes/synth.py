@@ -14,8 +14,8 @@ in every category equals its profile accuracy to within half a query.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -63,7 +63,7 @@ class Outcomes:
     def n_queries(self) -> int:
         return len(self.qids)
 
-    def subset(self, rows) -> "Outcomes":
+    def subset(self, rows) -> Outcomes:
         """The queries at ``rows`` (indices or a boolean mask), in that order."""
         rows = np.arange(self.n_queries)[np.asarray(rows)]
         return Outcomes(
@@ -73,7 +73,7 @@ class Outcomes:
             features=None if self.features is None else self.features[rows], source=self.source,
         )
 
-    def select_columns(self, names) -> "Outcomes":
+    def select_columns(self, names) -> Outcomes:
         """The score columns ``names``, in that order (a name may repeat)."""
         index = {c: i for i, c in enumerate(self.columns)}
         missing = [n for n in names if n not in index]
@@ -89,7 +89,7 @@ class Outcomes:
         """What a split must keep together: the question text, or the query id without text."""
         return self.texts if self.texts is not None else self.qids
 
-    def for_instance(self, instance: Instance, per: str = "expert") -> "Outcomes":
+    def for_instance(self, instance: Instance, per: str = "expert") -> Outcomes:
         """Columns become the instance's experts, each with its LLM's scores (``per="expert"``),
         or the instance's distinct LLMs in first-seen order (``per="llm"``); categories become
         the instance's, in its order.

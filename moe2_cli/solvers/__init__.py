@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from moe2_cli.errors import UsageError
 from moe2_cli.solvers.base import Limits, Solver, SolveResult, Status

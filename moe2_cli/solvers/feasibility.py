@@ -112,7 +112,7 @@ class FeasibilityModel:
         alone = np.left_shift(np.int64(1), np.arange(self.n, dtype=np.int64))
         return int(np.bitwise_or.reduce(alone[self.feasible(alone)], initial=0))
 
-    def packer(self, base: int = 0) -> "Packer":
+    def packer(self, base: int = 0) -> Packer:
         """An incremental packer holding the (feasible) set ``base``."""
         packer = Packer(self)
         for i in members(base):

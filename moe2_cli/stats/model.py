@@ -63,7 +63,7 @@ class MoEParams:
     def dim(self) -> int:
         return self.beta1.shape[1]
 
-    def with_(self, **changes) -> "MoEParams":
+    def with_(self, **changes) -> MoEParams:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 
