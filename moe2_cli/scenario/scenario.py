@@ -7,13 +7,14 @@ lists them: servers in order, each server's LLMs in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from moe2_cli.errors import InputError
 from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance
+from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
 from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
 from moe2_cli.scenario.shipped import default_scenario, shipped_dir
 from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
@@ -43,6 +44,7 @@ class Scenario:
     outcomes: OutcomesSpec | None
     profiles: dict[str, DeviceProfile]
     server_devices: tuple[str, ...]  # device id of each server, in instance order
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # server name -> where its LLMs answer
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
@@ -65,7 +67,8 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     categories = _categories(check, top["categories"][1]) if "categories" in top else {}
     budgets = _budgets(check, top["budgets"][1]) if "budgets" in top else {}
     search = _profile_dirs(check, path, top.get("profiles_dir"))
-    servers, profiles = _servers(check, top["servers"][1], categories, search) if "servers" in top else ([], {})
+    servers, profiles, endpoints = _servers(check, top["servers"][1], categories, search, path) \
+        if "servers" in top else ([], {}, {})
     outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
     check.raise_if_any()
     instance = _instance(name, categories, servers, top_k, aggregation)
@@ -76,7 +79,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     )
     return Scenario(name=name, description=description or "", path=path, instance=instance,
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
-                    server_devices=tuple(profile.id for _, profile, _, _ in servers))
+                    server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints)
 
 
 def resolve_scenario(path: str | Path | None) -> Path:
@@ -134,15 +137,16 @@ def _profile_dirs(check: Checker, scenario_path: Path, entry) -> list[Path]:
     return list(dict.fromkeys(c.resolve() for c in candidates))
 
 
-def _servers(check: Checker, node, categories, search: list[Path]):
+def _servers(check: Checker, node, categories, search: list[Path], scenario_path: Path):
     items = check.sequence(node, "servers")
     if items is None:
-        return [], {}
+        return [], {}, {}
     if not items:
         check.error(node, "servers must list at least one server (got none)")
-    servers, profiles, seen = [], {}, set()
+    servers, profiles, endpoints, seen = [], {}, {}, set()
     for item in items:
-        fields = check.mapping(item, "server", required=("name", "profile", "llms"), optional=("transmission_s", "notes"))
+        fields = check.mapping(item, "server", required=("name", "profile", "llms"),
+                               optional=("transmission_s", "notes", "endpoint"))
         if fields is None:
             continue
         name = check.string(fields["name"][1], "server name") if "name" in fields else None
@@ -153,9 +157,13 @@ def _servers(check: Checker, node, categories, search: list[Path]):
             if "transmission_s" in fields else 0.0
         profile = _profile(check, fields["profile"][1], search, categories, profiles) if "profile" in fields else None
         llms = _server_llms(check, fields["llms"][1], name, profile) if "llms" in fields else []
+        if "endpoint" in fields and name:
+            endpoint = parse_endpoint(check, fields["endpoint"][1], name, llms, scenario_path)
+            if endpoint is not None:
+                endpoints[name] = endpoint
         if name and profile and transmission is not None and llms:
             servers.append((name, profile, transmission, llms))
-    return servers, profiles
+    return servers, profiles, endpoints
 
 
 def _profile(check: Checker, node, search: list[Path], categories, cache) -> DeviceProfile | None:
