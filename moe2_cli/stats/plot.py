@@ -47,7 +47,7 @@ def plot_rates(result: RatesResult, path: str | Path) -> None:
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.reps} replicates")
+    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.n_reps} replicates")
     fig.tight_layout()
     fig.savefig(path, metadata={"Date": None} if Path(path).suffix.lower() == ".svg" else None)
     plt.close(fig)
