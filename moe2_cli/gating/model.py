@@ -33,7 +33,7 @@ import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
-from moe2_cli.gating.topk import topk_mask, topk_softmax
+from moe2_cli.gating.topk import softmax, topk_mask, topk_softmax
 from moe2_cli.problem import masks_to_bool
 from moe2_cli.rng import stream
 
@@ -63,10 +63,7 @@ def floored(scores: np.ndarray, floor: float) -> np.ndarray:
 def mixture_loss(logits: np.ndarray, p: np.ndarray, selected: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean of ``-log sum_{n in selected} w_n p_n`` with w the softmax over ``selected``, and its
     gradient in the logits: ``(w - r) / Q`` with r the posterior responsibilities."""
-    z = np.where(selected, logits, -np.inf)
-    z = z - z.max(axis=1, keepdims=True)
-    w = np.exp(z)
-    w /= w.sum(axis=1, keepdims=True)
+    w = softmax(np.where(selected, logits, -np.inf), axis=1)
     joint = w * p
     mix = joint.sum(axis=1, keepdims=True)
     return float(-np.log(mix).mean()), (w - joint / mix) / len(p)
