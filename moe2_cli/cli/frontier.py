@@ -28,6 +28,7 @@ from moe2_cli.cli.select import (
     TopKOpt,
 )
 from moe2_cli.errors import UsageError
+from moe2_cli.fileio import check_writable
 from moe2_cli.frontier import (
     exact_energy_frontier,
     exact_tradeoff_front,
@@ -102,6 +103,8 @@ def frontier(
         raise UsageError(f"--sweep takes at most two dimensions (got {len(sweep)})")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot must end in .png or .svg (got {plot.name!r})")
+    if plot is not None:
+        check_writable(plot, "--plot")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
     engine, limits = get_solver(solver, seed=seed), Limits(time_s=time_limit)

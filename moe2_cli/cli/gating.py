@@ -20,6 +20,7 @@ from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.cli.select import MetricOpt, OutcomesOpt, TopKOpt
 from moe2_cli.errors import UsageError
+from moe2_cli.fileio import check_writable
 from moe2_cli.gating.ensemble import METRICS, monotonicity
 from moe2_cli.gating.model import restrict, save_gate
 from moe2_cli.gating.pipeline import (
@@ -109,6 +110,8 @@ def train(
 
     Example: moe2 gating train examples/llmrouter-edge.yaml --out gate.npz
     """
+    if out is not None:
+        check_writable(out, "--out")
     system = _system(scenario, outcomes, top_k, seed, metric, queries, hidden)
     if out is not None:
         save_gate(out, system.saved)
