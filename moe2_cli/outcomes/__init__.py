@@ -34,7 +34,7 @@ def detect_format(path: str | Path) -> str:
     first = next((line for line in read_text(path).split("\n") if line.strip()), "")
     try:
         row = json.loads(first)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return "jsonl"  # the JSONL reader reports the bad line
     return "llmrouter" if isinstance(row, dict) and {"task", "question", "scores"} <= set(row) else "jsonl"
 
