@@ -116,6 +116,55 @@ def _replace_key(text: str, at: int, token: str) -> str:
     return text if colon < 0 else text[: colon + 2] + token + " " + text[colon + 2:]
 
 
+# Raw JSON values that break readers: non-standard numbers, huge integers, deep nesting, wrong types.
+HOSTILE_JSON = [
+    "NaN", "Infinity", "-Infinity", "1e400", "1e-400", "1" * 5000, "-" + "9" * 400, "0.5", "2", "-1", "0", "true",
+    "false", "null", '"x"', '""', '"\\u0000"', "[]", "{}", "[" * 3000 + "]" * 3000, "[" * 500 + "]" * 500,
+    '[1, "a"]', '{"a": 1}', '["t1", 2]', '["t1", "t2"]', "1.0", '"1"', "[0.5, NaN]",
+]
+_SENTINEL = "\u0001fuzz\u0001"
+
+
+def _json_paths(value, path=()):
+    """Every key path inside a JSON value, the value itself first."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _json_paths(item, path + (key,))
+
+
+@st.composite
+def json_mutation(draw, seed: bytes) -> bytes:
+    """Replace one value of one JSON line with a hostile raw value, or delete a key; other
+    lines stay valid, so the reader gets past its syntax checks."""
+    lines = seed.decode("utf-8").split("\n")
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, max(len(lines) - 2, 0)))
+        try:
+            row = json.loads(lines[index])
+        except (ValueError, RecursionError):  # a line an earlier round made hostile
+            continue
+        paths = list(_json_paths(row))
+        path = draw(st.sampled_from(paths[1:] or paths))
+        if not path:
+            continue
+        parent = row
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.integers(0, 4)) == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+            lines[index] = json.dumps(row)
+        else:
+            parent[path[-1]] = _SENTINEL
+            lines[index] = json.dumps(row).replace(json.dumps(_SENTINEL), draw(st.sampled_from(HOSTILE_JSON)))
+    return "\n".join(lines).encode("utf-8")
+
+
+@st.composite
+def json_or_file_mutation(draw, seed: bytes) -> bytes:
+    return draw(json_mutation(seed) if draw(st.booleans()) else file_mutation(seed))
+
+
 @st.composite
 def byte_mutation(draw, data: bytes) -> bytes:
     """Byte-level damage: flips, truncation, deletions, stray control bytes."""
@@ -185,17 +234,17 @@ def run_reader(read: Callable[[Path], object], path: Path) -> tuple[int, str, bo
         return EXIT_INTERNAL, traceback.format_exc(), False
 
 
-def run_cli_validate(path: Path) -> tuple[int, str, bool]:
-    """``moe2 validate PATH`` in-process: the real command, with its own error boundary."""
+def run_cli(*args: str | Path) -> tuple[int, str, bool]:
+    """``moe2 ARGS`` in-process: the real command line, with its own error boundary."""
     from typer.testing import CliRunner
 
     from moe2_cli.cli import app
 
-    with _deadline(TIME_LIMIT_S):
-        try:
-            result = CliRunner().invoke(app, ["validate", str(path)], env={"NO_COLOR": "1", "COLUMNS": "200"})
-        except _Hang:
-            return EXIT_INTERNAL, "hang", True
+    try:
+        with _deadline(TIME_LIMIT_S):
+            result = CliRunner().invoke(app, [str(a) for a in args], env={"NO_COLOR": "1", "COLUMNS": "200"})
+    except _Hang:
+        return EXIT_INTERNAL, "hang", True
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
@@ -243,6 +292,27 @@ def _written_table(suffix: str) -> list[bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"seed{suffix}"
         write_outcomes(_small_table(), path)
+        return [path.read_bytes()]
+
+
+TINY_SCENARIO = ROOT / "tests" / "fixtures" / "good" / "scenario.yaml"
+
+
+def _select_seeds() -> list[bytes]:
+    """Outcomes for the tiny test scenario (its LLMs and categories), so that ``select`` reads
+    them, trains the gate and solves: mutations reach every stage after the reader."""
+    from moe2_cli.outcomes import Outcomes, write_outcomes
+
+    rng = np.random.default_rng(2)
+    n = 40
+    table = Outcomes(qids=tuple(f"q{i}" for i in range(n)), categories=("mcq", "math"),
+                     category=np.arange(n) % 2, columns=("small-llm", "big-llm"),
+                     scores=(rng.random((n, 2)) > 0.4).astype(float),
+                     texts=tuple(f"question {i % 7}?" for i in range(n)),
+                     features=np.round(rng.normal(size=(n, 3)), 3), tags=tuple((f"t{i % 3}",) for i in range(n)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "seed.jsonl"
+        write_outcomes(table, path)
         return [path.read_bytes()]
 
 
@@ -366,14 +436,20 @@ def _reader(read_name: str, module: str):
 
 
 READERS: dict[str, Reader] = {r.name: r for r in (
-    Reader("profile", _profile_seeds, ".yaml", run_cli_validate),
-    Reader("scenario", _scenario_seeds, ".yaml", run_cli_validate),
-    Reader("outcomes-jsonl", lambda: _written_table(".jsonl"), ".jsonl", lambda p: run_reader(_read_outcomes, p)),
+    Reader("profile", _profile_seeds, ".yaml", lambda p: run_cli("validate", p)),
+    Reader("scenario", _scenario_seeds, ".yaml", lambda p: run_cli("validate", p)),
+    Reader("outcomes-jsonl", lambda: _written_table(".jsonl"), ".jsonl", lambda p: run_reader(_read_outcomes, p),
+           mutate=json_or_file_mutation),
     Reader("outcomes-csv", lambda: _written_table(".csv"), ".csv", lambda p: run_reader(_read_outcomes, p)),
-    Reader("llmrouter", _llmrouter_seeds, ".jsonl", lambda p: run_reader(_read_outcomes, p)),
-    Reader("lm-eval", _lm_eval_seeds, "", _lm_eval_run, directory=True, build=_lm_eval_build),
+    Reader("llmrouter", _llmrouter_seeds, ".jsonl", lambda p: run_reader(_read_outcomes, p),
+           mutate=json_or_file_mutation),
+    Reader("lm-eval", _lm_eval_seeds, "", _lm_eval_run, mutate=json_or_file_mutation, directory=True,
+           build=_lm_eval_build),
+    Reader("outcomes-select", _select_seeds, ".jsonl", lambda p: run_cli(
+        "select", TINY_SCENARIO, "--outcomes", p, "-f", "json", "--no-timing"), mutate=json_or_file_mutation),
     Reader("stats-params", _params_seeds, ".yaml", _reader("load_truth", "moe2_cli.stats.params_file")),
-    Reader("stats-samples", _samples_seeds, ".csv", _reader("load_samples", "moe2_cli.stats.samples")),
+    Reader("stats-samples", _samples_seeds, ".csv", _reader("load_samples", "moe2_cli.stats.samples"),
+           mutate=json_or_file_mutation),
     Reader("gate", _gate_seeds, ".npz", _reader("load_gate", "moe2_cli.gating.model"), mutate=gate_mutation),
 )}
 
