@@ -24,16 +24,25 @@ def main() -> int:
     parser.add_argument("--reader", action="append", choices=sorted(READERS), help="only these readers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--failures", action="store_true", help="print the first failing inputs")
+    parser.add_argument("--every", type=int, default=0, help="also print a progress line every N examples")
     args = parser.parse_args()
     clean = True
     for name in args.reader or list(READERS):
         start = time.perf_counter()
-        report = fuzz(name, args.examples, args.seed)
+        report = fuzz(name, args.examples, args.seed, on_example=_progress(name, args.every))
         print(f"{describe(name, report)}  {time.perf_counter() - start:.0f} s", flush=True)
         clean = clean and report.clean
         for failure in report.failures if args.failures else ():
             print("    " + failure)
     return 0 if clean else 1
+
+
+def _progress(name: str, every: int):
+    def show(report) -> None:
+        if every and report.examples % every == 0:
+            print(f"  ... {describe(name, report)}", flush=True)
+
+    return show
 
 
 if __name__ == "__main__":

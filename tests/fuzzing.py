@@ -454,8 +454,10 @@ READERS: dict[str, Reader] = {r.name: r for r in (
 )}
 
 
-def fuzz(name: str, examples: int, seed: int = 0, report: Report | None = None) -> Report:
-    """Run ``examples`` mutated inputs through reader ``name``; return what was found."""
+def fuzz(name: str, examples: int, seed: int = 0, report: Report | None = None,
+         on_example: Callable[[Report], None] | None = None) -> Report:
+    """Run ``examples`` mutated inputs through reader ``name``; return what was found.
+    ``on_example`` sees the report after every example (for progress)."""
     reader = READERS[name]
     report = report or Report()
     seeds = reader.seeds()
@@ -473,6 +475,8 @@ def fuzz(name: str, examples: int, seed: int = 0, report: Report | None = None) 
                 path.write_bytes(data)
             code, stderr, hang = reader.run(path)
         report.record(code, stderr, str(path), hang, data.decode("utf-8", "replace"))
+        if on_example is not None:
+            on_example(report)
 
     seeded = one
     seeded._hypothesis_internal_use_seed = seed  # reproducible runs: same seed, same inputs
