@@ -217,3 +217,33 @@ def test_pickled_gate_arrays_are_refused(tmp_path):
     with pytest.raises(InputError) as err:
         load_gate(path)
     assert err.value.lines()[0].startswith(str(path))
+
+
+def test_a_missing_lm_eval_path_is_named(run_cli, tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(DEFAULT + "outcomes: {format: lm-eval, path: no-such-run}\n")
+    stderr = one_located_line(run_cli("validate", scenario), scenario)
+    assert "no-such-run" in stderr
+    missing = tmp_path / "no-such-run"
+    result = run_cli("select", "--outcomes", missing)
+    assert result.exit_code == 2 and str(missing) in result.stderr, result.output
+
+
+def test_integer_costs_cannot_wrap():
+    from moe2_cli.problem import MAX_ENERGY_J, UNLIMITED, Budgets, Instance
+
+    def instance(energy: float) -> Instance:
+        return Instance(name="t", expert_ids=("s/a", "s/b"), expert_llms=("a", "b"), expert_server=np.zeros(2, int),
+                        server_names=("s",), transmission_s=np.zeros(1), categories=("c",), shares=np.ones(1),
+                        latency_s=np.ones((2, 1)), energy_j=np.full((2, 1), energy), accuracy=np.full((2, 1), 0.5),
+                        top_k=2, aggregation_s=0.0)
+
+    worst = instance(MAX_ENERGY_J)
+    energy = int(worst.usage([3]).energy[0, 0])
+    assert abs(energy - 2 * MAX_ENERGY_J * 1000) <= 2e-9 * 2 * MAX_ENERGY_J * 1000 and energy < UNLIMITED
+    for energy in (5.0e15, 1e300, float("inf")):
+        with pytest.raises(ValueError, match="energy_j"):
+            instance(energy)
+    huge = Budgets.build(("c",), energy=1e16, latency=float("inf"))
+    assert huge.energy_units[0] == huge.latency_units[0] == UNLIMITED
+    assert bool(huge.feasible(worst.usage([3]))[0])
