@@ -316,7 +316,7 @@ def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
     gate.history_ = FitHistory(**meta["training"])
     state = {n[len("features_"):]: v for n, v in arrays.items() if n.startswith("features_")}
     featurizer = QueryFeaturizer.from_state(spec, state)
-    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))
+    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))  # type: ignore[arg-type]
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], spec: FeatureSpec, hidden: int, n: int) -> None:
