@@ -15,8 +15,8 @@ from pathlib import Path
 from moe2_cli.errors import Diagnostic, InputError, Moe2Error, UsageError
 from moe2_cli.measure import writers
 from moe2_cli.measure.client import Retry
-from moe2_cli.measure.prompts import Prompt, check_categories, default_prompts_path, load_prompts
-from moe2_cli.measure.runlog import LOG_NAME, LogState, LogWriter, RequestRecord, read_log
+from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categories, load_prompts
+from moe2_cli.measure.runlog import LOG_NAME, LogState, RequestRecord, read_log
 from moe2_cli.measure.runner import Expert, RunPlan, run
 from moe2_cli.measure.summary import ExpertSummary, summarise
 from moe2_cli.scenario.endpoint import PowerSource
@@ -76,8 +76,7 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     _check_settings(settings)
     experts = _experts(scenario, source, settings)
     prompts_path = settings.prompts or default_prompts_path()
-    prompts = load_prompts(prompts_path)
-    check_categories(prompts, scenario.instance.categories, str(prompts_path))
+    prompts = for_categories(load_prompts(prompts_path), scenario.instance.categories, str(prompts_path))
     log_path = _log_path(out_dir, settings.resume)
     state = read_log(log_path) if settings.resume else LogState(records={}, idle_watts={})
     _check_digests(state, prompts, log_path)
@@ -88,10 +87,8 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     if jobs or idle:
         plan = RunPlan(experts=experts, jobs=jobs, idle_servers=idle, idle_seconds=settings.idle_baseline_s,
                        concurrency=settings.concurrency, retry=settings.retry, warmup=settings.warmup)
-        out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with LogWriter(log_path) as log:
-                run(plan, source, log, on_record)
+            run(plan, source, log_path, on_record)
         except KeyboardInterrupt:
             done = len(read_log(log_path).records)
             raise MeasureInterrupted(f"interrupted: {done} requests are in {log_path}; run the same command with "

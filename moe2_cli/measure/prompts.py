@@ -56,6 +56,8 @@ def default_prompts_path() -> Path:
 def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     """Read and check a prompt file (the shipped default set when ``path`` is None)."""
     path = Path(path) if path is not None else default_prompts_path()
+    if not path.is_file():
+        raise InputError(Diagnostic(str(path), None, None, "prompt file not found"))
     problems = Problems(str(path))
     prompts: list[Prompt] = []
     seen: set[str] = set()
@@ -74,17 +76,17 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     return prompts
 
 
-def check_categories(prompts: Iterable[Prompt], categories: Iterable[str], source: str) -> None:
-    """Every scenario category needs prompts, and every prompt a scenario category."""
-    have = {p.category for p in prompts}
+def for_categories(prompts: list[Prompt], categories: Iterable[str], source: str) -> list[Prompt]:
+    """The prompts of the scenario's categories; every category needs some. Prompts of other
+    categories are left out, so one prompt set serves scenarios with fewer categories."""
     wanted = list(categories)
-    lines = [Diagnostic(source, None, None, f"no prompts for scenario category {c!r} (give --prompts FILE "
-                                            f"with prompts for every category)") for c in wanted if c not in have]
-    lines += [Diagnostic(source, None, None, f"category {c!r} is not a scenario category "
-                                             f"(the scenario has: {', '.join(wanted)})")
-              for c in sorted(have - set(wanted))]
-    if lines:
-        raise InputError(lines)
+    have = {p.category for p in prompts}
+    missing = [Diagnostic(source, None, None, f"no prompts for scenario category {c!r} (the prompts have: "
+                                              f"{', '.join(sorted(have))}; give --prompts FILE)")
+               for c in wanted if c not in have]
+    if missing:
+        raise InputError(missing)
+    return [p for p in prompts if p.category in wanted]
 
 
 def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None:

@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -55,39 +56,30 @@ class RunPlan:
     warmup: int = 1
 
 
-@dataclass
-class RunOutcome:
-    """What the run learned besides the logged requests: how each server's power was read."""
-
-    power_methods: dict[str, str] = field(default_factory=dict)
-    idle_watts: dict[str, float] = field(default_factory=dict)
+def run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None:
+    """Run the plan, appending to ``log_path``, which is created only once the preflight passed.
+    Ctrl-C propagates as KeyboardInterrupt after the log is closed cleanly."""
+    asyncio.run(_run(plan, source, log_path, on_record))
 
 
-def run(plan: RunPlan, source: str, log: LogWriter, on_record: OnRecord) -> RunOutcome:
-    """Run the plan; Ctrl-C propagates as KeyboardInterrupt after the log is closed cleanly."""
-    return asyncio.run(_run(plan, source, log, on_record))
-
-
-async def _run(plan: RunPlan, source: str, log: LogWriter, on_record: OnRecord) -> RunOutcome:
-    outcome = RunOutcome()
+async def _run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None:
     servers = {e.server: e.endpoint for e in plan.experts}
     async with _client() as client:
         await _preflight(client, plan, source)
         meters = _start_meters(servers, source)
         try:
-            outcome.power_methods = {s: m.method for s, m in meters.items()}
-            if plan.idle_servers:
-                watts = await asyncio.gather(*(idle_watts(meters[s], plan.idle_seconds) for s in plan.idle_servers))
-                for server, w in zip(plan.idle_servers, watts):
-                    log.idle(server, w, plan.idle_seconds)
-                    outcome.idle_watts[server] = w
-            clocks = {s: ServerClock(m) for s, m in meters.items()}
-            await _requests(client, plan, clocks, log, on_record)
-            outcome.power_methods = {s: m.method for s, m in meters.items()}
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with LogWriter(log_path) as log:
+                if plan.idle_servers:
+                    watts = await asyncio.gather(*(idle_watts(meters[s], plan.idle_seconds)
+                                                   for s in plan.idle_servers))
+                    for server, w in zip(plan.idle_servers, watts):
+                        log.idle(server, w, plan.idle_seconds)
+                clocks = {s: ServerClock(m) for s, m in meters.items()}
+                await _requests(client, plan, clocks, log, on_record)
         finally:
             for meter in meters.values():
                 meter.close()
-    return outcome
 
 
 def _client() -> httpx.AsyncClient:

@@ -1,0 +1,159 @@
+"""moe2 measure end to end against loopback OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from moe2_cli.measure import MeasureSettings, Retry, measure
+from tests.conftest import ROOT
+from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
+from tests.measure.helpers import PROMPTS, models, write_prompts, write_scenario
+
+DELAY_S = 0.15
+FAST_RETRY = Retry(attempts=2, backoff_s=0.01)
+
+
+def _timing_free(path):
+    """A written file without the fields that vary between runs: latency, energy, the date."""
+    doc = yaml.safe_load(path.read_text())
+    for llm in doc["llms"].values():
+        llm.pop("latency_s"), llm.pop("energy_j"), llm.pop("source")
+    return doc
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+
+
+def test_measure_then_validate_and_select(tmp_path, run_cli):
+    served_a, served_b = models(DELAY_S)
+    with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url)
+        prompts = write_prompts(tmp_path / "prompts.jsonl")
+        out = tmp_path / "out"
+        result = run_cli("measure", scenario, "--out", out, "--prompts", prompts, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        # One warm-up request per expert, then every prompt once.
+        assert len(a.calls) == 2 * (1 + len(PROMPTS)) and len(b.calls) == 1 + len(PROMPTS)
+        assert all(call.stream for call in a.calls + b.calls)
+    payload = json.loads(result.stdout)
+    assert payload["new_requests"] == 3 * len(PROMPTS)
+    for row in payload["experts"]:
+        assert row["p50_s"] == pytest.approx(DELAY_S, rel=0.10)
+        assert row["failures"] == 0 and row["profile"] == "yes"
+    # Accuracy is exactly the configured correctness: qwen right everywhere, llama on half.
+    profile_a = yaml.safe_load((out / "profiles" / "a.yaml").read_text())
+    assert profile_a["llms"]["qwen2.5-7b-instruct"]["accuracy"]["mcq"] == 1.0
+    assert profile_a["llms"]["llama-3.1-8b-instruct"]["accuracy"]["math"] == 0.5
+    source = profile_a["llms"]["llama-3.1-8b-instruct"]["source"]
+    assert "measured" in source and "llama-a" in source and "8 prompts" in source and "none: 100 W" in source
+    # power: none derives energy as watts x time, request by request.
+    for record in _records(out):
+        watts = 100 if record["server"] == "a" else 50
+        assert record["energy_j"] == pytest.approx(watts * record["latency_s"], rel=1e-9)
+    outcomes = [json.loads(line) for line in (out / "outcomes.jsonl").read_text().splitlines()]
+    assert [o["qid"] for o in outcomes] == [p["id"] for p in PROMPTS]
+    llama = np.mean([o["scores"]["llama-3.1-8b-instruct"] for o in outcomes])
+    assert llama == 0.5
+    files = [out / "scenario.yaml", *sorted((out / "profiles").glob("*.yaml"))]
+    assert run_cli("validate", *files).exit_code == 0
+    selected = run_cli("select", out / "scenario.yaml", "--format", "json")
+    assert selected.exit_code == 0, selected.stderr
+    assert json.loads(selected.stdout)["objective"] == pytest.approx(1.0)
+
+
+def test_resume_after_a_server_starts_failing_gives_the_same_files(tmp_path):
+    served_a, served_b = models(0.01)
+    settings = dict(prompts=write_prompts(tmp_path / "prompts.jsonl"), warmup=0, retry=FAST_RETRY)
+    with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url)
+        measure(scenario, tmp_path / "whole", MeasureSettings(**settings))
+        served_b["qwen-b"].fail = "500"
+        broken = measure(scenario, tmp_path / "resumed", MeasureSettings(**settings, max_failures=100))
+        assert [e.failures for e in broken.experts] == [0, 0, len(PROMPTS)]
+        served_b["qwen-b"].fail = None
+        resumed = measure(scenario, tmp_path / "resumed", MeasureSettings(**settings, resume=True))
+    assert resumed.new_requests == len(PROMPTS)  # only the failed requests were asked again
+    for name in ("outcomes.jsonl", "scenario.yaml"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+    for server in ("a", "b"):
+        path = f"profiles/{server}.yaml"
+        assert _timing_free(tmp_path / "whole" / path) == _timing_free(tmp_path / "resumed" / path)
+
+
+def test_preflight_reports_every_endpoint_problem_before_sending(tmp_path, run_cli):
+    with FakeOpenAI({"qwen-a": FakeModel()}) as a:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, unused_url())
+        result = run_cli("measure", scenario, "--out", tmp_path / "out",
+                         "--prompts", write_prompts(tmp_path / "p.jsonl"))
+        assert a.calls == []
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert "model 'llama-a' (for llama-3.1-8b-instruct) is not served" in lines[0]
+    assert "server 'b': cannot reach" in lines[1] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_failures_are_retried_then_counted_and_the_expert_dropped(tmp_path, run_cli):
+    served_a, served_b = models(0.0)
+    served_a["llama-a"] = FakeModel(fail="hang")
+    served_b["qwen-b"].fail = "500"
+    with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url, timeout_s=0.2)
+        prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:1] + PROMPTS[4:5])
+        result = run_cli("measure", scenario, "--out", tmp_path / "out", "--prompts", prompts, "--warmup", "0",
+                         "--retries", "1", "--retry-wait", "0.01", "--format", "json")
+        assert len(b.calls) == 2 * 2  # each prompt tried twice
+    assert result.exit_code == 0, result.stderr
+    errors = {(r["server"], r["llm"]): r["error"] for r in _records(tmp_path / "out") if not r["ok"]}
+    assert errors == {("a", "llama-3.1-8b-instruct"): "timed out", ("b", "qwen2.5-7b-instruct"): "HTTP 500"}
+    assert "a/llama-3.1-8b-instruct gets no profile entry: 2 failed requests" in result.stderr
+    written = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
+    assert [(s["name"], s["llms"]) for s in written["servers"]] == [("a", ["qwen2.5-7b-instruct"])]
+    assert list(yaml.safe_load((tmp_path / "out" / "profiles" / "a.yaml").read_text())["llms"]) == \
+        ["qwen2.5-7b-instruct"]
+
+
+def test_an_existing_log_needs_resume(tmp_path, run_cli):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "requests.jsonl").write_text("{}\n")
+    scenario = write_scenario(tmp_path / "fleet.yaml", unused_url(), unused_url())
+    result = run_cli("measure", scenario, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "pass --resume" in result.stderr
+
+
+def test_ctrl_c_leaves_whole_lines_and_resume_finishes(tmp_path):
+    served_a, served_b = models(0.05)
+    with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url)
+        prompts = write_prompts(tmp_path / "p.jsonl")
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "moe2_cli", "measure", str(scenario), "--out", str(out),
+                   "--prompts", str(prompts), "--warmup", "0"]
+        env = {**os.environ, "NO_COLOR": "1"}
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = out / "requests.jsonl"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+        assert child.returncode == 130, stderr
+        assert "--resume" in stderr and "Traceback" not in stderr
+        logged = _records(out)  # every line is whole JSON
+        assert 3 <= len(logged) < 3 * len(PROMPTS)
+        assert not (out / "scenario.yaml").exists()
+        resumed = measure(scenario, out, MeasureSettings(prompts=prompts, warmup=0, resume=True))
+    assert resumed.new_requests == 3 * len(PROMPTS) - len(logged)
+    assert len(_records(out)) == 3 * len(PROMPTS)
+
