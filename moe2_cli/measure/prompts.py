@@ -93,41 +93,50 @@ def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None
     pid, category, scorer = row.get("id"), row.get("category"), row.get("scorer")
     for name, value in (("id", pid), ("category", category)):
         if not isinstance(value, str) or not value.strip():
-            return problems.add(line, f"{name} must be a non-empty string (got {describe(value)})")
+            problems.add(line, f"{name} must be a non-empty string (got {describe(value)})")
+            return None
     if scorer not in SCORERS:
-        return problems.add(line, f"scorer must be one of {', '.join(SCORERS)} (got {describe(scorer)})")
+        problems.add(line, f"scorer must be one of {', '.join(SCORERS)} (got {describe(scorer)})")
+        return None
     messages = _messages(problems, line, row)
     references = _references(problems, line, row.get("reference"))
     max_tokens = row.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        return problems.add(line, f"max_tokens must be a positive integer (got {describe(max_tokens)})")
+        problems.add(line, f"max_tokens must be a positive integer (got {describe(max_tokens)})")
+        return None
     if messages is None or references is None:
         return None
+    assert isinstance(pid, str) and isinstance(category, str)
     return Prompt(id=pid, category=category, messages=messages, references=references, scorer=scorer,
                   max_tokens=max_tokens)
 
 
 def _messages(problems: Problems, line: int, row: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
     if ("messages" in row) == ("prompt" in row):
-        return problems.add(line, "give either messages or prompt (got "
+        problems.add(line, "give either messages or prompt (got "
                                   f"{'both' if 'prompt' in row else 'neither'})")
+        return None
     if "prompt" in row:
         prompt = row["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():
-            return problems.add(line, f"prompt must be non-empty text (got {describe(prompt)})")
+            problems.add(line, f"prompt must be non-empty text (got {describe(prompt)})")
+            return None
         return (("user", prompt),)
     messages = row["messages"]
     if not isinstance(messages, list) or not messages:
-        return problems.add(line, f"messages must be a non-empty list (got {describe(messages)})")
+        problems.add(line, f"messages must be a non-empty list (got {describe(messages)})")
+        return None
     out = []
     for message in messages:
         ok = isinstance(message, dict) and message.get("role") in _ROLES and isinstance(message.get("content"), str)
         if not ok:
-            return problems.add(line, "each message must be {\"role\": system|user|assistant, \"content\": text} "
+            problems.add(line, "each message must be {\"role\": system|user|assistant, \"content\": text} "
                                       f"(got {describe(message)})")
+            return None
         out.append((message["role"], message["content"]))
     if not any(role == "user" for role, _ in out):
-        return problems.add(line, "messages must include a user message")
+        problems.add(line, "messages must include a user message")
+        return None
     return tuple(out)
 
 
@@ -135,6 +144,7 @@ def _references(problems: Problems, line: int, value: Any) -> tuple[str, ...] | 
     items = value if isinstance(value, list) else [value]
     ok = items and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip() for v in items)
     if not ok:
-        return problems.add(line, "reference must be text, a number, or a non-empty list of them "
+        problems.add(line, "reference must be text, a number, or a non-empty list of them "
                                   f"(got {describe(value)})")
+        return None
     return tuple(str(v) for v in items)

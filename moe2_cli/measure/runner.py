@@ -65,8 +65,10 @@ def run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None
 async def _run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None:
     servers = {e.server: e.endpoint for e in plan.experts}
     async with _client() as client:
-        await _preflight(client, plan, source)
-        meters = _start_meters(servers, source)
+        problems = await _preflight(client, plan)
+        meters = _start_meters(servers, problems)
+        if problems:
+            raise InputError([Diagnostic(source, None, None, line) for line in problems])
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with LogWriter(log_path) as log:
@@ -89,21 +91,20 @@ def _client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(socket_options=nodelay))
 
 
-async def _preflight(client: httpx.AsyncClient, plan: RunPlan, source: str) -> None:
+async def _preflight(client: httpx.AsyncClient, plan: RunPlan) -> list[str]:
+    """One line per endpoint problem: unreachable, refused, or a model id it does not serve."""
     by_server: dict[str, list[str]] = {}
     for expert in plan.experts:
         by_server.setdefault(expert.server, []).append(expert.llm)
     endpoints = {e.server: e.endpoint for e in plan.experts}
     found = await asyncio.gather(*(preflight(client, endpoints[s], llms) for s, llms in by_server.items()))
-    lines = [line for problems in found for line in problems]
-    if lines:
-        raise InputError([Diagnostic(source, None, None, line) for line in lines])
+    return [line for problems in found for line in problems]
 
 
-def _start_meters(servers: dict[str, Endpoint], source: str) -> dict[str, PowerMeter]:
-    """Every power source starts, or none does and each failure is one line."""
+def _start_meters(servers: dict[str, Endpoint], problems: list[str]) -> dict[str, PowerMeter]:
+    """Every power source starts, or (with any problem, here or before) none stays running;
+    each failure is added to ``problems``."""
     meters: dict[str, PowerMeter] = {}
-    lines = []
     for server, endpoint in servers.items():
         assert endpoint.power is not None
         try:
@@ -111,11 +112,10 @@ def _start_meters(servers: dict[str, Endpoint], source: str) -> dict[str, PowerM
             meter.start()
             meters[server] = meter
         except PowerError as err:
-            lines.append(Diagnostic(source, None, None, f"server {server!r}: {err}"))
-    if lines:
+            problems.append(f"server {server!r}: {err}")
+    if problems:
         for meter in meters.values():
             meter.close()
-        raise InputError(lines)
     return meters
 
 

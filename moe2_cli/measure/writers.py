@@ -53,7 +53,8 @@ def _yaml(data: dict[str, Any], header: str) -> bytes:
     return (header + body).encode("utf-8")
 
 
-def _sig(x: float) -> float:
+def _sig(x: float | None) -> float:
+    assert x is not None, "kept experts have latency and energy in every category"
     return float(f"{x:.6g}")
 
 
@@ -76,8 +77,8 @@ def profile_document(server: str, device_name: str, url: str, power_method: str,
 def _category_shapes(experts: Sequence[ExpertSummary], categories: Sequence[str]) -> dict[str, Any]:
     shapes = {}
     for c in categories:
-        prompt = [e.categories[c].prompt_tokens for e in experts if e.categories[c].prompt_tokens is not None]
-        output = [e.categories[c].completion_tokens for e in experts if e.categories[c].completion_tokens is not None]
+        prompt = [t for e in experts if (t := e.categories[c].prompt_tokens) is not None]
+        output = [t for e in experts if (t := e.categories[c].completion_tokens) is not None]
         shapes[c] = {"prompt_tokens": round(float(np.mean(prompt))) if prompt else 0,
                      "output_tokens": max(1, round(float(np.mean(output)))) if output else 1,
                      "notes": "mean usage reported by the server over the measured LLMs" if output and prompt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -13,10 +14,18 @@ import numpy as np
 import pytest
 import yaml
 
-from moe2_cli.measure import MeasureSettings, Retry, measure
+from moe2_cli.measure import MeasureSettings, Retry, load_prompts, measure
 from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
-from tests.measure.helpers import PROMPTS, models, write_prompts, write_scenario
+from tests.measure.helpers import (
+    AGX_ORIN,
+    PROMPTS,
+    fake_pynvml,
+    fake_tegrastats,
+    models,
+    write_prompts,
+    write_scenario,
+)
 
 DELAY_S = 0.15
 FAST_RETRY = Retry(attempts=2, backoff_s=0.01)
@@ -92,15 +101,16 @@ def test_resume_after_a_server_starts_failing_gives_the_same_files(tmp_path):
 
 def test_preflight_reports_every_endpoint_problem_before_sending(tmp_path, run_cli):
     with FakeOpenAI({"qwen-a": FakeModel()}) as a:
-        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, unused_url())
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, unused_url(), power_b="{power: file:meter.csv}")
         result = run_cli("measure", scenario, "--out", tmp_path / "out",
                          "--prompts", write_prompts(tmp_path / "p.jsonl"))
         assert a.calls == []
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines
     assert "model 'llama-a' (for llama-3.1-8b-instruct) is not served" in lines[0]
     assert "server 'b': cannot reach" in lines[1] and "Traceback" not in result.stderr
+    assert "server 'b': power file:" in lines[2] and "no such file" in lines[2]
     assert not (tmp_path / "out").exists()
 
 
@@ -157,3 +167,37 @@ def test_ctrl_c_leaves_whole_lines_and_resume_finishes(tmp_path):
     assert resumed.new_requests == 3 * len(PROMPTS) - len(logged)
     assert len(_records(out)) == 3 * len(PROMPTS)
 
+
+
+def test_the_example_fleet_with_tegrastats_and_nvml(tmp_path, monkeypatch, run_cli):
+    """examples/measure/fleet.yaml as shipped, its hosts pointed at loopback servers: the Orin's
+    power comes from a fake tegrastats replaying a real AGX Orin line, the RTX's from a fake
+    pynvml whose counter grows 1 J per reading."""
+    fake_tegrastats(tmp_path, monkeypatch, AGX_ORIN)
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(itertools.count(0, 1000)))
+    orin = {"qwen2.5:7b-instruct-q4_K_M": FakeModel(answer="The answer is A", delay_s=0.05),
+            "llama3.1:8b-instruct-q4_K_M": FakeModel(answer="The answer is A", delay_s=0.05)}
+    with FakeOpenAI(orin) as a, FakeOpenAI({"qwen2.5-7b-instruct": FakeModel(answer="42", delay_s=0.02)}) as b:
+        text = (ROOT / "examples" / "measure" / "fleet.yaml").read_text()
+        scenario = tmp_path / "fleet.yaml"
+        scenario.write_text(text.replace("http://orin-1.local:11434", a.url).replace("http://rtx-1.local:8080", b.url)
+                            .replace("tegrastats_interval_ms: 100", "tegrastats_interval_ms: 10"))
+        one_each = {}
+        for prompt in load_prompts():
+            one_each.setdefault(prompt.category, prompt)
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text("".join(json.dumps({"id": p.id, "category": p.category, "prompt": p.text,
+                                               "reference": list(p.references), "scorer": p.scorer}) + "\n"
+                                   for p in one_each.values()))
+        out = tmp_path / "out"
+        result = run_cli("measure", scenario, "--out", out, "--prompts", prompts, "--warmup", "0")
+    assert result.exit_code == 0, result.stderr
+    for record in _records(out):
+        if record["server"] == "rtx-1":
+            assert record["energy_j"] == pytest.approx(1.0)
+        else:
+            assert record["energy_j"] == pytest.approx(23.521 * record["latency_s"], rel=0.02)
+    orin_profile = yaml.safe_load((out / "profiles" / "orin-1.yaml").read_text())
+    assert "tegrastats --interval 10" in orin_profile["llms"]["qwen2.5-7b-instruct"]["source"]
+    files = [out / "scenario.yaml", *sorted((out / "profiles").glob("*.yaml"))]
+    assert run_cli("validate", *files).exit_code == 0

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import textwrap
-import types
 
 import pytest
 
@@ -14,19 +11,7 @@ from moe2_cli.measure.nvml import NvmlEnergy
 from moe2_cli.measure.power import ConstantPower, PowerError, ServerClock, Trace, attributed, idle_watts
 from moe2_cli.measure.powerlog import PowerLog, parse_reading
 from moe2_cli.measure.tegrastats import Tegrastats, line_watts
-
-# Real tegrastats lines, as published: an AGX Orin 64GB (no VDD_IN rail) and an Orin Nano 8GB.
-AGX_ORIN = ("11-21-2025 08:49:48 RAM 13983/62780MB (lfb 424x4MB) SWAP 126/31390MB (cached 0MB) "
-            "CPU [90%@2201,100%@2201,100%@2201,100%@2201,100%@2201,100%@2201,100%@2201,100%@2201,100%@2201,"
-            "100%@2201,100%@2201,100%@2201] EMC_FREQ 1%@2133 GR3D_FREQ 14%@[407,407] VIC_FREQ 115 "
-            "NVDLA0_FREQ @1600 APE 174 CV0@73.625C CPU@77.281C Tboard@62C SOC2@70C Tdiode@62.25C SOC0@69.531C "
-            "CV1@72.5C GPU@69.125C tj@77.281C SOC1@68.968C CV2@67.25C VDD_GPU_SOC 3150mW/2971mW "
-            "VDD_CPU_CV 14312mW/12415mW VIN_SYS_5V0 4968mW/5048mW VDDQ_VDD2_1V8AO 1091mW/1091mW")
-ORIN_NANO = ("11-30-2025 13:26:01 RAM 2461/7620MB (lfb 3x2MB) SWAP 1243/3810MB (cached 5MB) "
-             "CPU [19%@729,14%@729,22%@729,8%@729,15%@729,17%@729] EMC_FREQ 4%@2133 GR3D_FREQ 0%@[305] "
-             "NVDEC off NVJPG off NVJPG1 off VIC off OFA off APE 200 cpu@46.531C soc2@47.312C soc0@46.593C "
-             "gpu@48.218C tj@48.843C soc1@48.843C VDD_IN 5704mW/5704mW VDD_CPU_GPU_CV 831mW/831mW "
-             "VDD_SOC 1624mW/1624mW")
+from tests.measure.helpers import AGX_ORIN, ORIN_NANO, fake_pynvml, fake_tegrastats
 
 
 def test_tegrastats_lines_give_input_rail_or_sum_of_rails():
@@ -36,22 +21,6 @@ def test_tegrastats_lines_give_input_rail_or_sum_of_rails():
     assert rails == "sum of VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+VDDQ_VDD2_1V8AO"
     assert line_watts("RAM 2461/7620MB SWAP 0/3810MB CPU [1%@729]") is None
     assert line_watts("RAM 1/2MB POM_5V_IN 5336/4970 POM_5V_GPU 1040/936") == (5.336, "POM_5V_IN")
-
-
-def fake_tegrastats(tmp_path, monkeypatch, line: str):
-    """A tegrastats on PATH that prints ``line`` every --interval ms until stopped."""
-    exe = tmp_path / "bin" / "tegrastats"
-    exe.parent.mkdir()
-    exe.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
-        import sys, time
-        interval = int(sys.argv[sys.argv.index("--interval") + 1]) / 1000
-        while True:
-            print({line!r}, flush=True)
-            time.sleep(interval)
-        """))
-    exe.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{exe.parent}:{os.environ['PATH']}")
 
 
 @pytest.mark.parametrize("line, watts", [(ORIN_NANO, 5.704), (AGX_ORIN, 23.521)])
@@ -73,29 +42,6 @@ def test_tegrastats_without_rails_or_missing_is_a_clear_error(tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(PowerError, match="no tegrastats on PATH"):
         Tegrastats(interval_ms=10).start()
-
-
-def fake_pynvml(counter_mj: list[float]) -> types.ModuleType:
-    """A module with pynvml's functions; the energy counter steps through ``counter_mj``."""
-    module = types.ModuleType("pynvml")
-    readings = iter(counter_mj)
-
-    class NVMLError(Exception):
-        pass
-
-    module.NVMLError = NVMLError
-    module.nvmlInit = lambda: None
-    module.nvmlShutdown = lambda: None
-
-    def handle(index):
-        if index != 0:
-            raise NVMLError("Invalid Argument")
-        return ("gpu", index)
-
-    module.nvmlDeviceGetHandleByIndex = handle
-    module.nvmlDeviceGetName = lambda handle: b"NVIDIA GeForce RTX 4090"
-    module.nvmlDeviceGetTotalEnergyConsumption = lambda handle: next(readings)
-    return module
 
 
 def test_nvml_energy_is_the_counter_difference_between_marks(monkeypatch):
