@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # objective.py builds on this module, so the contract is named for type checking only
+    from moe2_cli.objective import Objective
 
 # One energy unit is a millijoule, one latency unit a microsecond.
 ENERGY_UNITS_PER_J = 1_000
@@ -265,7 +269,7 @@ class Problem:
 
     instance: Instance
     budgets: Budgets
-    objective: object  # moe2_cli.objective.Objective; not imported to keep this module leaf
+    objective: Objective
 
     def usage(self, masks) -> Usage:
         return self.instance.usage(masks)

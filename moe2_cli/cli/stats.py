@@ -21,15 +21,12 @@ from moe2_cli.cli.common import (
 )
 from moe2_cli.cli.render import Column, emit, stderr_console, to_table
 from moe2_cli.errors import Diagnostic, InputError, UsageError
+from moe2_cli.rng import stream
 from moe2_cli.stats.em import fit_em, initial_params
 from moe2_cli.stats.losses import (
     align_translation,
-    d1,
-    d2,
-    expected_distances,
-    kbar,
+    fit_losses,
     rbar,
-    voronoi_cells,
 )
 from moe2_cli.stats.model import to_reference
 from moe2_cli.stats.params_file import dump_truth, load_truth, truth_to_dict
@@ -37,11 +34,9 @@ from moe2_cli.stats.plot import check_plot_path, plot_rates
 from moe2_cli.stats.presets import PRESETS, Truth, preset
 from moe2_cli.stats.rates import (
     DEFAULT_TOL,
-    RatesConfig,
-    default_sizes,
     estimate_seconds,
     fit_model,
-    log_grid,
+    rates_config,
     run_rates,
     seconds_per_sample_iteration,
 )
@@ -146,7 +141,7 @@ def simulate(
     Example: moe2 stats simulate --preset ident-k3K2 -n 2000 --seed 1 --out samples.csv
     """
     truth = _truth(preset_name, params)
-    X, Y = truth.sample(np.random.default_rng(seed), n)
+    X, Y = truth.sample(stream(seed, "stats-sample"), n)
     if out is None and fmt is not OutputFormat.table:
         sys.stdout.write(samples_to_text(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
         return
@@ -166,7 +161,7 @@ def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot write: {err.strerror or err}"))
+        raise InputError(Diagnostic(str(path), None, None, f"cannot write: {err.strerror or err}")) from None
 
 
 def _read_samples(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +205,10 @@ def fit(
     truth = _truth(preset_name, params, split)
     truth = replace(truth, params=to_reference(truth.params))
     X, Y = _read_samples(samples, truth.params.dim)
-    start = initial_params(fit_model(truth, spec.value), init.value, np.random.default_rng(seed), noise=noise, Y=Y)
-    with progress_bar("EM iterations", max_iter) as advance:
+    start = initial_params(fit_model(truth, spec.value), init.value, stream(seed, "em-start"), noise=noise, Y=Y)
+    with progress_bar("EM iterations", max_iter) as progress:
         result = fit_em(X, Y, start, max_iter=max_iter, tol=DEFAULT_TOL[spec.value] if tol is None else tol,
-                        on_iteration=lambda i, loglik: advance(1))
+                        progress=progress)
     fitted = replace(truth, name=f"{truth.name}-fit", params=result.params)
     if out is not None:
         _write(out, dump_truth(fitted))
@@ -262,11 +257,7 @@ def loss(
     estimate = load_truth(fitted).params
     if align:
         estimate = align_translation(estimate, truth.params)
-    cells = voronoi_cells(estimate, truth.params)
-    distances = expected_distances(estimate, truth.params, truth.x)
-    values = {"d1": d1(estimate, truth.params), "d2": d2(estimate, truth.params),
-              "hellinger": distances.hellinger, "tv": distances.tv,
-              "kbar": kbar([len(c) for c in cells], truth.params.top_k), "fitted_top_k": estimate.top_k}
+    values, cells = fit_losses(estimate, truth.params, truth.x)
     cell_rows = [{"quantity": f"A_{j + 1}", "value": [i + 1 for i in cell],
                   "meaning": f"fitted atoms in the cell of true expert {j + 1}{_rbar_note(len(cell))}"}
                  for j, cell in enumerate(cells)]
@@ -291,15 +282,6 @@ def _metric_headers(split: int) -> dict[str, str]:
     return {"hellinger": "E_X Hellinger", "tv": "E_X TV", "d1": "D1", "d2": "D2",
             "beta1_split": f"max‖Δβ1‖ in {cell}", "a_split": f"max‖Δa‖ in {cell}",
             "beta1_rest": "max‖Δβ1‖ other cells"}
-
-
-def _rates_config(spec: Spec, n_min, n_max, points, reps, **settings) -> RatesConfig:
-    default = default_sizes(spec.value)
-    n_min, n_max = n_min or default[0], n_max or default[-1]
-    if n_min > n_max:
-        raise UsageError(f"--n-min ({n_min}) must not exceed --n-max ({n_max})")
-    sizes = log_grid(n_min, n_max, points or len(default))
-    return RatesConfig(spec=spec.value, sizes=sizes, reps=reps, **settings)
 
 
 @app.command()
@@ -342,14 +324,14 @@ def rates(
     truth = _truth(preset_name, params, split)
     if plot is not None:
         check_plot_path(plot)
-    config = _rates_config(spec, n_min, n_max, points, reps, seed=seed, max_iter=max_iter, tol=tol,
+    config = rates_config(spec.value, n_min, n_max, points, reps, seed=seed, max_iter=max_iter, tol=tol,
                            init_noise=noise, n_boot=boot)
     fits = len(config.sizes) * config.reps
     seconds = estimate_seconds(config, seconds_per_sample_iteration(truth, config.spec))
     stderr_console().print(f"moe2 stats rates: {fits} fits, n = {config.sizes[0]}..{config.sizes[-1]}; "
                            f"estimated {_duration(seconds)} on this machine", highlight=False)
-    with progress_bar("fitting", fits) as advance:
-        result = run_rates(truth, config, progress=advance)
+    with progress_bar("fitting", fits) as progress:
+        result = run_rates(truth, config, progress=progress)
     if plot is not None:
         plot_rates(result, plot)
     _emit_rates(result, fmt, truth.split)

@@ -9,11 +9,15 @@ IDF weights and the numeric mean and scale, fitted on training queries) is saved
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from moe2_cli.outcomes import Outcomes
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 DEFAULT_TEXT_DIM = 2**14
 
@@ -76,6 +80,7 @@ class QueryFeaturizer:
 
     def transform(self, outcomes: Outcomes) -> sp.csr_matrix:
         self._check(outcomes)
+        sp = _sparse()
         parts = []
         if self.spec.text_dim:
             parts.append(self._text(outcomes.texts))
@@ -87,6 +92,7 @@ class QueryFeaturizer:
         return sp.hstack(parts, format="csr", dtype=np.float64)
 
     def _text(self, texts) -> sp.csr_matrix:
+        sp = _sparse()
         counts = sp.csr_matrix(self._hasher().transform(texts))
         if self.spec.tfidf:
             # The same weighting as TfidfTransformer(sublinear_tf=True), applied with the saved IDF.
@@ -118,3 +124,11 @@ class QueryFeaturizer:
         featurizer.mean_ = arrays.get("numeric_mean")
         featurizer.scale_ = arrays.get("numeric_scale")
         return featurizer
+
+
+def _sparse() -> ModuleType:
+    # Imported on first use, like scikit-learn above: commands that never build gate inputs
+    # (help, show, validate) start without it.
+    import scipy.sparse
+
+    return scipy.sparse

@@ -35,6 +35,7 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
 from moe2_cli.gating.topk import topk_mask, topk_softmax
 from moe2_cli.problem import masks_to_bool
+from moe2_cli.rng import stream
 
 FILE_FORMAT = "moe2-gate"
 FILE_VERSION = 1
@@ -173,7 +174,7 @@ class TopKGate:
         p = floored(np.asarray(scores, dtype=float), self.floor)
         p_val = p if scores_val is None else floored(np.asarray(scores_val, dtype=float), self.floor)
         X_val = X if X_val is None else X_val
-        rng = np.random.default_rng(self.seed)
+        rng = stream(self.seed, "gate-init")
         params = self._init(X.shape[1], p, rng)
         moments = {n: (np.zeros_like(v), np.zeros_like(v)) for n, v in params.items()}
         best = (np.inf, 0, params, np.inf)

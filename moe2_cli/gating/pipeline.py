@@ -23,11 +23,12 @@ from moe2_cli.outcomes import (
     synthesize_for,
 )
 from moe2_cli.problem import Instance
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.rng import stream
 
 # Sized so the default scenario builds F in a fraction of a second: 1,000 held-out queries.
 DEFAULT_QUERIES = 3000
 SPLIT_FRACTIONS = (0.5, 1 / 6, 1 / 3)  # train, validation, held out
-_SPLIT_STREAM = 1  # the split draws from (seed, 1), apart from the synthetic table's stream
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> S
         raise InputError(Diagnostic(outcomes.source, None, None,
                                     f"need at least 3 distinct questions to split (got {len(distinct)})"))
     group = np.array([distinct[k] for k in keys])
-    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(len(distinct))
+    order = stream(seed, "split").permutation(len(distinct))
     cuts = np.rint(np.cumsum(fractions)[:-1] * len(distinct)).astype(int)
     cuts = np.clip(cuts, 1, len(distinct) - 1)
     cuts[1] = max(cuts[1], cuts[0] + 1)
@@ -168,9 +169,9 @@ def random_subsets(system: GateSystem, count: int, rng: np.random.Generator) -> 
     return out
 
 
-def optimality_gaps(system: GateSystem, masks, advance=lambda n=1: None) -> list[SubsetGap]:
+def optimality_gaps(system: GateSystem, masks, progress: ProgressCallback | None = None) -> list[SubsetGap]:
     """For each mask: F restricted from the full-set gate, and F of a gate trained (same settings,
-    same split) on the selection's LLMs only; ``advance`` is called after each retraining."""
+    same split) on the selection's LLMs only; ``progress`` gets a ``retraining`` event after each."""
     objective = system.objective
     featurizer = system.saved.featurizer
     train, validation, held = (system.outcomes.subset(part) for part in
@@ -178,11 +179,12 @@ def optimality_gaps(system: GateSystem, masks, advance=lambda n=1: None) -> list
     x_train, x_val, x_held = (featurizer.transform(part) for part in (train, validation, held))
     settings = system.saved.gate.settings()
     out = []
+    step = step_counter("retraining", len(masks), progress)
     for mask in masks:
         columns = np.flatnonzero(objective.column_masks(np.array([mask]))[0] >> np.arange(objective.n_columns) & 1)
         gate = TopKGate(**settings).fit(x_train, train.scores[:, columns], x_val, validation.scores[:, columns])
         retrained = gate_value(gate.logits(x_held), held.scores[:, columns], objective.weights, objective.k,
                                metric=objective.metric, floor=objective.floor)
         out.append(SubsetGap(mask=int(mask), restricted=objective.value(int(mask)), retrained=retrained))
-        advance(1)
+        step()
     return out

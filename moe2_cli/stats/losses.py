@@ -146,3 +146,14 @@ def expected_distances(p: MoEParams, q: MoEParams, x: XDist) -> Distances:
 def expected_hellinger(p: MoEParams, q: MoEParams, x: XDist) -> float:
     """E_X of the Hellinger distance (see ``expected_distances``)."""
     return expected_distances(p, q, x).hellinger
+
+
+def fit_losses(estimate: MoEParams, truth: MoEParams, x: XDist) -> tuple[dict[str, float | int], list[list[int]]]:
+    """Every loss of a fitted model against the truth (D1, D2, E_X Hellinger and TV, K̄, the
+    fitted K) and the Voronoi cells (0-based fitted atoms per true expert)."""
+    cells = voronoi_cells(estimate, truth)
+    distances = expected_distances(estimate, truth, x)
+    values: dict[str, float | int] = {
+        "d1": d1(estimate, truth), "d2": d2(estimate, truth), "hellinger": distances.hellinger, "tv": distances.tv,
+        "kbar": kbar([len(c) for c in cells], truth.top_k), "fitted_top_k": estimate.top_k}
+    return values, cells

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from moe2_cli.errors import InputError
+from moe2_cli.errors import InputError, UsageError
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.rng import stream
 from moe2_cli.stats.em import fit_em, initial_params
 from moe2_cli.stats.losses import RBAR, d1, d2, expected_distances, voronoi_assignment
 from moe2_cli.stats.model import MoEParams, to_reference
@@ -65,6 +67,18 @@ def log_grid(n_min: int, n_max: int, points: int) -> tuple[int, ...]:
 def default_sizes(spec: str) -> tuple[int, ...]:
     """Exact: 8 sizes 501..31,623. Over-specified fits are slow: 5 sizes 1,000..10,000."""
     return log_grid(501, 31623, 8) if spec == "exact" else log_grid(1000, 10000, 5)
+
+
+def rates_config(spec: str, n_min: int | None, n_max: int | None, points: int | None, reps: int | None,
+                 **settings: Any) -> RatesConfig:
+    """A sweep over ``points`` log-spaced sizes from ``n_min`` to ``n_max``; what is not given
+    comes from the spec's defaults (:func:`default_sizes`)."""
+    default = default_sizes(spec)
+    n_min, n_max = n_min or default[0], n_max or default[-1]
+    if n_min > n_max:
+        raise UsageError(f"--n-min ({n_min}) must not exceed --n-max ({n_max})")
+    sizes = log_grid(n_min, n_max, points or len(default))
+    return RatesConfig(spec=spec, sizes=sizes, reps=reps, **settings)
 
 
 def fit_model(truth: Truth, spec: str) -> MoEParams:
@@ -132,7 +146,7 @@ class Replicate:
 
 def _run_replicate(truth: Truth, config: RatesConfig, n: int, rep: int) -> Replicate:
     """Draw n samples and a near-truth start from ``default_rng([seed, n, rep])``, fit, measure."""
-    rng = np.random.default_rng([config.seed, n, rep])
+    rng = stream(config.seed, "rates-replicate", n, rep)
     X, Y = truth.sample(rng, n)
     init = initial_params(fit_model(truth, config.spec), "near-truth", rng, noise=config.init_noise)
     fit = fit_em(X, Y, init, max_iter=config.max_iter, tol=config.tol)
@@ -212,7 +226,7 @@ def fit_slope(sizes, values: np.ndarray, rng: np.random.Generator, n_boot: int) 
 def summarise(truth: Truth, config: RatesConfig, replicates: list[Replicate]) -> RatesResult:
     """Per-n medians and slopes of every metric."""
     theory = theory_slopes(truth, config.spec)
-    rng = np.random.default_rng([config.seed, 0, 0, 1])  # a 4-word key: never a replicate's stream
+    rng = stream(config.seed, "rates-bootstrap")
     medians, slopes = {}, []
     for metric in metric_names(config.spec):
         values = _values(replicates, metric, len(config.sizes))
@@ -222,24 +236,24 @@ def summarise(truth: Truth, config: RatesConfig, replicates: list[Replicate]) ->
     return RatesResult(config, truth.name, replicates, medians, slopes)
 
 
-def run_rates(truth: Truth, config: RatesConfig, progress: Callable[[int], None] | None = None) -> RatesResult:
-    """Fit every (n, replicate) of the sweep; ``progress(1)`` is called after each fit.
+def run_rates(truth: Truth, config: RatesConfig, progress: ProgressCallback | None = None) -> RatesResult:
+    """Fit every (n, replicate) of the sweep; ``progress`` gets a ``rates`` event after each fit.
 
     The truth is first written with its last expert's gate at zero, the form EM fits in.
     """
     truth = replace(truth, params=to_reference(truth.params))
     replicates = []
+    step = step_counter("rates", len(config.sizes) * config.reps, progress)
     for n in config.sizes:
         for rep in range(config.reps):
             replicates.append(_run_replicate(truth, config, n, rep))
-            if progress is not None:
-                progress(1)
+            step()
     return summarise(truth, config, replicates)
 
 
 def seconds_per_sample_iteration(truth: Truth, spec: str, n: int = 4000, iterations: int = 5) -> float:
     """Time one EM iteration per sample on this machine (a short timed fit)."""
-    rng = np.random.default_rng(0)
+    rng = stream(0, "rates-timing")
     X, Y = truth.sample(rng, n)
     init = initial_params(fit_model(truth, spec), "near-truth", rng)
     start = time.perf_counter()

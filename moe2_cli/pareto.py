@@ -1,6 +1,6 @@
 """Trade-off frontiers: budget sweeps with warm starts, exact ε-constraint fronts, Pareto marking.
 
-Pure computation: progress goes out through an ``advance`` callback and nothing is printed.
+Pure computation: progress goes out through a progress callback and nothing is printed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
+from moe2_cli.progress import ProgressCallback, step_counter
 from moe2_cli.solvers import Limits, Solver, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
@@ -43,7 +44,8 @@ def parse_sweep(spec: str, categories) -> Sweep:
     if not sep or len(parts) != 3:
         raise UsageError(f"--sweep must look like energy=50:400:10 (got {spec!r})")
     if resource not in RESOURCES:
-        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{did_you_mean(resource, RESOURCES)})")
+        hint = did_you_mean(resource, RESOURCES)
+        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{hint})")
     if category and category not in categories:
         raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
     try:
@@ -77,10 +79,11 @@ class FrontierPoint:
 
 
 def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits: Limits = Limits(),
-                  advance=lambda n=1: None) -> list[FrontierPoint]:
+                  progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
     sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
     points = []
+    step = step_counter("frontier", math.prod(len(s.values) for s in sweeps), progress)
     outer = [s.values for s in sweeps[:-1]]
     for prefix in itertools.product(*outer):
         incumbent = None
@@ -94,7 +97,7 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             if result.feasible:
                 incumbent = result.mask
             points.append(FrontierPoint(budgets=budgets, caps=caps, result=result))
-            advance(1)
+            step()
     return mark_pareto(points)
 
 
@@ -152,7 +155,7 @@ def mark_pareto(points: list[FrontierPoint]) -> list[FrontierPoint]:
 
 
 def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Limits(),
-                          advance=lambda n=1: None) -> list[FrontierPoint]:
+                          progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Every corner of the F-energy trade-off under the fixed latency budgets (ε-constraint).
 
     Solve max F with energy <= cap, record the optimum, lower the cap to one unit (1 mJ) below
@@ -162,13 +165,14 @@ def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Lim
     budgets = problem.budgets
     cap_units = None
     points = []
+    step = step_counter("frontier", None, progress)
     while True:
         energy = tuple(None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
         sub_budgets = replace(budgets, energy_j=tuple(
             _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
         sub = Problem(instance=problem.instance, budgets=sub_budgets, objective=problem.objective)
         result = solver.solve(sub, limits)
-        advance(1)
+        step()
         if result.status is Status.INFEASIBLE or not result.mask:
             break
         used = int(problem.usage([result.mask]).energy.max())
