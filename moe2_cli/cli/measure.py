@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors
-from moe2_cli.cli.render import Column, emit, stderr_console
-from moe2_cli.measure import MeasureResult, MeasureSettings, RequestRecord, Retry, measure
+from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors, progress_bar
+from moe2_cli.cli.render import Column, emit
+
+if TYPE_CHECKING:
+    from moe2_cli.measure import MeasureResult
 
 
 @handles_errors
@@ -50,34 +49,15 @@ def measure_command(
 
     Example: moe2 measure fleet.yaml --out measured/ && moe2 select measured/scenario.yaml
     """
+    from moe2_cli.measure import MeasureSettings, Retry, measure  # httpx loads only for this command
+
     settings = MeasureSettings(prompts=prompts, concurrency=concurrency, retry=Retry(attempts=retries + 1,
                                backoff_s=retry_wait), max_failures=max_failures, latency_quantile=latency_quantile,
                                idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
                                resume=resume)
-    with _progress() as (on_plan, on_record):
-        result = measure(scenario, out, settings, on_plan=on_plan, on_record=on_record)
+    with progress_bar("measuring") as progress:
+        result = measure(scenario, out, settings, progress=progress)
     _report(result, format)
-
-
-@contextmanager
-def _progress() -> Iterator[tuple]:
-    """A bar over experts x prompts with an ETA, on stderr when it is a terminal."""
-    console = stderr_console()
-    if not console.is_terminal:
-        yield (lambda total, done: None), (lambda record: None)
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=None)
-
-        def on_plan(total: int, done: int) -> None:
-            progress.update(task, total=total, completed=done)
-
-        def on_record(record: RequestRecord) -> None:
-            progress.update(task, advance=1, description=f"{record.server}/{record.llm}")
-
-        yield on_plan, on_record
 
 
 def _rows(result: MeasureResult) -> list[dict]:

@@ -19,6 +19,7 @@ from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categorie
 from moe2_cli.measure.runlog import LOG_NAME, LogState, RequestRecord, read_log
 from moe2_cli.measure.runner import Expert, RunPlan, run
 from moe2_cli.measure.summary import ExpertSummary, summarise
+from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 from moe2_cli.scenario.endpoint import PowerSource
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 
@@ -64,13 +65,10 @@ class MeasureResult:
         return [e for e in self.experts if e.excluded]
 
 
-OnPlan = Callable[[int, int], None]  # (requests in all, requests already logged)
-
-
 def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings = MeasureSettings(), *,
-            on_plan: OnPlan = lambda total, done: None,
-            on_record: Callable[[RequestRecord], None] = lambda record: None) -> MeasureResult:
-    """Measure every expert of a scenario on its endpoint and write DIR's files."""
+            progress: ProgressCallback | None = None) -> MeasureResult:
+    """Measure every expert of a scenario on its endpoint and write DIR's files. ``progress``
+    hears of every logged request (its task is the expert, ``server/llm``)."""
     scenario = load_scenario(scenario_path)
     source = str(scenario.path)
     _check_settings(settings)
@@ -83,7 +81,7 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     jobs = tuple((e, p) for e in experts for p in prompts if not _done(state, e, p))
     idle = tuple(dict.fromkeys(e.server for e in experts if e.server not in state.idle_watts)) \
         if settings.idle_baseline_s > 0 else ()
-    on_plan(len(experts) * len(prompts), len(experts) * len(prompts) - len(jobs))
+    on_record = _counter(len(experts) * len(prompts), len(experts) * len(prompts) - len(jobs), progress)
     if jobs or idle:
         plan = RunPlan(experts=experts, jobs=jobs, idle_servers=idle, idle_seconds=settings.idle_baseline_s,
                        concurrency=settings.concurrency, retry=settings.retry, warmup=settings.warmup)
@@ -95,6 +93,20 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
                                      f"--resume to continue") from None
     state = read_log(log_path)
     return _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs))
+
+
+def _counter(total: int, done: int, progress: ProgressCallback | None) -> Callable[[RequestRecord], None]:
+    """Reports each logged request as one more step of experts x prompts."""
+    report = progress or no_progress
+    report(ProgressEvent("measure", done, total))
+    count = done
+
+    def on_record(record: RequestRecord) -> None:
+        nonlocal count
+        count += 1
+        report(ProgressEvent(f"{record.server}/{record.llm}", count, total))
+
+    return on_record
 
 
 def _check_settings(settings: MeasureSettings) -> None:
