@@ -21,6 +21,7 @@ from moe2_cli.measure.power import PowerError, SampledPower
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 _RAIL = re.compile(r"\b((?:VDD|VIN|POM)\w*) (\d+(?:\.\d+)?)(?:mW)?/(\d+(?:\.\d+)?)(?:mW)?(?=\s|$)")
 FIRST_LINE_WAIT_S = 5.0
+LINES_WITHOUT_RAILS = 3  # this many lines and still no rail: the rails are not readable
 
 
 def rails_mw(line: str) -> dict[str, float]:
@@ -50,6 +51,7 @@ class Tegrastats(SampledPower):
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
         self._arrived: list[tuple[float, str]] = []
+        self._lines = 0
 
     def start(self) -> None:
         exe = shutil.which("tegrastats")
@@ -75,7 +77,8 @@ class Tegrastats(SampledPower):
             self.poll()
             if self.trace.times:
                 return
-            if self._process is not None and self._process.poll() is not None and not self._arrived:
+            exited = self._process is not None and self._process.poll() is not None and not self._arrived
+            if exited or self._lines >= LINES_WITHOUT_RAILS:
                 break
             time.sleep(0.01)
         self.close()
@@ -85,6 +88,7 @@ class Tegrastats(SampledPower):
     def poll(self) -> None:
         with self._lock:
             arrived, self._arrived = self._arrived, []
+        self._lines += len(arrived)
         for t, line in arrived:
             reading = line_watts(line)
             if reading is not None:
