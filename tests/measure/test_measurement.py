@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -202,3 +203,57 @@ def test_the_example_fleet_with_tegrastats_and_nvml(tmp_path, monkeypatch, run_c
     assert "tegrastats --interval 10" in orin_profile["llms"]["qwen2.5-7b-instruct"]["source"]
     files = [out / "scenario.yaml", *sorted((out / "profiles").glob("*.yaml"))]
     assert run_cli("validate", *files).exit_code == 0
+
+
+def test_concurrent_requests_share_the_energy_of_their_overlap(tmp_path):
+    served_a, served_b = models(0.05)
+    with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+        scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url)
+        settings = MeasureSettings(prompts=write_prompts(tmp_path / "p.jsonl"), warmup=0, concurrency=4)
+        measure(scenario, tmp_path / "out", settings)
+    records = _records(tmp_path / "out")
+    for server, watts in (("a", 100), ("b", 50)):
+        mine = [r for r in records if r["server"] == server]
+        windows = sorted((r["started_at"], r["started_at"] + r["latency_s"]) for r in mine)
+        assert any(s2 < e1 for (_, e1), (s2, _) in zip(windows, windows[1:]))  # they did overlap
+        covered, reach = 0.0, float("-inf")
+        for start, end in windows:
+            covered += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        # The shares add up to the time the server was busy, and to the energy it used then.
+        assert sum(r["busy_s"] for r in mine) == pytest.approx(covered, rel=1e-6)
+        assert sum(r["energy_j"] for r in mine) == pytest.approx(watts * covered, rel=1e-6)
+
+
+def test_power_meter_log_and_idle_baseline(tmp_path):
+    meter = tmp_path / "meter.csv"
+    meter.write_text("time,watts\n")
+    stop = threading.Event()
+
+    def logger():  # a power meter reading a steady 40 W every 10 ms
+        while not stop.is_set():
+            with open(meter, "a") as fh:
+                fh.write(f"{time.time():.6f},40.0\n")
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=logger, daemon=True)
+    thread.start()
+    served_a, served_b = models(0.05)
+    try:
+        with FakeOpenAI(served_a) as a, FakeOpenAI(served_b) as b:
+            scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url, power_a="{power: file:meter.csv}")
+            settings = MeasureSettings(prompts=write_prompts(tmp_path / "p.jsonl", PROMPTS[:1] + PROMPTS[4:5]),
+                                       warmup=0, idle_baseline_s=0.1)
+            result = measure(scenario, tmp_path / "out", settings)
+    finally:
+        stop.set()
+        thread.join()
+    assert result.idle_watts["a"] == pytest.approx(40.0)
+    assert result.idle_watts["b"] == pytest.approx(50.0)  # power: none is its stated draw
+    for record in _records(tmp_path / "out")[2:]:
+        if record["server"] == "a":
+            assert record["energy_j"] == pytest.approx(40.0 * record["latency_s"], rel=1e-6)
+    written = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
+    assert written["servers"][0]["endpoint"]["power"] == "file:../meter.csv"
+    assert "idle 40.000 W (not subtracted)" in \
+        yaml.safe_load((tmp_path / "out" / "profiles" / "a.yaml").read_text())["device"]["notes"]
