@@ -84,7 +84,8 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     on_record = _counter(len(experts) * len(prompts), len(experts) * len(prompts) - len(jobs), progress)
     if jobs or idle:
         plan = RunPlan(experts=experts, jobs=jobs, idle_servers=idle, idle_seconds=settings.idle_baseline_s,
-                       concurrency=settings.concurrency, retry=settings.retry, warmup=settings.warmup)
+                       concurrency=settings.concurrency, retry=settings.retry, warmup=settings.warmup,
+                       max_failures=settings.max_failures)
         try:
             run(plan, source, log_path, on_record)
         except KeyboardInterrupt:
@@ -179,7 +180,8 @@ def _write(scenario: Scenario, experts: tuple[Expert, ...], prompts: list[Prompt
     categories = list(scenario.instance.categories)
     summaries, records = [], {}
     for expert in experts:
-        mine = [state.records[(expert.server, expert.llm, p.id)] for p in prompts]
+        # An expert past --max-failures had its other prompts skipped: it is left out below.
+        mine = [r for p in prompts if (r := state.records.get((expert.server, expert.llm, p.id))) is not None]
         records[(expert.server, expert.llm)] = mine
         idle = state.idle_watts.get(expert.server) if settings.subtract_idle else None
         summaries.append(summarise(expert.server, expert.llm, expert.model, mine, categories,

@@ -54,6 +54,7 @@ class RunPlan:
     concurrency: int = 1
     retry: Retry = field(default_factory=Retry)
     warmup: int = 1
+    max_failures: int | None = None  # past this many failures an expert's other prompts are skipped
 
 
 def run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None:
@@ -126,10 +127,13 @@ async def _requests(client, plan: RunPlan, clocks: dict[str, ServerClock], log: 
         queue.put_nowait(job)
     warmed: dict[str, asyncio.Lock] = {}
     done: set[str] = set()
+    failures: dict[str, int] = {}
 
     async def worker() -> None:
         while not queue.empty():
             expert, prompt = queue.get_nowait()
+            if plan.max_failures is not None and failures.get(expert.id, 0) > plan.max_failures:
+                continue  # it gets no profile entry anyway: do not spend hours on its timeouts
             clock = clocks[expert.server]
             lock = warmed.setdefault(expert.id, asyncio.Lock())
             async with lock:
@@ -141,6 +145,7 @@ async def _requests(client, plan: RunPlan, clocks: dict[str, ServerClock], log: 
             result = await complete(client, expert.endpoint, expert.model, prompt.chat(), prompt.max_tokens,
                                     plan.retry, clock)
             record = await _record(expert, prompt, result, clock)
+            failures[expert.id] = failures.get(expert.id, 0) + (not record.ok)
             log.write(record.to_json())
             on_record(record)
 

@@ -85,7 +85,7 @@ def summarise(server: str, llm: str, model: str, records: Iterable[RequestRecord
 def _excluded(stats: dict[str, CategoryStats], max_failures: int) -> str | None:
     failures = sum(c.failures for c in stats.values())
     if failures > max_failures:
-        return f"{failures} failed requests, more than --max-failures {max_failures}"
+        return f"{failures} failed request{'s' * (failures != 1)}, more than --max-failures {max_failures}"
     for category, c in stats.items():
         if c.latency_s is None:
             return f"no successful request in category {category!r}"
