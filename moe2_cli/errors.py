@@ -7,6 +7,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_UNMET = 1  # no selection meets the budgets, or --min-accuracy missed
 EXIT_BAD_INPUT = 2  # bad usage or bad input
+MAX_SHOWN = 50  # diagnostics printed for one error; a wholly wrong file would print thousands
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,12 @@ class InputError(Moe2Error):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
     def lines(self) -> list[str]:
-        return [str(d) for d in self.diagnostics]
+        """One line per diagnostic, the first :data:`MAX_SHOWN` of them, then how many more there were."""
+        shown = [str(d) for d in self.diagnostics[:MAX_SHOWN]]
+        rest = self.diagnostics[MAX_SHOWN:]
+        if rest:
+            shown.append(f"{getattr(rest[0], 'path', 'moe2')}: ... and {len(rest)} more problems")
+        return shown
 
 
 class UsageError(Moe2Error):

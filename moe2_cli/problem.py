@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # objective.py builds on this module, so the contract is name
 # One energy unit is a millijoule, one latency unit a microsecond.
 ENERGY_UNITS_PER_J = 1_000
 LATENCY_UNITS_PER_S = 1_000_000
+# The largest energy (J) and latency (s) an input may give for one expert, server or budget.
+# With at most MAX_EXPERTS experts, every sum of usage in integer units then stays far below
+# UNLIMITED, and UNLIMITED far below the int64 limit: no sum can wrap.
+MAX_ENERGY_J = 1e9
+MAX_LATENCY_S = 1e6
 # A budget of "no limit" in integer units; far above any sum of real usage.
 UNLIMITED = np.iinfo(np.int64).max // 4
 # Tolerance so that 0.1 J scales to 100 mJ and not 101 after float round-off.
@@ -35,9 +40,17 @@ def scale_up(values, per_unit: int) -> np.ndarray:
 
 
 def scale_down(value: float, per_unit: int) -> int:
-    """A budget to integer units, rounded down."""
+    """A budget to integer units, rounded down; a budget no usage can reach is UNLIMITED."""
     scaled = float(value) * per_unit
+    if not scaled < UNLIMITED:  # also NaN and +inf: never an int64 that could wrap
+        return UNLIMITED if scaled == scaled else 0
     return int(math.floor(scaled + _ROUNDING_SLACK * max(1.0, abs(scaled))))
+
+
+def _checked_range(name: str, values: np.ndarray, maximum: float) -> None:
+    """Refuse costs that could overflow integer units (inputs are bounded before they get here)."""
+    if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= maximum):
+        raise ValueError(f"{name} must lie in [0, {maximum:g}]")
 
 
 # ---------------------------------------------------------------- bit masks
@@ -153,6 +166,10 @@ class Instance:
             arr = np.array(getattr(self, name))
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        _checked_range("energy_j", self.energy_j, MAX_ENERGY_J)
+        for name in ("latency_s", "transmission_s"):
+            _checked_range(name, getattr(self, name), MAX_LATENCY_S)
+        _checked_range("aggregation_s", np.array([self.aggregation_s], dtype=float), MAX_LATENCY_S)
         derived = {
             "energy_units": scale_up(self.energy_j, ENERGY_UNITS_PER_J),
             "latency_units": scale_up(self.latency_s, LATENCY_UNITS_PER_S),
@@ -239,11 +256,13 @@ class Budgets:
 
     @property
     def energy_units(self) -> np.ndarray:
-        return np.array([UNLIMITED if b is None else scale_down(b, ENERGY_UNITS_PER_J) for b in self.energy_j], dtype=np.int64)
+        return np.array([UNLIMITED if b is None else scale_down(b, ENERGY_UNITS_PER_J) for b in self.energy_j],
+                        dtype=np.int64)
 
     @property
     def latency_units(self) -> np.ndarray:
-        return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s], dtype=np.int64)
+        return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s],
+                        dtype=np.int64)
 
     def slack(self, usage: Usage) -> tuple[np.ndarray, np.ndarray]:
         """Integer slack of every (selection, category) for energy and latency; < 0 is a violation."""

@@ -28,6 +28,7 @@ from moe2_cli.cli.select import (
     TopKOpt,
 )
 from moe2_cli.errors import UsageError
+from moe2_cli.fileio import check_writable
 from moe2_cli.pareto import FrontierPoint
 from moe2_cli.problem import Problem
 from moe2_cli.report import result_payload
@@ -93,6 +94,8 @@ def frontier(
     api.check_frontier_kind(sweep or [], exact, exact_3d)
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot must end in .png or .svg (got {plot.name!r})")
+    if plot is not None:
+        check_writable(plot, "--plot")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
     limits = Limits(time_s=time_limit)

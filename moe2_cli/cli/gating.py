@@ -18,6 +18,7 @@ from moe2_cli.cli.common import (
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.cli.select import MetricOpt, OutcomesOpt, TopKOpt
+from moe2_cli.fileio import check_writable
 from moe2_cli.gating.model import save_gate
 from moe2_cli.gating.pipeline import DEFAULT_QUERIES
 from moe2_cli.gating.reports import accuracy_report, check_report, gate_system
@@ -57,6 +58,8 @@ def train(
 
     Example: moe2 gating train examples/llmrouter-edge.yaml --out gate.npz
     """
+    if out is not None:
+        check_writable(out, "--out")
     system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden)
     if out is not None:
         save_gate(out, system.saved)

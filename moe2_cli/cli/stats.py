@@ -21,6 +21,7 @@ from moe2_cli.cli.common import (
 )
 from moe2_cli.cli.render import Column, emit, stderr_console, to_table
 from moe2_cli.errors import Diagnostic, InputError, UsageError
+from moe2_cli.fileio import atomic_output, check_writable, write_atomic
 from moe2_cli.rng import stream
 from moe2_cli.stats.em import fit_em, initial_params
 from moe2_cli.stats.losses import (
@@ -44,7 +45,7 @@ from moe2_cli.stats.samples import (
     format_for,
     load_samples,
     parse_samples,
-    samples_to_text,
+    sample_chunks,
 )
 
 app = typer.Typer(
@@ -140,28 +141,24 @@ def simulate(
 
     Example: moe2 stats simulate --preset ident-k3K2 -n 2000 --seed 1 --out samples.csv
     """
+    if out is not None:
+        check_writable(out, "--out")
     truth = _truth(preset_name, params)
     X, Y = truth.sample(stream(seed, "stats-sample"), n)
     if out is None and fmt is not OutputFormat.table:
-        sys.stdout.write(samples_to_text(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
+        sys.stdout.writelines(sample_chunks(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
         return
     if out is None:
         rows = [{**{f"x{j + 1}": float(x[j]) for j in range(X.shape[1])}, "y": float(y)} for x, y in zip(X, Y)]
         columns = [Column(f"x{j + 1}", f"x{j + 1}") for j in range(X.shape[1])] + [Column("y", "y")]
         emit(fmt.value, payload=rows, rows=rows, columns=columns, title=f"{n} samples from {truth.name}")
         return
-    _write(out, samples_to_text(X, Y, format_for(out)))
+    with atomic_output(out) as target:
+        target.writelines(sample_chunks(X, Y, format_for(out)))
     summary = {"model": truth.name, "n": n, "dim": X.shape[1], "seed": seed, "out": str(out),
                "format": format_for(out), "y_mean": float(np.mean(Y)), "y_sd": float(np.std(Y))}
     columns = [Column(key, key) for key in summary]
     emit(fmt.value, payload=summary, rows=[summary], columns=columns, title="samples written")
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot write: {err.strerror or err}")) from None
 
 
 def _read_samples(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +199,8 @@ def fit(
 
     Example: moe2 stats fit samples.csv --preset ident-k3K2 --spec over --out fitted.yaml
     """
+    if out is not None:
+        check_writable(out, "--out")
     truth = _truth(preset_name, params, split)
     truth = replace(truth, params=to_reference(truth.params))
     X, Y = _read_samples(samples, truth.params.dim)
@@ -211,7 +210,7 @@ def fit(
                         progress=progress)
     fitted = replace(truth, name=f"{truth.name}-fit", params=result.params)
     if out is not None:
-        _write(out, dump_truth(fitted))
+        write_atomic(out, dump_truth(fitted))
     _emit_fit(truth.name, fitted, spec, init, result, truth.params.loglik(X, Y), fmt, trace)
 
 

@@ -10,6 +10,7 @@ import typer
 from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
+from moe2_cli.fileio import check_writable
 from moe2_cli.gating.ensemble import share_weights
 from moe2_cli.outcomes import synthesize_for, write_outcomes
 from moe2_cli.outcomes.synth import profile_accuracy
@@ -30,6 +31,7 @@ def synth(
 
     Example: moe2 synth --queries 5000 --seed 1 --out outcomes.jsonl
     """
+    check_writable(out, "--out")
     loaded = load_scenario(scenario)
     table = synthesize_for(loaded.instance, queries, seed)
     write_outcomes(table, out)
