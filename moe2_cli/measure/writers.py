@@ -1,6 +1,7 @@
 """What a measurement leaves in DIR: ``profiles/<server>.yaml``, ``outcomes.jsonl`` and
-``scenario.yaml``, each written whole to a temporary file and renamed into place, so an
-interruption never leaves half a file. The scenario is written last: it points at the others.
+``scenario.yaml``, each written whole to a temporary file and renamed into place
+(:mod:`moe2_cli.fileio`), so an interruption never leaves half a file. The scenario is written
+last: it points at the others.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import yaml
 
 from moe2_cli import __version__
+from moe2_cli.fileio import write_atomic
 from moe2_cli.measure.prompts import Prompt
 from moe2_cli.measure.runlog import RequestRecord
 from moe2_cli.measure.summary import ExpertSummary
@@ -25,19 +27,6 @@ from moe2_cli.scenario.scenario import Scenario
 PROFILES_DIR = "profiles"
 OUTCOMES_NAME = "outcomes.jsonl"
 SCENARIO_NAME = "scenario.yaml"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -118,15 +107,6 @@ def outcomes_table(prompts: Sequence[Prompt], kept: Sequence[ExpertSummary],
                     texts=tuple(p.text for p in prompts), source=OUTCOMES_NAME)
 
 
-def write_outcomes_atomic(table: Outcomes, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write_outcomes(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ------------------------------------------------------------------ scenario
 
 
@@ -168,7 +148,7 @@ def write_all(out_dir: Path, profiles: dict[str, dict[str, Any]], table: Outcome
         path = out_dir / PROFILES_DIR / f"{server}.yaml"
         write_atomic(path, _yaml(document, "# Written by moe2 measure; the numbers are measured (see each source).\n"))
         written.append(path)
-    write_outcomes_atomic(table, out_dir / OUTCOMES_NAME)
+    write_outcomes(table, out_dir / OUTCOMES_NAME)
     written.append(out_dir / OUTCOMES_NAME)
     header = (f"# Written by moe2 measure from {source_name}: servers use the measured profiles in "
               f"{PROFILES_DIR}/ and the outcomes in {OUTCOMES_NAME}.\n")
