@@ -12,14 +12,18 @@ parsimonious choice is read off the exact F-energy frontier (every corner, by ε
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, Interval
-from moe2_cli.problem import Problem, popcount
+from moe2_cli.problem import Problem, members, popcount
+from moe2_cli.solvers import Limits, SolveResult, Status
+from moe2_cli.solvers.base import SolveContext
 
 RULES = ("best", "parsimonious")
+DEFAULT_RULE = "best"  # lower true regret than parsimonious in benchmarks/selection_regret.py (README)
 ENUMERATION_LIMIT = 20  # 2^20 selections are scored in a few seconds
 
 
@@ -102,3 +106,52 @@ def assess(problem: Problem, mask: int, bootstrap: Bootstrap) -> Assessment:
                       gain=None if single is None else bootstrap.difference(mask, single),
                       runner_up=other, gap=None if other is None else bootstrap.difference(mask, other),
                       confidence=bootstrap.confidence)
+
+
+def apply_rule(problem: Problem, result: SolveResult, rule: str, bootstrap: Bootstrap, solver=None) -> SolveResult:
+    """The solver's exact maximiser (``best``), or the parsimonious choice from it, as a result
+    of the same solve (same status, the rule named in its notes)."""
+    if rule not in RULES:
+        raise UsageError(f"--rule must be one of {', '.join(RULES)} (got {rule!r})")
+    if rule == "best" or result.status is Status.INFEASIBLE or not result.mask:
+        return result
+    se = bootstrap.of(result.mask).se
+    mask = parsimonious_choice(problem, result.mask, se, solver)
+    note = (f"rule parsimonious: the least worst-case energy selection with F within one standard error "
+            f"({100 * se:.2f} pts) of the best, {100 * problem.objective.value(result.mask):.2f}%")
+    chosen = SolveContext(problem, Limits()).result(result.solver, result.status, mask, bound=result.bound,
+                                                    iterations=result.iterations, notes=(*result.notes, note))
+    return replace(chosen, evaluations=result.evaluations, wall_s=result.wall_s)
+
+
+def confidence_record(problem: Problem, assessment: Assessment) -> dict:
+    """The JSON keys of the intervals (additive to the select and frontier records)."""
+    experts = problem.instance.expert_ids
+    objective = problem.objective
+    level = assessment.confidence
+    gain = assessment.gain
+    gap = assessment.gap
+    return {
+        "confidence": level,
+        "objective_ci": _interval_record(assessment.objective),
+        "gain_over_best_single": None if gain is None else {
+            "expert": experts[members(assessment.best_single)[0]], **_interval_record(gain),
+            "significant": not gain.covers_zero},
+        "runner_up": None if gap is None else {
+            "selection": [experts[i] for i in members(assessment.runner_up)],
+            "objective": float(objective.value(assessment.runner_up)), "gap": _interval_record(gap)},
+    }
+
+
+def _interval_record(interval: Interval) -> dict[str, float]:
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "se": interval.se}
+
+
+def significance_note(record: dict) -> str | None:
+    """The note for a selection its data cannot tell apart from the best single expert."""
+    gain = record["gain_over_best_single"]
+    if gain is None or gain["significant"]:
+        return None
+    return (f"the selection is not significantly better than the best single expert that fits "
+            f"({gain['expert']}): the {100 * record['confidence']:g}% interval of the gain, "
+            f"{100 * gain['low']:+.2f} to {100 * gain['high']:+.2f} pts, covers 0")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.ensemble import MonotoneEnvelope
-from moe2_cli.gating.pipeline import build_objective
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
+from moe2_cli.gating.pipeline import Estimate, estimate_objective
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
+from moe2_cli.progress import ProgressCallback
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 
@@ -26,12 +28,15 @@ class Session:
     seed: int
     metric: str
     notes: tuple[str, ...] = ()
+    estimate: Estimate | None = None  # F out of fold, for the intervals
 
 
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
-                 envelope: bool | None = None, time_limit: float | None = None) -> Session:
-    """Load the scenario, apply budgets and k, and build the objective F (trained gate on held-out queries).
+                 envelope: bool | None = None, time_limit: float | None = None, folds: int = DEFAULT_FOLDS,
+                 use_cache: bool = True, progress: ProgressCallback | None = None) -> Session:
+    """Load the scenario, apply budgets and k, and build the objective F (cross-fitted over
+    ``folds`` folds, trained gates from the cache unless ``use_cache`` is False).
 
     A gate restricted to S is not monotone in S in general, and the polyblock and CP-SAT proofs
     need monotone F. ``envelope`` (default: when N <= ENVELOPE_LIMIT) has the solvers maximise
@@ -45,10 +50,14 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         raise UsageError(f"--top-k must be >= 1 (got {top_k})")
     if time_limit is not None and not time_limit > 0:
         raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
+    if folds < 1:
+        raise UsageError(f"--folds must be >= 1 (got {folds})")
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
-    gated = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
+    estimate = estimate_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric,
+                                  folds=folds, use_cache=use_cache, progress=progress)
+    gated = estimate.objective
     objective: Objective = gated
     notes: tuple[str, ...] = ()
     if envelope is None:
@@ -60,4 +69,4 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)
-    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes)
+    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, estimate=estimate)

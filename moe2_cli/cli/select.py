@@ -10,13 +10,16 @@ import typer
 from rich.panel import Panel
 
 from moe2_cli import api
-from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors, solver_status
+from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors, progress_bar, solver_status
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.errors import EXIT_UNMET
+from moe2_cli.errors import EXIT_UNMET, UsageError
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.report import explain_experts, result_payload
+from moe2_cli.rules import DEFAULT_RULE, RULES, apply_rule, significance_note
 from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, Status
+from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -37,6 +40,14 @@ TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wa
 EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
                                      "selections). Default: on up to 20 experts.", show_default=False)]
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, help="Cross-fitting folds for F: each query is scored by a "
+                                                               "gate trained without it; 1 keeps one plain split.")]
+CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse trained gates from the cache (same bits "
+                                                                   "as training); --no-cache retrains.")]
+ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,
+                                              help="Level of the bootstrap intervals of F, the gain and the gap.")]
+RuleOpt = Annotated[str, typer.Option("--rule", help="best: the exact maximiser of F; parsimonious: the least "
+                                                     "worst-case energy selection within one standard error of it.")]
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
@@ -61,8 +72,29 @@ def _summary(payload: dict) -> str:
     lines.append("binding: " + (", ".join(payload["binding"]) or "none"))
     lines.append(f"evaluations: {payload['evaluations']}, iterations: {payload['iterations']}"
                  + (f", wall: {payload['wall_s']:.3f} s" if payload["wall_s"] is not None else ""))
+    lines += _interval_lines(payload)
     lines += [f"note: {n}" for n in payload["notes"]]
     return "\n".join(lines)
+
+
+def _interval_lines(payload: dict) -> list[str]:
+    """The summary's lines on the intervals (empty when the selection is empty)."""
+    if payload.get("objective_ci") is None:
+        return []
+    level, ci = f"{100 * payload['confidence']:g}%", payload["objective_ci"]
+    lines = [f"F {level} interval: {_fmt_pct(ci['low'])} to {_fmt_pct(ci['high'])} (SE {100 * ci['se']:.2f} pts; "
+             f"{payload['folds']}-fold cross-fitted, rule {payload['rule']})"]
+    gain = payload["gain_over_best_single"]
+    if gain is not None:
+        lines.append(f"gain over the best single expert that fits ({gain['expert']}): {100 * gain['estimate']:+.2f} "
+                     f"pts, {level} interval {100 * gain['low']:+.2f} to {100 * gain['high']:+.2f}")
+    runner = payload["runner_up"]
+    if runner is not None:
+        gap = runner["gap"]
+        lines.append(f"runner-up {{{', '.join(runner['selection'])}}}: F {_fmt_pct(runner['objective'])}, gap "
+                     f"{100 * gap['estimate']:+.2f} pts, {level} interval {100 * gap['low']:+.2f} to "
+                     f"{100 * gap['high']:+.2f}")
+    return lines
 
 
 @handles_errors
@@ -80,6 +112,10 @@ def select(
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
     envelope: EnvelopeOpt = None,
+    folds: FoldsOpt = DEFAULT_FOLDS,
+    cache: CacheOpt = True,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    rule: RuleOpt = DEFAULT_RULE,
 ) -> None:
     """Choose the experts that maximise F within the energy and latency budgets.
 
@@ -88,13 +124,22 @@ def select(
     Exit codes: 0 a selection was found; 1 nothing meets the budgets, or F is below --min-accuracy;
     2 bad usage or input.
     """
-    session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope, time_limit=time_limit)
+    if rule not in RULES:
+        raise UsageError(f"--rule must be one of {', '.join(RULES)} (got {rule!r})")
+    with progress_bar("cross-fitting the gate") as progress:
+        session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
+                               envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache,
+                               progress=progress)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
+    bootstrap = api.bootstrap_for(session, confidence)
+    result = apply_rule(session.problem, result, rule, bootstrap, get_solver(solver, seed=seed))
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
     feasible = result.status is not Status.INFEASIBLE
+    payload.update({"folds": folds, "rule": rule, **api.intervals(session, bootstrap, result)})
+    if note := significance_note(payload):
+        payload["notes"].append(note)
     payload["experts"] = explain_experts(session.problem, result.mask) if feasible else []
     _render_select(format, payload)
     if not feasible:

@@ -16,10 +16,10 @@ import numpy as np
 
 from moe2_cli.gating.ensemble import GatedObjective
 from moe2_cli.gating.model import floored, restrict
+from moe2_cli.rng import stream
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
-_BOOTSTRAP_STREAM = 4  # resamples draw from (seed, 4), apart from the split's, the folds' and the table's
 
 
 def bootstrap_weights(category: np.ndarray, shares, resamples: int, seed: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def bootstrap_weights(category: np.ndarray, shares, resamples: int, seed: int) -
     gives query q its category's share over its count, times how often resample b drew it."""
     category = np.asarray(category, dtype=np.int64)
     shares = np.asarray(shares, dtype=float)
-    rng = np.random.default_rng([seed, _BOOTSTRAP_STREAM])
+    rng = stream(seed, "bootstrap")
     weights = np.zeros((resamples, category.size))
     present = 0.0
     for c in range(len(shares)):

@@ -20,10 +20,11 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
 from moe2_cli.gating.model import SavedGate, TopKGate
 from moe2_cli.outcomes import Outcomes
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.rng import stream
 
 DEFAULT_FOLDS = 5
 INNER_FOLDS = 4  # early stopping holds out a quarter of the training queries, as the plain split does
-_FOLD_STREAM = 3  # fold assignment draws from (seed, 3), apart from the split's and the table's streams
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def assign_folds(outcomes: Outcomes, folds: int, seed: int) -> np.ndarray:
     if len(group_category) < folds:
         raise InputError(Diagnostic(outcomes.source, None, None, f"need at least {folds} distinct questions "
                                     f"for {folds} folds (got {len(group_category)})"))
-    rng = np.random.default_rng([seed, _FOLD_STREAM])
+    rng = stream(seed, "folds")
     fold_of_group = np.empty(len(group_category), dtype=np.int64)
     dealt = 0
     for c in range(len(outcomes.categories)):
@@ -88,10 +89,12 @@ def gate_logits(saved: SavedGate, outcomes: Outcomes) -> np.ndarray:
     return saved.gate.logits(saved.featurizer.transform(outcomes))
 
 
-def cross_fit(outcomes: Outcomes, folds: int, k: int, *, seed: int = 0, advance=lambda n=1: None,
+def cross_fit(outcomes: Outcomes, folds: int, k: int, *, seed: int = 0, progress: ProgressCallback | None = None,
               **gate_options) -> tuple[CrossFit, list[SavedGate]]:
-    """Out-of-fold logits of K gates and the gates themselves; ``advance`` after each one."""
+    """Out-of-fold logits of K gates and the gates themselves; ``progress`` gets a
+    ``cross-fitting`` event after each one."""
     fold = assign_folds(outcomes, folds, seed)
+    step = step_counter("cross-fitting", folds, progress)
     logits = np.empty((outcomes.n_queries, len(outcomes.columns)))
     gates = []
     for f in range(folds):
@@ -99,6 +102,6 @@ def cross_fit(outcomes: Outcomes, folds: int, k: int, *, seed: int = 0, advance=
         scored = np.flatnonzero(fold == f)
         logits[scored] = gate_logits(saved, outcomes.subset(scored))
         gates.append(saved)
-        advance(1)
+        step()
     rows = np.arange(outcomes.n_queries)
     return CrossFit(rows=rows, logits=logits, fold=fold, folds=folds), gates

@@ -116,7 +116,7 @@ def gate_settings(outcomes: Outcomes, k: int, *, seed: int = 0, hidden: int = 0,
 
 
 def out_of_fold(outcomes: Outcomes, k: int, *, folds: int = DEFAULT_FOLDS, seed: int = 0, hidden: int = 0,
-                sharpen: bool = True, use_cache: bool = True, advance=lambda n=1: None) -> CrossFit:
+                sharpen: bool = True, use_cache: bool = True, progress: ProgressCallback | None = None) -> CrossFit:
     """Gate scores of queries by gates that did not see them: K cross-fitted gates, or with
     ``folds=1`` the plain split's gate on its held-out third. Cached by content."""
     if folds < 1:
@@ -134,9 +134,8 @@ def out_of_fold(outcomes: Outcomes, k: int, *, folds: int = DEFAULT_FOLDS, seed:
         fold[split.held_out] = 0
         fit = CrossFit(rows=split.held_out, logits=gate_logits(saved, outcomes.subset(split.held_out)), fold=fold,
                        folds=1)
-        advance(1)
     else:
-        fit, _ = cross_fit(outcomes, folds, k, seed=seed, hidden=hidden, sharpen=sharpen, advance=advance)
+        fit, _ = cross_fit(outcomes, folds, k, seed=seed, hidden=hidden, sharpen=sharpen, progress=progress)
     cache.store_arrays(key, {"rows": fit.rows, "logits": fit.logits, "fold": fit.fold})
     return fit
 
@@ -196,17 +195,34 @@ def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_
     return GateSystem(instance=instance, outcomes=outcomes, split=split, saved=saved, objective=objective)
 
 
-def build_objective(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
-                    metric: str = "accuracy", queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS,
-                    use_cache: bool = True, advance=lambda n=1: None) -> GatedObjective:
+@dataclass(frozen=True, eq=False)
+class Estimate:
+    """F(S) estimated out of fold, with what a bootstrap of it needs: the category of every
+    scored query."""
+
+    objective: GatedObjective
+    category: np.ndarray
+    folds: int
+
+
+def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
+                       outcomes_path: str | Path | None = None, metric: str = "accuracy",
+                       queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS, use_cache: bool = True,
+                       progress: ProgressCallback | None = None) -> Estimate:
     """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split)."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)
     # Sharper weights raise expected accuracy but cost likelihood, so only for that metric.
     fit = out_of_fold(outcomes, instance.top_k, folds=folds, seed=seed, sharpen=metric == "accuracy",
-                      use_cache=use_cache, advance=advance)
-    return fitted_objective(instance, outcomes, fit, metric=metric)
+                      use_cache=use_cache, progress=progress)
+    return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
+                    category=outcomes.category[fit.rows], folds=folds)
+
+
+def build_objective(scenario, **options) -> GatedObjective:
+    """F(S) for a scenario: see :func:`estimate_objective`."""
+    return estimate_objective(scenario, **options).objective
 
 
 # ---------------------------------------------------------------- the optimality-preserving check
