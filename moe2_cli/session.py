@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
-from moe2_cli.gating.ensemble import MonotoneEnvelope
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
+from moe2_cli.gating.ensemble import MonotoneEnvelope
 from moe2_cli.gating.pipeline import Estimate, estimate_objective
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
@@ -34,7 +34,7 @@ class Session:
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
                  envelope: bool | None = None, time_limit: float | None = None, folds: int = DEFAULT_FOLDS,
-                 use_cache: bool = True, progress: ProgressCallback | None = None) -> Session:
+                 use_cache: bool = True, router: str = "gate", progress: ProgressCallback | None = None) -> Session:
     """Load the scenario, apply budgets and k, and build the objective F (cross-fitted over
     ``folds`` folds, trained gates from the cache unless ``use_cache`` is False).
 
@@ -56,7 +56,7 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     estimate = estimate_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric,
-                                  folds=folds, use_cache=use_cache, progress=progress)
+                                  folds=folds, use_cache=use_cache, router=router, progress=progress)
     gated = estimate.objective
     objective: Objective = gated
     notes: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from moe2_cli import __version__
+from moe2_cli.cli.cache import app as cache_app
 from moe2_cli.cli.common import settings
 from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
@@ -52,6 +53,7 @@ app.command()(synth)
 app.command(name="measure")(measure_command)
 app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:

@@ -48,6 +48,8 @@ ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999
                                               help="Level of the bootstrap intervals of F, the gain and the gap.")]
 RuleOpt = Annotated[str, typer.Option("--rule", help="best: the exact maximiser of F; parsimonious: the least "
                                                      "worst-case energy selection within one standard error of it.")]
+RouterOpt = Annotated[str, typer.Option("--router", help="The level-2 model restricted to S that defines F(S): "
+                                                         "gate, lookup (per label, else per category) or logreg.")]
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
@@ -116,6 +118,7 @@ def select(
     cache: CacheOpt = True,
     confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
     rule: RuleOpt = DEFAULT_RULE,
+    router: RouterOpt = "gate",
 ) -> None:
     """Choose the experts that maximise F within the energy and latency budgets.
 
@@ -129,7 +132,7 @@ def select(
     with progress_bar("cross-fitting the gate") as progress:
         session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                                envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache,
-                               progress=progress)
+                               router=router, progress=progress)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     bootstrap = api.bootstrap_for(session, confidence)
@@ -137,7 +140,7 @@ def select(
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
     feasible = result.status is not Status.INFEASIBLE
-    payload.update({"folds": folds, "rule": rule, **api.intervals(session, bootstrap, result)})
+    payload.update({"folds": folds, "rule": rule, "router": router, **api.intervals(session, bootstrap, result)})
     if note := significance_note(payload):
         payload["notes"].append(note)
     payload["experts"] = explain_experts(session.problem, result.mask) if feasible else []

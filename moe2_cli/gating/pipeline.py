@@ -68,13 +68,19 @@ def scenario_outcomes(scenario, *, outcomes_path: str | Path | None = None, quer
     instance = instance or scenario.instance
     spec = getattr(scenario, "outcomes", None)
     if outcomes_path is not None:
-        table = read_outcomes(outcomes_path, task_map=spec.task_map if spec else None)
+        table = read_with_task_map(scenario, outcomes_path)
     elif spec is not None:
         task_map = spec.task_map or (LLMROUTER_TASK_MAP if spec.format == "llmrouter" else None)
         table = read_outcomes(spec.path, spec.format, task_map)
     else:
         table = synthesize_for(instance, queries, seed)
     return table.for_instance(instance, per="llm")
+
+
+def read_with_task_map(scenario, path: str | Path) -> Outcomes:
+    """An outcome file in any supported format, its tasks mapped by the scenario's task map."""
+    spec = getattr(scenario, "outcomes", None)
+    return read_outcomes(path, task_map=spec.task_map if spec else None)
 
 
 def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> Split:
@@ -205,17 +211,41 @@ class Estimate:
     folds: int
 
 
+ROUTERS = ("gate", "lookup", "logreg")
+
+
+def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, seed: int) -> CrossFit:
+    """The same folds scored by a simple router instead of the gate: ``lookup`` (per label
+    where the outcomes carry labels, else per category) or ``logreg``."""
+    from moe2_cli.gating.routers import CategoryLookup, LabelLookup, LogisticRouter, out_of_fold_logits
+
+    def make():
+        if router == "logreg":
+            return LogisticRouter(seed)
+        if outcomes.tags is not None and any(outcomes.tags):
+            return LabelLookup(lambda table: tuple("+".join(t) if t else None for t in table.tags))
+        return CategoryLookup()
+
+    logits = out_of_fold_logits(make, outcomes, fit.fold, max(fit.folds, 1))[fit.rows]
+    return replace(fit, logits=logits)
+
+
 def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
                        outcomes_path: str | Path | None = None, metric: str = "accuracy",
                        queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS, use_cache: bool = True,
-                       progress: ProgressCallback | None = None) -> Estimate:
-    """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split)."""
+                       router: str = "gate", progress: ProgressCallback | None = None) -> Estimate:
+    """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split), of the gate
+    or of a simple router restricted to S (``router``, one of :data:`ROUTERS`)."""
+    if router not in ROUTERS:
+        raise InputError(f"--router must be one of {', '.join(ROUTERS)} (got {router!r})")
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)
     # Sharper weights raise expected accuracy but cost likelihood, so only for that metric.
     fit = out_of_fold(outcomes, instance.top_k, folds=folds, seed=seed, sharpen=metric == "accuracy",
                       use_cache=use_cache, progress=progress)
+    if router != "gate":
+        fit = router_fit(outcomes, fit, router, seed)
     return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
                     category=outcomes.category[fit.rows], folds=folds)
 
