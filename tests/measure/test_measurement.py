@@ -161,7 +161,12 @@ def test_ctrl_c_leaves_whole_lines_and_resume_finishes(tmp_path):
         while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
             time.sleep(0.02)
         child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=20)
+        try:
+            _, stderr = child.communicate(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         assert child.returncode == 130, stderr
         assert "--resume" in stderr and "Traceback" not in stderr
         logged = _records(out)  # every line is whole JSON
@@ -262,3 +267,19 @@ def test_power_meter_log_and_idle_baseline(tmp_path):
     assert written["servers"][0]["endpoint"]["power"] == "file:../meter.csv"
     assert "idle 40.000 W (not subtracted)" in \
         yaml.safe_load((tmp_path / "out" / "profiles" / "a.yaml").read_text())["device"]["notes"]
+
+
+def test_servers_without_endpoint_or_power_are_named(tmp_path, run_cli):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "schema_version: 1\nname: s\ntop_k: 1\ncategories: {mcq: {share: 1.0}}\nservers:\n"
+        "  - {name: bare, profile: rtx-4090, llms: [qwen2.5-7b-instruct]}\n"
+        "  - name: nopower\n    profile: rtx-4090\n    llms: [qwen2.5-7b-instruct]\n"
+        "    endpoint: {url: 'http://127.0.0.1:9'}\n")
+    result = run_cli("measure", scenario, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{scenario}: server 'bare' has no endpoint block: measure needs its URL and power source",
+        f"{scenario}: server 'nopower': its endpoint states no power source (power: nvml[:GPU], tegrastats, "
+        f"file:PATH, or none with watts)"]
+    assert run_cli("measure", scenario, "--out", tmp_path / "out", "--subtract-idle").exit_code == 2
