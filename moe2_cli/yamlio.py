@@ -92,15 +92,15 @@ class _Builder:
         self.documents = self.nodes = 0
 
     def feed(self, event: yaml.Event) -> None:
-        if isinstance(event, yaml.AliasEvent):
+        if isinstance(event, yaml.ScalarEvent):  # the most frequent event first
+            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value, event.start_mark,
+                                    event.end_mark, style=event.style))
+        elif isinstance(event, yaml.AliasEvent):
             raise InputError(_at(self.path, event.start_mark, f"YAML aliases are not allowed (got *{event.anchor})"))
-        if isinstance(event, yaml.DocumentStartEvent):
+        elif isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
             if self.documents > 1:
                 raise InputError(_at(self.path, event.start_mark, "a file must hold one YAML document (got more)"))
-        elif isinstance(event, yaml.ScalarEvent):
-            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value, event.start_mark,
-                                    event.end_mark, style=event.style))
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             self._open(event)
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
