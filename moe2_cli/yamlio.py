@@ -93,8 +93,9 @@ class _Builder:
 
     def feed(self, event: yaml.Event) -> None:
         if isinstance(event, yaml.ScalarEvent):  # the most frequent event first
-            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value, event.start_mark,
-                                    event.end_mark, style=event.style))
+            # libyaml's marks have the same fields as PyYAML's, only another class.
+            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value,
+                                    event.start_mark, event.end_mark, style=event.style))  # type: ignore[arg-type]
         elif isinstance(event, yaml.AliasEvent):
             raise InputError(_at(self.path, event.start_mark, f"YAML aliases are not allowed (got *{event.anchor})"))
         elif isinstance(event, yaml.DocumentStartEvent):
@@ -213,7 +214,7 @@ def to_python(root: Node, display: str) -> tuple[Any, dict[tuple, tuple[int, int
         if isinstance(node, SequenceNode):
             return [value(item, path + (i,)) for i, item in enumerate(node.value)]
         try:
-            return construct_scalar(node)
+            return construct_scalar(node)  # type: ignore[arg-type]  # neither a mapping nor a list
         except ValueError:
             raise InputError(_at(display, node.start_mark, f"not a valid {node.tag.rsplit(':', 1)[-1]} "
                                                            f"(got {describe(node)})")) from None
@@ -317,7 +318,7 @@ class Checker:
             self.error(node, f"{what} must be {kind} (got {describe(node)})")
             return None
         try:
-            return construct_scalar(node)
+            return construct_scalar(node)  # type: ignore[arg-type]  # neither a mapping nor a list
         except ValueError:
             self.error(node, f"{what} is not a valid {kind} (got {describe(node)})")
             return None

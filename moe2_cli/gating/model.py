@@ -300,7 +300,7 @@ def _strings(value, what: str) -> tuple[str, ...]:
 
 def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
     columns, experts = _strings(meta.get("columns"), "columns"), _strings(meta.get("experts"), "experts")
-    hosts = meta.get("expert_columns")
+    hosts: list[int] = meta.get("expert_columns")  # type: ignore[assignment]  # checked next
     _require(isinstance(hosts, list) and len(hosts) == len(experts) and all(
         isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(columns) for c in hosts),
         "expert_columns does not index the columns once per expert")
