@@ -247,3 +247,13 @@ def test_integer_costs_cannot_wrap():
     huge = Budgets.build(("c",), energy=1e16, latency=float("inf"))
     assert huge.energy_units[0] == huge.latency_units[0] == UNLIMITED
     assert bool(huge.feasible(worst.usage([3]))[0])
+
+
+def test_three_questions_are_enough_to_split(run_cli, tmp_path):
+    from tests.fuzzing import TINY_SCENARIO, _select_seeds
+
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(_select_seeds()[0].decode().split("\n")[:3]) + "\n")
+    result = run_cli("select", TINY_SCENARIO, "--outcomes", path, "-f", "json", "--no-timing")
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.stdout)["status"] in ("optimal", "infeasible")
