@@ -70,7 +70,7 @@ class Report:
         for name, hit in bad.items():
             setattr(self, name, getattr(self, name) + int(hit))
         if any(bad.values()) and len(self.failures) < 5:
-            self.failures.append(f"exit {code}: {stderr[:600]!r} <- {sample[:300]!r}")
+            self.failures.append(f"exit {code}: {stderr[-900:]!r} <- {sample[:300]!r}")
 
 
 # ---------------------------------------------------------------- mutations

@@ -257,3 +257,23 @@ def test_three_questions_are_enough_to_split(run_cli, tmp_path):
     result = run_cli("select", TINY_SCENARIO, "--outcomes", path, "-f", "json", "--no-timing")
     assert result.exit_code in (0, 1), result.output
     assert json.loads(result.stdout)["status"] in ("optimal", "infeasible")
+
+
+@pytest.mark.parametrize("damage", [(b"'descr'", b"'descr'("), (b"'shape': (", b"'shape': (((((")])
+def test_gate_arrays_with_a_corrupt_header_are_refused(tmp_path, damage):
+    import io
+    import zipfile
+
+    from moe2_cli.gating.model import load_gate
+    from tests.fuzzing import _gate_seeds
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(_gate_seeds()[0])) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(*damage, 1) if name == "gate_b.npy" else data)
+    path = tmp_path / "gate.npz"
+    path.write_bytes(out.getvalue())
+    with pytest.raises(InputError) as err:
+        load_gate(path)
+    assert err.value.lines()[0].startswith(f"{path}: not a usable moe2 gate file: gate_b")

@@ -285,12 +285,19 @@ def _read_archive(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         infos = archive.infolist()
         _require(sum(i.file_size for i in infos) <= MAX_GATE_BYTES, f"it unpacks to more than {MAX_GATE_BYTES} bytes")
         meta = json.loads(archive.read("meta.json"))
-        arrays = {name[:-4]: np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False)
-                  for name in archive.namelist() if name.endswith(".npy")}
+        arrays = {name[:-4]: _read_array(name, archive.read(name)) for name in archive.namelist()
+                  if name.endswith(".npy")}
     _require(isinstance(meta, dict), "meta.json is not an object")
     _require(meta.get("format") == FILE_FORMAT and meta.get("version") == FILE_VERSION,
              f"meta.json does not say format {FILE_FORMAT} version {FILE_VERSION}")
     return meta, arrays
+
+
+def _read_array(name: str, data: bytes) -> np.ndarray:
+    try:
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except Exception as err:  # numpy parses the header with ast: hostile bytes raise SyntaxError and more
+        raise _GateFileError(f"{name} is not a plain numeric array ({type(err).__name__})") from None
 
 
 def _strings(value, what: str) -> tuple[str, ...]:
