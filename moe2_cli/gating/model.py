@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -295,7 +296,9 @@ def _read_archive(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def _read_array(name: str, data: bytes) -> np.ndarray:
     try:
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        with warnings.catch_warnings():  # e.g. a header numpy reads as Python 2's: not the user's concern
+            warnings.simplefilter("ignore")
+            return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
     except Exception as err:  # numpy parses the header with ast: hostile bytes raise SyntaxError and more
         raise _GateFileError(f"{name} is not a plain numeric array ({type(err).__name__})") from None
 
