@@ -5,7 +5,7 @@ command line does. Hypothesis mutates the seeds (deletions, type changes, NaN, i
 and negative numbers, huge integers, deep nesting, anchors and aliases, tags, control bytes,
 BOMs, CRLF, truncation, corrupt compression) and every run is judged the same way: an exit code
 of 0, 1 or 2 (never 70), no traceback, every diagnostic naming the file, and an end within
-:data:`TIME_LIMIT_S`. Readers register by name in :data:`READERS`, so more can be plugged in.
+:data:`TIME_LIMIT_S` seconds of CPU time. Readers register by name in :data:`READERS`, so more can be plugged in.
 """
 
 from __future__ import annotations
@@ -206,16 +206,18 @@ class _Hang(BaseException):
 
 @contextlib.contextmanager
 def _deadline(seconds: float):
+    """Raise _Hang after ``seconds`` of this process's CPU time: on a machine shared with other
+    work, wall time would count the waits for a core as hangs, and a hang burns CPU."""
     def fire(signum, frame):
         raise _Hang()
 
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, fire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def run_reader(read: Callable[[Path], object], path: Path) -> tuple[int, str, bool]:
