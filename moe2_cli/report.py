@@ -7,6 +7,7 @@ so table, csv and json show the same numbers.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def best_feasible_single(problem: Problem) -> float | None:
 
 
 def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed: int, metric: str,
-                   timing: bool = True, notes: tuple[str, ...] = ()) -> dict:
+                   timing: bool = True, notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The documented, stable JSON for one solve (see README, 'JSON output')."""
     inst, budgets = problem.instance, problem.budgets
     return {
@@ -69,7 +70,7 @@ def _violated(problem: Problem, mask: int) -> list[str]:
         [f"latency.{c}" for c, s in zip(cats, latency_slack[0]) if s < 0]
 
 
-def explain_experts(problem: Problem, mask: int) -> list[dict]:
+def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
     """For every expert: its ``id``, whether it is ``selected``, its F alone (``f_alone``), and
     ``why`` a rejected one stays out."""
     inst, objective = problem.instance, problem.objective
@@ -78,7 +79,7 @@ def explain_experts(problem: Problem, mask: int) -> list[dict]:
     current = objective.value(mask) if chosen else -math.inf
     rows = []
     for i, expert in enumerate(inst.expert_ids):
-        row = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
+        row: dict[str, Any] = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
         if i in chosen:
             row["why"] = "selected"
         elif broken := _violated(problem, 1 << i):

@@ -318,7 +318,7 @@ class Checker:
             self.error(node, f"{what} must be {kind} (got {describe(node)})")
             return None
         try:
-            return construct_scalar(node)  # type: ignore[arg-type]  # neither a mapping nor a list
+            return construct_scalar(node)
         except ValueError:
             self.error(node, f"{what} is not a valid {kind} (got {describe(node)})")
             return None

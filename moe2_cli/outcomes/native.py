@@ -63,7 +63,7 @@ def _add_json_row(builder: TableBuilder, line: int, row: dict[str, Any]) -> None
         return None
     mapped = builder.category(line, category)
     if mapped is not None:
-        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)
+        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)  # type: ignore[arg-type]
 
 
 def _features(problems: Problems, line: int, value: Any):

@@ -83,7 +83,7 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None) -> S
         latency_by_cat={c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v},
         energy_by_cat={c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v},
     )
-    return Scenario(name=name, description=description or "", path=path, instance=instance,
+    return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints)
 
@@ -150,7 +150,7 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
         return [], {}, {}
     if not items:
         check.error(node, "servers must list at least one server (got none)")
-    servers, profiles, endpoints, seen = [], {}, {}, set()
+    servers, profiles, endpoints, seen = [], {}, {}, set()  # type: ignore[var-annotated]
     for item in items:
         fields = check.mapping(item, "server", required=("name", "profile", "llms"),
                                optional=("transmission_s", "notes", "endpoint"))
@@ -189,7 +189,7 @@ def _profile(check: Checker, node, search: list[Path], categories, cache) -> Dev
     try:
         profile = load_profile(path)
     except InputError as err:
-        check.diagnostics.extend(err.diagnostics)
+        check.diagnostics.extend(err.diagnostics)  # type: ignore[arg-type]
         return None
     missing = [c for c in categories if c not in profile.categories]
     if missing:
