@@ -277,3 +277,21 @@ def test_gate_arrays_with_a_corrupt_header_are_refused(tmp_path, damage):
     with pytest.raises(InputError) as err:
         load_gate(path)
     assert err.value.lines()[0].startswith(f"{path}: not a usable moe2 gate file: gate_b")
+
+
+def test_lm_eval_rows_whose_metrics_field_is_not_a_list(tmp_path):
+    import shutil
+
+    from moe2_cli.outcomes import read_lm_eval
+
+    root = tmp_path / "run"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "lm_eval" / "good", root)
+    path = sorted(root.rglob("samples_arc_challenge_2024-06-01*.jsonl"))[0]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from moe2_cli.outcomes.lm_eval import PREFERRED_METRICS
+
+    rows[0] = {k: v for k, v in rows[0].items() if k not in PREFERRED_METRICS} | {"metrics": 0.5}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError) as err:
+        read_lm_eval(root)
+    assert err.value.lines()[0].startswith(f"{path}:1: no metric value")
