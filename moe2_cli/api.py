@@ -12,6 +12,7 @@ runs the same steps in two calls, :func:`~moe2_cli.session.open_session` then :f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
@@ -72,10 +73,25 @@ def select(scenario: ScenarioRef = None, budgets: Budgets = None, solver: str = 
     return solve(session, solver, limits, progress=progress)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A solver that refused the problem (exhaustive above its size limit, say), and why."""
+
+    solver: str
+    reason: str
+
+
 def compare(session: Session, limits: Limits = Limits(), *,
-            progress: ProgressCallback | None = None) -> list[SolveResult]:
-    """Every registered solver on the session's problem, in registry order."""
-    return [solve(session, name, limits, progress=progress) for name in SOLVERS]
+            progress: ProgressCallback | None = None) -> list[SolveResult | Skipped]:
+    """Every registered solver on the session's problem, in registry order; a solver that
+    refuses the problem is :class:`Skipped` with its reason, and the others still run."""
+    results: list[SolveResult | Skipped] = []
+    for name in SOLVERS:
+        try:
+            results.append(solve(session, name, limits, progress=progress))
+        except UsageError as err:
+            results.append(Skipped(name, str(err)))
+    return results
 
 
 def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.scenario.budgets import MAXIMA
 from moe2_cli.solvers import Limits, Solver, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
@@ -54,9 +55,12 @@ def parse_sweep(spec: str, categories) -> Sweep:
         raise UsageError(f"--sweep {key} needs numbers LO:HI:STEP (got {rng!r})") from None
     if not all(math.isfinite(v) for v in (lo, hi, step)) or lo <= 0 or hi < lo or step <= 0:
         raise UsageError(f"--sweep {key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})")
-    count = int(math.floor((hi - lo) / step + 1e-9)) + 1
-    if count > MAX_SWEEP_POINTS:
-        raise UsageError(f"--sweep {key} has {count} points; at most {MAX_SWEEP_POINTS}")
+    if hi > MAXIMA[resource]:
+        raise UsageError(f"--sweep {key} must stay at most {MAXIMA[resource]:g} (got {rng!r})")
+    span = (hi - lo) / step  # may overflow to inf for a tiny step: compared, never converted first
+    if not span < MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep {key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})")
+    count = int(math.floor(span + 1e-9)) + 1
     return Sweep(resource, category or None, tuple(round(lo + i * step, 12) for i in range(count)))
 
 
@@ -82,8 +86,12 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
                   progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
     sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
+    total = math.prod(len(s.values) for s in sweeps)
+    if total > MAX_SWEEP_POINTS:  # a grid multiplies its dimensions: bound the work, not each axis
+        raise UsageError(f"--sweep grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
+                         f"at most {MAX_SWEEP_POINTS} in all")
     points = []
-    step = step_counter("frontier", math.prod(len(s.values) for s in sweeps), progress)
+    step = step_counter("frontier", total, progress)
     outer = [s.values for s in sweeps[:-1]]
     for prefix in itertools.product(*outer):
         incumbent = None

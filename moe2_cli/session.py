@@ -40,12 +40,10 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     """
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k must be >= 1 (got {top_k})")
     if time_limit is not None and not time_limit > 0:
         raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
     scenario = load_scenario(scenario_path)
-    budgets = apply_budget_specs(scenario.budgets, budget_specs)
+    budgets = apply_budget_specs(scenario.budgets, budget_specs, scenario.own_caps)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     objective = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
     notes = ()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 FORMATS = ("table", "json", "csv")
@@ -32,6 +33,7 @@ class Column:
     fmt: Callable[[Any], str] | None = None
     justify: str = "right"
     no_wrap: bool = False
+    min_width: int | None = None  # e.g. the longest expert id, so that narrow terminals never cut one
 
 
 def stdout_console() -> Console:
@@ -83,10 +85,10 @@ def to_csv(rows: list[dict], columns: list[Column]) -> str:
 
 
 def _table_cell(value: Any, column: Column) -> str:
-    if column.fmt is not None and value is not None:
-        return column.fmt(value)
     if value is None:
-        return "-"
+        return ""  # unknown: blank, never a number that could be read as a measurement
+    if column.fmt is not None:
+        return column.fmt(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
@@ -97,10 +99,15 @@ def _table_cell(value: Any, column: Column) -> str:
 def to_table(rows: list[dict], columns: list[Column], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
-        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap)
+        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap, min_width=c.min_width)
     for row in rows:
         table.add_row(*[_table_cell(row.get(c.key), c) for c in columns])
     return table
+
+
+def _unbroken_width(console: Console, table: Table) -> int:
+    """The narrowest width at which rich lays ``table`` out without cutting a word."""
+    return Measurement.get(console, console.options.update_width(10_000), table).minimum
 
 
 def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], title: str | None = None,
@@ -112,6 +119,10 @@ def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], tit
         sys.stdout.write(to_csv(rows, columns))
     else:
         console = stdout_console()
-        console.print(to_table(rows, columns, title))
+        table = to_table(rows, columns, title)
+        # Wider than the terminal rather than cut: rich ellipsises a word that does not fit its
+        # column, and an expert id or a number must never be cut.
+        console.width = max(console.width, _unbroken_width(console, table))
+        console.print(table)
         for item in extra or []:
             console.print(item)

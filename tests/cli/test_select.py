@@ -67,7 +67,15 @@ def test_min_accuracy_gate(run_cli):
     (["--budget", "energy"], "must look like"),
     (["--budget", "latency.maths=3"], "unknown category"),
     (["--solver", "polyblok"], "did you mean 'polyblock'"),
-    (["--top-k", "0"], "--top-k must be >= 1"),
+    (["--top-k", "0"], "--top-k must be between 1 and 11"),
+    (["--top-k", "999"], "--top-k must be between 1 and 11"),
+    (["--seed", "-1"], "invalid value for '--seed'"),
+    (["--min-accuracy", "75"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "-1"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "nan"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "high"], "--min-accuracy must be a fraction"),
+    (["--min-accuracy", "0.5", "--metric", "neg-cross-entropy"], "--min-accuracy needs --metric accuracy"),
+    (["--sede", "1"], "no such option: --sede"),
     (["--metric", "f1"], "--metric must be one of"),
     (["--time-limit", "-1"], "--time-limit must be > 0"),
 ])
@@ -76,6 +84,7 @@ def test_bad_usage_exits_2_with_one_line(run_cli, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert [line.startswith("moe2: ") for line in result.stderr.splitlines()] == [True]
 
 
 def test_csv_has_one_row_per_expert_matching_the_json(run_cli):
