@@ -18,6 +18,7 @@ from pathlib import Path
 from moe2_cli.errors import UsageError
 from moe2_cli.pareto import (
     FrontierPoint,
+    check_grid,
     exact_energy_frontier,
     exact_tradeoff_front,
     parse_sweep,
@@ -95,12 +96,14 @@ def compare(session: Session, limits: Limits = Limits(), *,
 
 
 def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> None:
-    """UsageError unless exactly one kind of frontier is asked for, with at most two swept caps."""
+    """UsageError unless exactly one kind of frontier is asked for, with at most two well-formed swept caps
+    and at most MAX_SWEEP_POINTS points in all."""
     if sum((bool(sweeps), exact, exact_3d)) != 1:
         raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
                          "or --exact-3d")
     if len(sweeps) > 2:
         raise UsageError(f"--sweep takes at most two dimensions (got {len(sweeps)})")
+    check_grid([parse_sweep(s, None) for s in sweeps])  # before any work; categories are checked later
 
 
 def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: Iterable[str] = (),

@@ -38,7 +38,8 @@ class Sweep:
 
 
 def parse_sweep(spec: str, categories) -> Sweep:
-    """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``."""
+    """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``. With
+    ``categories`` None, a category name is not checked (to refuse bad specs before any work)."""
     key, sep, rng = spec.partition("=")
     resource, _, category = key.strip().partition(".")
     parts = rng.split(":")
@@ -47,7 +48,7 @@ def parse_sweep(spec: str, categories) -> Sweep:
     if resource not in RESOURCES:
         hint = did_you_mean(resource, RESOURCES)
         raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{hint})")
-    if category and category not in categories:
+    if category and categories is not None and category not in categories:
         raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
     try:
         lo, hi, step = (float(p) for p in parts)
@@ -62,6 +63,16 @@ def parse_sweep(spec: str, categories) -> Sweep:
         raise UsageError(f"--sweep {key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})")
     count = int(math.floor(span + 1e-9)) + 1
     return Sweep(resource, category or None, tuple(round(lo + i * step, 12) for i in range(count)))
+
+
+def check_grid(sweeps: list[Sweep]) -> int:
+    """The number of points of the grid; UsageError above MAX_SWEEP_POINTS in all (a grid
+    multiplies its dimensions, so bounding each one would not bound the work)."""
+    total = math.prod(len(s.values) for s in sweeps)
+    if total > MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
+                         f"at most {MAX_SWEEP_POINTS} in all")
+    return total
 
 
 def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
@@ -86,12 +97,8 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
                   progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
     sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
-    total = math.prod(len(s.values) for s in sweeps)
-    if total > MAX_SWEEP_POINTS:  # a grid multiplies its dimensions: bound the work, not each axis
-        raise UsageError(f"--sweep grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
-                         f"at most {MAX_SWEEP_POINTS} in all")
     points = []
-    step = step_counter("frontier", total, progress)
+    step = step_counter("frontier", check_grid(sweeps), progress)
     outer = [s.values for s in sweeps[:-1]]
     for prefix in itertools.product(*outer):
         incumbent = None
