@@ -42,9 +42,8 @@ class InputError(Moe2Error):
     """A file or an argument is malformed; carries every diagnostic found."""
 
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic | str):
-        if isinstance(diagnostics, (Diagnostic, str)):
-            diagnostics = [diagnostics]
-        self.diagnostics = list(diagnostics)
+        self.diagnostics: list[Diagnostic | str] = (
+            [diagnostics] if isinstance(diagnostics, (Diagnostic, str)) else list(diagnostics))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
     def lines(self) -> list[str]:

@@ -75,7 +75,7 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
     try:
-        with open(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as stream:
+        with open(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as stream:  # type: ignore[call-overload]
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

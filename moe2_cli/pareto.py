@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.progress import ProgressCallback, step_counter
 from moe2_cli.scenario.budgets import MAXIMA
-from moe2_cli.solvers import Limits, Solver, Status
+from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
@@ -37,7 +38,7 @@ class Sweep:
         return self.resource + (f".{self.category}" if self.category else "")
 
 
-def parse_sweep(spec: str, categories) -> Sweep:
+def parse_sweep(spec: str, categories: Sequence[str] | None) -> Sweep:
     """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``. With
     ``categories`` None, a category name is not checked (to refuse bad specs before any work)."""
     key, sep, rng = spec.partition("=")
@@ -89,7 +90,7 @@ def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
 class FrontierPoint:
     budgets: Budgets
     caps: dict[str, float]  # swept label -> value
-    result: object  # SolveResult
+    result: SolveResult
     pareto: bool = False
 
 
@@ -116,7 +117,7 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
     return mark_pareto(points)
 
 
-def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumbent: int | None):
+def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumbent: int | None) -> SolveResult:
     """Solve with a warm start; a heuristic that ignores it may do worse than the incumbent, and
     then the incumbent is the answer, so F never falls as a budget grows."""
     result = solver.solve(problem, limits, incumbent=incumbent)
@@ -130,7 +131,7 @@ def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumb
     return replace(kept, evaluations=result.evaluations, iterations=result.iterations, wall_s=result.wall_s)
 
 
-def resource_vector(result) -> np.ndarray:
+def resource_vector(result: SolveResult) -> np.ndarray:
     """What a point costs, to be minimised: its worst-case energy and latency over categories."""
     return np.array([max(result.energy_j.values()), max(result.latency_s.values())])
 
@@ -178,11 +179,12 @@ def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Lim
     of the front is visited; dominated records (same F at more energy) are filtered at the end.
     """
     budgets = problem.budgets
-    cap_units = None
+    cap_units: int | None = None
     points = []
     step = step_counter("frontier", None, progress)
     while True:
-        energy = tuple(None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
+        energy: tuple[float | None, ...] = tuple(
+            None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
         sub_budgets = replace(budgets, energy_j=tuple(
             _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
         sub = Problem(instance=problem.instance, budgets=sub_budgets, objective=problem.objective)

@@ -9,10 +9,12 @@ in integer units is feasible in the original units too.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from moe2_cli.errors import UsageError
 
@@ -35,10 +37,11 @@ MAX_EXPERTS = 62  # bit masks are int64
 _CHUNK = 8192
 
 
-def scale_up(values, per_unit: int) -> np.ndarray:
+def scale_up(values: npt.ArrayLike, per_unit: int) -> np.ndarray:
     """Usage to integer units, rounded up."""
     scaled = np.asarray(values, dtype=float) * per_unit
-    return np.ceil(scaled - _ROUNDING_SLACK * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+    units: np.ndarray = np.ceil(scaled - _ROUNDING_SLACK * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+    return units
 
 
 def scale_down(value: float, per_unit: int) -> int:
@@ -70,41 +73,47 @@ def members(mask: int) -> list[int]:
     return out
 
 
-def mask_of(indices) -> int:
+def mask_of(indices: Iterable[int]) -> int:
     m = 0
     for i in indices:
         m |= 1 << int(i)
     return m
 
 
-def masks_to_bool(masks, n: int) -> np.ndarray:
+def masks_to_bool(masks: npt.ArrayLike, n: int) -> np.ndarray:
     """(B,) int64 bit masks to a (B, n) boolean matrix."""
-    masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+    flat = np.asarray(masks, dtype=np.int64).reshape(-1)
     bits = np.arange(n, dtype=np.int64)
-    return ((masks[:, None] >> bits[None, :]) & 1).astype(bool)
+    chosen: np.ndarray = ((flat[:, None] >> bits[None, :]) & 1).astype(bool)
+    return chosen
 
 
 def bool_to_masks(rows: np.ndarray) -> np.ndarray:
     """(B, n) boolean matrix to (B,) int64 bit masks."""
     rows = np.asarray(rows, dtype=bool)
     weights = np.left_shift(np.int64(1), np.arange(rows.shape[1], dtype=np.int64))
-    return (rows.astype(np.int64) * weights).sum(axis=1)
+    masks: np.ndarray = (rows.astype(np.int64) * weights).sum(axis=1)
+    return masks
 
 
-def popcount(masks) -> np.ndarray:
-    masks = np.asarray(masks, dtype=np.int64)
-    return np.bitwise_count(masks).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
-        [bin(int(m)).count("1") for m in masks.reshape(-1)], dtype=np.int64
-    ).reshape(masks.shape)
+def popcount(masks: npt.ArrayLike) -> np.ndarray:
+    array = np.asarray(masks, dtype=np.int64)
+    counts: np.ndarray = np.bitwise_count(array).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
+        [bin(int(m)).count("1") for m in array.reshape(-1)], dtype=np.int64
+    ).reshape(array.shape)
+    return counts
 
 
 def top_k_sum(values: np.ndarray, k: int, axis: int) -> np.ndarray:
     """Sum of the k largest entries along ``axis`` (all of them when k >= that length)."""
     size = values.shape[axis]
+    total: np.ndarray
     if k >= size:
-        return values.sum(axis=axis)
+        total = values.sum(axis=axis)
+        return total
     part = -np.partition(-values, k - 1, axis=axis)
-    return np.take(part, np.arange(k), axis=axis).sum(axis=axis)
+    total = np.take(part, np.arange(k), axis=axis).sum(axis=axis)
+    return total
 
 
 # ---------------------------------------------------------------- instance
@@ -152,7 +161,7 @@ class Instance:
     transmission_units: np.ndarray = field(init=False, repr=False)
     aggregation_units: int = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         n = len(self.expert_ids)
         if not 0 < n <= MAX_EXPERTS:
             raise ValueError(f"an instance needs 1..{MAX_EXPERTS} experts (got {n})")
@@ -208,7 +217,7 @@ class Instance:
             top_k=top_k, aggregation_s=self.aggregation_s,
         )
 
-    def usage(self, masks) -> Usage:
+    def usage(self, masks: npt.ArrayLike) -> Usage:
         """Worst-case energy and latency per category for a batch of int64 bit masks.
 
         Energy: the sum of the k largest energies in S. Latency: servers run in parallel and
@@ -216,12 +225,12 @@ class Instance:
         the slowest server: max over used servers of transmission + k largest latencies there,
         plus aggregation. The empty selection uses nothing.
         """
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
-        energy = np.empty((masks.size, len(self.categories)), dtype=np.int64)
+        flat = np.asarray(masks, dtype=np.int64).reshape(-1)
+        energy = np.empty((flat.size, len(self.categories)), dtype=np.int64)
         latency = np.empty_like(energy)
-        for start in range(0, masks.size, _CHUNK):
+        for start in range(0, flat.size, _CHUNK):
             chunk = slice(start, start + _CHUNK)
-            energy[chunk], latency[chunk] = self._usage_chunk(masks[chunk])
+            energy[chunk], latency[chunk] = self._usage_chunk(flat[chunk])
         return Usage(energy=energy, latency=latency)
 
     def _usage_chunk(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +244,8 @@ class Instance:
             work = top_k_sum(np.where(on_server, self.latency_units[group][None], 0), self.top_k, axis=1)
             used = on_server.any(axis=1)
             latency = np.maximum(latency, np.where(used, self.transmission_units[s] + work, 0))
-        any_used = chosen[:, :, 0].any(axis=1)[:, None]
-        latency = np.where(any_used, latency + self.aggregation_units, 0)
+        any_used = np.asarray(chosen[:, :, 0].any(axis=1))
+        latency = np.where(any_used[:, None], latency + self.aggregation_units, 0)
         return energy, latency
 
 
@@ -252,11 +261,14 @@ class Budgets:
     latency_s: tuple[float | None, ...]
 
     @classmethod
-    def build(cls, categories, energy=None, latency=None, energy_by_cat=None, latency_by_cat=None):
+    def build(cls, categories: Iterable[str], energy: float | None = None, latency: float | None = None,
+              energy_by_cat: Mapping[str, float | None] | None = None,
+              latency_by_cat: Mapping[str, float | None] | None = None) -> Budgets:
         """Global caps, overridden per category where given."""
         energy_by_cat, latency_by_cat = energy_by_cat or {}, latency_by_cat or {}
+        categories = tuple(categories)
         return cls(
-            categories=tuple(categories),
+            categories=categories,
             energy_j=tuple(energy_by_cat.get(c, energy) for c in categories),
             latency_s=tuple(latency_by_cat.get(c, latency) for c in categories),
         )
@@ -277,9 +289,11 @@ class Budgets:
 
     def feasible(self, usage: Usage) -> np.ndarray:
         energy_slack, latency_slack = self.slack(usage)
-        return (energy_slack >= 0).all(axis=1) & (latency_slack >= 0).all(axis=1)
+        energy_ok = np.asarray((energy_slack >= 0).all(axis=1))
+        latency_ok = np.asarray((latency_slack >= 0).all(axis=1))
+        return np.asarray(energy_ok & latency_ok)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, dict[str, float | None]]:
         return {
             "energy_j": dict(zip(self.categories, self.energy_j)),
             "latency_s": dict(zip(self.categories, self.latency_s)),
@@ -297,12 +311,12 @@ class Problem:
     budgets: Budgets
     objective: Objective
 
-    def usage(self, masks) -> Usage:
+    def usage(self, masks: npt.ArrayLike) -> Usage:
         return self.instance.usage(masks)
 
-    def feasible(self, masks) -> np.ndarray:
+    def feasible(self, masks: npt.ArrayLike) -> np.ndarray:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
         return self.budgets.feasible(self.instance.usage(masks))
 
-    def value(self, masks) -> np.ndarray:
+    def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)

@@ -7,6 +7,8 @@ so table, csv and json show the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,13 +29,13 @@ def best_feasible_single(problem: Problem) -> float | None:
     return float(problem.objective(singles[fits]).max()) if fits.any() else None
 
 
-def _known(values: dict, chosen: bool) -> dict:
+def _known(values: Mapping[str, float], chosen: bool) -> dict[str, float | None]:
     """Per-key figures of a selection; without one they are unknown (null), never 0."""
     return {k: _finite(v) if chosen else None for k, v in values.items()}
 
 
 def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed: int, metric: str,
-                   timing: bool = True, notes: tuple[str, ...] = ()) -> dict:
+                   timing: bool = True, notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The documented, stable JSON for one solve (see README, 'JSON output'). Without a
     selection, the figures that describe one (references, use per category, slack) are null."""
     inst, budgets = problem.instance, problem.budgets
@@ -85,7 +87,7 @@ def _violated(problem: Problem, mask: int) -> list[str]:
         [f"latency.{c}" for c, s in zip(cats, latency_slack[0]) if s < 0]
 
 
-def explain_experts(problem: Problem, mask: int) -> list[dict]:
+def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
     """For every expert: its ``id``, whether it is ``selected``, its F alone (``f_alone``), and
     ``why`` a rejected one stays out."""
     inst, objective = problem.instance, problem.objective
@@ -94,7 +96,7 @@ def explain_experts(problem: Problem, mask: int) -> list[dict]:
     current = objective.value(mask) if chosen else math.nan
     rows = []
     for i, expert in enumerate(inst.expert_ids):
-        row = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
+        row: dict[str, Any] = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
         if i in chosen:
             row["why"] = "selected"
         elif broken := _violated(problem, 1 << i):

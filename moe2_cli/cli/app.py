@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from typer.core import TyperGroup
@@ -15,6 +15,7 @@ from moe2_cli.cli.common import report, settings
 from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
 from moe2_cli.cli.inspect import show, validate
+from moe2_cli.cli.measure import measure_command
 from moe2_cli.cli.select import compare, select
 from moe2_cli.cli.stats import app as stats_app
 from moe2_cli.cli.synth import synth
@@ -26,7 +27,8 @@ class Moe2Group(TyperGroup):
     anywhere, and numpy's RuntimeWarnings (NaN in a mean of nothing, ...) kept off stderr."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         args = list(sys.argv[1:] if args is None else args)
         settings.debug = "--debug" in _options(args)
         args = [a for a in args if a != "--debug"] if settings.debug else args
@@ -34,19 +36,23 @@ class Moe2Group(TyperGroup):
             if not settings.debug:
                 warnings.simplefilter("ignore", RuntimeWarning)
             if not standalone_mode:
-                return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
             try:
-                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
             except typer.TyperException as err:  # click's usage errors, raised before any command runs
-                if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the message
-                    err.show()
-                else:
-                    report(_usage_message(err))
+                _show_usage_error(err)
                 sys.exit(getattr(err, "exit_code", EXIT_BAD_INPUT))
             except typer.Abort:
                 report("interrupted")
                 sys.exit(EXIT_INTERRUPTED)
             sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_usage_error(err: typer.TyperException) -> None:
+    if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the message
+        cast(Any, err).show()
+    else:
+        report(_usage_message(err))
 
 
 def _options(args: list[str]) -> list[str]:
@@ -97,6 +103,7 @@ app.command()(compare)
 app.command()(show)
 app.command()(validate)
 app.command()(synth)
+app.command(name="measure")(measure_command)
 app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
 

@@ -60,7 +60,8 @@ def train(
     """
     if out is not None:
         check_writable(out, "--out")
-    system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden)
+    with progress_bar("training the gate") as progress:
+        system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden, progress)
     if out is not None:
         save_gate(out, system.saved)
     payload = {**accuracy_report(system), "seed": seed, "weights_file": str(out) if out else None}
@@ -123,7 +124,8 @@ def check(
 
     Example: moe2 gating check --subsets 30 --format json
     """
-    system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden)
+    with progress_bar("training the gate") as progress:
+        system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden, progress)
     with progress_bar("retraining gates", total=subsets) as progress:
         payload = check_report(system, subsets, samples, seed, progress)
     emit(format.value, payload=payload, rows=_check_rows(payload),

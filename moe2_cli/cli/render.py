@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -31,9 +31,8 @@ class Column:
     key: str
     header: str
     fmt: Callable[[Any], str] | None = None
-    justify: str = "right"
+    justify: JustifyMethod = "right"
     no_wrap: bool = False
-    min_width: int | None = None  # e.g. the longest expert id, so that narrow terminals never cut one
 
 
 def stdout_console() -> Console:
@@ -99,7 +98,7 @@ def _table_cell(value: Any, column: Column) -> str:
 def to_table(rows: list[dict], columns: list[Column], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
-        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap, min_width=c.min_width)
+        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap)
     for row in rows:
         table.add_row(*[_table_cell(row.get(c.key), c) for c in columns])
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
@@ -153,9 +153,10 @@ def compare(
                            envelope=envelope, time_limit=time_limit)
     with solver_status("solving with every solver") as progress:
         results = api.compare(session, Limits(time_s=time_limit), progress=progress)
-    payloads = [{"solver": r.solver, "status": "skipped", "reason": r.reason} if isinstance(r, api.Skipped) else
-                result_payload(r, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
-                               timing=timing, notes=session.notes) for r in results]
+    payloads: list[dict[str, Any]] = [
+        {"solver": r.solver, "status": "skipped", "reason": r.reason} if isinstance(r, api.Skipped) else
+        result_payload(r, session.problem, scenario=session.scenario.name, seed=seed, metric=metric, timing=timing,
+                       notes=session.notes) for r in results]
     best = max((p["objective"] for p in payloads if p.get("objective") is not None), default=None)
     for p in payloads:
         p["gap_to_best"] = None if best is None or p.get("objective") is None else best - p["objective"]

@@ -58,7 +58,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]  # members from PRESETS
 
 
 class Spec(str, Enum):
@@ -325,7 +325,7 @@ def rates(
         check_plot_path(plot)
     config = rates_config(spec.value, n_min, n_max, points, reps, seed=seed, max_iter=max_iter, tol=tol,
                            init_noise=noise, n_boot=boot)
-    fits = len(config.sizes) * config.reps
+    fits = len(config.sizes) * config.n_reps
     seconds = estimate_seconds(config, seconds_per_sample_iteration(truth, config.spec))
     stderr_console().print(f"moe2 stats rates: {fits} fits, n = {config.sizes[0]}..{config.sizes[-1]}; "
                            f"estimated {_duration(seconds)} on this machine", highlight=False)
@@ -364,10 +364,10 @@ def _emit_rates(result, fmt: OutputFormat, split: int) -> None:
                                     Column("ci_low", "95% low", _signed), Column("ci_high", "95% high", _signed),
                                     Column("theory", "theory", _signed)],
                            title="log-log slopes of the per-n medians (OLS; bootstrap over replicates)")
-    payload = {"model": result.truth_name, "spec": config.spec, "sizes": list(config.sizes), "reps": config.reps,
-               "seed": config.seed, "max_iter": config.max_iter, "tol": config.tol, "noise": config.init_noise,
+    payload = {"model": result.truth_name, "spec": config.spec, "sizes": list(config.sizes), "reps": config.n_reps,
+               "seed": config.seed, "max_iter": config.max_iter, "tol": config.tolerance, "noise": config.init_noise,
                "medians": rows, "slopes": slopes,
                "replicates": [{"n": r.n, "rep": r.rep, **r.metrics, "iterations": r.iterations, "status": r.status,
                                "loglik_gap": r.loglik_gap, "flagged": r.flagged} for r in result.replicates]}
-    title = f"{result.truth_name}, {config.spec}-specified: medians over {config.reps} replicates"
+    title = f"{result.truth_name}, {config.spec}-specified: medians over {config.n_reps} replicates"
     emit(fmt.value, payload=payload, rows=rows, columns=columns, title=title, extra=[slope_table])

@@ -23,7 +23,7 @@ def synth(
     queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Number of queries to generate.")] = 5000,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: JSONL, or CSV when it ends in .csv "
-                                                            "(add .gz to compress).")] = ...,
+                                                            "(add .gz to compress).")] = ...,  # type: ignore[assignment]  # typer: required
     format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Generate per-query outcomes from the profile accuracies (the model is in docs/outcomes.md)

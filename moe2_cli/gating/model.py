@@ -35,8 +35,9 @@ import numpy as np
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import atomic_output
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
-from moe2_cli.gating.topk import topk_mask, topk_softmax
+from moe2_cli.gating.topk import softmax, topk_mask, topk_softmax
 from moe2_cli.problem import masks_to_bool
+from moe2_cli.progress import ProgressCallback, ProgressEvent
 from moe2_cli.rng import stream
 
 FILE_FORMAT = "moe2-gate"
@@ -66,10 +67,7 @@ def floored(scores: np.ndarray, floor: float) -> np.ndarray:
 def mixture_loss(logits: np.ndarray, p: np.ndarray, selected: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean of ``-log sum_{n in selected} w_n p_n`` with w the softmax over ``selected``, and its
     gradient in the logits: ``(w - r) / Q`` with r the posterior responsibilities."""
-    z = np.where(selected, logits, -np.inf)
-    z = z - z.max(axis=1, keepdims=True)
-    w = np.exp(z)
-    w /= w.sum(axis=1, keepdims=True)
+    w = softmax(np.where(selected, logits, -np.inf), axis=1)
     joint = w * p
     mix = joint.sum(axis=1, keepdims=True)
     return float(-np.log(mix).mean()), (w - joint / mix) / len(p)
@@ -170,10 +168,12 @@ class TopKGate:
         grads["b1"] = inner.sum(axis=0)
         return grads
 
-    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None) -> TopKGate:
+    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None, *,
+            progress: ProgressCallback | None = None) -> TopKGate:
         """Minimise the ensemble cross-entropy on (X, scores); keep the weights with the lowest
         validation loss and stop after ``patience`` iterations without improvement. Without a
-        validation split, the training loss decides."""
+        validation split, the training loss decides. ``progress`` gets a ``training`` event per
+        iteration, with the validation loss in its values."""
         p = floored(np.asarray(scores, dtype=float), self.floor)
         p_val = p if scores_val is None else floored(np.asarray(scores_val, dtype=float), self.floor)
         X_val = X if X_val is None else X_val
@@ -185,6 +185,8 @@ class TopKGate:
             train_loss, grads = self._loss(params, X, p, self._dropout(rng, p.shape), with_grad=True)
             params = self._adam_step(params, grads, moments, it)
             val_loss = self._loss(params, X_val, p_val)[0]
+            if progress is not None:
+                progress(ProgressEvent("training", it, self.max_iter, {"validation_loss": val_loss}))
             if val_loss < best[0] - 1e-9:
                 best = (val_loss, it, params, train_loss)
             elif it - best[1] >= self.patience:
@@ -319,7 +321,7 @@ def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
     gate.history_ = FitHistory(**meta["training"])
     state = {n[len("features_"):]: v for n, v in arrays.items() if n.startswith("features_")}
     featurizer = QueryFeaturizer.from_state(spec, state)
-    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))
+    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))  # type: ignore[arg-type]
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], spec: FeatureSpec, hidden: int, n: int) -> None:

@@ -93,7 +93,7 @@ def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> S
 
 
 def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden: int = 0,
-             columns=None, **gate_options) -> SavedGate:
+             columns=None, progress: ProgressCallback | None = None, **gate_options) -> SavedGate:
     """Train the gate on the split's train part (early stopping on its validation part), over
     all columns (LLMs) or only ``columns`` (indices, for a gate retrained on a subset)."""
     columns = np.arange(len(outcomes.columns)) if columns is None else np.asarray(columns)
@@ -101,7 +101,7 @@ def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden:
     featurizer = QueryFeaturizer(FeatureSpec.for_outcomes(outcomes)).fit(train)
     gate = TopKGate(k=k, hidden=hidden, seed=seed, **gate_options).fit(
         featurizer.transform(train), train.scores[:, columns],
-        featurizer.transform(validation), validation.scores[:, columns])
+        featurizer.transform(validation), validation.scores[:, columns], progress=progress)
     return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(outcomes.columns[i] for i in columns))
 
 
@@ -116,14 +116,16 @@ def held_out_objective(instance: Instance, outcomes: Outcomes, split: Split, sav
 
 
 def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
-                 metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0) -> GateSystem:
+                 metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0,
+                 progress: ProgressCallback | None = None) -> GateSystem:
     """Outcomes, split, gate trained on every expert, and F on the held-out queries."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)
     split = split_queries(outcomes, seed)
     # Sharper weights raise expected accuracy but cost likelihood, so only for that metric.
-    saved = fit_gate(outcomes, split, instance.top_k, seed=seed, hidden=hidden, sharpen=metric == "accuracy")
+    saved = fit_gate(outcomes, split, instance.top_k, seed=seed, hidden=hidden, sharpen=metric == "accuracy",
+                     progress=progress)
     saved = replace(saved, experts=instance.expert_ids, expert_columns=tuple(expert_columns(instance).tolist()))
     objective = held_out_objective(instance, outcomes, split, saved, metric)
     return GateSystem(instance=instance, outcomes=outcomes, split=split, saved=saved, objective=objective)

@@ -18,12 +18,13 @@ from moe2_cli.scenario.scenario import load_scenario
 
 
 def gate_system(scenario: str | Path | None = None, outcomes: Path | None = None, top_k: int | None = None,
-                seed: int = 0, metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0) -> GateSystem:
+                seed: int = 0, metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0,
+                progress: ProgressCallback | None = None) -> GateSystem:
     """The gate trained on every expert of a scenario, with its data split and F."""
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
     return train_system(load_scenario(scenario), top_k=top_k, seed=seed, outcomes_path=outcomes, metric=metric,
-                        queries=queries, hidden=hidden)
+                        queries=queries, hidden=hidden, progress=progress)
 
 
 def accuracy_report(system: GateSystem) -> dict:

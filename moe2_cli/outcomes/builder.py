@@ -88,8 +88,8 @@ class TableBuilder:
         return Outcomes(
             qids=tuple(self.qids), categories=categories,
             category=np.array([position[c] for c in self.cats], dtype=np.int64),
-            columns=self.columns, scores=np.array(self.scores, dtype=float).reshape(len(self.qids), -1),
-            texts=tuple(self.texts) if self.has_text else None,
+            columns=self.columns, scores=np.array(self.scores, dtype=float).reshape(len(self.qids), -1),  # type: ignore[arg-type]
+            texts=tuple(self.texts) if self.has_text else None,  # type: ignore[arg-type]
             features=np.array(self.features, dtype=float) if self.feature_dim is not None else None,
             source=source, tags=tuple(self.tags) if self.has_tags else None,
         )

@@ -68,7 +68,7 @@ def _latest_files(root: Path) -> dict[tuple[str, str], Path]:
         if match is None:
             continue
         key = (llm_name(path.parent.name), match["task"])
-        if key not in found or _SAMPLES.match(found[key].name)["time"] < match["time"]:
+        if key not in found or _SAMPLES.match(found[key].name)["time"] < match["time"]:  # type: ignore[index]
             found[key] = path
     if not found:
         what = "is not a directory" if not exists_as(root, "dir") else "holds no samples_<task>_<time>.jsonl files"

@@ -63,7 +63,7 @@ def _add_json_row(builder: TableBuilder, line: int, row: dict[str, Any]) -> None
         return None
     mapped = builder.category(line, category)
     if mapped is not None:
-        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)
+        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)  # type: ignore[arg-type]
 
 
 def _features(problems: Problems, line: int, value: Any):
@@ -111,11 +111,11 @@ def _csv_header(header: list[str] | None, problems: Problems) -> list[str]:
     if header is None or "category" not in header or not any(h.startswith(SCORE_PREFIX) for h in header):
         problems.add(1, f"the header must name a category column and at least one {SCORE_PREFIX}<llm> column "
                         f"(got {describe(header)})")
-    twice = sorted({h for h in header or () if header.count(h) > 1 and h})
+    twice = sorted({h for h in header or () if header.count(h) > 1 and h})  # type: ignore[union-attr]
     if twice:
         problems.add(1, f"the header names a column more than once (got {', '.join(map(repr, twice))})")
     problems.raise_if_any()
-    return header
+    return header  # type: ignore[return-value]
 
 
 def _add_csv_row(builder: TableBuilder, header: list[str], line: int, record: list[str]) -> None:

@@ -54,7 +54,7 @@ def load_profile(path: str | Path, display: str | None = None) -> DeviceProfile:
     shapes = _categories(check, top["categories"][1]) if "categories" in top else {}
     llms = _llms(check, top["llms"][1], shapes) if "llms" in top else {}
     check.raise_if_any()
-    return DeviceProfile(id=device[0], name=device[1], path=display, categories=tuple(shapes), llms=llms)
+    return DeviceProfile(id=device[0], name=device[1], path=display, categories=tuple(shapes), llms=llms)  # type: ignore[index]
 
 
 def check_schema_version(check: Checker, top: dict) -> None:

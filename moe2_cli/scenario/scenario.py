@@ -83,7 +83,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     default_budgets = Budgets.build(instance.categories, energy=budgets.get("energy_j"),
                                     latency=budgets.get("latency_s"), latency_by_cat=latency_by_cat,
                                     energy_by_cat=energy_by_cat)
-    return Scenario(name=name, description=description or "", path=path, instance=instance,
+    return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
                     own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)})
@@ -151,7 +151,7 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
         return [], {}, {}
     if not items:
         check.error(node, "servers must list at least one server (got none)")
-    servers, profiles, endpoints, seen = [], {}, {}, set()
+    servers, profiles, endpoints, seen = [], {}, {}, set()  # type: ignore[var-annotated]
     for item in items:
         fields = check.mapping(item, "server", required=("name", "profile", "llms"),
                                optional=("transmission_s", "notes", "endpoint"))
@@ -190,7 +190,7 @@ def _profile(check: Checker, node, search: list[Path], categories, cache) -> Dev
     try:
         profile = load_profile(path)
     except InputError as err:
-        check.diagnostics.extend(err.diagnostics)
+        check.diagnostics.extend(err.diagnostics)  # type: ignore[arg-type]
         return None
     missing = [c for c in categories if c not in profile.categories]
     if missing:

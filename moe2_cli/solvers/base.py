@@ -23,10 +23,12 @@ from moe2_cli.problem import (
     LATENCY_UNITS_PER_S,
     UNLIMITED,
     Problem,
+    Usage,
     members,
     popcount,
 )
-from moe2_cli.progress import ProgressCallback, ProgressEvent
+from moe2_cli.progress import ProgressCallback as ProgressCallback  # re-exported for the solver modules
+from moe2_cli.progress import ProgressEvent
 from moe2_cli.solvers.feasibility import FeasibilityModel
 
 # F(S \ {i}) above F(S) by more than this counts as a monotonicity violation; it is far above
@@ -122,7 +124,7 @@ class SolveContext:
 
     # ------------------------------------------------------------ objective
 
-    def F(self, masks) -> np.ndarray:
+    def F(self, masks: object) -> np.ndarray:
         """F of a batch of masks; counts distinct masks asked for in this solve."""
         masks = np.asarray(masks, dtype=np.int64).reshape(-1)
         self._seen.update(masks.tolist())
@@ -258,7 +260,7 @@ class SolveContext:
             return ("the bound holds for monotone F",)
         return ()
 
-    def slack(self, usage) -> dict[str, float]:
+    def slack(self, usage: Usage) -> dict[str, float]:
         """Budget minus use, in J and s, for the capped categories."""
         budgets, inst = self.problem.budgets, self.problem.instance
         energy_slack, latency_slack = budgets.slack(usage)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moe2_cli.gating.topk import logsumexp, shifted_exp
 from moe2_cli.progress import ProgressCallback, ProgressEvent
-from moe2_cli.stats.model import MoEParams, logsumexp, to_reference
+from moe2_cli.stats.model import MoEParams, to_reference
 
 INITS = ("near-truth", "random")
 MIN_VARIANCE = 1e-6  # keeps a collapsing expert from sending the likelihood to +inf
@@ -52,8 +53,7 @@ def _design(X: np.ndarray) -> np.ndarray:
 def responsibilities(log_joint: np.ndarray) -> tuple[np.ndarray, float]:
     """E-step: responsibilities (n, k) from log(gate · density), zero for unselected experts,
     and the observed log-likelihood."""
-    top = np.max(log_joint, axis=1, keepdims=True)
-    joint = np.exp(log_joint - top)
+    joint, top = shifted_exp(log_joint, axis=1)
     total = np.sum(joint, axis=1, keepdims=True)
     return joint / total, float(np.sum(top[:, 0] + np.log(total[:, 0])))
 

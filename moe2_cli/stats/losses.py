@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.errors import InputError
-from moe2_cli.stats.model import MoEParams, logsumexp, translate_gate
+from moe2_cli.gating.topk import logsumexp, shifted_exp
+from moe2_cli.stats.model import MoEParams, translate_gate
 from moe2_cli.stats.xdist import XDist, composite_gauss_legendre
 
 RBAR = {1: 1, 2: 4, 3: 6}  # r̄(m): known for cells of 1-3 atoms only
@@ -96,7 +97,7 @@ def align_translation(fitted: MoEParams, truth: MoEParams, ref: int = -1) -> MoE
     cell = voronoi_cells(fitted, truth)[ref]
     if not cell:
         raise InputError("cannot align the gate: no fitted atom lies in the reference expert's Voronoi cell")
-    mass = np.exp(fitted.beta0[cell] - np.max(fitted.beta0[cell]))
+    mass, _ = shifted_exp(fitted.beta0[cell], axis=0)
     t1 = truth.beta1[ref] - mass @ fitted.beta1[cell] / mass.sum()
     t0 = truth.beta0[ref] - float(logsumexp(fitted.beta0[cell], axis=0))
     return translate_gate(fitted, t0, t1)

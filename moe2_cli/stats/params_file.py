@@ -48,7 +48,8 @@ class _Checker:
     """Collects diagnostics with the line and column of the offending value."""
 
     def __init__(self, source: str, marks: dict[KeyPath, tuple[int, int]]):
-        self.source, self.marks, self.problems = source, marks, []
+        self.source, self.marks = source, marks
+        self.problems: list[Diagnostic] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
         line, col = self.marks.get(path, self.marks.get(path[:-1], (None, None)))

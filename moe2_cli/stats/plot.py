@@ -49,7 +49,7 @@ def plot_rates(result: RatesResult, path: str | Path) -> None:
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.reps} replicates")
+    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.n_reps} replicates")
     fig.tight_layout()
     suffix = Path(path).suffix.lower()
     # No date and a fixed salt for SVG ids: the same sweep gives the same bytes.

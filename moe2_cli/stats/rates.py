@@ -53,10 +53,16 @@ class RatesConfig:
             raise ValueError(f"spec must be one of {SPECS} (got {self.spec!r})")
         if not self.sizes:
             object.__setattr__(self, "sizes", default_sizes(self.spec))
-        if self.tol is None:
-            object.__setattr__(self, "tol", DEFAULT_TOL[self.spec])
-        if self.reps is None:
-            object.__setattr__(self, "reps", DEFAULT_REPS[self.spec])
+
+    @property
+    def n_reps(self) -> int:
+        """Replicates per sample size: ``reps``, or the spec's default."""
+        return DEFAULT_REPS[self.spec] if self.reps is None else self.reps
+
+    @property
+    def tolerance(self) -> float:
+        """EM's stopping tolerance: ``tol``, or the spec's default."""
+        return DEFAULT_TOL[self.spec] if self.tol is None else self.tol
 
 
 def log_grid(n_min: int, n_max: int, points: int) -> tuple[int, ...]:
@@ -98,7 +104,7 @@ def theory_slopes(truth: Truth, spec: str) -> dict[str, float]:
     return dict(zip(metric_names(spec), (-0.5, -0.5, -0.5, split, a_split, -0.5)))
 
 
-def _cell_max(errors: np.ndarray, owner: np.ndarray, cells: np.ndarray) -> float:
+def _cell_max(errors: np.ndarray, owner: np.ndarray, cells: list[int]) -> float:
     chosen = errors[np.isin(owner, cells)]
     return float(chosen.max()) if chosen.size else float("nan")
 
@@ -149,7 +155,7 @@ def _run_replicate(truth: Truth, config: RatesConfig, n: int, rep: int) -> Repli
     rng = stream(config.seed, "rates-replicate", n, rep)
     X, Y = truth.sample(rng, n)
     init = initial_params(fit_model(truth, config.spec), "near-truth", rng, noise=config.init_noise)
-    fit = fit_em(X, Y, init, max_iter=config.max_iter, tol=config.tol)
+    fit = fit_em(X, Y, init, max_iter=config.max_iter, tol=config.tolerance)
     gap = fit.loglik - truth.params.loglik(X, Y)
     return Replicate(n, rep, fit_metrics(fit.params, truth, config.spec), fit.iterations, fit.status, gap)
 
@@ -243,9 +249,9 @@ def run_rates(truth: Truth, config: RatesConfig, progress: ProgressCallback | No
     """
     truth = replace(truth, params=to_reference(truth.params))
     replicates = []
-    step = step_counter("rates", len(config.sizes) * config.reps, progress)
+    step = step_counter("rates", len(config.sizes) * config.n_reps, progress)
     for n in config.sizes:
-        for rep in range(config.reps):
+        for rep in range(config.n_reps):
             replicates.append(_run_replicate(truth, config, n, rep))
             step()
     return summarise(truth, config, replicates)
@@ -263,7 +269,7 @@ def seconds_per_sample_iteration(truth: Truth, spec: str, n: int = 4000, iterati
 
 def estimate_seconds(config: RatesConfig, per_sample_iteration: float) -> float:
     """Expected wall time of ``run_rates``: typical iterations × n × the measured unit cost."""
-    growth = (1e-6 / config.tol) ** _ITERATION_GROWTH[config.spec] if config.tol > 0 else np.inf
+    growth = (1e-6 / config.tolerance) ** _ITERATION_GROWTH[config.spec] if config.tolerance > 0 else np.inf
     iterations = min(config.max_iter, _ITERATIONS_AT_1E6[config.spec] * growth)
-    work = sum(config.sizes) * config.reps * iterations * per_sample_iteration
-    return work + len(config.sizes) * config.reps * _METRIC_SECONDS
+    work = sum(config.sizes) * config.n_reps * iterations * per_sample_iteration
+    return work + len(config.sizes) * config.n_reps * _METRIC_SECONDS

@@ -75,8 +75,8 @@ def test_sweep_reports_progress_and_is_reproducible():
 
 def test_defaults_depend_on_the_specification():
     exact, over = RatesConfig(spec="exact"), RatesConfig(spec="over")
-    assert (exact.tol, exact.reps, exact.sizes) == (1e-6, 8, log_grid(501, 31623, 8))
-    assert (over.tol, over.reps, over.sizes) == (1e-8, 5, log_grid(1000, 10000, 5))
+    assert (exact.tolerance, exact.n_reps, exact.sizes) == (1e-6, 8, log_grid(501, 31623, 8))
+    assert (over.tolerance, over.n_reps, over.sizes) == (1e-8, 5, log_grid(1000, 10000, 5))
     with pytest.raises(ValueError):
         RatesConfig(spec="under")
 
