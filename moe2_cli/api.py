@@ -119,7 +119,7 @@ def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: It
     if exact:
         return exact_energy_frontier(session.problem, engine, limits, progress)
     parsed = [parse_sweep(s, session.problem.instance.categories) for s in sweeps]
-    return sweep_budgets(session.problem, engine, parsed, limits, progress)
+    return sweep_budgets(session.problem, engine, parsed, limits, progress, session.own_caps)
 
 
 def frontier(scenario: ScenarioRef = None, sweeps: Iterable[str] = (), budgets: Budgets = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,12 +76,13 @@ def check_grid(sweeps: list[Sweep]) -> int:
     return total
 
 
-def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
-    """``budgets`` with the swept cap set to ``value`` (one category, or all)."""
+def with_cap(budgets: Budgets, sweep: Sweep, value: float, own: frozenset[str] = frozenset()) -> Budgets:
+    """``budgets`` with the swept cap set to ``value``: one category's, or the default cap of
+    every category not in ``own`` (those with a cap of their own, as for ``--budget latency=``)."""
     field = "energy_j" if sweep.resource == "energy" else "latency_s"
     caps = list(getattr(budgets, field))
     for j, cat in enumerate(budgets.categories):
-        if sweep.category in (None, cat):
+        if sweep.category == cat or (sweep.category is None and cat not in own):
             caps[j] = value
     return replace(budgets, **{field: tuple(caps)})
 
@@ -95,9 +96,11 @@ class FrontierPoint:
 
 
 def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits: Limits = Limits(),
-                  progress: ProgressCallback | None = None) -> list[FrontierPoint]:
+                  progress: ProgressCallback | None = None,
+                  own_caps: Mapping[str, frozenset[str]] | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
-    sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
+    sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps.
+    ``own_caps`` names, per resource, the categories a swept default cap leaves alone."""
     points = []
     step = step_counter("frontier", check_grid(sweeps), progress)
     outer = [s.values for s in sweeps[:-1]]
@@ -107,7 +110,7 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             budgets = problem.budgets
             caps = dict(zip((s.label for s in sweeps), prefix + (value,)))
             for s, v in zip(sweeps, prefix + (value,)):
-                budgets = with_cap(budgets, s, v)
+                budgets = with_cap(budgets, s, v, (own_caps or {}).get(s.resource, frozenset()))
             sub = Problem(instance=problem.instance, budgets=budgets, objective=problem.objective)
             result = _at_least_incumbent(sub, solver, limits, incumbent)
             if result.feasible:

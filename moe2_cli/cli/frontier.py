@@ -124,7 +124,7 @@ def frontier(
         plot_frontier(plot, payloads, baselines, session)
     _render(format, payloads, session)
     if not any(p["selection"] for p in payloads):
-        report(f"no point of the frontier has a selection: none of its {len(payloads)} budgets admits one")
+        report(f"no point of the frontier has a selection ({len(payloads)} budgets tried)")
         raise typer.Exit(EXIT_UNMET)
 
 

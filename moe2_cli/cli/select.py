@@ -86,7 +86,7 @@ def select(
     time_limit: TimeLimitOpt = None,
     format: FormatOpt = OutputFormat.table,
     min_accuracy: Annotated[str | None, typer.Option(
-        "--min-accuracy", help="Exit 1 unless F reaches this accuracy, a fraction (0.75) or a percentage (75%%): "
+        "--min-accuracy", help="Exit 1 unless F reaches this accuracy, a fraction (0.75) or a percentage (75%): "
                                "a CI gate. NaN and values outside 0-1 are refused.")] = None,
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
@@ -96,8 +96,8 @@ def select(
 
     Example: moe2 select --budget energy=150 --budget latency=3 --format json
 
-    Exit codes: 0 a selection was found; 1 nothing meets the budgets, or F is below --min-accuracy;
-    2 bad usage or input.
+    Exit codes: 0 a selection was found; 1 nothing meets the budgets, the time limit came before any
+    selection, or F is below --min-accuracy; 2 bad usage or input.
     """
     target = accuracy_target(min_accuracy, metric)
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,

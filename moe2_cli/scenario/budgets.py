@@ -10,7 +10,7 @@ a cap: ``latency=none`` the default, ``latency.math=none`` one category's.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import MAX_ENERGY_J, MAX_LATENCY_S, Budgets
@@ -49,6 +49,18 @@ def budget_value(option: str, resource: str, raw: str) -> float:
     if value > MAXIMA[resource]:
         raise UsageError(f"{option} must be at most {MAXIMA[resource]:g} (got {raw!r})")
     return value
+
+
+def own_caps_after(specs: list[str] | None, categories: Sequence[str],
+                   own_caps: Mapping[str, frozenset[str]] | None = None) -> dict[str, frozenset[str]]:
+    """Per resource, the categories with a cap of their own once ``specs`` are applied: the
+    scenario's, and those a ``latency.CAT=`` spec names. A swept default leaves them alone too."""
+    pinned = {resource: set((own_caps or {}).get(resource, ())) for resource in RESOURCES}
+    for spec in specs or []:
+        resource, category, _ = parse_budget(spec, categories)
+        if category is not None:
+            pinned[resource].add(category)
+    return {resource: frozenset(cats) for resource, cats in pinned.items()}
 
 
 def apply_budget_specs(base: Budgets, specs: list[str] | None,

@@ -225,7 +225,16 @@ def test_frontier_without_feasible_points_exits_1_and_leaves_them_blank(run_cli)
     for row in rows:
         assert row["status"] == "infeasible"
         assert row["objective"] == row["energy_j"] == row["latency_s.math"] == ""
-    assert "none of its 3 budgets" in result.stderr
+    assert result.stderr == "moe2: no point of the frontier has a selection (3 budgets tried)\n"
+
+
+def test_swept_default_cap_leaves_category_caps_alone(run_cli):
+    result = run_cli("frontier", TINY, "--sweep", "latency=1:2:1", "--budget", "latency.mcq=3", "--format", "json")
+    caps = [p["budgets"]["latency_s"] for p in json.loads(result.stdout)["points"]]
+    assert caps == [{"mcq": 3.0, "math": 5.0}] * 2  # mcq set on the command line, math in the scenario
+    swept = run_cli("frontier", TINY, "--sweep", "latency=1:2:1", "--format", "json")
+    assert [p["budgets"]["latency_s"] for p in json.loads(swept.stdout)["points"]] == [
+        {"mcq": 1.0, "math": 5.0}, {"mcq": 2.0, "math": 5.0}]
 
 
 @pytest.mark.parametrize("sweeps, message", [
