@@ -103,6 +103,8 @@ def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
                   resamples: int = DEFAULT_RESAMPLES) -> Bootstrap:
     """The paired bootstrap of the session's F (seeded by the session's seed)."""
     estimate = session.estimate
+    if estimate is None:
+        raise ValueError("the session was built without an out-of-fold estimate of F")
     return Bootstrap(estimate.objective, estimate.category, resamples=resamples, confidence=confidence,
                      seed=session.seed)
 

@@ -48,7 +48,7 @@ def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None
         masks, values, energy = masks[good], values[good], energy[good]
         order = np.lexsort((masks, -values, popcount(masks), energy))
         return int(masks[order[0]])
-    from moe2_cli.frontier import exact_energy_frontier  # the frontier imports the solvers
+    from moe2_cli.pareto import exact_energy_frontier  # the frontier imports the solvers
 
     points = exact_energy_frontier(problem, solver)  # ascending energy, each corner exact
     return next(p.result.mask for p in points if p.result.objective >= threshold)
@@ -129,17 +129,17 @@ def confidence_record(problem: Problem, assessment: Assessment) -> dict:
     experts = problem.instance.expert_ids
     objective = problem.objective
     level = assessment.confidence
-    gain = assessment.gain
-    gap = assessment.gap
+    gain, gap = assessment.gain, assessment.gap
+    single, other = assessment.best_single, assessment.runner_up
     return {
         "confidence": level,
         "objective_ci": _interval_record(assessment.objective),
-        "gain_over_best_single": None if gain is None else {
-            "expert": experts[members(assessment.best_single)[0]], **_interval_record(gain),
+        "gain_over_best_single": None if gain is None or single is None else {
+            "expert": experts[members(single)[0]], **_interval_record(gain),
             "significant": not gain.covers_zero},
-        "runner_up": None if gap is None else {
-            "selection": [experts[i] for i in members(assessment.runner_up)],
-            "objective": float(objective.value(assessment.runner_up)), "gap": _interval_record(gap)},
+        "runner_up": None if gap is None or other is None else {
+            "selection": [experts[i] for i in members(other)],
+            "objective": float(objective.value(other)), "gap": _interval_record(gap)},
     }
 
 

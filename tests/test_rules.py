@@ -62,3 +62,17 @@ def test_assessment_names_the_best_single_and_a_different_runner_up():
     assert report.gain.estimate == pytest.approx(gated.value(best) - gated.value(single), abs=1e-9)
     assert report.gap.estimate == pytest.approx(gated.value(best) - gated.value(other), abs=1e-9)
     assert report.significant == (not report.gain.low <= 0 <= report.gain.high)
+
+
+def test_above_the_enumeration_limit_the_frontier_gives_the_same_energy(monkeypatch):
+    from moe2_cli.solvers import get_solver
+
+    problem, gated, _ = _problem(2)
+    masks = np.arange(1, 1 << 8)
+    feasible = masks[problem.feasible(masks)]
+    best = int(feasible[np.argmax(problem.objective(feasible))])
+    enumerated = parsimonious_choice(problem, best, 0.02)
+    monkeypatch.setattr("moe2_cli.rules.ENUMERATION_LIMIT", 4)
+    from_frontier = parsimonious_choice(problem, best, 0.02, get_solver("polyblock"))
+    energy = problem.usage([enumerated, from_frontier]).energy.max(axis=1)
+    assert energy[0] == energy[1] and gated.value(from_frontier) >= problem.objective.value(best) - 0.02

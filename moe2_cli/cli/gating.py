@@ -18,6 +18,7 @@ from moe2_cli.cli.common import (
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.cli.select import CacheOpt, ConfidenceOpt, FoldsOpt, MetricOpt, OutcomesOpt, TopKOpt
+from moe2_cli.errors import UsageError
 from moe2_cli.fileio import check_writable
 from moe2_cli.gating.comparison import compare_for_scenario, evaluate_on
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE
@@ -152,8 +153,9 @@ def check(
 @handles_errors
 def eval_command(
     scenario: ScenarioArg = None,
-    outcomes: Annotated[Path, typer.Option("--outcomes", help="Outcomes of other queries to score on (any supported "
-                                                              "format, tasks mapped by the scenario).")] = ...,
+    outcomes: Annotated[Path | None, typer.Option("--outcomes", help="Outcomes of other queries to score on (any "
+                                                                     "supported format, tasks mapped by the "
+                                                                     "scenario); required.")] = None,
     selection: Annotated[Path | None, typer.Option("--selection", help="A saved `moe2 select --format json`: "
                                                                        "score that selection too.")] = None,
     top_k: TopKOpt = None,
@@ -167,6 +169,8 @@ def eval_command(
 
     Example: moe2 gating eval examples/llmrouter-edge.yaml --outcomes new.jsonl --selection plan.json
     """
+    if outcomes is None:
+        raise UsageError("gating eval needs --outcomes FILE: the queries to score on")
     payload = evaluate_on(load_scenario(scenario), outcomes, selection=selection, top_k=top_k, seed=seed,
                           use_cache=cache, confidence=confidence)
     rows = list(payload["routers"])

@@ -71,6 +71,11 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+
+
 class GateCache:
     """Entries in ``root`` (default :func:`cache_dir`); ``enabled=False`` never reads or writes."""
 
@@ -90,7 +95,7 @@ class GateCache:
 
     def store_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         if self.enabled:
-            _write_atomically(self.root / f"{key}.npz", lambda p: np.savez(p, **arrays))
+            _write_atomically(self.root / f"{key}.npz", lambda p: _save_arrays(p, arrays))
 
     def load_gate(self, key: str) -> SavedGate | None:
         path = self.root / f"{key}.gate.npz"

@@ -9,8 +9,10 @@ scenario's queries, as deployed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +54,7 @@ class RouterScore:
 
 def routers(instance: Instance, labels=None, seed: int = 0) -> dict:
     """Name -> factory of every router and reference compared with the gate."""
-    out = {"lookup": CategoryLookup}
+    out: dict[str, Callable[[], Any]] = {"lookup": CategoryLookup}
     if labels is not None:
         out["label-lookup"] = lambda: LabelLookup(labels)
     out.update({"logreg": lambda: LogisticRouter(seed), "best-single": lambda: BestSingle(instance.shares),
@@ -64,12 +66,11 @@ def _scores(instance: Instance, table: Outcomes, logits: dict[str, np.ndarray], 
             confidence: float, seed: int) -> list[RouterScore]:
     weights = share_weights(table.category, instance.shares)
     values = {}
-    bootstrap = None
     for name, z in logits.items():
         objective = GatedObjective(instance, z, table.scores, weights, expert_columns=columns)
-        bootstrap = bootstrap or Bootstrap(objective, table.category, resamples=resamples, confidence=confidence,
-                                           seed=seed)
         values[name] = query_values(objective, [instance.full_mask])[0]
+    # Only the share weights matter to the resamples, so any of the objectives will do.
+    bootstrap = Bootstrap(objective, table.category, resamples=resamples, confidence=confidence, seed=seed)
     return [RouterScore(name=name, objective=bootstrap.interval(v),
                         versus_gate=None if name == "gate" else bootstrap.interval(v - values["gate"]))
             for name, v in values.items()]
