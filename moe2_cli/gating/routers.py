@@ -19,7 +19,6 @@ puts all but a negligible weight on the router's first choice in S, which is wha
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from moe2_cli.gating.ensemble import share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
@@ -102,6 +101,12 @@ class LogisticRouter:
 
     def preferences(self, outcomes: Outcomes) -> np.ndarray:
         return expit(_linear(self.coef_, self.featurizer_.transform(outcomes)))
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    """The logistic function, written with tanh so it cannot overflow (scipy stays unimported
+    until features are built)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def _linear(coef: np.ndarray, X) -> np.ndarray:
