@@ -153,5 +153,5 @@ def significance_note(record: dict) -> str | None:
     if gain is None or gain["significant"]:
         return None
     return (f"the selection is not significantly better than the best single expert that fits "
-            f"({gain['expert']}): the {100 * record['confidence']:g}% interval of the gain, "
-            f"{100 * gain['low']:+.2f} to {100 * gain['high']:+.2f} pts, covers 0")
+            f"({gain['expert']}): the interval of the gain at level {record['confidence']:g}, "
+            f"{gain['low']:+.4f} to {gain['high']:+.4f}, covers 0")

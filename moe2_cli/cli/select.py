@@ -94,19 +94,24 @@ def _interval_lines(payload: dict) -> list[str]:
     """The summary's lines on the intervals (empty when the selection is empty)."""
     if payload.get("objective_ci") is None:
         return []
-    level, ci, cell = f"{100 * payload['confidence']:g}%", payload["objective_ci"], objective_cell(payload["metric"])
-    lines = [f"F {level} interval: {cell(ci['low'])} to {cell(ci['high'])} (SE {100 * ci['se']:.2f} pts; "
-             f"{payload['folds']}-fold cross-fitted, rule {payload['rule']})"]
+    metric = payload["metric"]
+    cell, diff = objective_cell(metric), difference_cell(metric)
+
+    def signed(value: float) -> str:
+        return ("+" if value >= 0 else "-") + diff(abs(value))
+
+    level, ci = f"at level {payload['confidence']:g}", payload["objective_ci"]
+    lines = [f"F interval {level}: {cell(ci['low'])} to {cell(ci['high'])} (SE {diff(ci['se'])}; "
+             f"{payload['folds']}-fold cross-fitted, rule {payload['rule']}, router {payload['router']})"]
     gain = payload["gain_over_best_single"]
     if gain is not None:
-        lines.append(f"gain over the best single expert that fits ({gain['expert']}): {100 * gain['estimate']:+.2f} "
-                     f"pts, {level} interval {100 * gain['low']:+.2f} to {100 * gain['high']:+.2f}")
+        lines.append(f"gain over the best single expert that fits ({gain['expert']}): {signed(gain['estimate'])}, "
+                     f"interval {signed(gain['low'])} to {signed(gain['high'])}")
     runner = payload["runner_up"]
     if runner is not None:
         gap = runner["gap"]
         lines.append(f"runner-up {{{', '.join(runner['selection'])}}}: F {cell(runner['objective'])}, gap "
-                     f"{100 * gap['estimate']:+.2f} pts, {level} interval {100 * gap['low']:+.2f} to "
-                     f"{100 * gap['high']:+.2f}")
+                     f"{signed(gap['estimate'])}, interval {signed(gap['low'])} to {signed(gap['high'])}")
     return lines
 
 

@@ -75,8 +75,12 @@ def fit_on(outcomes: Outcomes, rows: np.ndarray, k: int, *, seed: int = 0, hidde
     training early and picks the sharpening temperature, the rest fits the weights."""
     columns = np.arange(len(outcomes.columns)) if columns is None else np.asarray(columns)
     part = outcomes.subset(rows)
-    inner = assign_folds(part, INNER_FOLDS, seed)
-    train, validation = part.subset(inner != 0), part.subset(inner == 0)
+    groups = len(dict.fromkeys(part.group_keys()))
+    if groups < 2:  # nothing to hold out: the training queries themselves stop the training
+        train = validation = part
+    else:
+        inner = assign_folds(part, min(INNER_FOLDS, groups), seed)
+        train, validation = part.subset(inner != 0), part.subset(inner == 0)
     featurizer = QueryFeaturizer(FeatureSpec.for_outcomes(outcomes)).fit(train)
     gate = TopKGate(k=k, hidden=hidden, seed=seed, **gate_options).fit(
         featurizer.transform(train), train.scores[:, columns],
@@ -89,10 +93,18 @@ def gate_logits(saved: SavedGate, outcomes: Outcomes) -> np.ndarray:
     return saved.gate.logits(saved.featurizer.transform(outcomes))
 
 
+def usable_folds(outcomes: Outcomes, folds: int) -> int:
+    """``folds``, or fewer when there are fewer distinct questions (at least 2 folds: with fewer
+    questions than that no query can be scored by a gate that did not see it)."""
+    return max(2, min(folds, len(dict.fromkeys(outcomes.group_keys()))))
+
+
 def cross_fit(outcomes: Outcomes, folds: int, k: int, *, seed: int = 0, progress: ProgressCallback | None = None,
               **gate_options) -> tuple[CrossFit, list[SavedGate]]:
-    """Out-of-fold logits of K gates and the gates themselves; ``progress`` gets a
-    ``cross-fitting`` event after each one."""
+    """Out-of-fold logits of K gates (fewer with fewer distinct questions, see
+    :func:`usable_folds`) and the gates themselves; ``progress`` gets a ``cross-fitting`` event
+    after each one."""
+    folds = usable_folds(outcomes, folds)
     fold = assign_folds(outcomes, folds, seed)
     step = step_counter("cross-fitting", folds, progress)
     logits = np.empty((outcomes.n_queries, len(outcomes.columns)))
