@@ -295,3 +295,12 @@ def test_lm_eval_rows_whose_metrics_field_is_not_a_list(tmp_path):
     with pytest.raises(InputError) as err:
         read_lm_eval(root)
     assert err.value.lines()[0].startswith(f"{path}:1: no metric value")
+
+
+@pytest.mark.parametrize("key, value", [("top_k: 2", "top_k: null"), ("name: edge-testbed", "name: ~"),
+                                        ("schema_version: 1", "schema_version: null")])
+def test_null_where_a_value_is_required(run_cli, tmp_path, key, value):
+    path = tmp_path / "s.yaml"
+    path.write_text(DEFAULT.replace(key, value, 1))
+    stderr = one_located_line(run_cli("validate", path), path)
+    assert "(got null)" in stderr or "(got ~)" in stderr
