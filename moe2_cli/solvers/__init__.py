@@ -30,6 +30,7 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "polyblock": PolyblockSolver,
     "brb": BrbSolver,
     "exhaustive": ExhaustiveSolver,
+    "exhaustive-all": functools.partial(ExhaustiveSolver, all_feasible=True),
     "cpsat": functools.partial(CpSatSolver, mode="exact"),
     "cpsat-surrogate": functools.partial(CpSatSolver, mode="surrogate"),
     "greedy": GreedySolver,

@@ -37,7 +37,7 @@ PROGRESS_EVERY_S = 0.25
 
 
 class Status(str, Enum):
-    OPTIMAL = "optimal"  # proven best (for monotone F where the solver relies on it; see notes)
+    OPTIMAL = "optimal"  # proven best on F itself; the notes name the proof
     FEASIBLE = "feasible"  # a feasible answer without proof of optimality
     INFEASIBLE = "infeasible"  # no expert fits the budgets
     LIMIT = "limit"  # a limit stopped the search; the answer is the incumbent, gap proven
@@ -219,7 +219,8 @@ class SolveContext:
         evaluations = self.evaluations
         if status is Status.OPTIMAL:
             bound = value
-        if assumes_monotone and self.violations:
+        if assumes_monotone and (self.violations or not self._monotone_objective()):
+            # The proof needs monotone F: never claim it for an F not known to be monotone.
             status = Status.FEASIBLE if status is Status.OPTIMAL else status
             bound = math.nan
         notes = notes + self._monotone_notes(assumes_monotone, status)
@@ -254,17 +255,21 @@ class SolveContext:
         best_subset = getattr(self.problem.objective, "best_subset", None)
         return int(best_subset(mask)) if best_subset is not None and mask else mask
 
+    def _monotone_objective(self) -> bool:
+        return bool(getattr(self.problem.objective, "monotone", False))
+
     def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
-        if getattr(self.problem.objective, "monotone", False) and not self.violations:
-            return ()  # nothing rests on an assumption
+        if self._monotone_objective() and not self.violations:
+            if assumes_monotone and status is Status.OPTIMAL:
+                envelope = hasattr(self.problem.objective, "best_subset")
+                return ("proof: monotone envelope of F" if envelope else "proof: monotone F",)
+            return ()
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
                      f"(by up to {self.max_violation:.3g})")
             return (found + ("; optimality not proven" if assumes_monotone else ""),)
-        if assumes_monotone and status is Status.OPTIMAL:
-            return ("exact for monotone F",)
-        if assumes_monotone and status is Status.LIMIT:
-            return ("the bound holds for monotone F",)
+        if assumes_monotone:
+            return ("F is not known to be monotone: this solver's proof does not apply",)
         return ()
 
     def slack(self, usage) -> dict[str, float]:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import Budgets, Problem
 from moe2_cli.solvers import SOLVERS, Status, get_solver
@@ -128,6 +129,44 @@ def test_non_monotone_objective(seed):
     assert poly.monotonicity_violations > 0 and poly.max_violation > 0
     assert poly.status is Status.FEASIBLE and math.isnan(poly.bound)  # no optimality claimed
     assert any("not monotone" in note for note in poly.notes)
+
+
+@st.composite
+def gated_problems(draw) -> Problem:
+    """A random gated F (not monotone): ties in the logits, sometimes one LLM on two servers."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(4, 14))
+    top_k = draw(st.sampled_from((1, 2, 3, 4, 14)))
+    inst = random_instance(rng, n, servers=draw(st.integers(1, 4)), top_k=min(top_k, n))
+    budgets = budgets_between(inst, draw(FRACTIONS), draw(FRACTIONS), math_latency_frac=draw(st.none() | FRACTIONS))
+    columns = np.arange(n)
+    if draw(st.booleans()):
+        columns[rng.integers(1, n)] = columns[0]  # two experts host the same LLM
+    m = int(columns.max()) + 1
+    queries = 40
+    probs = rng.beta(1.0, 1.5, (queries, m))
+    logits = np.round(probs * 3 + rng.normal(0, 1, probs.shape), 1)  # a noisy gate; rounding makes ties
+    weights = share_weights(rng.integers(0, len(inst.categories), queries), inst.shares)
+    metric = draw(st.sampled_from(("accuracy", "neg-cross-entropy")))
+    return Problem(inst, budgets, GatedObjective(inst, logits, probs, weights, expert_columns=columns, metric=metric))
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gated_problems())
+def test_every_optimal_claim_on_gated_f_matches_exhaustive_all(problem):
+    truth = get_solver("exhaustive-all").solve(problem)
+    for name in SOLVERS:
+        if name == "exhaustive-all":
+            continue
+        result = get_solver(name).solve(problem)
+        if result.mask:
+            assert result.objective <= truth.objective + 1e-12, name
+        if result.status is Status.OPTIMAL:
+            assert same(result.objective, truth.objective), (name, result, truth)
+            assert any(note.startswith("proof:") for note in result.notes), (name, result.notes)
+    brb = get_solver("brb").solve(problem)
+    assert brb.status is (Status.INFEASIBLE if math.isnan(truth.objective) else Status.OPTIMAL)
 
 
 def test_cpsat_enumerates_every_maximal_set():
