@@ -424,9 +424,11 @@ _FIRST_BITS = _first_bits()
 
 def _byte_or(bits: np.ndarray) -> np.ndarray:
     """(Q, h) uint64 bits of up to 8 columns to a (256, Q) table: the OR over each byte value."""
-    h = bits.shape[1]
-    has = ((np.arange(256)[:, None] >> np.arange(h)) & 1).astype(bool)
-    return np.bitwise_or.reduce(np.where(has[:, None, :], bits[None], np.uint64(0)), axis=2).astype("<u8")
+    table = np.zeros((256, bits.shape[0]), dtype="<u8")
+    for b in range(bits.shape[1]):
+        # Byte values with bit b set are those without it, plus column b's bits (doubling).
+        table[1 << b: 2 << b] = table[: 1 << b] | bits[:, b]
+    return table
 
 
 def _byte_sum(terms: np.ndarray) -> np.ndarray:

@@ -52,9 +52,12 @@ class GatedBound:
         self.rank_bits = [_byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]  # (256, Q) per column byte
         self.sums = [_byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]  # per rank byte
         self.row_start = np.arange(q, dtype=np.intp) * 256
-        self.by_score = np.argsort(-scores, axis=1, kind="stable")  # gate positions by descending score
-        self.ee_by_score = np.take_along_axis(ee, self.by_score, axis=1)
-        self.es_by_score = np.take_along_axis(es, self.by_score, axis=1)
+        by_score = np.argsort(-scores, axis=1, kind="stable")  # gate positions by descending score
+        self.ee_by_score = np.take_along_axis(ee, by_score, axis=1)
+        self.es_by_score = np.take_along_axis(es, by_score, axis=1)
+        # Per gate-rank byte, (Q, 256) flattened: the same ranks as bits at their score positions.
+        score_bits = np.left_shift(np.uint64(1), np.argsort(by_score, axis=1).astype(np.uint64))
+        self.score_bits = [_byte_or(score_bits[:, s:s + 8]).T.reshape(-1) for s in range(0, m, 8)]
         self.scores = scores
         self.m = m
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
@@ -77,6 +80,14 @@ class GatedBound:
             out |= self.rank_bits[j][(masks >> (8 * j)) & 255]
         return out
 
+    def _by_score(self, ranked: np.ndarray) -> np.ndarray:
+        """(N,) uint64 gate-rank bits of (query row_start) pairs to bits at score positions."""
+        rank_bytes = ranked.view(np.uint8).reshape(-1, 8)
+        out = np.zeros(ranked.size, dtype=np.uint64)
+        for j, table in enumerate(self.score_bits):
+            out |= table.take(self._starts + rank_bytes[:, j])
+        return out
+
     def _sum(self, ranked: np.ndarray) -> np.ndarray:
         """Complex (B, Q): sum e^h p + i sum e^h over the ranks set in ``ranked``."""
         rank_bytes = ranked.reshape(-1).view(np.uint8).reshape(-1, 8)
@@ -93,12 +104,17 @@ class GatedBound:
         n_forced = np.bitwise_count(forced)
         fsum = self._sum(forced)
         fes, fe = fsum.real, fsum.imag
-        optional = np.where(n_forced < self.k, cand & ~forced, np.uint64(0))  # k forced leave no slot
-        opt = _unpack(optional, self.m)
-        opt = np.take_along_axis(opt, np.broadcast_to(self.by_score[None], opt.shape), axis=2)
-        ce = fe[:, :, None] + np.cumsum(opt * self.ee_by_score[None], axis=2)
-        ces = fes[:, :, None] + np.cumsum(opt * self.es_by_score[None], axis=2)
-        prefix = np.where(opt.astype(bool) & (ce > 0), ces / np.where(ce > 0, ce, 1.0), -np.inf).max(axis=2)
+        optional = np.where(n_forced < self.k, cand & ~forced, np.uint64(0)).reshape(-1)  # k forced: no slot
+        prefix = np.full(optional.size, -np.inf)
+        some = np.flatnonzero(optional)  # only these (box, query) pairs have a prefix to weigh
+        if some.size:
+            self._starts = np.tile(self.row_start, cand.shape[0])[some]
+            query = some % cand.shape[1]
+            opt = _unpack(self._by_score(optional[some]), self.m)  # (S, M) 0/1 in score order
+            ce = fe.reshape(-1)[some, None] + np.cumsum(opt * self.ee_by_score[query], axis=1)
+            ces = fes.reshape(-1)[some, None] + np.cumsum(opt * self.es_by_score[query], axis=1)
+            prefix[some] = np.where(opt.astype(bool) & (ce > 0), ces / np.where(ce > 0, ce, 1.0), -np.inf).max(axis=1)
+        prefix = prefix.reshape(cand.shape)
         alone = np.where(fe > 0, fes / np.where(fe > 0, fe, 1.0), -np.inf)
         value = np.maximum(prefix, alone)
         # No forced weight, or one that underflowed: the best candidate's score is always valid.
@@ -123,6 +139,6 @@ def _through_kth(ranked: np.ndarray, k: int) -> np.ndarray:
 
 
 def _unpack(ranked: np.ndarray, m: int) -> np.ndarray:
-    """(B, Q) uint64 to (B, Q, m) uint8 0/1, bit r at position r."""
-    bits = np.unpackbits(ranked.view(np.uint8).reshape(*ranked.shape, 8), axis=2, bitorder="little")
-    return bits[:, :, :m]
+    """uint64 (...) to uint8 0/1 (..., m), bit r at position r."""
+    bits = np.unpackbits(ranked.view(np.uint8).reshape(*ranked.shape, 8), axis=-1, bitorder="little")
+    return bits[..., :m]

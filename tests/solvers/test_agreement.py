@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import Budgets, Problem
-from moe2_cli.solvers import SOLVERS, Status, get_solver
+from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
 from moe2_cli.solvers.exhaustive import ExhaustiveSolver
 from moe2_cli.solvers.polyblock import PolyblockSolver
 from tests.conftest import ROOT
@@ -194,3 +194,32 @@ def test_shipped_scenarios_across_budgets(path):
             results = solve_all(problem, EXACT)
             values = {name: r.objective for name, r in results.items()}
             assert all(same(v, values["exhaustive"]) for v in values.values()), values
+
+
+def gated_problem(seed: int, n: int, top_k: int) -> Problem:
+    rng = np.random.default_rng(seed)
+    inst = random_instance(rng, n, servers=max(2, n // 3), top_k=top_k)
+    probs = rng.beta(1.0, 1.5, (200, n))
+    logits = 3 * probs + rng.normal(0, 1, probs.shape)
+    weights = share_weights(rng.integers(0, len(inst.categories), 200), inst.shares)
+    return Problem(inst, budgets_between(inst, 0.5, 0.6), GatedObjective(inst, logits, probs, weights))
+
+
+@pytest.mark.parametrize("name", ["polyblock", "cpsat", "exhaustive"])
+def test_monotone_proofs_are_not_claimed_on_the_gated_f(name):
+    result = get_solver(name).solve(gated_problem(3, 10, 3))
+    assert result.status is Status.FEASIBLE and math.isnan(result.bound)
+    assert any("monotone" in note for note in result.notes), result.notes
+    assert not any(note.startswith("proof:") for note in result.notes)
+
+
+@pytest.mark.parametrize("name", ["brb", "polyblock", "exhaustive-all", "cpsat"])
+def test_time_limits_are_honoured_with_an_incumbent(name):
+    # Unlimited, each of these solves takes several seconds; the tolerance absorbs a loaded machine.
+    problem = gated_problem(7, 20, 6)
+    result = get_solver(name).solve(problem, Limits(time_s=0.3))
+    assert result.wall_s <= 0.3 + 2.0, result.wall_s
+    if result.status is Status.LIMIT:
+        assert result.mask
+        if name == "brb":  # its bound holds for the gated F: the gap is proven
+            assert result.gap >= 0 and math.isfinite(result.gap)
