@@ -218,7 +218,7 @@ class _GatedBrb:
             return  # revisited with the larger p (and its smaller bound) when its turn comes
         first = np.lexsort((probed, without))  # the expert whose absence lowers the bound most first
         order = np.concatenate([probed[first], free[_PROBES:]])
-        self._offer(p, q if feas.fits(q) else 0, _complete(feas.packer(p), order.tolist()))
+        self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p), order.tolist()))
         i = int(order[0])
         self._push(float(without[first[0]]), q & ~(1 << i), p)
         self._push(float(self.bounds.bound([p | (1 << i)], [q])[0]), q, p | (1 << i))
@@ -237,6 +237,16 @@ class _GatedBrb:
         notes = (GATED_PROOF,) if status is Status.OPTIMAL else ("the bound is the gated box bound",)
         return self.ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
                                peak_vertices=self.peak, notes=notes)
+
+
+def _prefixes(packer, order: list[int]) -> list[int]:
+    """Greedy completion step by step: every set it passes through. F is not monotone, so the
+    best of them (one batch) can beat the completed set."""
+    steps = []
+    for i in order:
+        if packer.try_add(i):
+            steps.append(packer.mask)
+    return steps
 
 
 def _complete(packer, order: list[int]) -> int:
