@@ -174,6 +174,7 @@ class GatedObjective(Objective):
         """Integer-scaled F of column masks through the fast path for this k."""
         if self._fast is not None:
             return self._chunked(self._fast.evaluate, columns)
+        assert self._sums is not None  # built whenever the k <= 2 tables are not
         # Complex (mask, query) temporaries: half as many per chunk keeps them in cache.
         return self._sums.evaluate(columns, lambda kernel, m: self._chunked(kernel, m, per_mask=2 * len(self.logits)))
 

@@ -48,7 +48,7 @@ class BrbSolver(Solver):
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
         if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
-            return _GatedBrb(ctx, self.name).run(incumbent)
+            return _GatedBrb(ctx, problem.objective, self.name).run(incumbent)
         return _Brb(ctx, self.name).run(incumbent)
 
 
@@ -147,12 +147,12 @@ class _GatedBrb:
     its box: a subset of q can still be better, and only the bound can rule that out.
     """
 
-    def __init__(self, ctx: SolveContext, name: str):
+    def __init__(self, ctx: SolveContext, objective: GatedObjective, name: str):
         self.ctx = ctx
         self.name = name
         self.best = Incumbent()
-        self.bounds = GatedBound(ctx.problem.objective)
-        self.column = ctx.problem.objective.expert_columns.tolist()
+        self.bounds = GatedBound(objective)
+        self.column = objective.expert_columns.tolist()
         n = ctx.problem.instance.n_experts
         self.alone = ctx.F(np.left_shift(np.int64(1), np.arange(n, dtype=np.int64)))  # F of each expert alone
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
