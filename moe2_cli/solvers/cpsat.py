@@ -25,7 +25,6 @@ from moe2_cli.solvers.base import (
     Status,
     best_index,
 )
-from moe2_cli.solvers.baselines import greedy_mask
 from moe2_cli.solvers.feasibility import Row
 
 # Surrogate scores are scaled to integers up to this value (objective coefficients stay exact).
@@ -64,9 +63,7 @@ class CpSatSolver(Solver):
         masks = np.array(sorted(collector.masks), dtype=np.int64)  # dedupe: solutions may repeat
         notes = (f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
         if masks.size == 0:
-            # Stopped before the first set: the greedy selection is the incumbent.
-            return ctx.result(self.name, Status.LIMIT, greedy_mask(ctx, allowed, lazy=True), bound=ctx.F1(allowed),
-                              notes=notes, assumes_monotone=True)
+            return ctx.result(self.name, Status.LIMIT, 0, bound=ctx.F1(allowed), notes=notes)
         values = ctx.F(masks)
         best = int(masks[best_index(values, masks)])
         if status == cp_model.OPTIMAL:
