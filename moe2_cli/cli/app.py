@@ -11,7 +11,9 @@ from moe2_cli.cli.common import settings
 from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
 from moe2_cli.cli.inspect import show, validate
+from moe2_cli.cli.route import route
 from moe2_cli.cli.select import compare, select
+from moe2_cli.cli.serve import serve
 from moe2_cli.cli.stats import app as stats_app
 from moe2_cli.cli.synth import synth
 
@@ -48,6 +50,8 @@ app.command()(compare)
 app.command()(show)
 app.command()(validate)
 app.command()(synth)
+app.command()(route)
+app.command()(serve)
 app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
 

@@ -1,0 +1,39 @@
+"""Run the proxy under uvicorn on a socket bound here, so a busy port is a clean error."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from moe2_cli.errors import UsageError
+from moe2_cli.serve.app import build_app
+from moe2_cli.serve.proxy import Proxy
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def grace_seconds(proxy: Proxy) -> float:
+    """Long enough for a request in flight when SIGTERM arrives to finish: its slowest chain
+    of expert calls (the first round and every fallback), plus a margin."""
+    slowest = max((t.timeout_s for t in proxy.targets.values()), default=0.0)
+    return slowest * (1 + proxy.fallbacks) + 5.0
+
+
+def serve(proxy: Proxy, sock: socket.socket, *, api_key: str | None, max_body: int) -> None:
+    """Serve until SIGTERM or SIGINT; uvicorn then stops accepting and lets requests in flight finish."""
+    app = build_app(proxy, api_key=api_key, max_body=max_body)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=grace_seconds(proxy))
+    uvicorn.Server(config).run(sockets=[sock])
