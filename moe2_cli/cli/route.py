@@ -14,6 +14,7 @@ from moe2_cli.cli.common import SeedOpt, handles_errors
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
+from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.plan import make_plan
 from moe2_cli.serve.queries import read_queries
 from moe2_cli.serve.routing import Route, route_queries
@@ -52,8 +53,9 @@ def route(
 
     Example: moe2 route --queries queries.jsonl --selection select.json --format table
     """
+    # The query file is checked before the gate is trained: a typo costs no waiting.
+    asked = read_queries(queries, load_scenario(scenario).instance.categories)
     plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
-    asked = read_queries(queries, plan.scenario.instance.categories)
     records = [route_record(r) for r in route_queries(plan.gate, plan.mask, plan.k, asked, source=str(queries))]
     if format is RouteFormat.jsonl:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))

@@ -50,13 +50,18 @@ def route_queries(saved: SavedGate, mask: int, k: int, queries: Sequence[Query],
     if not experts or experts[-1] >= len(saved.experts):
         raise InputError(Diagnostic(source, None, None, f"the selection names no expert of the gate "
                                                         f"(mask {mask}, {len(saved.experts)} experts)"))
-    logits = saved.gate.logits(saved.featurizer.transform(_as_outcomes(saved, queries, source)))
+    logits = gate_logits(saved, queries, source)
     columns = np.asarray(saved.expert_columns, dtype=np.int64)
     allowed = np.zeros(logits.shape[1], dtype=bool)
     allowed[columns[experts]] = True
     top = topk_mask(logits, k, allowed=allowed)
     weights = restrict(logits, k, _column_mask(allowed))
     return [_route(saved, query, experts, columns, *rows) for query, *rows in zip(queries, logits, top, weights)]
+
+
+def gate_logits(saved: SavedGate, queries: Sequence[Query], source: str = "queries") -> np.ndarray:
+    """The gate's scores h(x), one row per query and one column per LLM."""
+    return saved.gate.logits(saved.featurizer.transform(_as_outcomes(saved, queries, source)))
 
 
 def _column_mask(allowed: np.ndarray) -> int:
