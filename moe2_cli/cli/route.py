@@ -40,9 +40,9 @@ def route_record(route: Route) -> dict:
 
 @handles_errors
 def route(
-    scenario: ScenarioArg = None,
     queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: one query a line with id, category, "
-                                                                   "text and optional tags.")] = ...,
+                                                                   "text and optional tags.")],
+    scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     selection: SelectionOpt = None,
     outcomes: OutcomesOpt = None,

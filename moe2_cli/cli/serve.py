@@ -15,7 +15,7 @@ from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.serve.aggregate import AGGREGATES
 from moe2_cli.serve.app import MIB
-from moe2_cli.serve.plan import make_plan
+from moe2_cli.serve.plan import choose, with_gate
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.server import bind
 from moe2_cli.serve.server import serve as run_server
@@ -63,10 +63,12 @@ def serve(
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds (got {timeout})")
     key = _api_key(api_key_env)
-    plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
-    proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout), aggregate=aggregate,
-                  fallbacks=fallbacks)
+    choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
+    # Endpoints, keys and the port are checked before the gate is trained: a typo costs no waiting.
+    targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
+    plan = with_gate(choice, seed=seed, outcomes=outcomes)
+    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} inside "
           f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)

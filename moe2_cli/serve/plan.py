@@ -23,9 +23,10 @@ SELECT_SCHEMA = "moe2.select/1"
 
 
 @dataclass(frozen=True, eq=False)
-class Plan:
+class Choice:
+    """The selection S to run, its k, and the budgets requests are checked against."""
+
     scenario: Scenario
-    gate: SavedGate
     mask: int
     k: int
     budgets: Budgets
@@ -35,22 +36,40 @@ class Plan:
         return [e for i, e in enumerate(self.scenario.instance.expert_ids) if self.mask >> i & 1]
 
 
+@dataclass(frozen=True, eq=False)
+class Plan(Choice):
+    """A choice with the gate that routes inside it."""
+
+    gate: SavedGate
+
+
 def deployment_gate(scenario: Scenario, *, top_k: int, seed: int = 0, outcomes_path: Path | None = None) -> SavedGate:
     """The gate that routes live queries: the one ``select`` scored, trained on every expert."""
     return train_system(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path).saved
 
 
-def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
-              seed: int = 0, outcomes: Path | None = None) -> Plan:
-    """Load the scenario, take S from ``selection`` or solve for it, and get the gate."""
+def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
+           seed: int = 0, outcomes: Path | None = None) -> Choice:
+    """Load the scenario and take S from ``selection``, or solve the budgets for it."""
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
     if selection is not None:
         mask, k = read_selection(selection, scenario)
     else:
         mask, k = solve_selection(scenario_path, budget_specs, seed=seed, outcomes=outcomes)
-    gate = deployment_gate(scenario, top_k=k, seed=seed, outcomes_path=outcomes)
-    return Plan(scenario=scenario, gate=gate, mask=mask, k=k, budgets=budgets)
+    return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets)
+
+
+def with_gate(choice: Choice, *, seed: int = 0, outcomes: Path | None = None) -> Plan:
+    gate = deployment_gate(choice.scenario, top_k=choice.k, seed=seed, outcomes_path=outcomes)
+    return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets, gate=gate)
+
+
+def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
+              seed: int = 0, outcomes: Path | None = None) -> Plan:
+    """:func:`choose`, then the gate."""
+    choice = choose(scenario_path, budget_specs=budget_specs, selection=selection, seed=seed, outcomes=outcomes)
+    return with_gate(choice, seed=seed, outcomes=outcomes)
 
 
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,

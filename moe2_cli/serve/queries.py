@@ -61,7 +61,7 @@ def _query(row: dict, line: int, categories: tuple[str, ...], problems: Problems
         problems.add(line, f"features must be a list of finite numbers (got {describe(features)})")
     if len(problems.items) + problems.dropped > before:
         return None
-    return Query(id=str(qid), category=category, text=text, tags=tuple(tags),
+    return Query(id=str(qid), category=str(category), text=str(text), tags=tuple(tags),
                  features=None if features is None else tuple(float(v) for v in features), line=line)
 
 

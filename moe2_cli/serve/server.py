@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import socket
 
 import uvicorn
@@ -24,11 +26,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def grace_seconds(proxy: Proxy) -> float:
+def grace_seconds(proxy: Proxy) -> int:
     """Long enough for a request in flight when SIGTERM arrives to finish: its slowest chain
     of expert calls (the first round and every fallback), plus a margin."""
     slowest = max((t.timeout_s for t in proxy.targets.values()), default=0.0)
-    return slowest * (1 + proxy.fallbacks) + 5.0
+    return math.ceil(slowest * (1 + proxy.fallbacks)) + 5
 
 
 def serve(proxy: Proxy, sock: socket.socket, *, api_key: str | None, max_body: int) -> None:
@@ -36,4 +38,10 @@ def serve(proxy: Proxy, sock: socket.socket, *, api_key: str | None, max_body: i
     app = build_app(proxy, api_key=api_key, max_body=max_body)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=grace_seconds(proxy))
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn re-raises SIGTERM once it has stopped gracefully, which would end the process as
+    # killed; a handler of our own turns that into the clean exit (status 0) it is.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
