@@ -15,15 +15,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
 from moe2_cli.serve.aggregate import combine
+from moe2_cli.serve.batching import RouteBatcher
 from moe2_cli.serve.dispatch import Dispatch, dispatch
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import Pick, route_queries
-from moe2_cli.serve.upstream import Answer, Target, complete, new_client, probe
+from moe2_cli.serve.routing import Pick
+from moe2_cli.serve.upstream import Answer, Pools, Target, complete, probe
 
 CATEGORY_HEADER = "x-moe2-category"
 EXPERTS_HEADER = "X-Moe2-Experts"
@@ -86,19 +85,21 @@ class Proxy:
     log: Callable[..., None] = json_log
     metrics: Metrics = field(default_factory=Metrics)
     states: dict[str, ExpertState] = field(default_factory=dict)
-    client: httpx.AsyncClient | None = None
+    pools: Pools = field(default_factory=Pools)
+    router: RouteBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = RouteBatcher(self.plan)
 
     @property
     def model_name(self) -> str:
         return self.plan.scenario.name
 
     async def start(self) -> None:
-        self.client = new_client()
         self.states = {e: ExpertState() for e in self.targets}
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        await self.pools.aclose()
 
     def category(self, body: dict, header: str | None) -> str:
         """``metadata.category``, else the header, else the scenario's first category."""
@@ -114,23 +115,24 @@ class Proxy:
         started = time.perf_counter()
         category = self.category(body, category_header)
         query = Query(id=uuid.uuid4().hex, category=category, text=prompt_text(body))
-        route = route_queries(self.plan.gate, self.plan.mask, self.plan.k, [query], source="request")[0]
+        route = await self.router.route(query)
         self.metrics.in_flight.inc((), 1)
+        waiting = time.perf_counter()
         try:
             done = await dispatch(route, lambda pick: self._call(pick, body), self.fallbacks)
         finally:
             self.metrics.in_flight.inc((), -1)
-        reply = self._reply(body, query, done)
+        reply = self._reply(body, query, done, upstream_s=time.perf_counter() - waiting)
         self._account(query, done, reply.status, time.perf_counter() - started)
         return reply
 
     async def _call(self, pick: Pick, body: dict) -> Answer:
-        assert self.client is not None, "start() the proxy first"
         state = self.states[pick.expert]
         state.calls += 1
         self.metrics.expert_calls.inc((("expert", pick.expert),))
         try:
-            answer = await complete(self.client, self.targets[pick.expert], body)
+            target = self.targets[pick.expert]
+            answer = await complete(self.pools.client(target), target, body)
         except Exception as failure:
             kind = getattr(failure, "kind", "internal")
             state.failures += 1
@@ -142,7 +144,9 @@ class Proxy:
         self.metrics.expert_latency.observe((("expert", pick.expert),), answer.latency_s)
         return answer
 
-    def _reply(self, body: dict, query: Query, done: Dispatch) -> Reply:
+    def _reply(self, body: dict, query: Query, done: Dispatch, upstream_s: float) -> Reply:
+        """The reply; ``upstream_s`` is the time spent waiting for the experts, so a client can
+        tell the proxy's own share of the latency."""
         failed = [{"expert": p.expert, "reason": f.reason} for p, f in done.failed]
         if not done.answered:
             tried = "; ".join(f"{f['expert']}: {f['reason']}" for f in failed)
@@ -160,7 +164,7 @@ class Proxy:
             "usage": _summed_usage(a.usage for _, a in done.answered),
             "moe2": {"category": query.category, "experts": list(experts), "answer_from": combined.source.expert,
                      "aggregate": self.aggregate, "votes": combined.votes, "weights": combined.weights,
-                     "failed": failed},
+                     "failed": failed, "upstream_s": round(upstream_s, 6)},
         }
         return Reply(status=200, body=payload, experts=experts, text=combined.text)
 
@@ -182,9 +186,9 @@ class Proxy:
 
     async def health(self) -> dict:
         """Each expert's server probed now, with its call record since start."""
-        assert self.client is not None, "start() the proxy first"
         by_base = {t.api_base: t for t in self.targets.values()}
-        errors = dict(zip(by_base, await asyncio.gather(*(probe(self.client, t) for t in by_base.values()))))
+        probes = (probe(self.pools.client(t), t) for t in by_base.values())
+        errors = dict(zip(by_base, await asyncio.gather(*probes)))
         upstreams = {}
         for expert, target in self.targets.items():
             state, error = self.states[expert], errors[target.api_base]

@@ -75,11 +75,24 @@ def targets_for(scenario: Scenario, experts: list[str], timeout_s: float | None 
     return out
 
 
-def new_client() -> httpx.AsyncClient:
-    # Enough pooled connections for every expert call of a busy proxy; no environment proxies,
-    # so a loopback expert is never routed through an HTTP proxy.
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-    return httpx.AsyncClient(limits=limits, trust_env=False)
+class Pools:
+    """One ``httpx.AsyncClient`` per expert server. httpx scans a pool's connections on every
+    request, so a pool per server stays small and cheap under load."""
+
+    def __init__(self, max_connections: int = 128):
+        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(self, target: Target) -> httpx.AsyncClient:
+        if target.api_base not in self._clients:
+            # No proxies from the environment: a loopback expert is never sent through one.
+            self._clients[target.api_base] = httpx.AsyncClient(limits=self.limits, trust_env=False)
+        return self._clients[target.api_base]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
 
 def upstream_body(body: dict, target: Target) -> dict:
