@@ -7,6 +7,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_UNMET = 1  # no selection meets the budgets, or --min-accuracy missed
 EXIT_BAD_INPUT = 2  # bad usage or bad input
+MAX_SHOWN = 50  # diagnostics printed for one error; a wholly wrong file would print thousands
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,17 @@ class InputError(Moe2Error):
     """A file or an argument is malformed; carries every diagnostic found."""
 
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic | str):
-        if isinstance(diagnostics, (Diagnostic, str)):
-            diagnostics = [diagnostics]
-        self.diagnostics = list(diagnostics)
+        self.diagnostics: list[Diagnostic | str] = (
+            [diagnostics] if isinstance(diagnostics, (Diagnostic, str)) else list(diagnostics))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
     def lines(self) -> list[str]:
-        return [str(d) for d in self.diagnostics]
+        """One line per diagnostic, the first :data:`MAX_SHOWN` of them, then how many more there were."""
+        shown = [str(d) for d in self.diagnostics[:MAX_SHOWN]]
+        rest = self.diagnostics[MAX_SHOWN:]
+        if rest:
+            shown.append(f"{getattr(rest[0], 'path', 'moe2')}: ... and {len(rest)} more problems")
+        return shown
 
 
 class UsageError(Moe2Error):

@@ -1,21 +1,25 @@
-"""The objective F(S) behind one small interface: batched over bit masks, cached, counted.
+"""The objective contract: F(S) batched over bit masks, cached and counted.
 
-Concrete objectives implement :meth:`Objective._compute`. Solvers only call the instance, so
-the number of distinct masks evaluated (``evaluations``) is comparable across solvers.
+Every solver talks to F through :class:`Objective` alone. Concrete objectives implement
+:meth:`Objective._compute`; the optional parts of the contract have defaults that suit an
+objective without structure (not known to be monotone, deploys what it is asked about, no
+reference values), and an objective that knows better overrides them.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 from moe2_cli.problem import Instance, masks_to_bool
 
 
-class Objective:
+class Objective(ABC):
     """F over int64 bit masks: larger is better; F(empty) is the worst value."""
 
     name = "objective"
-    monotone = False  # True only where adding an expert can never lower F
+    monotone: bool = False  # True only where adding an expert can never lower F
 
     def __init__(self, instance: Instance):
         self.instance = instance
@@ -26,13 +30,14 @@ class Objective:
         """Distinct masks evaluated so far."""
         return len(self._cache)
 
-    def __call__(self, masks) -> np.ndarray:
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
-        missing = np.array(sorted({int(m) for m in masks if int(m) not in self._cache}), dtype=np.int64)
+    def __call__(self, masks: object) -> np.ndarray:
+        """F of every mask in a batch (any shape of int64 masks, flattened), from the cache where known."""
+        flat = np.asarray(masks, dtype=np.int64).reshape(-1)
+        missing = np.array(sorted({int(m) for m in flat if int(m) not in self._cache}), dtype=np.int64)
         if missing.size:
             for m, v in zip(missing.tolist(), self._compute(missing).tolist()):
                 self._cache[m] = float(v)
-        return np.array([self._cache[int(m)] for m in masks], dtype=float)
+        return np.array([self._cache[int(m)] for m in flat], dtype=float)
 
     def value(self, mask: int) -> float:
         return float(self(np.array([mask], dtype=np.int64))[0])
@@ -41,8 +46,14 @@ class Objective:
         """Forget cached values so a new solve counts its own evaluations."""
         self._cache.clear()
 
+    @abstractmethod
     def _compute(self, masks: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """F of distinct int64 masks that are not cached yet."""
+
+    def deployable(self, mask: int) -> int:
+        """The selection to deploy when a solver returns ``mask``: ``mask`` itself, unless the
+        objective's value at ``mask`` is reached by a subset (see the monotone envelope)."""
+        return mask
 
     def references(self, mask: int) -> dict[str, float]:
         """Context values for a selection (e.g. oracle and best single expert); may be empty."""
@@ -61,4 +72,4 @@ class CoverageObjective(Objective):
         chosen = masks_to_bool(masks, self.instance.n_experts)
         log_miss = np.log1p(-np.clip(self.instance.accuracy, 0.0, 1.0 - 1e-12))
         miss = np.exp(chosen.astype(float) @ log_miss)
-        return (1.0 - miss) @ self.instance.shares
+        return np.asarray((1.0 - miss) @ self.instance.shares, dtype=float)

@@ -9,13 +9,24 @@ in integer units is feasible in the original units too.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # objective.py builds on this module, so the contract is named for type checking only
+    from moe2_cli.objective import Objective
 
 # One energy unit is a millijoule, one latency unit a microsecond.
 ENERGY_UNITS_PER_J = 1_000
 LATENCY_UNITS_PER_S = 1_000_000
+# The largest energy (J) and latency (s) an input may give for one expert, server or budget.
+# With at most MAX_EXPERTS experts, every sum of usage in integer units then stays far below
+# UNLIMITED, and UNLIMITED far below the int64 limit: no sum can wrap.
+MAX_ENERGY_J = 1e9
+MAX_LATENCY_S = 1e6
 # A budget of "no limit" in integer units; far above any sum of real usage.
 UNLIMITED = np.iinfo(np.int64).max // 4
 # Tolerance so that 0.1 J scales to 100 mJ and not 101 after float round-off.
@@ -24,16 +35,25 @@ MAX_EXPERTS = 62  # bit masks are int64
 _CHUNK = 8192
 
 
-def scale_up(values, per_unit: int) -> np.ndarray:
+def scale_up(values: npt.ArrayLike, per_unit: int) -> np.ndarray:
     """Usage to integer units, rounded up."""
     scaled = np.asarray(values, dtype=float) * per_unit
-    return np.ceil(scaled - _ROUNDING_SLACK * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+    units: np.ndarray = np.ceil(scaled - _ROUNDING_SLACK * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+    return units
 
 
 def scale_down(value: float, per_unit: int) -> int:
-    """A budget to integer units, rounded down."""
+    """A budget to integer units, rounded down; a budget no usage can reach is UNLIMITED."""
     scaled = float(value) * per_unit
+    if not scaled < UNLIMITED:  # also NaN and +inf: never an int64 that could wrap
+        return UNLIMITED if scaled == scaled else 0
     return int(math.floor(scaled + _ROUNDING_SLACK * max(1.0, abs(scaled))))
+
+
+def _checked_range(name: str, values: np.ndarray, maximum: float) -> None:
+    """Refuse costs that could overflow integer units (inputs are bounded before they get here)."""
+    if values.size and not (np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= maximum):
+        raise ValueError(f"{name} must lie in [0, {maximum:g}]")
 
 
 # ---------------------------------------------------------------- bit masks
@@ -51,41 +71,47 @@ def members(mask: int) -> list[int]:
     return out
 
 
-def mask_of(indices) -> int:
+def mask_of(indices: Iterable[int]) -> int:
     m = 0
     for i in indices:
         m |= 1 << int(i)
     return m
 
 
-def masks_to_bool(masks, n: int) -> np.ndarray:
+def masks_to_bool(masks: npt.ArrayLike, n: int) -> np.ndarray:
     """(B,) int64 bit masks to a (B, n) boolean matrix."""
-    masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+    flat = np.asarray(masks, dtype=np.int64).reshape(-1)
     bits = np.arange(n, dtype=np.int64)
-    return ((masks[:, None] >> bits[None, :]) & 1).astype(bool)
+    chosen: np.ndarray = ((flat[:, None] >> bits[None, :]) & 1).astype(bool)
+    return chosen
 
 
 def bool_to_masks(rows: np.ndarray) -> np.ndarray:
     """(B, n) boolean matrix to (B,) int64 bit masks."""
     rows = np.asarray(rows, dtype=bool)
     weights = np.left_shift(np.int64(1), np.arange(rows.shape[1], dtype=np.int64))
-    return (rows.astype(np.int64) * weights).sum(axis=1)
+    masks: np.ndarray = (rows.astype(np.int64) * weights).sum(axis=1)
+    return masks
 
 
-def popcount(masks) -> np.ndarray:
-    masks = np.asarray(masks, dtype=np.int64)
-    return np.bitwise_count(masks).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
-        [bin(int(m)).count("1") for m in masks.reshape(-1)], dtype=np.int64
-    ).reshape(masks.shape)
+def popcount(masks: npt.ArrayLike) -> np.ndarray:
+    array = np.asarray(masks, dtype=np.int64)
+    counts: np.ndarray = np.bitwise_count(array).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
+        [bin(int(m)).count("1") for m in array.reshape(-1)], dtype=np.int64
+    ).reshape(array.shape)
+    return counts
 
 
 def top_k_sum(values: np.ndarray, k: int, axis: int) -> np.ndarray:
     """Sum of the k largest entries along ``axis`` (all of them when k >= that length)."""
     size = values.shape[axis]
+    total: np.ndarray
     if k >= size:
-        return values.sum(axis=axis)
+        total = values.sum(axis=axis)
+        return total
     part = -np.partition(-values, k - 1, axis=axis)
-    return np.take(part, np.arange(k), axis=axis).sum(axis=axis)
+    total = np.take(part, np.arange(k), axis=axis).sum(axis=axis)
+    return total
 
 
 # ---------------------------------------------------------------- instance
@@ -133,7 +159,7 @@ class Instance:
     transmission_units: np.ndarray = field(init=False, repr=False)
     aggregation_units: int = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         n = len(self.expert_ids)
         if not 0 < n <= MAX_EXPERTS:
             raise ValueError(f"an instance needs 1..{MAX_EXPERTS} experts (got {n})")
@@ -149,6 +175,10 @@ class Instance:
             arr = np.array(getattr(self, name))
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        _checked_range("energy_j", self.energy_j, MAX_ENERGY_J)
+        for name in ("latency_s", "transmission_s"):
+            _checked_range(name, getattr(self, name), MAX_LATENCY_S)
+        _checked_range("aggregation_s", np.array([self.aggregation_s], dtype=float), MAX_LATENCY_S)
         derived = {
             "energy_units": scale_up(self.energy_j, ENERGY_UNITS_PER_J),
             "latency_units": scale_up(self.latency_s, LATENCY_UNITS_PER_S),
@@ -180,7 +210,7 @@ class Instance:
             top_k=top_k, aggregation_s=self.aggregation_s,
         )
 
-    def usage(self, masks) -> Usage:
+    def usage(self, masks: npt.ArrayLike) -> Usage:
         """Worst-case energy and latency per category for a batch of int64 bit masks.
 
         Energy: the sum of the k largest energies in S. Latency: servers run in parallel and
@@ -188,12 +218,12 @@ class Instance:
         the slowest server: max over used servers of transmission + k largest latencies there,
         plus aggregation. The empty selection uses nothing.
         """
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
-        energy = np.empty((masks.size, len(self.categories)), dtype=np.int64)
+        flat = np.asarray(masks, dtype=np.int64).reshape(-1)
+        energy = np.empty((flat.size, len(self.categories)), dtype=np.int64)
         latency = np.empty_like(energy)
-        for start in range(0, masks.size, _CHUNK):
+        for start in range(0, flat.size, _CHUNK):
             chunk = slice(start, start + _CHUNK)
-            energy[chunk], latency[chunk] = self._usage_chunk(masks[chunk])
+            energy[chunk], latency[chunk] = self._usage_chunk(flat[chunk])
         return Usage(energy=energy, latency=latency)
 
     def _usage_chunk(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +237,8 @@ class Instance:
             work = top_k_sum(np.where(on_server, self.latency_units[group][None], 0), self.top_k, axis=1)
             used = on_server.any(axis=1)
             latency = np.maximum(latency, np.where(used, self.transmission_units[s] + work, 0))
-        any_used = chosen[:, :, 0].any(axis=1)[:, None]
-        latency = np.where(any_used, latency + self.aggregation_units, 0)
+        any_used = np.asarray(chosen[:, :, 0].any(axis=1))
+        latency = np.where(any_used[:, None], latency + self.aggregation_units, 0)
         return energy, latency
 
 
@@ -224,22 +254,27 @@ class Budgets:
     latency_s: tuple[float | None, ...]
 
     @classmethod
-    def build(cls, categories, energy=None, latency=None, energy_by_cat=None, latency_by_cat=None):
+    def build(cls, categories: Iterable[str], energy: float | None = None, latency: float | None = None,
+              energy_by_cat: Mapping[str, float | None] | None = None,
+              latency_by_cat: Mapping[str, float | None] | None = None) -> Budgets:
         """Global caps, overridden per category where given."""
         energy_by_cat, latency_by_cat = energy_by_cat or {}, latency_by_cat or {}
+        categories = tuple(categories)
         return cls(
-            categories=tuple(categories),
+            categories=categories,
             energy_j=tuple(energy_by_cat.get(c, energy) for c in categories),
             latency_s=tuple(latency_by_cat.get(c, latency) for c in categories),
         )
 
     @property
     def energy_units(self) -> np.ndarray:
-        return np.array([UNLIMITED if b is None else scale_down(b, ENERGY_UNITS_PER_J) for b in self.energy_j], dtype=np.int64)
+        return np.array([UNLIMITED if b is None else scale_down(b, ENERGY_UNITS_PER_J) for b in self.energy_j],
+                        dtype=np.int64)
 
     @property
     def latency_units(self) -> np.ndarray:
-        return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s], dtype=np.int64)
+        return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s],
+                        dtype=np.int64)
 
     def slack(self, usage: Usage) -> tuple[np.ndarray, np.ndarray]:
         """Integer slack of every (selection, category) for energy and latency; < 0 is a violation."""
@@ -247,9 +282,11 @@ class Budgets:
 
     def feasible(self, usage: Usage) -> np.ndarray:
         energy_slack, latency_slack = self.slack(usage)
-        return (energy_slack >= 0).all(axis=1) & (latency_slack >= 0).all(axis=1)
+        energy_ok = np.asarray((energy_slack >= 0).all(axis=1))
+        latency_ok = np.asarray((latency_slack >= 0).all(axis=1))
+        return np.asarray(energy_ok & latency_ok)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, dict[str, float | None]]:
         return {
             "energy_j": dict(zip(self.categories, self.energy_j)),
             "latency_s": dict(zip(self.categories, self.latency_s)),
@@ -265,14 +302,14 @@ class Problem:
 
     instance: Instance
     budgets: Budgets
-    objective: object  # moe2_cli.objective.Objective; not imported to keep this module leaf
+    objective: Objective
 
-    def usage(self, masks) -> Usage:
+    def usage(self, masks: npt.ArrayLike) -> Usage:
         return self.instance.usage(masks)
 
-    def feasible(self, masks) -> np.ndarray:
+    def feasible(self, masks: npt.ArrayLike) -> np.ndarray:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
         return self.budgets.feasible(self.instance.usage(masks))
 
-    def value(self, masks) -> np.ndarray:
+    def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)

@@ -8,6 +8,7 @@ from pathlib import Path
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.ensemble import MonotoneEnvelope
 from moe2_cli.gating.pipeline import build_objective
+from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
@@ -47,14 +48,15 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
-    objective = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
-    notes = ()
+    gated = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
+    objective: Objective = gated
+    notes: tuple[str, ...] = ()
     if envelope is None:
         envelope = instance.n_experts <= ENVELOPE_LIMIT
     if envelope:
         if instance.n_experts > ENVELOPE_LIMIT:
             raise UsageError(f"--envelope needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})")
-        objective = MonotoneEnvelope(objective)
+        objective = MonotoneEnvelope(gated)
         notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)

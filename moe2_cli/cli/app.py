@@ -11,6 +11,7 @@ from moe2_cli.cli.common import settings
 from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
 from moe2_cli.cli.inspect import show, validate
+from moe2_cli.cli.measure import measure_command
 from moe2_cli.cli.route import route
 from moe2_cli.cli.select import compare, select
 from moe2_cli.cli.serve import serve
@@ -50,6 +51,7 @@ app.command()(compare)
 app.command()(show)
 app.command()(validate)
 app.command()(synth)
+app.command(name="measure")(measure_command)
 app.command()(route)
 app.command()(serve)
 app.add_typer(gating_app, name="gating")

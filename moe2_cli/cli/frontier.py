@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from moe2_cli import api
 from moe2_cli.cli.common import (
     FormatOpt,
     OutputFormat,
@@ -17,7 +18,6 @@ from moe2_cli.cli.common import (
 )
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.cli.report import result_payload
 from moe2_cli.cli.select import (
     BudgetOpt,
     EnvelopeOpt,
@@ -28,22 +28,18 @@ from moe2_cli.cli.select import (
     TopKOpt,
 )
 from moe2_cli.errors import UsageError
-from moe2_cli.frontier import (
-    exact_energy_frontier,
-    exact_tradeoff_front,
-    parse_sweep,
-    sweep_budgets,
-)
+from moe2_cli.fileio import check_writable
+from moe2_cli.pareto import FrontierPoint
 from moe2_cli.problem import Problem
-from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, get_solver
+from moe2_cli.report import result_payload
+from moe2_cli.session import Session, open_session
+from moe2_cli.solvers import SOLVERS, Limits
 
 FRONTIER_SCHEMA = "moe2.frontier/1"
-BASELINES = ("greedy", "best-single", "random")
 _BAR_WIDTH = 40
 
 
-def _point_payload(point, session, timing: bool) -> dict:
+def _point_payload(point: FrontierPoint, session: Session, timing: bool) -> dict:
     problem = Problem(instance=session.problem.instance, budgets=point.budgets, objective=session.problem.objective)
     payload = result_payload(point.result, problem, scenario=session.scenario.name,
                              seed=session.seed, metric=session.metric, timing=timing, notes=session.notes)
@@ -86,7 +82,7 @@ def frontier(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png or .svg); needs "
                                                                 "matplotlib (pip install 'moe2[plot]').")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also solve every point with the baselines "
-                                                            f"({', '.join(BASELINES)}) and plot them.")] = False,
+                                                            f"({', '.join(api.BASELINES)}) and plot them.")] = False,
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
     envelope: EnvelopeOpt = None,
@@ -95,53 +91,29 @@ def frontier(
 
     Example: moe2 frontier --sweep energy=50:400:10 --budget latency=8 --format csv
     """
-    if sum((bool(sweep), exact, exact_3d)) != 1:
-        raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
-                         "or --exact-3d")
-    if sweep and len(sweep) > 2:
-        raise UsageError(f"--sweep takes at most two dimensions (got {len(sweep)})")
+    api.check_frontier_kind(sweep or [], exact, exact_3d)
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot must end in .png or .svg (got {plot.name!r})")
+    if plot is not None:
+        check_writable(plot, "--plot")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
-    engine, limits = get_solver(solver, seed=seed), Limits(time_s=time_limit)
-    points = exact_tradeoff_front(session.problem) if exact_3d else _solve_points(session, engine, limits, sweep,
-                                                                                        exact)
+    limits = Limits(time_s=time_limit)
+    with progress_bar("exact frontier" if exact else "frontier", total=None) as progress:
+        points = api.trace_frontier(session, solver, sweeps=sweep or [], exact=exact, exact_3d=exact_3d,
+                                    limits=limits, progress=progress)
     payloads = [_point_payload(p, session, timing) for p in points]
-    baselines = _baselines(session, sweep, exact or exact_3d, limits, seed) if compare else {}
+    baselines = {}
+    if compare:
+        with progress_bar("baselines", total=None) as progress:
+            traced = api.baseline_frontiers(session, [] if exact or exact_3d else sweep or [], limits,
+                                            progress=progress)
+        baselines = {name: [_point_payload(p, session, False) for p in pts] for name, pts in traced.items()}
     if plot is not None:
         from moe2_cli.cli.plotting import plot_frontier
 
         plot_frontier(plot, payloads, baselines, session)
     _render(format, payloads, session)
-
-
-def _solve_points(session, engine, limits, sweep_specs, exact):
-    cats = session.problem.instance.categories
-    if exact:
-        with progress_bar("exact frontier", total=None) as advance:
-            return exact_energy_frontier(session.problem, engine, limits, advance)
-    sweeps = [parse_sweep(s, cats) for s in sweep_specs]
-    total = 1
-    for s in sweeps:
-        total *= len(s.values)
-    with progress_bar("frontier", total=total) as advance:
-        return sweep_budgets(session.problem, engine, sweeps, limits, advance)
-
-
-def _baselines(session, sweep_specs, exact, limits, seed) -> dict[str, list[dict]]:
-    if exact or not sweep_specs:
-        sweep_specs = [f"energy={_energy_range(session)}"]
-    out = {}
-    for name in BASELINES:
-        points = _solve_points(session, get_solver(name, seed=seed), limits, sweep_specs, False)
-        out[name] = [_point_payload(p, session, False) for p in points]
-    return out
-
-
-def _energy_range(session) -> str:
-    top = float(session.problem.instance.energy_j.max()) * session.problem.instance.top_k
-    return f"{top / 40:.6g}:{top:.6g}:{top / 40:.6g}"
 
 
 def _render(format: OutputFormat, payloads: list[dict], session) -> None:

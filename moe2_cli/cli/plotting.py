@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
+from moe2_cli.fileio import atomic_output
 
 _MARKERS = {"greedy": "s", "best-single": "^", "random": "x"}
 
@@ -52,6 +53,7 @@ def plot_frontier(path: Path, points: list[dict], baselines: dict[str, list[dict
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None} if path.suffix.lower() == ".png" else {"Date": None})
+    suffix = path.suffix.lower()
+    with atomic_output(path, "wb") as stream:
+        fig.savefig(stream, format=suffix[1:], metadata={"Software": None} if suffix == ".png" else {"Date": None})
     plt.close(fig)

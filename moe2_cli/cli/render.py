@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 FORMATS = ("table", "json", "csv")
@@ -30,7 +30,7 @@ class Column:
     key: str
     header: str
     fmt: Callable[[Any], str] | None = None
-    justify: str = "right"
+    justify: JustifyMethod = "right"
     no_wrap: bool = False
 
 

@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors
+from moe2_cli import api
+from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors, solver_status
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.cli.report import explain_experts, result_payload
 from moe2_cli.errors import EXIT_UNMET
+from moe2_cli.report import explain_experts, result_payload
 from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
+from moe2_cli.solvers import SOLVERS, Limits, Status
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -36,6 +37,9 @@ TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wa
 EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
                                      "selections). Default: on up to 20 experts.", show_default=False)]
+# The run-level fields every per-expert CSV row repeats, so one row stands on its own.
+_CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
+_EXPERT_KEYS = ("id", "selected", "f_alone", "why")
 
 
 def _fmt_pct(x):
@@ -86,30 +90,32 @@ def select(
     """
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
-    engine = get_solver(solver, seed=seed)
-    result = engine.solve(session.problem, Limits(time_s=time_limit))
+    with solver_status(f"solving with {solver}") as progress:
+        result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
-    if result.status is Status.INFEASIBLE:
-        _render_select(format, payload, [])
+    feasible = result.status is not Status.INFEASIBLE
+    payload["experts"] = explain_experts(session.problem, result.mask) if feasible else []
+    _render_select(format, payload)
+    if not feasible:
         print("moe2: no selection meets the budgets (no single expert fits)", file=sys.stderr)
         raise typer.Exit(EXIT_UNMET)
-    _render_select(format, payload, explain_experts(session.problem, result.mask))
     if min_accuracy is not None and (payload["objective"] or 0.0) < min_accuracy:
         print(f"moe2: F = {payload['objective']:.4f} is below --min-accuracy {min_accuracy}", file=sys.stderr)
         raise typer.Exit(EXIT_UNMET)
 
 
-def _render_select(format: OutputFormat, payload: dict, experts: list[dict]) -> None:
+def _render_select(format: OutputFormat, payload: dict) -> None:
+    """One record per expert: the table's rows, the CSV's rows (with the run's fields), and
+    ``experts`` in the JSON."""
+    rows = [{**{k: payload[k] for k in _CSV_RUN_KEYS}, **expert} for expert in payload["experts"]]
     if format is OutputFormat.csv:
-        rows = [{**payload, "selection": payload["selection"]}]
-        keys = ("scenario", "solver", "status", "objective", "selection", "binding", "evaluations", "wall_s")
-        emit("csv", payload=payload, rows=rows, columns=[Column(k, k) for k in keys])
+        emit("csv", payload=payload, rows=rows, columns=[Column(k, k) for k in _CSV_RUN_KEYS + _EXPERT_KEYS])
         return
-    columns = [Column("expert", "expert", justify="left"), Column("selected", "selected", lambda v: "yes" if v else ""),
-               Column("standalone", "F alone", lambda v: f"{100 * v:.2f}%"),
-               Column("reason", "why", justify="left")]
-    emit(format.value, payload=payload, rows=experts, columns=columns,
+    columns = [Column("id", "expert", justify="left"), Column("selected", "selected", lambda v: "yes" if v else ""),
+               Column("f_alone", "F alone", lambda v: f"{100 * v:.2f}%"),
+               Column("why", "why", justify="left")]
+    emit(format.value, payload=payload, rows=rows, columns=columns,
          title=f"{payload['scenario']}: selection of {len(payload['selection'])} experts",
          extra=[Panel(_summary(payload), title="result", expand=False)])
 
@@ -133,11 +139,10 @@ def compare(
     """
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
-    payloads = []
-    for name in SOLVERS:
-        result = get_solver(name, seed=seed).solve(session.problem, Limits(time_s=time_limit))
-        payloads.append(result_payload(result, session.problem, scenario=session.scenario.name, seed=seed,
-                                       metric=metric, timing=timing, notes=session.notes))
+    with solver_status("solving with every solver") as progress:
+        results = api.compare(session, Limits(time_s=time_limit), progress=progress)
+    payloads = [result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
+                               timing=timing, notes=session.notes) for result in results]
     best = max((p["objective"] for p in payloads if p["objective"] is not None), default=None)
     for p in payloads:
         p["gap_to_best"] = None if best is None or p["objective"] is None else best - p["objective"]

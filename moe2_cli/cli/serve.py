@@ -13,13 +13,7 @@ from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.route import SelectionOpt
 from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve.aggregate import AGGREGATES
-from moe2_cli.serve.app import MIB
-from moe2_cli.serve.plan import choose, with_gate
-from moe2_cli.serve.proxy import Proxy
-from moe2_cli.serve.server import bind
-from moe2_cli.serve.server import serve as run_server
-from moe2_cli.serve.upstream import targets_for
+from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
 
 
 def _api_key(name: str | None) -> str | None:
@@ -45,7 +39,7 @@ def serve(
         "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
                               "being this environment variable's value.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body in bytes (413 above).")]
-    = MIB,
+    = DEFAULT_MAX_BODY,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
@@ -58,6 +52,13 @@ def serve(
 
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
+    # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.serve.plan import choose, with_gate
+    from moe2_cli.serve.proxy import Proxy
+    from moe2_cli.serve.server import bind
+    from moe2_cli.serve.server import serve as run_server
+    from moe2_cli.serve.upstream import targets_for
+
     if aggregate not in AGGREGATES:
         raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)} (got {aggregate!r})")
     if timeout is not None and not timeout > 0:

@@ -21,15 +21,13 @@ from moe2_cli.cli.common import (
 )
 from moe2_cli.cli.render import Column, emit, stderr_console, to_table
 from moe2_cli.errors import Diagnostic, InputError, UsageError
+from moe2_cli.fileio import atomic_output, check_writable, write_atomic
+from moe2_cli.rng import stream
 from moe2_cli.stats.em import fit_em, initial_params
 from moe2_cli.stats.losses import (
     align_translation,
-    d1,
-    d2,
-    expected_distances,
-    kbar,
+    fit_losses,
     rbar,
-    voronoi_cells,
 )
 from moe2_cli.stats.model import to_reference
 from moe2_cli.stats.params_file import dump_truth, load_truth, truth_to_dict
@@ -37,11 +35,9 @@ from moe2_cli.stats.plot import check_plot_path, plot_rates
 from moe2_cli.stats.presets import PRESETS, Truth, preset
 from moe2_cli.stats.rates import (
     DEFAULT_TOL,
-    RatesConfig,
-    default_sizes,
     estimate_seconds,
     fit_model,
-    log_grid,
+    rates_config,
     run_rates,
     seconds_per_sample_iteration,
 )
@@ -49,7 +45,7 @@ from moe2_cli.stats.samples import (
     format_for,
     load_samples,
     parse_samples,
-    samples_to_text,
+    sample_chunks,
 )
 
 app = typer.Typer(
@@ -62,7 +58,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]  # members from PRESETS
 
 
 class Spec(str, Enum):
@@ -145,28 +141,24 @@ def simulate(
 
     Example: moe2 stats simulate --preset ident-k3K2 -n 2000 --seed 1 --out samples.csv
     """
+    if out is not None:
+        check_writable(out, "--out")
     truth = _truth(preset_name, params)
-    X, Y = truth.sample(np.random.default_rng(seed), n)
+    X, Y = truth.sample(stream(seed, "stats-sample"), n)
     if out is None and fmt is not OutputFormat.table:
-        sys.stdout.write(samples_to_text(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
+        sys.stdout.writelines(sample_chunks(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
         return
     if out is None:
         rows = [{**{f"x{j + 1}": float(x[j]) for j in range(X.shape[1])}, "y": float(y)} for x, y in zip(X, Y)]
         columns = [Column(f"x{j + 1}", f"x{j + 1}") for j in range(X.shape[1])] + [Column("y", "y")]
         emit(fmt.value, payload=rows, rows=rows, columns=columns, title=f"{n} samples from {truth.name}")
         return
-    _write(out, samples_to_text(X, Y, format_for(out)))
+    with atomic_output(out) as target:
+        target.writelines(sample_chunks(X, Y, format_for(out)))
     summary = {"model": truth.name, "n": n, "dim": X.shape[1], "seed": seed, "out": str(out),
                "format": format_for(out), "y_mean": float(np.mean(Y)), "y_sd": float(np.std(Y))}
     columns = [Column(key, key) for key in summary]
     emit(fmt.value, payload=summary, rows=[summary], columns=columns, title="samples written")
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot write: {err.strerror or err}"))
 
 
 def _read_samples(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,16 +199,18 @@ def fit(
 
     Example: moe2 stats fit samples.csv --preset ident-k3K2 --spec over --out fitted.yaml
     """
+    if out is not None:
+        check_writable(out, "--out")
     truth = _truth(preset_name, params, split)
     truth = replace(truth, params=to_reference(truth.params))
     X, Y = _read_samples(samples, truth.params.dim)
-    start = initial_params(fit_model(truth, spec.value), init.value, np.random.default_rng(seed), noise=noise, Y=Y)
-    with progress_bar("EM iterations", max_iter) as advance:
+    start = initial_params(fit_model(truth, spec.value), init.value, stream(seed, "em-start"), noise=noise, Y=Y)
+    with progress_bar("EM iterations", max_iter) as progress:
         result = fit_em(X, Y, start, max_iter=max_iter, tol=DEFAULT_TOL[spec.value] if tol is None else tol,
-                        on_iteration=lambda i, loglik: advance(1))
+                        progress=progress)
     fitted = replace(truth, name=f"{truth.name}-fit", params=result.params)
     if out is not None:
-        _write(out, dump_truth(fitted))
+        write_atomic(out, dump_truth(fitted))
     _emit_fit(truth.name, fitted, spec, init, result, truth.params.loglik(X, Y), fmt, trace)
 
 
@@ -262,11 +256,7 @@ def loss(
     estimate = load_truth(fitted).params
     if align:
         estimate = align_translation(estimate, truth.params)
-    cells = voronoi_cells(estimate, truth.params)
-    distances = expected_distances(estimate, truth.params, truth.x)
-    values = {"d1": d1(estimate, truth.params), "d2": d2(estimate, truth.params),
-              "hellinger": distances.hellinger, "tv": distances.tv,
-              "kbar": kbar([len(c) for c in cells], truth.params.top_k), "fitted_top_k": estimate.top_k}
+    values, cells = fit_losses(estimate, truth.params, truth.x)
     cell_rows = [{"quantity": f"A_{j + 1}", "value": [i + 1 for i in cell],
                   "meaning": f"fitted atoms in the cell of true expert {j + 1}{_rbar_note(len(cell))}"}
                  for j, cell in enumerate(cells)]
@@ -291,15 +281,6 @@ def _metric_headers(split: int) -> dict[str, str]:
     return {"hellinger": "E_X Hellinger", "tv": "E_X TV", "d1": "D1", "d2": "D2",
             "beta1_split": f"max‖Δβ1‖ in {cell}", "a_split": f"max‖Δa‖ in {cell}",
             "beta1_rest": "max‖Δβ1‖ other cells"}
-
-
-def _rates_config(spec: Spec, n_min, n_max, points, reps, **settings) -> RatesConfig:
-    default = default_sizes(spec.value)
-    n_min, n_max = n_min or default[0], n_max or default[-1]
-    if n_min > n_max:
-        raise UsageError(f"--n-min ({n_min}) must not exceed --n-max ({n_max})")
-    sizes = log_grid(n_min, n_max, points or len(default))
-    return RatesConfig(spec=spec.value, sizes=sizes, reps=reps, **settings)
 
 
 @app.command()
@@ -342,14 +323,14 @@ def rates(
     truth = _truth(preset_name, params, split)
     if plot is not None:
         check_plot_path(plot)
-    config = _rates_config(spec, n_min, n_max, points, reps, seed=seed, max_iter=max_iter, tol=tol,
+    config = rates_config(spec.value, n_min, n_max, points, reps, seed=seed, max_iter=max_iter, tol=tol,
                            init_noise=noise, n_boot=boot)
-    fits = len(config.sizes) * config.reps
+    fits = len(config.sizes) * config.n_reps
     seconds = estimate_seconds(config, seconds_per_sample_iteration(truth, config.spec))
     stderr_console().print(f"moe2 stats rates: {fits} fits, n = {config.sizes[0]}..{config.sizes[-1]}; "
                            f"estimated {_duration(seconds)} on this machine", highlight=False)
-    with progress_bar("fitting", fits) as advance:
-        result = run_rates(truth, config, progress=advance)
+    with progress_bar("fitting", fits) as progress:
+        result = run_rates(truth, config, progress=progress)
     if plot is not None:
         plot_rates(result, plot)
     _emit_rates(result, fmt, truth.split)
@@ -383,10 +364,10 @@ def _emit_rates(result, fmt: OutputFormat, split: int) -> None:
                                     Column("ci_low", "95% low", _signed), Column("ci_high", "95% high", _signed),
                                     Column("theory", "theory", _signed)],
                            title="log-log slopes of the per-n medians (OLS; bootstrap over replicates)")
-    payload = {"model": result.truth_name, "spec": config.spec, "sizes": list(config.sizes), "reps": config.reps,
-               "seed": config.seed, "max_iter": config.max_iter, "tol": config.tol, "noise": config.init_noise,
+    payload = {"model": result.truth_name, "spec": config.spec, "sizes": list(config.sizes), "reps": config.n_reps,
+               "seed": config.seed, "max_iter": config.max_iter, "tol": config.tolerance, "noise": config.init_noise,
                "medians": rows, "slopes": slopes,
                "replicates": [{"n": r.n, "rep": r.rep, **r.metrics, "iterations": r.iterations, "status": r.status,
                                "loglik_gap": r.loglik_gap, "flagged": r.flagged} for r in result.replicates]}
-    title = f"{result.truth_name}, {config.spec}-specified: medians over {config.reps} replicates"
+    title = f"{result.truth_name}, {config.spec}-specified: medians over {config.n_reps} replicates"
     emit(fmt.value, payload=payload, rows=rows, columns=columns, title=title, extra=[slope_table])

@@ -10,6 +10,7 @@ import typer
 from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
+from moe2_cli.fileio import check_writable
 from moe2_cli.gating.ensemble import share_weights
 from moe2_cli.outcomes import synthesize_for, write_outcomes
 from moe2_cli.outcomes.synth import profile_accuracy
@@ -22,7 +23,7 @@ def synth(
     queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Number of queries to generate.")] = 5000,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: JSONL, or CSV when it ends in .csv "
-                                                            "(add .gz to compress).")] = ...,
+                                                            "(add .gz to compress).")] = ...,  # type: ignore[assignment]  # typer: required
     format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Generate per-query outcomes from the profile accuracies (the model is in docs/outcomes.md)
@@ -30,6 +31,7 @@ def synth(
 
     Example: moe2 synth --queries 5000 --seed 1 --out outcomes.jsonl
     """
+    check_writable(out, "--out")
     loaded = load_scenario(scenario)
     table = synthesize_for(loaded.instance, queries, seed)
     write_outcomes(table, out)

@@ -357,7 +357,7 @@ def _summary(drops: np.ndarray, tolerance: float, *, exhaustive: bool, envelope_
 class MonotoneEnvelope(Objective):
     """F-hat(S) = max over S' in S of F(S'): monotone by construction. Feasible selections form a
     down-set (dropping experts never breaks a budget), so F-hat and F have the same feasible
-    maximum, reached by :meth:`best_subset` of F-hat's maximiser. Needs every mask (N <= 26)."""
+    maximum, reached by :meth:`deployable` of F-hat's maximiser. Needs every mask (N <= 26)."""
 
     monotone = True  # by construction: solvers need not check their proofs against it
     name = "gated-ensemble-envelope"
@@ -378,9 +378,9 @@ class MonotoneEnvelope(Objective):
     def _compute(self, masks: np.ndarray) -> np.ndarray:
         return self._values[masks]
 
-    def best_subset(self, mask: int) -> int:
-        """A subset of ``mask`` whose F equals F-hat(mask)."""
+    def deployable(self, mask: int) -> int:
+        """A subset of ``mask`` whose F equals F-hat(mask); it fits whenever ``mask`` does."""
         return int(self._argmax[mask])
 
     def references(self, mask: int) -> dict[str, float]:
-        return self.inner.references(self.best_subset(mask))
+        return self.inner.references(self.deployable(mask))

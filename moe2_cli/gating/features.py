@@ -9,11 +9,15 @@ IDF weights and the numeric mean and scale, fitted on training queries) is saved
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from moe2_cli.outcomes import Outcomes
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 DEFAULT_TEXT_DIM = 2**14
 
@@ -50,6 +54,10 @@ class QueryFeaturizer:
     """Estimator: ``fit`` on training outcomes learns ``idf_``, ``mean_`` and ``scale_``;
     ``transform`` maps any outcomes with the same categories to a CSR matrix (Q, spec.dim)."""
 
+    idf_: np.ndarray | None
+    mean_: np.ndarray | None
+    scale_: np.ndarray | None
+
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
 
@@ -69,28 +77,31 @@ class QueryFeaturizer:
             counts = self._hasher().transform(outcomes.texts)
             self.idf_ = TfidfTransformer(sublinear_tf=True).fit(counts).idf_ if self.spec.tfidf else None
         if self.spec.numeric_dim:
-            self.mean_ = outcomes.features.mean(axis=0)
-            std = outcomes.features.std(axis=0)
+            features = _present(outcomes.features)
+            self.mean_ = features.mean(axis=0)
+            std = features.std(axis=0)
             self.scale_ = np.where(std > 0, std, 1.0)
         return self
 
     def transform(self, outcomes: Outcomes) -> sp.csr_matrix:
         self._check(outcomes)
+        sp = _sparse()
         parts = []
         if self.spec.text_dim:
             parts.append(self._text(outcomes.texts))
         if self.spec.numeric_dim:
-            parts.append(sp.csr_matrix((outcomes.features - self.mean_) / self.scale_))
+            parts.append(sp.csr_matrix((_present(outcomes.features) - _present(self.mean_)) / _present(self.scale_)))
         rows = np.arange(outcomes.n_queries)
         parts.append(sp.csr_matrix((np.ones(rows.size), (rows, outcomes.category)),
                                    shape=(rows.size, len(self.spec.categories))))
         return sp.hstack(parts, format="csr", dtype=np.float64)
 
     def _text(self, texts) -> sp.csr_matrix:
+        sp = _sparse()
         counts = sp.csr_matrix(self._hasher().transform(texts))
         if self.spec.tfidf:
             # The same weighting as TfidfTransformer(sublinear_tf=True), applied with the saved IDF.
-            counts.data = (np.log(counts.data) + 1.0) * self.idf_[counts.indices]
+            counts.data = (np.log(counts.data) + 1.0) * _present(self.idf_)[counts.indices]
         norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
         return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ counts)
 
@@ -104,11 +115,11 @@ class QueryFeaturizer:
 
     def state(self) -> dict[str, np.ndarray]:
         """The learned arrays, for saving."""
-        out = {}
+        out: dict[str, np.ndarray] = {}
         if self.spec.text_dim and self.spec.tfidf:
-            out["idf"] = self.idf_
+            out["idf"] = _present(self.idf_)
         if self.spec.numeric_dim:
-            out["numeric_mean"], out["numeric_scale"] = self.mean_, self.scale_
+            out["numeric_mean"], out["numeric_scale"] = _present(self.mean_), _present(self.scale_)
         return out
 
     @classmethod
@@ -118,3 +129,18 @@ class QueryFeaturizer:
         featurizer.mean_ = arrays.get("numeric_mean")
         featurizer.scale_ = arrays.get("numeric_scale")
         return featurizer
+
+
+def _present(array: np.ndarray | None) -> np.ndarray:
+    """An array the spec's enabled parts guarantee (``_check`` and ``fit`` see to it)."""
+    if array is None:
+        raise ValueError("the feature spec needs an array the outcomes or the fitted state lack")
+    return array
+
+
+def _sparse() -> ModuleType:
+    # Imported on first use, like scikit-learn above: commands that never build gate inputs
+    # (help, show, validate) start without it.
+    import scipy.sparse
+
+    return scipy.sparse

@@ -26,20 +26,25 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import atomic_output
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
-from moe2_cli.gating.topk import topk_mask, topk_softmax
+from moe2_cli.gating.topk import softmax, topk_mask, topk_softmax
 from moe2_cli.problem import masks_to_bool
+from moe2_cli.progress import ProgressCallback, ProgressEvent
+from moe2_cli.rng import stream
 
 FILE_FORMAT = "moe2-gate"
 FILE_VERSION = 1
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
+MAX_GATE_BYTES = 1 << 30  # unpacked; a small hostile archive may claim gigabytes
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same weights give the same bytes
 SHARPEN_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
@@ -62,10 +67,7 @@ def floored(scores: np.ndarray, floor: float) -> np.ndarray:
 def mixture_loss(logits: np.ndarray, p: np.ndarray, selected: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean of ``-log sum_{n in selected} w_n p_n`` with w the softmax over ``selected``, and its
     gradient in the logits: ``(w - r) / Q`` with r the posterior responsibilities."""
-    z = np.where(selected, logits, -np.inf)
-    z = z - z.max(axis=1, keepdims=True)
-    w = np.exp(z)
-    w /= w.sum(axis=1, keepdims=True)
+    w = softmax(np.where(selected, logits, -np.inf), axis=1)
     joint = w * p
     mix = joint.sum(axis=1, keepdims=True)
     return float(-np.log(mix).mean()), (w - joint / mix) / len(p)
@@ -166,14 +168,16 @@ class TopKGate:
         grads["b1"] = inner.sum(axis=0)
         return grads
 
-    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None) -> TopKGate:
+    def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None, *,
+            progress: ProgressCallback | None = None) -> TopKGate:
         """Minimise the ensemble cross-entropy on (X, scores); keep the weights with the lowest
         validation loss and stop after ``patience`` iterations without improvement. Without a
-        validation split, the training loss decides."""
+        validation split, the training loss decides. ``progress`` gets a ``training`` event per
+        iteration, with the validation loss in its values."""
         p = floored(np.asarray(scores, dtype=float), self.floor)
         p_val = p if scores_val is None else floored(np.asarray(scores_val, dtype=float), self.floor)
         X_val = X if X_val is None else X_val
-        rng = np.random.default_rng(self.seed)
+        rng = stream(self.seed, "gate-init")
         params = self._init(X.shape[1], p, rng)
         moments = {n: (np.zeros_like(v), np.zeros_like(v)) for n, v in params.items()}
         best = (np.inf, 0, params, np.inf)
@@ -181,6 +185,8 @@ class TopKGate:
             train_loss, grads = self._loss(params, X, p, self._dropout(rng, p.shape), with_grad=True)
             params = self._adam_step(params, grads, moments, it)
             val_loss = self._loss(params, X_val, p_val)[0]
+            if progress is not None:
+                progress(ProgressEvent("training", it, self.max_iter, {"validation_loss": val_loss}))
             if val_loss < best[0] - 1e-9:
                 best = (val_loss, it, params, train_loss)
             elif it - best[1] >= self.patience:
@@ -242,7 +248,7 @@ def save_gate(path: str | Path, saved: SavedGate) -> None:
             "training": vars(gate.history_)}
     arrays = {f"gate_{n}": v for n, v in gate._learned().items()}
     arrays.update({f"features_{n}": v for n, v in saved.featurizer.state().items()})
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_output(path, "wb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(zipfile.ZipInfo("meta.json", _ZIP_TIME), json.dumps(meta, indent=1, sort_keys=True))
         for name, value in sorted(arrays.items()):
             buffer = io.BytesIO()
@@ -253,23 +259,84 @@ def save_gate(path: str | Path, saved: SavedGate) -> None:
 
 
 def load_gate(path: str | Path) -> SavedGate:
-    """Read a file written by :func:`save_gate`; anything else is an InputError."""
+    """Read a file written by :func:`save_gate`; anything else, corrupt or hostile, is an
+    InputError naming the file (arrays are never unpickled, and their size is bounded)."""
     shown = str(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read("meta.json"))
-            arrays = {name[:-4]: np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False)
-                      for name in archive.namelist() if name.endswith(".npy")}
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
-        raise InputError(Diagnostic(shown, None, None, f"not a moe2 gate file ({err})"))
-    if meta.get("format") != FILE_FORMAT or meta.get("version") != FILE_VERSION:
-        raise InputError(Diagnostic(shown, None, None, f"not a {FILE_FORMAT} v{FILE_VERSION} file"))
+        meta, arrays = _read_archive(path)
+        return _saved_gate(meta, arrays)
+    except _GateFileError as err:
+        raise InputError(Diagnostic(shown, None, None, f"not a usable moe2 gate file: {err}")) from None
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, TypeError,
+            RecursionError, NotImplementedError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise InputError(Diagnostic(shown, None, None, f"not a moe2 gate file ({reason})")) from None
+
+
+class _GateFileError(Exception):
+    """A gate file that reads but does not hold a consistent gate."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise _GateFileError(message)
+
+
+def _read_archive(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        _require(sum(i.file_size for i in infos) <= MAX_GATE_BYTES, f"it unpacks to more than {MAX_GATE_BYTES} bytes")
+        meta = json.loads(archive.read("meta.json"))
+        arrays = {name[:-4]: np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False)
+                  for name in archive.namelist() if name.endswith(".npy")}
+    _require(isinstance(meta, dict), "meta.json is not an object")
+    _require(meta.get("format") == FILE_FORMAT and meta.get("version") == FILE_VERSION,
+             f"meta.json does not say format {FILE_FORMAT} version {FILE_VERSION}")
+    return meta, arrays
+
+
+def _strings(value, what: str) -> tuple[str, ...]:
+    _require(isinstance(value, list) and all(isinstance(v, str) for v in value), f"{what} is not a list of names")
+    return tuple(value)
+
+
+def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
+    columns, experts = _strings(meta.get("columns"), "columns"), _strings(meta.get("experts"), "experts")
+    hosts = meta.get("expert_columns")
+    _require(isinstance(hosts, list) and len(hosts) == len(experts) and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(columns) for c in hosts),
+        "expert_columns does not index the columns once per expert")
+    for part in ("gate", "features", "training"):
+        _require(isinstance(meta.get(part), dict), f"meta.json has no {part} object")
     gate = TopKGate(**meta["gate"])
+    spec = FeatureSpec.from_dict(meta["features"])
+    _require(isinstance(gate.k, int) and 1 <= gate.k <= max(len(columns), 1), "k is not between 1 and the columns")
+    _require(isinstance(gate.hidden, int) and 0 <= gate.hidden, "hidden is not a non-negative integer")
+    for name, value in arrays.items():
+        _require(value.dtype.kind == "f" and bool(np.all(np.isfinite(value))), f"{name} is not finite floats")
+    _check_shapes(arrays, spec, gate.hidden, len(columns))
     for name, value in arrays.items():
         if name.startswith("gate_"):
             setattr(gate, name[len("gate_"):] + "_", value)
     gate.history_ = FitHistory(**meta["training"])
     state = {n[len("features_"):]: v for n, v in arrays.items() if n.startswith("features_")}
-    featurizer = QueryFeaturizer.from_state(FeatureSpec.from_dict(meta["features"]), state)
-    return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(meta["columns"]), experts=tuple(meta["experts"]),
-                     expert_columns=tuple(meta["expert_columns"]))
+    featurizer = QueryFeaturizer.from_state(spec, state)
+    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))  # type: ignore[arg-type]
+
+
+def _check_shapes(arrays: dict[str, np.ndarray], spec: FeatureSpec, hidden: int, n: int) -> None:
+    """Every array the gate and featuriser use, with the shape the spec and the columns imply."""
+    _require(all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (spec.text_dim, spec.numeric_dim)),
+             "the feature sizes are not non-negative integers")
+    wanted = {"gate_W": ((hidden or spec.dim), n), "gate_b": (n,)}
+    if hidden:
+        wanted.update(gate_W1=(spec.dim, hidden), gate_b1=(hidden,))
+    if spec.text_dim and spec.tfidf:
+        wanted["features_idf"] = (spec.text_dim,)
+    if spec.numeric_dim:
+        wanted.update(features_numeric_mean=(spec.numeric_dim,), features_numeric_scale=(spec.numeric_dim,))
+    for name, shape in wanted.items():
+        _require(name in arrays and arrays[name].shape == shape,
+                 f"{name} has shape {arrays[name].shape if name in arrays else 'none'}, not {shape}")
+    if spec.numeric_dim:
+        _require(bool(np.all(arrays["features_numeric_scale"] > 0)), "features_numeric_scale is not positive")

@@ -23,11 +23,12 @@ from moe2_cli.outcomes import (
     synthesize_for,
 )
 from moe2_cli.problem import Instance
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.rng import stream
 
 # Sized so the default scenario builds F in a fraction of a second: 1,000 held-out queries.
 DEFAULT_QUERIES = 3000
 SPLIT_FRACTIONS = (0.5, 1 / 6, 1 / 3)  # train, validation, held out
-_SPLIT_STREAM = 1  # the split draws from (seed, 1), apart from the synthetic table's stream
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> S
         raise InputError(Diagnostic(outcomes.source, None, None,
                                     f"need at least 3 distinct questions to split (got {len(distinct)})"))
     group = np.array([distinct[k] for k in keys])
-    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(len(distinct))
+    order = stream(seed, "split").permutation(len(distinct))
     cuts = np.rint(np.cumsum(fractions)[:-1] * len(distinct)).astype(int)
     cuts = np.clip(cuts, 1, len(distinct) - 1)
     cuts[1] = max(cuts[1], cuts[0] + 1)
@@ -92,7 +93,7 @@ def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> S
 
 
 def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden: int = 0,
-             columns=None, **gate_options) -> SavedGate:
+             columns=None, progress: ProgressCallback | None = None, **gate_options) -> SavedGate:
     """Train the gate on the split's train part (early stopping on its validation part), over
     all columns (LLMs) or only ``columns`` (indices, for a gate retrained on a subset)."""
     columns = np.arange(len(outcomes.columns)) if columns is None else np.asarray(columns)
@@ -100,7 +101,7 @@ def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden:
     featurizer = QueryFeaturizer(FeatureSpec.for_outcomes(outcomes)).fit(train)
     gate = TopKGate(k=k, hidden=hidden, seed=seed, **gate_options).fit(
         featurizer.transform(train), train.scores[:, columns],
-        featurizer.transform(validation), validation.scores[:, columns])
+        featurizer.transform(validation), validation.scores[:, columns], progress=progress)
     return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(outcomes.columns[i] for i in columns))
 
 
@@ -115,14 +116,16 @@ def held_out_objective(instance: Instance, outcomes: Outcomes, split: Split, sav
 
 
 def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
-                 metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0) -> GateSystem:
+                 metric: str = "accuracy", queries: int = DEFAULT_QUERIES, hidden: int = 0,
+                 progress: ProgressCallback | None = None) -> GateSystem:
     """Outcomes, split, gate trained on every expert, and F on the held-out queries."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)
     split = split_queries(outcomes, seed)
     # Sharper weights raise expected accuracy but cost likelihood, so only for that metric.
-    saved = fit_gate(outcomes, split, instance.top_k, seed=seed, hidden=hidden, sharpen=metric == "accuracy")
+    saved = fit_gate(outcomes, split, instance.top_k, seed=seed, hidden=hidden, sharpen=metric == "accuracy",
+                     progress=progress)
     saved = replace(saved, experts=instance.expert_ids, expert_columns=tuple(expert_columns(instance).tolist()))
     objective = held_out_objective(instance, outcomes, split, saved, metric)
     return GateSystem(instance=instance, outcomes=outcomes, split=split, saved=saved, objective=objective)
@@ -168,9 +171,9 @@ def random_subsets(system: GateSystem, count: int, rng: np.random.Generator) -> 
     return out
 
 
-def optimality_gaps(system: GateSystem, masks, advance=lambda n=1: None) -> list[SubsetGap]:
+def optimality_gaps(system: GateSystem, masks, progress: ProgressCallback | None = None) -> list[SubsetGap]:
     """For each mask: F restricted from the full-set gate, and F of a gate trained (same settings,
-    same split) on the selection's LLMs only; ``advance`` is called after each retraining."""
+    same split) on the selection's LLMs only; ``progress`` gets a ``retraining`` event after each."""
     objective = system.objective
     featurizer = system.saved.featurizer
     train, validation, held = (system.outcomes.subset(part) for part in
@@ -178,11 +181,12 @@ def optimality_gaps(system: GateSystem, masks, advance=lambda n=1: None) -> list
     x_train, x_val, x_held = (featurizer.transform(part) for part in (train, validation, held))
     settings = system.saved.gate.settings()
     out = []
+    step = step_counter("retraining", len(masks), progress)
     for mask in masks:
         columns = np.flatnonzero(objective.column_masks(np.array([mask]))[0] >> np.arange(objective.n_columns) & 1)
         gate = TopKGate(**settings).fit(x_train, train.scores[:, columns], x_val, validation.scores[:, columns])
         retrained = gate_value(gate.logits(x_held), held.scores[:, columns], objective.weights, objective.k,
                                metric=objective.metric, floor=objective.floor)
         out.append(SubsetGap(mask=int(mask), restricted=objective.value(int(mask)), retrained=retrained))
-        advance(1)
+        step()
     return out

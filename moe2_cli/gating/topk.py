@@ -35,16 +35,37 @@ def topk_mask(logits: np.ndarray, k: int, select_scores: np.ndarray | None = Non
     return mask if allowed is None else mask & allowed
 
 
+def shifted_exp(z: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(z - top)`` and ``top``, the maximum along ``axis`` (kept as a length-1 axis; 0 where
+    every entry is -inf). The one stable core of every softmax and logsumexp in moe2:
+    subtracting the maximum keeps exp() finite."""
+    top = np.max(z, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.exp(z - top), top
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``; -inf entries get weight 0."""
+    w, _ = shifted_exp(z, axis)
+    return w / w.sum(axis=axis, keepdims=True)
+
+
+def logsumexp(z: np.ndarray, axis: int) -> np.ndarray:
+    """log Σ exp(z) along ``axis``, safe for -inf entries and large values."""
+    w, top = shifted_exp(z, axis)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(top, axis=axis) + np.log(np.sum(w, axis=axis))
+
+
 def masked_log_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Log of the softmax of ``logits`` restricted to ``mask`` along the last axis; -inf outside it.
 
-    Rows with an empty mask are -inf everywhere. Subtracting the row maximum keeps exp() finite.
+    Rows with an empty mask are -inf everywhere.
     """
     z = np.where(mask, np.asarray(logits, dtype=float), -np.inf)
-    top = np.max(z, axis=-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_norm = np.log(np.sum(np.exp(z - top), axis=-1, keepdims=True))
+        w, top = shifted_exp(z)
+        log_norm = np.log(np.sum(w, axis=-1, keepdims=True))
         return np.where(mask, z - top - log_norm, -np.inf)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import exists_as
 from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter
 from moe2_cli.outcomes.lm_eval import read_lm_eval
 from moe2_cli.outcomes.native import read_csv, read_jsonl, write_outcomes
@@ -26,14 +27,14 @@ def detect_format(path: str | Path) -> str:
     """A directory is lm-eval output, ``*.csv[.gz]`` is CSV; JSON lines whose first object has
     ``task``, ``question`` and ``scores`` are LLMRouter's, any other JSON lines are moe2's."""
     path = Path(path)
-    if path.is_dir():
+    if exists_as(path, "dir"):
         return "lm-eval"
     if path.name.removesuffix(".gz").endswith(".csv"):
         return "csv"
     first = next((line for line in read_text(path).split("\n") if line.strip()), "")
     try:
         row = json.loads(first)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return "jsonl"  # the JSONL reader reports the bad line
     return "llmrouter" if isinstance(row, dict) and {"task", "question", "scores"} <= set(row) else "jsonl"
 
@@ -49,6 +50,6 @@ def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping
         return read_llmrouter(path, task_map or LLMROUTER_TASK_MAP)
     if format == "lm-eval":
         return read_lm_eval(path, task_map)
-    if not Path(path).is_file():
+    if not exists_as(path, "file"):
         raise InputError(Diagnostic(str(path), None, None, "outcomes file not found"))
     return (read_csv if format == "csv" else read_jsonl)(path, task_map)

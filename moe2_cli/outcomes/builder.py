@@ -24,6 +24,8 @@ class TableBuilder:
         self.cats: list[str] = []
         self.texts: list[str | None] = []
         self.features: list[list[float] | None] = []
+        self.tags: list[tuple[str, ...]] = []
+        self.has_tags = False
         self.scores: list[list[float]] = []
         self.seen: dict[str, int] = {}
         self.unmapped: set[str] = set()
@@ -42,7 +44,9 @@ class TableBuilder:
         return None
 
     def add(self, line: int, qid: str, category: str, scores: Mapping[str, float],
-            text: str | None = None, features: list[float] | None = None) -> None:
+            text: str | None = None, features: list[float] | None = None,
+            tags: tuple[str, ...] | None = None) -> None:
+        """One query; ``tags`` may be given on some rows only (the others have none)."""
         if qid in self.seen:
             self.problems.add(line, f"duplicate qid {qid!r} (first at line {self.seen[qid]})")
             return
@@ -70,6 +74,8 @@ class TableBuilder:
         self.cats.append(category)
         self.texts.append(text)
         self.features.append(features)
+        self.tags.append(tags or ())
+        self.has_tags = self.has_tags or tags is not None
         self.scores.append([scores[c] for c in self.columns])
 
     def build(self, source: str) -> Outcomes:
@@ -82,8 +88,8 @@ class TableBuilder:
         return Outcomes(
             qids=tuple(self.qids), categories=categories,
             category=np.array([position[c] for c in self.cats], dtype=np.int64),
-            columns=self.columns, scores=np.array(self.scores, dtype=float).reshape(len(self.qids), -1),
-            texts=tuple(self.texts) if self.has_text else None,
+            columns=self.columns, scores=np.array(self.scores, dtype=float).reshape(len(self.qids), -1),  # type: ignore[arg-type]
+            texts=tuple(self.texts) if self.has_text else None,  # type: ignore[arg-type]
             features=np.array(self.features, dtype=float) if self.feature_dim is not None else None,
-            source=source,
+            source=source, tags=tuple(self.tags) if self.has_tags else None,
         )

@@ -33,7 +33,7 @@ def read_llmrouter(path: str | Path, task_map: Mapping[str, str] | None = None) 
                 problems.add(line, f"{key} must be a non-empty string (got {describe(value)})")
                 break
         else:
-            _add(builder, line, qid, task, question, scores)
+            _add(builder, line, qid, task, question, scores)  # type: ignore[arg-type]
     return builder.build(str(path))
 
 
@@ -48,4 +48,4 @@ def _add(builder: TableBuilder, line: int, qid: str, task: str, question: str, s
         return
     category = builder.category(line, task)
     if category is not None:
-        builder.add(line, qid, category, checked, text=question)
+        builder.add(line, qid, category, checked, text=question, tags=(task,))  # type: ignore[arg-type]

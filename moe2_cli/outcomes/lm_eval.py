@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import exists_as
 from moe2_cli.outcomes.builder import TableBuilder
 from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
 from moe2_cli.outcomes.table import Outcomes
@@ -61,16 +62,16 @@ def read_lm_eval(root: str | Path, task_map: Mapping[str, str] | None = None, me
 
 def _latest_files(root: Path) -> dict[tuple[str, str], Path]:
     found: dict[tuple[str, str], Path] = {}
-    candidates = sorted(root.rglob("samples_*.jsonl")) if root.is_dir() else []
+    candidates = sorted(root.rglob("samples_*.jsonl")) if exists_as(root, "dir") else []
     for path in candidates:
         match = _SAMPLES.match(path.name)
         if match is None:
             continue
         key = (llm_name(path.parent.name), match["task"])
-        if key not in found or _SAMPLES.match(found[key].name)["time"] < match["time"]:
+        if key not in found or _SAMPLES.match(found[key].name)["time"] < match["time"]:  # type: ignore[index]
             found[key] = path
     if not found:
-        what = "is not a directory" if not root.is_dir() else "holds no samples_<task>_<time>.jsonl files"
+        what = "is not a directory" if not exists_as(root, "dir") else "holds no samples_<task>_<time>.jsonl files"
         raise InputError(Diagnostic(str(root), None, None, f"lm-eval output {what}"))
     return found
 
@@ -142,7 +143,8 @@ def _combine(root: Path, per_llm: dict[str, dict[tuple[str, int], _Sample]],
     for task in sorted({task for task, _ in keys}):
         if task_map and task not in task_map:
             known = ", ".join(sorted(task_map))
-            diagnostics.append(Diagnostic(str(files[(llms[0], task)]), None, None,
+            shown = next(path for (_, t), path in sorted(files.items()) if t == task)
+            diagnostics.append(Diagnostic(str(shown), None, None,
                                           f"task {task!r} is not in the task map (it maps: {known})"))
     for task, doc_id in keys if not diagnostics else ():
         first = per_llm[llms[0]][(task, doc_id)]
@@ -158,7 +160,7 @@ def _combine(root: Path, per_llm: dict[str, dict[tuple[str, int], _Sample]],
     for task, doc_id in keys:
         first = per_llm[llms[0]][(task, doc_id)]
         builder.add(first.line, f"{task}/{doc_id}", task_map[task] if task_map else task,
-                    {llm: per_llm[llm][(task, doc_id)].score for llm in llms}, text=first.text)
+                    {llm: per_llm[llm][(task, doc_id)].score for llm in llms}, text=first.text, tags=(task,))
     return builder.build(str(root))
 
 

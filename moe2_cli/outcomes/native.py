@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import atomic_output
 from moe2_cli.outcomes.builder import TableBuilder
-from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import MAX_NUMBER, Problems, as_finite, as_score, describe, json_lines, read_text
 from moe2_cli.outcomes.table import Outcomes
 
 SCORE_PREFIX = "score:"
 FEATURE_PREFIX = "feature:"
+TAG_SEPARATOR = ";"  # between the tags of one CSV cell
 
 
 def read_jsonl(path: str | Path, task_map: Mapping[str, str] | None = None) -> Outcomes:
@@ -57,43 +58,64 @@ def _add_json_row(builder: TableBuilder, line: int, row: dict[str, Any]) -> None
         if checked[llm] is None:
             return problems.add(line, f"score of {llm!r} must be a number in [0, 1] (got {describe(value)})")
     features = _features(problems, line, row.get("features"))
-    if features is False:
+    tags = _tags(problems, line, row.get("tags"))
+    if features is False or tags is False:
         return None
     mapped = builder.category(line, category)
     if mapped is not None:
-        builder.add(line, qid, mapped, checked, text=text, features=features)
+        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)  # type: ignore[arg-type]
 
 
 def _features(problems: Problems, line: int, value: Any):
     """The feature list, None when absent, or False after reporting a bad one."""
     if value is None:
         return None
-    if not isinstance(value, list) or not all(_finite_number(v) for v in value):
-        problems.add(line, f"features must be a list of finite numbers (got {describe(value)})")
+    numbers = [as_finite(v) for v in value] if isinstance(value, list) else [None]
+    if None in numbers:
+        problems.add(line, f"features must be a list of finite numbers of size at most {MAX_NUMBER:g} "
+                           f"(got {describe(value)})")
         return False
-    return [float(v) for v in value]
+    return numbers
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf")
+def _tags(problems: Problems, line: int, value: Any):
+    """The tag tuple, None when absent, or False after reporting a bad one."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        problems.add(line, f"tags must be a list of non-empty strings (got {describe(value)})")
+        return False
+    return tuple(value)
 
 
 def read_csv(path: str | Path, task_map: Mapping[str, str] | None = None) -> Outcomes:
     """Read the CSV format; ``task_map`` renames categories (every one must be mapped)."""
     problems = Problems(str(path))
     reader = csv.reader(io.StringIO(read_text(Path(path)), newline=""))
-    header = next(reader, None)
+    builder = TableBuilder(problems, task_map)
+    start = 1
+    try:
+        header = _csv_header(next(reader, None), problems)
+        start = reader.line_num + 1
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                _add_csv_row(builder, header, start, record)
+            start = reader.line_num + 1
+    except csv.Error as err:  # e.g. a cell longer than the csv module's field limit
+        problems.add(start, f"unreadable CSV: {err}")
+    return builder.build(str(path))
+
+
+def _csv_header(header: list[str] | None, problems: Problems) -> list[str]:
+    """The header, or every problem with it raised: it must name a category and score columns, once each."""
     if header is None or "category" not in header or not any(h.startswith(SCORE_PREFIX) for h in header):
         problems.add(1, f"the header must name a category column and at least one {SCORE_PREFIX}<llm> column "
                         f"(got {describe(header)})")
-        problems.raise_if_any()
-    builder = TableBuilder(problems, task_map)
-    start = reader.line_num + 1
-    for record in reader:
-        if any(cell.strip() for cell in record):
-            _add_csv_row(builder, header, start, record)
-        start = reader.line_num + 1
-    return builder.build(str(path))
+    twice = sorted({h for h in header or () if header.count(h) > 1 and h})  # type: ignore[union-attr]
+    if twice:
+        problems.add(1, f"the header names a column more than once (got {', '.join(map(repr, twice))})")
+    problems.raise_if_any()
+    return header  # type: ignore[return-value]
 
 
 def _add_csv_row(builder: TableBuilder, header: list[str], line: int, record: list[str]) -> None:
@@ -108,16 +130,17 @@ def _add_csv_row(builder: TableBuilder, header: list[str], line: int, record: li
             if scores[name[len(SCORE_PREFIX):]] is None:
                 return problems.add(line, f"{name} must be a number in [0, 1] (got {describe(cell)})")
     feature_names = [h for h in header if h.startswith(FEATURE_PREFIX)]
-    features = [_csv_number(cells[h], lambda v: v if abs(v) < float("inf") else None) for h in feature_names]
+    features = [_csv_number(cells[h], as_finite) for h in feature_names]
     if any(f is None for f in features):
-        return problems.add(line, "feature cells must be finite numbers")
+        return problems.add(line, f"feature cells must be finite numbers of size at most {MAX_NUMBER:g}")
     category = cells["category"].strip()
     if not category:
         return problems.add(line, "category must not be empty")
+    tags = tuple(t.strip() for t in cells["tags"].split(TAG_SEPARATOR) if t.strip()) if "tags" in cells else None
     mapped = builder.category(line, category)
     if mapped is not None:
         builder.add(line, cells.get("qid") or f"line-{line}", mapped, scores, text=cells.get("text"),
-                    features=features or None)
+                    features=features or None, tags=tags)
 
 
 def _csv_number(cell: str, check):
@@ -130,31 +153,24 @@ def _csv_number(cell: str, check):
 # ---------------------------------------------------------------- writing
 
 
-def _open_out(path: Path):
-    """A text stream to ``path``, gzip-compressed (with no timestamp, so reproducible) for .gz."""
-    if path.suffix == ".gz":
-        raw = open(path, "wb")
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename=""), encoding="utf-8",
-                                newline=""), raw
-    return open(path, "w", encoding="utf-8", newline=""), None
-
-
 def write_outcomes(outcomes: Outcomes, path: str | Path) -> None:
-    """Write JSONL, or CSV when the name ends in .csv (optionally .gz); same table, same bytes."""
+    """Write JSONL, or CSV when the name ends in .csv; gzip-compressed (with no timestamp, so
+    reproducible) when it ends in .gz. Same table, same bytes; the file appears whole or not at all."""
     path = Path(path)
-    try:
-        stream, raw = _open_out(path)
-    except OSError as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot write outcomes: {err.strerror or err}"))
-    try:
-        if path.name.removesuffix(".gz").endswith(".csv"):
-            _write_csv(outcomes, stream)
+    write = _write_csv if path.name.removesuffix(".gz").endswith(".csv") else _write_jsonl
+    with atomic_output(path, "wb") as raw:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as packed:
+                _write_text(packed, write, outcomes)
         else:
-            _write_jsonl(outcomes, stream)
-    finally:
-        stream.close()
-        if raw is not None:
-            raw.close()
+            _write_text(raw, write, outcomes)
+
+
+def _write_text(binary, write, outcomes: Outcomes) -> None:
+    stream = io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=False)
+    write(outcomes, stream)
+    stream.flush()
+    stream.detach()  # leave the binary stream open for its owner to finish
 
 
 def _json_row(outcomes: Outcomes, q: int) -> dict[str, Any]:
@@ -163,6 +179,8 @@ def _json_row(outcomes: Outcomes, q: int) -> dict[str, Any]:
         row["text"] = outcomes.texts[q]
     if outcomes.features is not None:
         row["features"] = outcomes.features[q].tolist()
+    if outcomes.tags is not None:
+        row["tags"] = list(outcomes.tags[q])
     row["scores"] = dict(zip(outcomes.columns, outcomes.scores[q].tolist()))
     return row
 
@@ -176,9 +194,11 @@ def _write_csv(outcomes: Outcomes, stream) -> None:
     writer = csv.writer(stream, lineterminator="\n")
     dim = 0 if outcomes.features is None else outcomes.features.shape[1]
     text = ["text"] if outcomes.texts is not None else []
-    writer.writerow(["qid", "category", *text, *(SCORE_PREFIX + c for c in outcomes.columns),
+    tags = ["tags"] if outcomes.tags is not None else []
+    writer.writerow(["qid", "category", *text, *tags, *(SCORE_PREFIX + c for c in outcomes.columns),
                      *(f"{FEATURE_PREFIX}{i}" for i in range(dim))])
     for q in range(outcomes.n_queries):
         row = _json_row(outcomes, q)
         writer.writerow([row["qid"], row["category"], *([row["text"]] if text else []),
+                         *([TAG_SEPARATOR.join(row["tags"])] if tags else []),
                          *(repr(v) for v in row["scores"].values()), *(repr(v) for v in row.get("features", []))])

@@ -21,6 +21,7 @@ import numpy as np
 
 from moe2_cli.outcomes.table import Outcomes
 from moe2_cli.problem import Instance
+from moe2_cli.rng import stream
 
 FEATURE_DECIMALS = 6  # stored rounded, so a written and re-read table is the same table
 
@@ -54,7 +55,7 @@ def synthesize(llms: Sequence[str], categories: Sequence[str], shares, accuracy,
     ``categories[c]``; 0/1 scores; features in ``features``; no text."""
     if n_queries < 1:
         raise ValueError(f"n_queries must be >= 1 (got {n_queries})")
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "synthetic-outcomes")
     accuracy = np.clip(np.asarray(accuracy, dtype=float), 0.0, 1.0)
     n_llms, n_cats = accuracy.shape
     category = rng.permutation(np.repeat(np.arange(n_cats), category_counts(shares, n_queries)))

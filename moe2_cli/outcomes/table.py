@@ -28,7 +28,8 @@ class Outcomes:
     ``category[q]`` indexes ``categories``; ``scores[q, m]`` in [0, 1] is the probability that
     column m answers query q correctly (or its 0/1 correctness). ``texts`` (question text) and
     ``features`` (numeric vectors, shape (Q, D)) are optional; the gate needs at least the
-    category. ``source`` names where the table came from, for messages.
+    category. ``tags`` are optional labels per query (a file's ``tags``, a benchmark's task).
+    ``source`` names where the table came from, for messages.
     """
 
     qids: tuple[str, ...]
@@ -39,6 +40,7 @@ class Outcomes:
     texts: tuple[str, ...] | None = None
     features: np.ndarray | None = None
     source: str = "outcomes"
+    tags: tuple[tuple[str, ...], ...] | None = None  # labels per query (a file's tags, a benchmark task)
 
     def __post_init__(self):
         q = len(self.qids)
@@ -54,6 +56,10 @@ class Outcomes:
             object.__setattr__(self, "texts", tuple(self.texts))
             if len(self.texts) != q:
                 raise ValueError("texts must have one entry per query")
+        if self.tags is not None:
+            object.__setattr__(self, "tags", tuple(tuple(t) for t in self.tags))
+            if len(self.tags) != q:
+                raise ValueError("tags must have one entry per query")
         if self.features is not None:
             object.__setattr__(self, "features", _frozen(self.features, float))
             if self.features.ndim != 2 or self.features.shape[0] != q:
@@ -71,6 +77,7 @@ class Outcomes:
             columns=self.columns, scores=self.scores[rows],
             texts=None if self.texts is None else tuple(self.texts[i] for i in rows),
             features=None if self.features is None else self.features[rows], source=self.source,
+            tags=None if self.tags is None else tuple(self.tags[i] for i in rows),
         )
 
     def select_columns(self, names) -> Outcomes:
@@ -83,7 +90,7 @@ class Outcomes:
         cols = [index[n] for n in names]
         return Outcomes(qids=self.qids, categories=self.categories, category=self.category,
                         columns=tuple(names), scores=self.scores[:, cols], texts=self.texts,
-                        features=self.features, source=self.source)
+                        features=self.features, source=self.source, tags=self.tags)
 
     def group_keys(self) -> tuple[str, ...]:
         """What a split must keep together: the question text, or the query id without text."""
@@ -121,7 +128,7 @@ class Outcomes:
         expanded = self.select_columns(llms)
         return Outcomes(qids=self.qids, categories=instance.categories, category=category,
                         columns=instance.expert_ids if per == "expert" else tuple(llms), scores=expanded.scores,
-                        texts=self.texts, features=self.features, source=self.source)
+                        texts=self.texts, features=self.features, source=self.source, tags=self.tags)
 
     def mean_scores(self) -> np.ndarray:
         """Mean score of every column per category, shape (M, C); NaN where a category is empty."""

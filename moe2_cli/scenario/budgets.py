@@ -21,7 +21,8 @@ def _parse_one(spec: str, categories) -> tuple[str, str | None, float | None]:
         raise UsageError(f"--budget must look like energy=150 or latency.math=4 (got {spec!r})")
     resource, _, category = key.strip().partition(".")
     if resource not in RESOURCES:
-        raise UsageError(f"--budget resource must be energy or latency (got {resource!r}{did_you_mean(resource, RESOURCES)})")
+        hint = did_you_mean(resource, RESOURCES)
+        raise UsageError(f"--budget resource must be energy or latency (got {resource!r}{hint})")
     if category and category not in categories:
         raise UsageError(f"--budget names unknown category {category!r}{did_you_mean(category, categories)} "
                          f"(categories: {', '.join(categories)})")

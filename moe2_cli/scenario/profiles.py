@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moe2_cli.problem import MAX_ENERGY_J, MAX_LATENCY_S
 from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
 
 SCHEMA_VERSION = 1
@@ -53,7 +54,7 @@ def load_profile(path: str | Path, display: str | None = None) -> DeviceProfile:
     shapes = _categories(check, top["categories"][1]) if "categories" in top else {}
     llms = _llms(check, top["llms"][1], shapes) if "llms" in top else {}
     check.raise_if_any()
-    return DeviceProfile(id=device[0], name=device[1], path=display, categories=tuple(shapes), llms=llms)
+    return DeviceProfile(id=device[0], name=device[1], path=display, categories=tuple(shapes), llms=llms)  # type: ignore[index]
 
 
 def check_schema_version(check: Checker, top: dict) -> None:
@@ -126,8 +127,10 @@ def _llm(check: Checker, name: str, node, shapes) -> LLMProfile | None:
         for key in ("latency_s", "energy_j"):
             if key not in fields:
                 check.error(node, f"llm {name!r} needs throughput, or both latency_s and energy_j (missing {key})")
-        latency = _per_category(check, fields, "latency_s", name, shapes, own_source, positive=True)
-        energy = _per_category(check, fields, "energy_j", name, shapes, own_source, positive=True)
+        latency = _per_category(check, fields, "latency_s", name, shapes, own_source, positive=True,
+                                maximum=MAX_LATENCY_S)
+        energy = _per_category(check, fields, "energy_j", name, shapes, own_source, positive=True,
+                               maximum=MAX_ENERGY_J)
     params = check.number(fields["params_b"][1], f"{name}.params_b", positive=True) if "params_b" in fields else None
     quant = check.string(fields["quantization"][1], f"{name}.quantization") if "quantization" in fields else None
     if len(check.diagnostics) > before or not (accuracy and latency and energy):
@@ -181,5 +184,10 @@ def _from_throughput(check, node, llm, shapes):
         return None, None
     latency = {c: p / rates["prefill_tok_s"] + o / rates["decode_tok_s"] for c, (p, o) in shapes.items()}
     energy = {c: rates["power_w"] * t for c, t in latency.items()}
+    for what, values, maximum in (("latency", latency, MAX_LATENCY_S), ("energy", energy, MAX_ENERGY_J)):
+        worst = max(values.values())
+        if not worst <= maximum:
+            check.error(node, f"{llm}.throughput gives a {what} above {maximum:g} (got {worst:g})")
+            return None, None
     return latency, energy
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moe2_cli.errors import InputError
-from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance
+from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import exists_as
+from moe2_cli.problem import MAX_ENERGY_J, MAX_EXPERTS, MAX_LATENCY_S, Budgets, Instance
 from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
 from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
 from moe2_cli.scenario.shipped import default_scenario, shipped_dir
@@ -21,6 +22,9 @@ from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
 
 OUTCOME_FORMATS = ("llmrouter", "jsonl", "csv", "lm-eval")
 _SHARE_TOLERANCE = 1e-6
+# Bounds of the numbers that are costs or budgets (a share is at most 1).
+_MAXIMA = {"latency_budget_s": MAX_LATENCY_S, "energy_budget_j": MAX_ENERGY_J, "latency_s": MAX_LATENCY_S,
+           "energy_j": MAX_ENERGY_J}
 _TOP_KEYS = ("schema_version", "name", "description", "top_k", "aggregation_s", "categories", "budgets",
              "servers", "outcomes", "profiles_dir")
 
@@ -62,7 +66,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     name = check.string(top["name"][1], "name") if "name" in top else None
     description = check.string(top["description"][1], "description") if "description" in top else ""
     top_k = check.number(top["top_k"][1], "top_k", positive=True, integer=True) if "top_k" in top else None
-    aggregation = check.number(top["aggregation_s"][1], "aggregation_s", non_negative=True) \
+    aggregation = check.number(top["aggregation_s"][1], "aggregation_s", non_negative=True, maximum=MAX_LATENCY_S) \
         if "aggregation_s" in top else 0.0
     categories = _categories(check, top["categories"][1]) if "categories" in top else {}
     budgets = _budgets(check, top["budgets"][1]) if "budgets" in top else {}
@@ -71,13 +75,13 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         if "servers" in top else ([], {}, {})
     outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
     check.raise_if_any()
-    instance = _instance(name, categories, servers, top_k, aggregation)
+    instance = _instance(display, name, categories, servers, top_k, aggregation)
     default_budgets = Budgets.build(
         instance.categories, energy=budgets.get("energy_j"), latency=budgets.get("latency_s"),
         latency_by_cat={c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v},
         energy_by_cat={c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v},
     )
-    return Scenario(name=name, description=description or "", path=path, instance=instance,
+    return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints)
 
@@ -88,7 +92,7 @@ def resolve_scenario(path: str | Path | None) -> Path:
         return default_scenario()
     path = Path(path)
     shipped = shipped_dir("examples") / f"{path.name}.yaml"
-    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+    if not exists_as(path) and path.suffix == "" and len(path.parts) == 1 and exists_as(shipped, "file"):
         return shipped
     return path
 
@@ -110,7 +114,8 @@ def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
             if key == "notes":
                 check.string(v, f"{name}.notes")
                 continue
-            number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share")
+            number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share",
+                                  maximum=_MAXIMA.get(key, 1.0))
             if number is not None:
                 spec[key] = number
         out[name] = spec
@@ -124,7 +129,7 @@ def _budgets(check: Checker, node) -> dict[str, float]:
     fields = check.mapping(node, "budgets", optional=("energy_j", "latency_s"))
     if fields is None:
         return {}
-    values = {k: check.number(v, f"budgets.{k}", positive=True) for k, (_, v) in fields.items()}
+    values = {k: check.number(v, f"budgets.{k}", positive=True, maximum=_MAXIMA[k]) for k, (_, v) in fields.items()}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -143,17 +148,18 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
         return [], {}, {}
     if not items:
         check.error(node, "servers must list at least one server (got none)")
-    servers, profiles, endpoints, seen = [], {}, {}, set()
+    servers, profiles, endpoints, seen = [], {}, {}, set()  # type: ignore[var-annotated]
     for item in items:
         fields = check.mapping(item, "server", required=("name", "profile", "llms"),
                                optional=("transmission_s", "notes", "endpoint"))
         if fields is None:
             continue
         name = check.string(fields["name"][1], "server name") if "name" in fields else None
-        if name in seen:
+        if name is not None and name in seen:
             check.error(fields["name"][1], f"duplicate server name {name!r}")
         seen.add(name)
-        transmission = check.number(fields["transmission_s"][1], f"{name}.transmission_s", non_negative=True) \
+        transmission = check.number(fields["transmission_s"][1], f"{name}.transmission_s", non_negative=True,
+                                    maximum=MAX_LATENCY_S) \
             if "transmission_s" in fields else 0.0
         profile = _profile(check, fields["profile"][1], search, categories, profiles) if "profile" in fields else None
         llms = _server_llms(check, fields["llms"][1], name, profile) if "llms" in fields else []
@@ -174,14 +180,14 @@ def _profile(check: Checker, node, search: list[Path], categories, cache) -> Dev
         return cache[ref]
     path = _find_profile(ref, search)
     if path is None:
-        known = sorted({p.stem for d in search if d.is_dir() for p in d.glob("*.yaml")})
+        known = sorted({p.stem for d in search if exists_as(d, "dir") for p in d.glob("*.yaml")})
         check.error(node, f"unknown profile {ref!r}{did_you_mean(ref, known)} (looked in: "
                           f"{', '.join(str(d) for d in search)})")
         return None
     try:
         profile = load_profile(path)
     except InputError as err:
-        check.diagnostics.extend(err.diagnostics)
+        check.diagnostics.extend(err.diagnostics)  # type: ignore[arg-type]
         return None
     missing = [c for c in categories if c not in profile.categories]
     if missing:
@@ -194,7 +200,7 @@ def _profile(check: Checker, node, search: list[Path], categories, cache) -> Dev
 def _find_profile(ref: str, search: list[Path]) -> Path | None:
     for directory in search:
         candidate = directory / (ref if ref.endswith((".yaml", ".yml")) else ref + ".yaml")
-        if candidate.is_file():
+        if exists_as(candidate, "file"):
             return candidate
     return None
 
@@ -229,7 +235,7 @@ def _outcomes(check: Checker, node, scenario_path: Path, categories) -> Outcomes
     rel = check.string(fields["path"][1], "outcomes.path") if "path" in fields else None
     path = scenario_path.parent / rel if rel else None
     # lm-evaluation-harness writes a folder of sample files; the other formats are one file.
-    found = path is not None and (path.is_file() or (fmt == "lm-eval" and path.is_dir()))
+    found = path is not None and (exists_as(path, "file") or (fmt == "lm-eval" and exists_as(path, "dir")))
     if path is not None and not found:
         check.error(fields["path"][1], f"outcomes file not found (got {rel!r})")
     task_map = _task_map(check, fields["task_map"][1], categories) if "task_map" in fields else {}
@@ -244,17 +250,19 @@ def _task_map(check: Checker, node, categories) -> dict[str, str]:
     for task, (_, value) in entries.items():
         category = check.string(value, f"task_map.{task}")
         if category is not None and category not in categories:
-            check.error(value, f"task {task!r} maps to unknown category {category!r}{did_you_mean(category, categories)}")
+            check.error(value, f"task {task!r} maps to unknown category {category!r}"
+                               f"{did_you_mean(category, categories)}")
         elif category is not None:
             out[task] = category
     return out
 
 
-def _instance(name, categories, servers, top_k, aggregation) -> Instance:
+def _instance(display: str, name, categories, servers, top_k, aggregation) -> Instance:
     cats = tuple(categories)
     rows = [(server, profile.llms[llm]) for server, profile, _, llms in servers for llm in llms]
     if len(rows) > MAX_EXPERTS:
-        raise InputError(f"a scenario may have at most {MAX_EXPERTS} experts (got {len(rows)})")
+        raise InputError(Diagnostic(display, None, None,
+                                    f"a scenario may have at most {MAX_EXPERTS} experts (got {len(rows)})"))
     server_names = tuple(s[0] for s in servers)
     return Instance(
         name=name,

@@ -11,10 +11,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from moe2_cli.serve import AGGREGATES
 from moe2_cli.serve.routing import Pick
 from moe2_cli.serve.upstream import Answer
 
-AGGREGATES = ("top", "vote")
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCTUATION = ".,;:!?\"'`()[]{}"
 
@@ -43,6 +43,8 @@ def combine(answered: Sequence[tuple[Pick, Answer]], how: str) -> Combined:
     """The answer to return; ``answered`` is non-empty. ``top``: the highest-weight expert's.
     ``vote``: the most frequent normalised answer, ties to the larger summed weight, then to the
     higher-weight expert; the returned text is that answer's highest-weight expert's."""
+    if how not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)} (got {how!r})")
     picks = [p for p, _ in answered]
     weights = answer_weights(picks)
     by_weight = sorted(range(len(picks)), key=lambda i: (-weights[i], picks[i].index))

@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, BadRequest, Proxy, Reply, error_body
 
-MIB = 1 << 20
 OPEN_PATHS = ("/healthz",)  # readiness probes carry no key
 
 
@@ -91,7 +91,7 @@ async def _read_json(request: Request, limit: int) -> dict:
     return body
 
 
-def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = MIB) -> ASGIApp:
+def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> ASGIApp:
     """The app; ``api_key`` (the token itself, not a variable name) protects every route but /healthz."""
 
     async def completions(request: Request) -> Response:

@@ -10,14 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from moe2_cli import api
 from moe2_cli.errors import Diagnostic, InfeasibleError, InputError
 from moe2_cli.gating.model import SavedGate
 from moe2_cli.gating.pipeline import train_system
 from moe2_cli.problem import Budgets, mask_of
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
-from moe2_cli.session import open_session
-from moe2_cli.solvers import Limits, Status, get_solver
 
 SELECT_SCHEMA = "moe2.select/1"
 
@@ -75,9 +74,9 @@ def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = No
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,
                     outcomes: Path | None = None) -> tuple[int, int]:
     """S by the default solver under the budgets; exit 1 when nothing fits."""
-    session = open_session(scenario_path, budget_specs, seed=seed, outcomes=outcomes)
-    result = get_solver("polyblock", seed=seed).solve(session.problem, Limits())
-    if result.status is Status.INFEASIBLE or not result.mask:
+    session = api.session_for(scenario_path, budget_specs, seed=seed, outcomes=outcomes)
+    result = api.solve(session)
+    if not result.feasible:
         raise InfeasibleError("no selection meets the budgets (no single expert fits)")
     return int(result.mask), session.problem.instance.top_k
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -24,9 +23,12 @@ from moe2_cli.problem import (
     LATENCY_UNITS_PER_S,
     UNLIMITED,
     Problem,
+    Usage,
     members,
     popcount,
 )
+from moe2_cli.progress import ProgressCallback as ProgressCallback  # re-exported for the solver modules
+from moe2_cli.progress import ProgressEvent
 from moe2_cli.solvers.feasibility import FeasibilityModel
 
 # F(S \ {i}) above F(S) by more than this counts as a monotonicity violation; it is far above
@@ -84,14 +86,12 @@ class SolveResult:
         return self.status is not Status.INFEASIBLE and self.mask != 0
 
 
-ProgressCallback = Callable[[dict], None]
-
-
 class Solver(ABC):
     """Maximise F over the feasible selections of a problem.
 
-    ``progress``, when given, is called now and then with a dict holding ``iterations``,
-    ``objective`` (the incumbent's F), ``bound`` and ``wall_s``. Solvers never print.
+    ``progress``, when given, is called now and then with a ``ProgressEvent`` of task ``solve``:
+    ``done`` is the iteration count and ``values`` holds ``objective`` (the incumbent's F),
+    ``bound`` and ``wall_s``. Solvers never print.
     """
 
     name: str = "solver"
@@ -124,7 +124,7 @@ class SolveContext:
 
     # ------------------------------------------------------------ objective
 
-    def F(self, masks) -> np.ndarray:
+    def F(self, masks: object) -> np.ndarray:
         """F of a batch of masks; counts distinct masks asked for in this solve."""
         masks = np.asarray(masks, dtype=np.int64).reshape(-1)
         self._seen.update(masks.tolist())
@@ -174,8 +174,8 @@ class SolveContext:
         now = time.perf_counter()
         if now - self._last_report >= PROGRESS_EVERY_S:
             self._last_report = now
-            self._progress({"iterations": iterations, "objective": objective, "bound": bound,
-                            "wall_s": now - self._start})
+            values = {"objective": objective, "bound": bound, "wall_s": now - self._start}
+            self._progress(ProgressEvent("solve", iterations, None, values))
 
     # ------------------------------------------------------------ warm start and ties
 
@@ -213,7 +213,7 @@ class SolveContext:
         ``assumes_monotone``: the solver's proof relies on F being monotone. Then a violation
         seen during the solve withdraws the proof (OPTIMAL becomes FEASIBLE, the bound unknown).
         """
-        mask = self._deployable(int(mask))
+        mask = self.problem.objective.deployable(int(mask)) if mask else 0
         value = self.F1(mask) if mask else math.nan
         wall = self.elapsed
         evaluations = self.evaluations
@@ -247,15 +247,8 @@ class SolveContext:
             notes=notes,
         )
 
-    def _deployable(self, mask: int) -> int:
-        """The selection to deploy for ``mask``. An envelope objective (F-hat(S) = max of F over
-        subsets of S) names the subset that reaches its value; that subset fits whenever ``mask``
-        does, and its own F is the value reported."""
-        best_subset = getattr(self.problem.objective, "best_subset", None)
-        return int(best_subset(mask)) if best_subset is not None and mask else mask
-
     def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
-        if getattr(self.problem.objective, "monotone", False) and not self.violations:
+        if self.problem.objective.monotone and not self.violations:
             return ()  # nothing rests on an assumption
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
@@ -267,7 +260,7 @@ class SolveContext:
             return ("the bound holds for monotone F",)
         return ()
 
-    def slack(self, usage) -> dict[str, float]:
+    def slack(self, usage: Usage) -> dict[str, float]:
         """Budget minus use, in J and s, for the capped categories."""
         budgets, inst = self.problem.budgets, self.problem.instance
         energy_slack, latency_slack = budgets.slack(usage)

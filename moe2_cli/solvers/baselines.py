@@ -17,6 +17,7 @@ from abc import abstractmethod
 import numpy as np
 
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Problem, members
+from moe2_cli.rng import stream
 from moe2_cli.solvers.base import (
     Limits,
     ProgressCallback,
@@ -132,7 +133,7 @@ class RandomSolver(_Baseline):
     name = "random"
 
     def pick(self, ctx, allowed):
-        rng = np.random.default_rng(self.seed)
+        rng = stream(self.seed, "random-solver")
         packer = ctx.feas.packer()
         for i in rng.permutation(np.array(members(allowed))).tolist():
             packer.try_add(i)

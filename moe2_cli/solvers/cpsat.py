@@ -144,7 +144,7 @@ class _Model:
         self.x = {i: self.model.new_bool_var(f"x{i}") for i in self.allowed}
         self.rows = ctx.feas.rows
         self.servers = ctx.problem.instance.expert_server
-        self.used = {}
+        self.used: dict[int, cp_model.IntVar] = {}
         self._blockers: dict[tuple[int, int, int], cp_model.IntVar] = {}
         # For each (row, group): the sum of the k largest minus the k-th (determined mode).
         self.below_kth: dict[tuple[int, int], cp_model.LinearExpr] = {}
@@ -243,4 +243,6 @@ def _integer_scores(values: np.ndarray) -> np.ndarray:
     if values.min() <= 0:
         values = values - values.min() + max(1e-9, 0.01 * spread)
     top = float(values.max())
-    return np.maximum(1, np.round(values / top * _SCORE_SCALE)).astype(np.int64) if top > 0 else np.ones(values.size, dtype=np.int64)
+    if not top > 0:
+        return np.ones(values.size, dtype=np.int64)
+    return np.maximum(1, np.round(values / top * _SCORE_SCALE)).astype(np.int64)

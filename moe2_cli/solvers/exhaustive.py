@@ -54,7 +54,8 @@ class ExhaustiveSolver(Solver):
         best = int(scored[best_index(values[:done], scored)]) if done else 0
         if done < candidates.size:
             # For monotone F nothing beats the set of every expert that fits alone.
-            bound = math.nan if self.all_feasible else max(ctx.F1(ctx.feas.singles()), float(values[:done].max(initial=-math.inf)))
+            bound = math.nan if self.all_feasible else max(ctx.F1(ctx.feas.singles()),
+                                                           float(values[:done].max(initial=-math.inf)))
             return ctx.result(self.name, Status.LIMIT, best, bound=bound, iterations=done,
                               assumes_monotone=not self.all_feasible,
                               notes=(f"a limit stopped the search after {done} of {candidates.size} candidates",))

@@ -12,12 +12,13 @@ invariance of the gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from moe2_cli.stats.model import MoEParams, logsumexp, to_reference
+from moe2_cli.gating.topk import logsumexp, shifted_exp
+from moe2_cli.progress import ProgressCallback, ProgressEvent
+from moe2_cli.stats.model import MoEParams, to_reference
 
 INITS = ("near-truth", "random")
 MIN_VARIANCE = 1e-6  # keeps a collapsing expert from sending the likelihood to +inf
@@ -52,8 +53,7 @@ def _design(X: np.ndarray) -> np.ndarray:
 def responsibilities(log_joint: np.ndarray) -> tuple[np.ndarray, float]:
     """E-step: responsibilities (n, k) from log(gate · density), zero for unselected experts,
     and the observed log-likelihood."""
-    top = np.max(log_joint, axis=1, keepdims=True)
-    joint = np.exp(log_joint - top)
+    joint, top = shifted_exp(log_joint, axis=1)
     total = np.sum(joint, axis=1, keepdims=True)
     return joint / total, float(np.sum(top[:, 0] + np.log(total[:, 0])))
 
@@ -124,11 +124,11 @@ def gate_step(params: MoEParams, X: np.ndarray, Z: np.ndarray, resp: np.ndarray,
 
 
 def fit_em(X: np.ndarray, Y: np.ndarray, init: MoEParams, *, max_iter: int = 2000, tol: float = 1e-6,
-           ref: int = -1, on_iteration: Callable[[int, float], None] | None = None) -> FitResult:
+           ref: int = -1, progress: ProgressCallback | None = None) -> FitResult:
     """Fit by EM from ``init``; stop when the mean log-likelihood moves less than ``tol``.
 
-    ``ref`` is the reference expert whose (β0, β1) is held fixed. ``on_iteration(i, loglik)``
-    is called after each iteration.
+    ``ref`` is the reference expert whose (β0, β1) is held fixed. ``progress`` gets an ``em``
+    event after each iteration, with the log-likelihood in its values.
     """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
@@ -146,8 +146,8 @@ def fit_em(X: np.ndarray, Y: np.ndarray, init: MoEParams, *, max_iter: int = 200
         params, log_gate = gate_step(params, X, Z, resp, log_gate, log_expert, ref)
         resp, loglik = responsibilities(log_gate + log_expert)
         trace.append(loglik)
-        if on_iteration is not None:
-            on_iteration(it, loglik)
+        if progress is not None:
+            progress(ProgressEvent("em", it, max_iter, {"loglik": loglik}))
         if abs(trace[-1] - trace[-2]) < tol * n:
             status = "converged"
             break

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.errors import InputError
-from moe2_cli.stats.model import MoEParams, logsumexp, translate_gate
+from moe2_cli.gating.topk import logsumexp, shifted_exp
+from moe2_cli.stats.model import MoEParams, translate_gate
 from moe2_cli.stats.xdist import XDist, composite_gauss_legendre
 
 RBAR = {1: 1, 2: 4, 3: 6}  # r̄(m): known for cells of 1-3 atoms only
@@ -96,7 +97,7 @@ def align_translation(fitted: MoEParams, truth: MoEParams, ref: int = -1) -> MoE
     cell = voronoi_cells(fitted, truth)[ref]
     if not cell:
         raise InputError("cannot align the gate: no fitted atom lies in the reference expert's Voronoi cell")
-    mass = np.exp(fitted.beta0[cell] - np.max(fitted.beta0[cell]))
+    mass, _ = shifted_exp(fitted.beta0[cell], axis=0)
     t1 = truth.beta1[ref] - mass @ fitted.beta1[cell] / mass.sum()
     t0 = truth.beta0[ref] - float(logsumexp(fitted.beta0[cell], axis=0))
     return translate_gate(fitted, t0, t1)
@@ -146,3 +147,14 @@ def expected_distances(p: MoEParams, q: MoEParams, x: XDist) -> Distances:
 def expected_hellinger(p: MoEParams, q: MoEParams, x: XDist) -> float:
     """E_X of the Hellinger distance (see ``expected_distances``)."""
     return expected_distances(p, q, x).hellinger
+
+
+def fit_losses(estimate: MoEParams, truth: MoEParams, x: XDist) -> tuple[dict[str, float | int], list[list[int]]]:
+    """Every loss of a fitted model against the truth (D1, D2, E_X Hellinger and TV, K̄, the
+    fitted K) and the Voronoi cells (0-based fitted atoms per true expert)."""
+    cells = voronoi_cells(estimate, truth)
+    distances = expected_distances(estimate, truth, x)
+    values: dict[str, float | int] = {
+        "d1": d1(estimate, truth), "d2": d2(estimate, truth), "hellinger": distances.hellinger, "tv": distances.tv,
+        "kbar": kbar([len(c) for c in cells], truth.top_k), "fitted_top_k": estimate.top_k}
+    return values, cells

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from moe2_cli.gating.topk import masked_log_softmax, topk_mask
+from moe2_cli.gating.topk import logsumexp, masked_log_softmax, topk_mask
 
 SELECT_ON = ("score", "logit")
 LOG_2PI = float(np.log(2 * np.pi))
@@ -102,14 +102,6 @@ class MoEParams:
     def loglik(self, X: np.ndarray, Y: np.ndarray) -> float:
         """Observed log-likelihood Σₙ log g(yₙ | xₙ)."""
         return float(np.sum(self.log_density(X, Y)))
-
-
-def logsumexp(z: np.ndarray, axis: int) -> np.ndarray:
-    """log Σ exp(z) along ``axis``, safe for -inf entries and large values."""
-    top = np.max(z, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(z - top), axis=axis))
 
 
 def translate_gate(params: MoEParams, t0: float, t1: np.ndarray) -> MoEParams:

@@ -23,6 +23,7 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.stats.model import SELECT_ON, MoEParams
 from moe2_cli.stats.presets import Truth
 from moe2_cli.stats.xdist import X_KINDS, XDist
+from moe2_cli.yamlio import MAX_FILE_BYTES, parse_yaml, read_yaml, to_python
 
 MAX_EXPERTS = 64
 MAX_DIM = 64
@@ -43,30 +44,12 @@ def _dotted(path: KeyPath) -> str:
     return out or "document"
 
 
-def _marks(text: str) -> dict[KeyPath, tuple[int, int]]:
-    """1-based (line, column) of every node, by key path."""
-    marks: dict[KeyPath, tuple[int, int]] = {}
-
-    def walk(node: yaml.Node, path: KeyPath) -> None:
-        marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                walk(value, path + (key.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, value in enumerate(node.value):
-                walk(value, path + (i,))
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
-    return marks
-
-
 class _Checker:
     """Collects diagnostics with the line and column of the offending value."""
 
     def __init__(self, source: str, marks: dict[KeyPath, tuple[int, int]]):
-        self.source, self.marks, self.problems = source, marks, []
+        self.source, self.marks = source, marks
+        self.problems: list[Diagnostic] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
         line, col = self.marks.get(path, self.marks.get(path[:-1], (None, None)))
@@ -85,21 +68,17 @@ class _Checker:
         return value
 
     def number(self, value: Any, path: KeyPath, positive: bool = False, limit: float = 0.0) -> float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(path, f"must be a finite number (got {value!r})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            self.fail(path, f"must be a finite number (got {_shown(value)})")
             return 1.0
         if positive and value <= 0:
-            self.fail(path, f"must be > 0 (got {value!r})")
+            self.fail(path, f"must be > 0 (got {_shown(value)})")
             return 1.0
         limit = limit or MAX_MAGNITUDE
         low, high = (MIN_POSITIVE, limit) if positive else (-limit, limit)
         if not low <= value <= high:
-            self.fail(path, f"must be in [{low:g}, {high:g}] (got {value!r})")
+            self.fail(path, f"must be in [{low:g}, {high:g}] (got {_shown(value)})")
             return 1.0
         return float(value)
 
@@ -118,7 +97,7 @@ class _Checker:
             self.fail(path, f"is required: an integer in {low}..{high}")
             return low
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.fail(path, f"must be an integer in {low}..{high} (got {value!r})")
+            self.fail(path, f"must be an integer in {low}..{high} (got {_shown(value)})")
             return low
         return value
 
@@ -150,13 +129,13 @@ def _xdist(check: _Checker, doc: dict, dim: int) -> XDist:
     spec = check.mapping(doc.get("x", {"dist": "uniform"}), ("x",), ("dist", "dim", "low", "high", "mean", "std"))
     kind = spec.get("dist", "uniform")
     if kind not in X_KINDS:
-        check.fail(("x", "dist"), f"must be one of {', '.join(X_KINDS)} (got {kind!r})")
+        check.fail(("x", "dist"), f"must be one of {', '.join(X_KINDS)} (got {_shown(kind)})")
         return XDist(dim=dim)
     for key in spec:
         if key not in _X_KEYS[kind]:
             check.fail(("x", key), f"does not apply to a {kind} distribution")
     if spec.get("dim", dim) != dim:
-        check.fail(("x", "dim"), f"must equal the experts' input dimension {dim} (got {spec['dim']!r})")
+        check.fail(("x", "dim"), f"must equal the experts' input dimension {dim} (got {_shown(spec['dim'])})")
     if kind == "normal":
         return XDist("normal", dim, mean=check.number(spec.get("mean", 0.0), ("x", "mean")),
                      std=check.number(spec.get("std", 1.0), ("x", "std"), positive=True))
@@ -168,15 +147,29 @@ def _xdist(check: _Checker, doc: dict, dim: int) -> XDist:
     return XDist("uniform", dim, low, high)
 
 
+def _shown(value: Any) -> str:
+    """A value for a message: short, and never the thousands of digits of a huge integer."""
+    if isinstance(value, int) and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        return "an integer too large"
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_truth(text: str, source: str = "<params>") -> Truth:
-    """A validated model from YAML text; InputError lists every problem found."""
-    try:
-        doc = yaml.safe_load(text)
-        marks = _marks(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise InputError(Diagnostic(source, line, col, f"invalid YAML: {getattr(err, 'problem', err)}"))
+    """A validated model from YAML text (through the safe YAML layer: size, depth and alias
+    limits); InputError lists every problem found."""
+    if len(text) > MAX_FILE_BYTES:
+        raise InputError(Diagnostic(source, None, None, f"file is larger than {MAX_FILE_BYTES} bytes"))
+    return _truth_from(parse_yaml(text, source), source)
+
+
+def load_truth(path: str | Path) -> Truth:
+    """Read and validate a parameter file."""
+    return _truth_from(read_yaml(path), str(path))
+
+
+def _truth_from(root: yaml.Node, source: str) -> Truth:
+    doc, marks = to_python(root, source)
     check = _Checker(source, marks)
     doc = check.mapping(doc, (), _TOP_KEYS)
     if check.problems and not doc:  # not a mapping: nothing below can be checked
@@ -186,22 +179,12 @@ def parse_truth(text: str, source: str = "<params>") -> Truth:
     top_k = check.integer(doc.get("top_k"), ("top_k",), 1, len(cols.get("b", [])) or 1)
     select_on = doc.get("select_on", "score")
     if select_on not in SELECT_ON:
-        check.fail(("select_on",), f"must be one of {', '.join(SELECT_ON)} (got {select_on!r})")
+        check.fail(("select_on",), f"must be one of {', '.join(SELECT_ON)} (got {_shown(select_on)})")
     name = doc.get("name", Path(source).stem)
     if check.problems:
         raise InputError(check.problems)
     params = MoEParams(top_k=top_k, select_on=select_on, **{key: np.array(v) for key, v in cols.items()})
     return Truth(str(name), params, x)
-
-
-def load_truth(path: str | Path) -> Truth:
-    """Read and validate a parameter file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot read parameter file: {err}"))
-    return parse_truth(text, str(path))
 
 
 def truth_to_dict(truth: Truth) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from moe2_cli.errors import UsageError
+from moe2_cli.fileio import atomic_output, check_writable
 from moe2_cli.stats.rates import RatesResult
 
 PLOT_SUFFIXES = (".png", ".svg")
@@ -16,6 +17,7 @@ def check_plot_path(path: str | Path) -> None:
     """Fail before a long sweep if the plot cannot be written: bad suffix or no matplotlib."""
     if Path(path).suffix.lower() not in PLOT_SUFFIXES:
         raise UsageError(f"--plot must name a .png or .svg file (got {path})")
+    check_writable(path, "--plot")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -47,7 +49,9 @@ def plot_rates(result: RatesResult, path: str | Path) -> None:
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.reps} replicates")
+    fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.n_reps} replicates")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Date": None} if Path(path).suffix.lower() == ".svg" else None)
+    suffix = Path(path).suffix.lower()
+    with atomic_output(path, "wb") as stream:
+        fig.savefig(stream, format=suffix[1:], metadata={"Date": None} if suffix == ".svg" else None)
     plt.close(fig)

@@ -42,16 +42,17 @@ def sample(params: MoEParams, x: XDist, rng: np.random.Generator, n: int) -> tup
 
 
 def _ident_k3K2() -> Truth:
-    params = MoEParams(beta0=[0.5, -1.0, 0.0], beta1=[[3.0], [6.0], [0.0]], a=[[0.5], [2.0], [1.0]],
-                       b=[0.0, 2.0, -2.0], sigma=[0.09, 0.16, 0.12], top_k=2, select_on="score")
+    params = MoEParams(beta0=np.array([0.5, -1.0, 0.0]), beta1=np.array([[3.0], [6.0], [0.0]]),
+                       a=np.array([[0.5], [2.0], [1.0]]), b=np.array([0.0, 2.0, -2.0]),
+                       sigma=np.array([0.09, 0.16, 0.12]), top_k=2, select_on="score")
     note = ("identifiable default: k*=3, K=2, X ~ U[-1,1]; expert 1 is selected everywhere, "
             "expert 3 is the reference")
     return Truth("ident-k3K2", params, XDist("uniform", 1, -1.0, 1.0), note)
 
 
 def _paper_top1() -> Truth:
-    params = MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]], b=[15.0, -5.0],
-                       sigma=[0.3, 0.4], top_k=1, select_on="logit")
+    params = MoEParams(beta0=np.array([-8.0, 0.0]), beta1=np.array([[25.0], [0.0]]), a=np.array([[-20.0], [20.0]]),
+                       b=np.array([15.0, -5.0]), sigma=np.array([0.3, 0.4]), top_k=1, select_on="logit")
     note = ("as in an unattributed public implementation (not confirmed as the paper's): k*=2, "
             "K=1, X ~ N(0,1); with K=1 the gate's bias and scale are not identifiable")
     return Truth("paper-top1", params, XDist("normal", 1, mean=0.0, std=1.0), note)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from moe2_cli.errors import InputError
+from moe2_cli.errors import InputError, UsageError
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.rng import stream
 from moe2_cli.stats.em import fit_em, initial_params
 from moe2_cli.stats.losses import RBAR, d1, d2, expected_distances, voronoi_assignment
 from moe2_cli.stats.model import MoEParams, to_reference
@@ -51,10 +53,16 @@ class RatesConfig:
             raise ValueError(f"spec must be one of {SPECS} (got {self.spec!r})")
         if not self.sizes:
             object.__setattr__(self, "sizes", default_sizes(self.spec))
-        if self.tol is None:
-            object.__setattr__(self, "tol", DEFAULT_TOL[self.spec])
-        if self.reps is None:
-            object.__setattr__(self, "reps", DEFAULT_REPS[self.spec])
+
+    @property
+    def n_reps(self) -> int:
+        """Replicates per sample size: ``reps``, or the spec's default."""
+        return DEFAULT_REPS[self.spec] if self.reps is None else self.reps
+
+    @property
+    def tolerance(self) -> float:
+        """EM's stopping tolerance: ``tol``, or the spec's default."""
+        return DEFAULT_TOL[self.spec] if self.tol is None else self.tol
 
 
 def log_grid(n_min: int, n_max: int, points: int) -> tuple[int, ...]:
@@ -65,6 +73,18 @@ def log_grid(n_min: int, n_max: int, points: int) -> tuple[int, ...]:
 def default_sizes(spec: str) -> tuple[int, ...]:
     """Exact: 8 sizes 501..31,623. Over-specified fits are slow: 5 sizes 1,000..10,000."""
     return log_grid(501, 31623, 8) if spec == "exact" else log_grid(1000, 10000, 5)
+
+
+def rates_config(spec: str, n_min: int | None, n_max: int | None, points: int | None, reps: int | None,
+                 **settings: Any) -> RatesConfig:
+    """A sweep over ``points`` log-spaced sizes from ``n_min`` to ``n_max``; what is not given
+    comes from the spec's defaults (:func:`default_sizes`)."""
+    default = default_sizes(spec)
+    n_min, n_max = n_min or default[0], n_max or default[-1]
+    if n_min > n_max:
+        raise UsageError(f"--n-min ({n_min}) must not exceed --n-max ({n_max})")
+    sizes = log_grid(n_min, n_max, points or len(default))
+    return RatesConfig(spec=spec, sizes=sizes, reps=reps, **settings)
 
 
 def fit_model(truth: Truth, spec: str) -> MoEParams:
@@ -84,7 +104,7 @@ def theory_slopes(truth: Truth, spec: str) -> dict[str, float]:
     return dict(zip(metric_names(spec), (-0.5, -0.5, -0.5, split, a_split, -0.5)))
 
 
-def _cell_max(errors: np.ndarray, owner: np.ndarray, cells: np.ndarray) -> float:
+def _cell_max(errors: np.ndarray, owner: np.ndarray, cells: list[int]) -> float:
     chosen = errors[np.isin(owner, cells)]
     return float(chosen.max()) if chosen.size else float("nan")
 
@@ -132,10 +152,10 @@ class Replicate:
 
 def _run_replicate(truth: Truth, config: RatesConfig, n: int, rep: int) -> Replicate:
     """Draw n samples and a near-truth start from ``default_rng([seed, n, rep])``, fit, measure."""
-    rng = np.random.default_rng([config.seed, n, rep])
+    rng = stream(config.seed, "rates-replicate", n, rep)
     X, Y = truth.sample(rng, n)
     init = initial_params(fit_model(truth, config.spec), "near-truth", rng, noise=config.init_noise)
-    fit = fit_em(X, Y, init, max_iter=config.max_iter, tol=config.tol)
+    fit = fit_em(X, Y, init, max_iter=config.max_iter, tol=config.tolerance)
     gap = fit.loglik - truth.params.loglik(X, Y)
     return Replicate(n, rep, fit_metrics(fit.params, truth, config.spec), fit.iterations, fit.status, gap)
 
@@ -212,7 +232,7 @@ def fit_slope(sizes, values: np.ndarray, rng: np.random.Generator, n_boot: int) 
 def summarise(truth: Truth, config: RatesConfig, replicates: list[Replicate]) -> RatesResult:
     """Per-n medians and slopes of every metric."""
     theory = theory_slopes(truth, config.spec)
-    rng = np.random.default_rng([config.seed, 0, 0, 1])  # a 4-word key: never a replicate's stream
+    rng = stream(config.seed, "rates-bootstrap")
     medians, slopes = {}, []
     for metric in metric_names(config.spec):
         values = _values(replicates, metric, len(config.sizes))
@@ -222,24 +242,24 @@ def summarise(truth: Truth, config: RatesConfig, replicates: list[Replicate]) ->
     return RatesResult(config, truth.name, replicates, medians, slopes)
 
 
-def run_rates(truth: Truth, config: RatesConfig, progress: Callable[[int], None] | None = None) -> RatesResult:
-    """Fit every (n, replicate) of the sweep; ``progress(1)`` is called after each fit.
+def run_rates(truth: Truth, config: RatesConfig, progress: ProgressCallback | None = None) -> RatesResult:
+    """Fit every (n, replicate) of the sweep; ``progress`` gets a ``rates`` event after each fit.
 
     The truth is first written with its last expert's gate at zero, the form EM fits in.
     """
     truth = replace(truth, params=to_reference(truth.params))
     replicates = []
+    step = step_counter("rates", len(config.sizes) * config.n_reps, progress)
     for n in config.sizes:
-        for rep in range(config.reps):
+        for rep in range(config.n_reps):
             replicates.append(_run_replicate(truth, config, n, rep))
-            if progress is not None:
-                progress(1)
+            step()
     return summarise(truth, config, replicates)
 
 
 def seconds_per_sample_iteration(truth: Truth, spec: str, n: int = 4000, iterations: int = 5) -> float:
     """Time one EM iteration per sample on this machine (a short timed fit)."""
-    rng = np.random.default_rng(0)
+    rng = stream(0, "rates-timing")
     X, Y = truth.sample(rng, n)
     init = initial_params(fit_model(truth, spec), "near-truth", rng)
     start = time.perf_counter()
@@ -249,7 +269,7 @@ def seconds_per_sample_iteration(truth: Truth, spec: str, n: int = 4000, iterati
 
 def estimate_seconds(config: RatesConfig, per_sample_iteration: float) -> float:
     """Expected wall time of ``run_rates``: typical iterations × n × the measured unit cost."""
-    growth = (1e-6 / config.tol) ** _ITERATION_GROWTH[config.spec] if config.tol > 0 else np.inf
+    growth = (1e-6 / config.tolerance) ** _ITERATION_GROWTH[config.spec] if config.tolerance > 0 else np.inf
     iterations = min(config.max_iter, _ITERATIONS_AT_1E6[config.spec] * growth)
-    work = sum(config.sizes) * config.reps * iterations * per_sample_iteration
-    return work + len(config.sizes) * config.reps * _METRIC_SECONDS
+    work = sum(config.sizes) * config.n_reps * iterations * per_sample_iteration
+    return work + len(config.sizes) * config.n_reps * _METRIC_SECONDS

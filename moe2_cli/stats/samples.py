@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ import numpy as np
 from moe2_cli.errors import Diagnostic, InputError
 
 SAMPLE_FORMATS = ("csv", "jsonl")
-_MAX_REPORTED = 20  # a broken file reports this many problems, not one per line
+MAX_MAGNITUDE = 1e12  # larger values overflow the EM's squares long before they mean anything
+MAX_SAMPLE_BYTES = 1 << 30
+_CHUNK_ROWS = 65_536
 
 
 def format_for(path: str | Path) -> str:
@@ -23,28 +26,58 @@ def format_for(path: str | Path) -> str:
 
 def samples_to_text(X: np.ndarray, Y: np.ndarray, fmt: str) -> str:
     """The samples as CSV or JSON lines; floats are written with round-trip precision."""
+    return "".join(sample_chunks(X, Y, fmt))
+
+
+def sample_chunks(X: np.ndarray, Y: np.ndarray, fmt: str, rows: int = _CHUNK_ROWS) -> Iterator[str]:
+    """The text of :func:`samples_to_text` in pieces of ``rows`` samples, so that millions of
+    samples stream to a file without the whole text in memory."""
+    if fmt != "jsonl":
+        yield ",".join([f"x{j + 1}" for j in range(X.shape[1])] + ["y"]) + "\n"
+    for start in range(0, len(Y), rows):
+        yield _chunk_text(X[start:start + rows], Y[start:start + rows], fmt)
+
+
+def _chunk_text(X: np.ndarray, Y: np.ndarray, fmt: str) -> str:
     if fmt == "jsonl":
         return "".join(json.dumps({"x": [float(v) for v in x], "y": float(y)}) + "\n" for x, y in zip(X, Y))
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([f"x{j + 1}" for j in range(X.shape[1])] + ["y"])
-    writer.writerows([*map(repr, map(float, x)), repr(float(y))] for x, y in zip(X, Y))
+    csv.writer(buf, lineterminator="\n").writerows([*map(repr, map(float, x)), repr(float(y))] for x, y in zip(X, Y))
     return buf.getvalue()
 
 
 def _finite(value, source: str, line: int, what: str, problems: list) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
         number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number):
-        problems.append(Diagnostic(source, line, None, f"{what} must be a finite number (got {value!r})"))
+    if isinstance(value, bool) or not abs(number) <= MAX_MAGNITUDE:
+        problems.append(Diagnostic(source, line, None, f"{what} must be a finite number of size at most "
+                                                       f"{MAX_MAGNITUDE:g} (got {_shown(value)})"))
         return 0.0
     return number
 
 
+def _shown(value) -> str:
+    """A value for a message: short, and never the hundreds of digits of a huge integer."""
+    if isinstance(value, (list, dict)):
+        return f"a {type(value).__name__}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:
+        return "an integer too large"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _parse_csv(text: str, source: str, problems: list) -> list[list[float]]:
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _csv_rows(reader, source, problems)
+    except csv.Error as err:  # e.g. a cell longer than the csv module's field limit
+        problems.append(Diagnostic(source, reader.line_num or 1, None, f"unreadable CSV: {err}"))
+        return []
+
+
+def _csv_rows(reader, source: str, problems: list) -> list[list[float]]:
     header = next(reader, None)
     if not header or len(header) < 2 or header[-1].strip() != "y":
         problems.append(Diagnostic(source, 1, None, "CSV samples need a header x1,...,xd,y"))
@@ -70,6 +103,9 @@ def _parse_jsonl(text: str, source: str, problems: list) -> list[list[float]]:
         except json.JSONDecodeError as err:
             problems.append(Diagnostic(source, line, err.colno, f"invalid JSON: {err.msg}"))
             continue
+        except (ValueError, RecursionError):  # an integer of thousands of digits; nesting past the stack
+            problems.append(Diagnostic(source, line, None, "invalid JSON: a number too long or nesting too deep"))
+            continue
         x = item.get("x") if isinstance(item, dict) else None
         if not isinstance(x, list) or not x or "y" not in item:
             problems.append(Diagnostic(source, line, None, 'expected {"x": [numbers], "y": number}'))
@@ -91,7 +127,7 @@ def parse_samples(text: str, source: str = "<samples>") -> tuple[np.ndarray, np.
     if not problems and not rows:
         problems.append(Diagnostic(source, None, None, "no samples found"))
     if problems:
-        raise InputError(problems[:_MAX_REPORTED])
+        raise InputError(problems)
     data = np.array(rows, dtype=float)
     return data[:, :-1], data[:, -1]
 
@@ -99,7 +135,17 @@ def parse_samples(text: str, source: str = "<samples>") -> tuple[np.ndarray, np.
 def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a sample file written by ``moe2 stats simulate``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(Diagnostic(str(path), None, None, f"cannot read samples: {err}"))
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SAMPLE_BYTES + 1)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise InputError(Diagnostic(str(path), None, None, f"cannot read samples: {reason}")) from None
+    if len(raw) > MAX_SAMPLE_BYTES:
+        raise InputError(Diagnostic(str(path), None, None, f"file is larger than {MAX_SAMPLE_BYTES} bytes"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(Diagnostic(str(path), line, None, f"not UTF-8 text (got byte 0x{raw[err.start]:02x})")) \
+            from None
     return parse_samples(text, str(path))

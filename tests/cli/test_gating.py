@@ -78,7 +78,7 @@ def test_bad_outcomes_are_one_line_each_and_exit_2(cli, tmp_path):
     missing = cli("gating", "check", "--outcomes", tmp_path / "nope.jsonl")
     assert missing.exit_code == 2 and "cannot read outcomes" in missing.stderr
     unwritable = cli("synth", "--out", tmp_path / "no" / "dir.jsonl")
-    assert unwritable.exit_code == 2 and "cannot write outcomes" in unwritable.stderr
+    assert unwritable.exit_code == 2 and "does not exist" in unwritable.stderr
 
 
 def test_outcomes_for_other_llms_are_reported(cli, tmp_path):

@@ -78,10 +78,22 @@ def test_bad_usage_exits_2_with_one_line(run_cli, args, message):
     assert "Traceback" not in result.output
 
 
-def test_csv_has_header_and_one_row(run_cli):
+def test_csv_has_one_row_per_expert_matching_the_json(run_cli):
     result = run_cli("select", "--format", "csv", "--no-timing")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert len(rows) == 1 and rows[0]["status"] == "optimal"
+    _, payload = select_json(run_cli)
+    assert [r["id"] for r in rows] == [e["id"] for e in payload["experts"]]
+    assert {r["status"] for r in rows} == {"optimal"}
+    chosen = [r["id"] for r in rows if r["selected"] == "True"]
+    assert chosen == payload["selection"]
+
+
+def test_json_experts_explain_every_expert(run_cli):
+    _, payload = select_json(run_cli)
+    experts = payload["experts"]
+    assert [e["id"] for e in experts if e["selected"]] == payload["selection"]
+    assert all(set(e) == {"id", "selected", "f_alone", "why"} for e in experts)
+    assert all((e["why"] == "selected") == e["selected"] for e in experts)
 
 
 def test_compare_exact_solvers_agree(run_cli):

@@ -118,7 +118,7 @@ def test_the_envelope_is_monotone_and_keeps_every_down_set_maximum():
     envelope = MonotoneEnvelope(objective)
     values, hat = objective.all_values(), envelope(np.arange(1 << 8))
     for m in range(1 << 8):
-        sub = envelope.best_subset(m)
+        sub = envelope.deployable(m)
         assert sub & ~m == 0 and values[sub] == hat[m] == max(values[s] for s in range(1 << 8) if s & ~m == 0)
     assert monotonicity(objective, np.random.default_rng(0)).violations > 0  # F itself is not monotone
     assert monotonicity_of(hat, 8) == 0

@@ -85,3 +85,13 @@ def test_top_k_override_and_scenario_outcomes(default):
     table = scenario_outcomes(llmrouter)
     assert table.columns == tuple(dict.fromkeys(llmrouter.instance.expert_llms))
     assert table.categories == llmrouter.instance.categories and table.n_queries == 5608
+
+
+def test_training_reports_progress_and_progress_changes_nothing():
+    events = []
+    watched = train_system(load_scenario(None), seed=1, queries=300, progress=events.append)
+    quiet = train_system(load_scenario(None), seed=1, queries=300)
+    assert events and {e.task for e in events} == {"training"}
+    assert [e.done for e in events] == list(range(1, len(events) + 1))
+    assert watched.saved.gate.history_.iterations == len(events)
+    np.testing.assert_array_equal(watched.saved.gate.W_, quiet.saved.gate.W_)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from moe2_cli.gating.topk import (
+    logsumexp,
     masked_log_softmax,
     masked_softmax,
+    softmax,
     topk_mask,
     topk_softmax,
 )
@@ -114,3 +116,17 @@ def test_with_score_selection_beta0_never_changes_which_experts_are_selected(see
     moved = params.with_(beta0=rng.normal(size=6) * 10)
     np.testing.assert_array_equal(moved.selected(X), params.selected(X))
     assert np.array_equal(moved.gate(X) > 0, params.gate(X) > 0)
+
+
+def test_softmax_and_logsumexp_agree_with_the_masked_forms_and_survive_large_and_empty_rows():
+    rng = np.random.default_rng(4)
+    z = rng.normal(scale=300.0, size=(6, 5))  # exp() of these overflows without the shift
+    mask = rng.random((6, 5)) < 0.6
+    mask[0] = False  # an empty row
+    masked = np.where(mask, z, -np.inf)
+    np.testing.assert_allclose(softmax(masked[1:], axis=1), masked_softmax(z, mask)[1:], rtol=1e-12)
+    lse = logsumexp(masked, axis=1)
+    assert lse[0] == -np.inf and np.isfinite(lse[1:][mask[1:].any(axis=1)]).all()
+    rows = mask.any(axis=1)
+    expected = masked[rows] - lse[rows, None]
+    np.testing.assert_allclose(masked_log_softmax(z, mask)[rows][mask[rows]], expected[mask[rows]], rtol=1e-12)

@@ -32,7 +32,8 @@ def random_instance(rng: np.random.Generator, n: int, *, servers: int = 3, top_k
     )
 
 
-def budgets_for(inst: Instance, energy_frac: float, latency_frac: float, *, math_latency: float | None = None) -> Budgets:
+def budgets_for(inst: Instance, energy_frac: float, latency_frac: float, *,
+                math_latency: float | None = None) -> Budgets:
     """Budgets as fractions of the cost of selecting everything (so they bind)."""
     full = inst.usage(np.array([inst.full_mask], dtype=np.int64))
     energy = energy_frac * float(full.energy_j.max())

@@ -66,7 +66,7 @@ def test_sweep_reports_progress_and_is_reproducible():
     calls = []
     first = run_rates(truth, config, progress=calls.append)
     second = run_rates(truth, config)
-    assert calls == [1] * 4
+    assert [(c.task, c.done, c.total) for c in calls] == [("rates", i, 4) for i in range(1, 5)]
     for metric in first.medians:
         np.testing.assert_array_equal(first.values(metric), second.values(metric))
     assert [s.slope for s in first.slopes] == [s.slope for s in second.slopes]
@@ -75,8 +75,8 @@ def test_sweep_reports_progress_and_is_reproducible():
 
 def test_defaults_depend_on_the_specification():
     exact, over = RatesConfig(spec="exact"), RatesConfig(spec="over")
-    assert (exact.tol, exact.reps, exact.sizes) == (1e-6, 8, log_grid(501, 31623, 8))
-    assert (over.tol, over.reps, over.sizes) == (1e-8, 5, log_grid(1000, 10000, 5))
+    assert (exact.tolerance, exact.n_reps, exact.sizes) == (1e-6, 8, log_grid(501, 31623, 8))
+    assert (over.tolerance, over.n_reps, over.sizes) == (1e-8, 5, log_grid(1000, 10000, 5))
     with pytest.raises(ValueError):
         RatesConfig(spec="under")
 

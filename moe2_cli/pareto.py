@@ -1,19 +1,21 @@
 """Trade-off frontiers: budget sweeps with warm starts, exact ε-constraint fronts, Pareto marking.
 
-Pure computation: progress goes out through an ``advance`` callback and nothing is printed.
+Pure computation: progress goes out through a progress callback and nothing is printed.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
-from moe2_cli.solvers import Limits, Solver, Status
+from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
@@ -35,7 +37,7 @@ class Sweep:
         return self.resource + (f".{self.category}" if self.category else "")
 
 
-def parse_sweep(spec: str, categories) -> Sweep:
+def parse_sweep(spec: str, categories: Sequence[str]) -> Sweep:
     """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``."""
     key, sep, rng = spec.partition("=")
     resource, _, category = key.strip().partition(".")
@@ -43,7 +45,8 @@ def parse_sweep(spec: str, categories) -> Sweep:
     if not sep or len(parts) != 3:
         raise UsageError(f"--sweep must look like energy=50:400:10 (got {spec!r})")
     if resource not in RESOURCES:
-        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{did_you_mean(resource, RESOURCES)})")
+        hint = did_you_mean(resource, RESOURCES)
+        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{hint})")
     if category and category not in categories:
         raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
     try:
@@ -72,15 +75,16 @@ def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
 class FrontierPoint:
     budgets: Budgets
     caps: dict[str, float]  # swept label -> value
-    result: object  # SolveResult
+    result: SolveResult
     pareto: bool = False
 
 
 def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits: Limits = Limits(),
-                  advance=lambda n=1: None) -> list[FrontierPoint]:
+                  progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
     sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
     points = []
+    step = step_counter("frontier", math.prod(len(s.values) for s in sweeps), progress)
     outer = [s.values for s in sweeps[:-1]]
     for prefix in itertools.product(*outer):
         incumbent = None
@@ -94,11 +98,11 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             if result.feasible:
                 incumbent = result.mask
             points.append(FrontierPoint(budgets=budgets, caps=caps, result=result))
-            advance(1)
+            step()
     return mark_pareto(points)
 
 
-def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumbent: int | None):
+def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumbent: int | None) -> SolveResult:
     """Solve with a warm start; a heuristic that ignores it may do worse than the incumbent, and
     then the incumbent is the answer, so F never falls as a budget grows."""
     result = solver.solve(problem, limits, incumbent=incumbent)
@@ -112,7 +116,7 @@ def _at_least_incumbent(problem: Problem, solver: Solver, limits: Limits, incumb
     return replace(kept, evaluations=result.evaluations, iterations=result.iterations, wall_s=result.wall_s)
 
 
-def resource_vector(result) -> np.ndarray:
+def resource_vector(result: SolveResult) -> np.ndarray:
     """What a point costs, to be minimised: its worst-case energy and latency over categories."""
     return np.array([max(result.energy_j.values()), max(result.latency_s.values())])
 
@@ -152,7 +156,7 @@ def mark_pareto(points: list[FrontierPoint]) -> list[FrontierPoint]:
 
 
 def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Limits(),
-                          advance=lambda n=1: None) -> list[FrontierPoint]:
+                          progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """Every corner of the F-energy trade-off under the fixed latency budgets (ε-constraint).
 
     Solve max F with energy <= cap, record the optimum, lower the cap to one unit (1 mJ) below
@@ -160,15 +164,17 @@ def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Lim
     of the front is visited; dominated records (same F at more energy) are filtered at the end.
     """
     budgets = problem.budgets
-    cap_units = None
+    cap_units: int | None = None
     points = []
+    step = step_counter("frontier", None, progress)
     while True:
-        energy = tuple(None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
+        energy: tuple[float | None, ...] = tuple(
+            None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
         sub_budgets = replace(budgets, energy_j=tuple(
             _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
         sub = Problem(instance=problem.instance, budgets=sub_budgets, objective=problem.objective)
         result = solver.solve(sub, limits)
-        advance(1)
+        step()
         if result.status is Status.INFEASIBLE or not result.mask:
             break
         used = int(problem.usage([result.mask]).energy.max())

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from moe2_cli.errors import UsageError
-from moe2_cli.frontier import (
+from moe2_cli.objective import CoverageObjective
+from moe2_cli.pareto import (
     exact_energy_frontier,
     pareto_mask,
     parse_sweep,
     sweep_budgets,
 )
-from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.solvers import get_solver
 from tests.solvers.cases import budgets_for, random_instance
@@ -107,7 +107,7 @@ def test_infeasible_points_are_never_pareto():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_exact_3d_front_matches_brute_force(seed):
-    from moe2_cli.frontier import exact_tradeoff_front
+    from moe2_cli.pareto import exact_tradeoff_front
 
     problem = _problem(seed, n=8, latency_frac=1.0)
     inst = problem.instance
@@ -121,7 +121,7 @@ def test_exact_3d_front_matches_brute_force(seed):
 
 
 def test_exact_3d_refuses_large_instances():
-    from moe2_cli.frontier import exact_tradeoff_front
+    from moe2_cli.pareto import exact_tradeoff_front
 
     with pytest.raises(UsageError, match="at most 16 experts"):
         exact_tradeoff_front(_problem(0, n=17))

@@ -1,16 +1,18 @@
-"""What a solve means to a reader: the stable JSON payload and the reasons behind a selection.
+"""What a solve means to a reader: the stable JSON record and the reasons behind a selection.
 
-Pure data: no printing. The select, compare and frontier commands all build their output here,
+Pure data: no printing. The select, compare and frontier commands all build their records here,
 so table, csv and json show the same numbers.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from moe2_cli.problem import Problem, members
+from moe2_cli.solvers.base import SolveResult
 
 SELECT_SCHEMA = "moe2.select/1"
 
@@ -26,8 +28,8 @@ def best_feasible_single(problem: Problem) -> float | None:
     return float(problem.objective(singles[fits]).max()) if fits.any() else None
 
 
-def result_payload(result, problem: Problem, *, scenario: str, seed: int, metric: str, timing: bool = True,
-                   notes: tuple[str, ...] = ()) -> dict:
+def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed: int, metric: str,
+                   timing: bool = True, notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The documented, stable JSON for one solve (see README, 'JSON output')."""
     inst, budgets = problem.instance, problem.budgets
     return {
@@ -68,26 +70,27 @@ def _violated(problem: Problem, mask: int) -> list[str]:
         [f"latency.{c}" for c, s in zip(cats, latency_slack[0]) if s < 0]
 
 
-def explain_experts(problem: Problem, mask: int) -> list[dict]:
-    """For every expert: selected or not, its standalone F, and why a rejected one stays out."""
+def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
+    """For every expert: its ``id``, whether it is ``selected``, its F alone (``f_alone``), and
+    ``why`` a rejected one stays out."""
     inst, objective = problem.instance, problem.objective
     chosen = set(members(mask))
     singles = objective([1 << i for i in range(inst.n_experts)])
     current = objective.value(mask) if chosen else -math.inf
     rows = []
     for i, expert in enumerate(inst.expert_ids):
-        row = {"expert": expert, "selected": i in chosen, "standalone": float(singles[i])}
+        row: dict[str, Any] = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
         if i in chosen:
-            row["reason"] = "selected"
+            row["why"] = "selected"
         elif broken := _violated(problem, 1 << i):
-            row["reason"] = "cannot fit alone: " + ", ".join(broken)
+            row["why"] = "cannot fit alone: " + ", ".join(broken)
         elif broken := _violated(problem, mask | (1 << i)):
-            row["reason"] = "adding it breaks " + ", ".join(broken)
+            row["why"] = "adding it breaks " + ", ".join(broken)
         else:
             gain = objective.value(mask | (1 << i)) - current
             if abs(gain) <= 1e-12:
-                row["reason"] = "fits, but adds nothing to F"
+                row["why"] = "fits, but adds nothing to F"
             else:
-                row["reason"] = f"fits, but F changes by {gain:+.4f}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
+                row["why"] = f"fits, but F changes by {gain:+.4f}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
         rows.append(row)
     return rows

@@ -1,0 +1,139 @@
+"""Derive the default prompt set of ``moe2 measure`` from LLMRouter's questions and answers.
+
+Draws 40 prompts per category of examples/llmrouter-edge.yaml (seeded, spread over the tasks
+that map to it) and writes examples/data/llmrouter-prompts.jsonl.gz. Scorers: mcq for the
+multiple-choice tasks, numeric for maths with a plain-number answer, f1 for open questions, and
+for code only ``contains`` of the required function signature (generated code is never run, so
+a code prompt checks that the answer defines the function the test calls, not that it works).
+The gzip header has no time or name, so the same input gives the same bytes.
+
+    python benchmarks/make_measure_prompts.py ../shared/data/llmrouter/llmrouter_outcomes.jsonl \\
+        examples/data/llmrouter-prompts.jsonl.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+PER_CATEGORY = 40
+SEED = 0
+# category -> (tasks, prompts per task), in the order written
+PLAN = {
+    "mcq": {"arc_challenge": 7, "commonsense_qa": 7, "openbook_qa": 7, "mmlu": 7, "gpqa": 6,
+            "agentverse-logicgrid": 6},
+    "math": {"gsm8k": 14, "agentverse-mgsm": 13, "math": 13},
+    "code": {"mbpp": 40},
+    "open_qa": {"natural_qa": 20, "trivia_qa": 20},
+}
+MAX_TOKENS = {"mcq": 256, "math": 1024, "code": 512, "open_qa": 64}
+_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_CALLED = re.compile(r"assert\s+(?:\w+\()?\s*([A-Za-z_]\w*)\(")
+_NOT_THE_FUNCTION = {"set", "sorted", "list", "tuple", "round", "abs", "math", "str", "int", "float", "len", "all"}
+
+
+def _options(choices) -> list[str]:
+    parsed = ast.literal_eval(choices) if isinstance(choices, str) else choices
+    if isinstance(parsed, dict):
+        return [str(t).strip() for t in parsed["text"]]
+    return [str(t).strip() for t in parsed]
+
+
+def mcq(row) -> dict | None:
+    options = _options(row["choices"])
+    letters = "ABCDEFGHIJ"[: len(options)]
+    if row["ground_truth"] not in letters:
+        return None
+    listed = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, options))
+    return {"prompt": f"{row['question'].strip()}\n\n{listed}\n\nAnswer with the letter of the correct option.",
+            "reference": row["ground_truth"], "scorer": "mcq"}
+
+
+def _boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 1, start + len("\\boxed{")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
+
+
+def math(row) -> dict | None:
+    truth = row["ground_truth"]
+    if row["task"] == "gsm8k":
+        answer = truth.split("####")[-1].strip().replace(",", "")
+    elif row["task"] == "math":
+        answer = (_boxed(truth) or "").strip()
+    else:
+        answer = truth.strip()
+    if not _PLAIN_NUMBER.match(answer):
+        return None
+    question = row["question"].strip()
+    if "boxed" not in question:
+        question += "\nAfter careful thought, put your final answer in \\boxed{...}."
+    return {"prompt": question, "reference": answer, "scorer": "numeric"}
+
+
+def code(row) -> dict | None:
+    tests = ast.literal_eval(row["ground_truth"])
+    called = _CALLED.match(tests[0].strip())
+    if not called or called.group(1) in _NOT_THE_FUNCTION:
+        return None
+    return {"prompt": f"Write a Python function for this task.\n{row['question'].strip()}\n"
+                      f"Your code should pass this test:\n{tests[0].strip()}",
+            "reference": f"def {called.group(1)}(", "scorer": "contains"}
+
+
+def open_qa(row) -> dict | None:
+    return {"prompt": f"{row['question'].strip()}\nAnswer with a short phrase only.",
+            "reference": row["ground_truth"].strip(), "scorer": "f1"}
+
+
+BUILD = {"mcq": mcq, "math": math, "code": code, "open_qa": open_qa}
+
+
+def derive(source: Path) -> bytes:
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rng = np.random.default_rng(SEED)
+    lines = []
+    for category, tasks in PLAN.items():
+        for task, count in tasks.items():
+            eligible = []
+            for row in sorted((r for r in rows if r["task"] == task), key=lambda r: r["qid"]):
+                built = BUILD[category](row)
+                if built is not None:
+                    eligible.append((row, built))
+            for i in sorted(rng.choice(len(eligible), size=count, replace=False)):
+                row, built = eligible[i]
+                prompt = {"id": f"{task}/{row['qid']}", "category": category, "prompt": built["prompt"],
+                          "reference": built["reference"], "scorer": built["scorer"],
+                          "max_tokens": MAX_TOKENS[category], "source": f"LLMRouter train {row['qid']} ({task})"}
+                lines.append(json.dumps(prompt, ensure_ascii=False))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="llmrouter_outcomes.jsonl (with ground_truth and choices)")
+    parser.add_argument("out", type=Path, help="where to write the .jsonl.gz")
+    args = parser.parse_args()
+    data = derive(args.source)
+    with open(args.out, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
+            gz.write(data)
+    print(f"{args.out}: {len(data.splitlines())} prompts, {args.out.stat().st_size} bytes, "
+          f"sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`moe2 measure`: measured profiles, outcomes and a scenario from the scenario's own endpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors, progress_bar
+from moe2_cli.cli.render import Column, emit
+
+if TYPE_CHECKING:
+    from moe2_cli.measure import MeasureResult
+
+
+@handles_errors
+def measure_command(
+    scenario: Annotated[Path, typer.Argument(help="Scenario whose servers carry endpoint blocks.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for requests.jsonl, profiles/, outcomes.jsonl "
+                                                          "and scenario.yaml.", show_default=False)],
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Prompt set (JSONL: id, category, messages or "
+                                                                   "prompt, reference, scorer); the shipped "
+                                                                   "LLMRouter set when omitted.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")] = 1,
+    max_failures: Annotated[int, typer.Option("--max-failures", min=0, help="Failed requests an expert may have "
+                                                                            "and still get a profile entry.")] = 0,
+    latency_quantile: Annotated[float, typer.Option("--latency-quantile", min=0.0, max=1.0,
+                                                    help="Quantile of the request latencies written as latency_s.")
+                                ] = 0.9,
+    idle_baseline: Annotated[float, typer.Option("--idle-baseline", min=0.0, help="Measure each server's idle "
+                                                                                  "power for this many seconds "
+                                                                                  "first.")] = 0.0,
+    subtract_idle: Annotated[bool, typer.Option("--subtract-idle", help="Subtract the idle power from each "
+                                                                        "request's energy.")] = False,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries after a 5xx, 429, timeout or dropped "
+                                                                  "connection.")] = 2,
+    retry_wait: Annotated[float, typer.Option("--retry-wait", min=0.0, help="Seconds before the first retry; it "
+                                                                            "doubles, up to 8 s.")] = 0.5,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Unlogged requests per expert before its first "
+                                                                "(loads the model).")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR/requests.jsonl.")
+                      ] = False,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Send every prompt to every expert, with streaming, and write measured profiles (latency at a
+    quantile, mean J/query, accuracy), per-query outcomes and a scenario that uses them.
+
+    Example: moe2 measure fleet.yaml --out measured/ && moe2 select measured/scenario.yaml
+    """
+    from moe2_cli.measure import MeasureSettings, Retry, measure  # httpx loads only for this command
+
+    settings = MeasureSettings(prompts=prompts, concurrency=concurrency, retry=Retry(attempts=retries + 1,
+                               backoff_s=retry_wait), max_failures=max_failures, latency_quantile=latency_quantile,
+                               idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
+                               resume=resume)
+    with progress_bar("measuring") as progress:
+        result = measure(scenario, out, settings, progress=progress)
+    _report(result, format)
+
+
+def _rows(result: MeasureResult) -> list[dict]:
+    return [{"expert": f"{e.server}/{e.llm}", "model": e.model, "category": category, "requests": c.requests,
+             "failures": c.failures, "p50_s": c.latency_p50_s, "p90_s": c.latency_p90_s, "ttft_p50_s": c.ttft_p50_s,
+             "energy_j": c.energy_j, "accuracy": c.accuracy, "profile": "no: " + e.excluded if e.excluded else "yes"}
+            for e in result.experts for category, c in e.categories.items()]
+
+
+def _report(result: MeasureResult, format: OutputFormat) -> None:
+    rows = _rows(result)
+    seconds = lambda x: f"{x:.3f}"  # noqa: E731
+    columns = [Column("expert", "expert", justify="left"), Column("category", "category", justify="left"),
+               Column("requests", "requests"), Column("failures", "failures"), Column("p50_s", "p50 s", seconds),
+               Column("p90_s", "p90 s", seconds), Column("ttft_p50_s", "TTFT p50 s", seconds),
+               Column("energy_j", "J/query", lambda x: f"{x:.2f}"),
+               Column("accuracy", "accuracy", lambda x: f"{x:.3f}"),
+               Column("profile", "profile", justify="left")]
+    payload = {"scenario": result.scenario, "out": str(result.out_dir), "prompts": result.prompts,
+               "new_requests": result.new_requests, "idle_watts": result.idle_watts,
+               "files": [str(f) for f in result.files], "experts": rows}
+    emit(format.value, payload=payload, rows=rows, columns=columns,
+         title=f"{result.scenario}: {result.prompts} prompts per expert, written to {result.out_dir}")
+    for expert in result.excluded:
+        print(f"moe2: {expert.server}/{expert.llm} gets no profile entry: {expert.excluded}", file=sys.stderr)
+    print(f"moe2: next: moe2 select {result.out_dir / 'scenario.yaml'}", file=sys.stderr)

@@ -1,0 +1,102 @@
+"""Output files that appear whole or not at all, and the checks that say early when they cannot.
+
+:func:`atomic_output` writes into a temporary file beside the target and renames it over the
+target only when the writer finished: a full disk, an exception or Ctrl-C midway leaves the old
+file, or none, and never a partial one. :func:`check_writable` refuses an output path before
+any long computation starts. :func:`exists_as` asks about a path without raising on names the
+operating system refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from moe2_cli.errors import UsageError
+
+_TEMP_PREFIX = ".moe2-"
+
+
+def exists_as(path: str | Path, kind: str = "any") -> bool:
+    """Whether ``path`` is a file (``kind="file"``), a directory (``"dir"``) or either; a name
+    too long or otherwise invalid for the operating system is simply not there."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    if kind == "file":
+        return stat.S_ISREG(mode)
+    if kind == "dir":
+        return stat.S_ISDIR(mode)
+    return True
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Raise UsageError (one line naming ``option`` and the path) unless a file can be written
+    at ``path``: its parent is an existing writable directory, the path is not a directory and
+    its name is not too long. Nothing is created."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    problem = None
+    if not path.name or exists_as(path, "dir"):
+        problem = "is a directory"
+    elif not exists_as(parent, "dir"):
+        problem = "is in a directory that does not exist" if not exists_as(parent) else "has a parent that is a file"
+    elif len(os.fsencode(path.name)) > _name_max(parent):
+        problem = f"has a file name longer than {_name_max(parent)} bytes"
+    elif not os.access(parent, os.W_OK | os.X_OK) or (exists_as(path) and not os.access(path, os.W_OK)):
+        problem = "cannot be written (permission denied)"
+    if problem:
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:197] + "..."
+        raise UsageError(f"{option} {shown} {problem}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A stream (text for ``mode="w"``, binary for ``"wb"``) whose content replaces ``path`` only
+    when the ``with`` block ends normally; on any exception, KeyboardInterrupt included, the
+    temporary file is removed and ``path`` is left as it was. OSError becomes UsageError."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        with open(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as stream:  # type: ignore[call-overload]
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(err, OSError):
+            raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write all of ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, "wb" if isinstance(data, bytes) else "w") as stream:
+        stream.write(data)
+
+
+def _umask() -> int:
+    # mkstemp makes the file 0600; give it the mode a plain open() would have.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

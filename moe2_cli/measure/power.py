@@ -1,0 +1,187 @@
+"""Energy of a wall-clock window on one server, whatever reads its power.
+
+A meter is told when requests start and end (:meth:`PowerMeter.mark`) and answers the energy
+between two marks. Readers that sample power over time (tegrastats, a power-meter log) keep a
+:class:`Trace` and integrate it; NVML reads its energy counter at each mark; ``none`` is
+watts x time and says that it is derived. When requests overlap on one server, each one's share
+of a stretch of time is that stretch's energy divided by the requests in flight
+(:func:`attributed`), so the shares add up to what the meter read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from moe2_cli.errors import Moe2Error
+from moe2_cli.scenario.endpoint import PowerSource
+
+COVERAGE_WAIT_S = 5.0  # how long to wait for a sampled reading that covers the end of a window
+
+
+class PowerError(Moe2Error):
+    """A power source cannot be read, or stopped giving readings."""
+
+
+class PowerMeter(ABC):
+    """Reads one server's energy. ``method`` says how, for profiles and messages."""
+
+    method: str = ""
+    derived = False  # True when energy is a stated wattage times time, not a reading
+
+    # No-op hooks, not abstract: most meters need no setup or teardown.
+    def start(self) -> None:  # noqa: B027
+        """Begin reading (start a sampler); called once before the first mark."""
+
+    def close(self) -> None:  # noqa: B027
+        """Stop reading and release what :meth:`start` took."""
+
+    def mark(self) -> float:
+        """Now, on the wall clock, remembered as a window boundary."""
+        return time.time()
+
+    @abstractmethod
+    async def energy_j(self, t0: float, t1: float) -> float:
+        """Joules used between two marks."""
+
+
+class ConstantPower(PowerMeter):
+    """``power: none``: a stated draw; energy is derived as watts x time."""
+
+    derived = True
+
+    def __init__(self, watts: float):
+        self.watts = watts
+        self.method = f"none: {watts:g} W x time (derived, not measured)"
+
+    async def energy_j(self, t0: float, t1: float) -> float:
+        return self.watts * (t1 - t0)
+
+
+@dataclass
+class Trace:
+    """Power samples in time order; each reading stands for the interval that ends at it."""
+
+    times: list[float] = field(default_factory=list)
+    watts: list[float] = field(default_factory=list)
+
+    def add(self, t: float, w: float) -> None:
+        if self.times and t <= self.times[-1]:
+            return  # a clock step backwards or a repeated line: keep the trace ordered
+        self.times.append(t)
+        self.watts.append(w)
+
+    def covers(self, t: float) -> bool:
+        return bool(self.times) and self.times[-1] >= t
+
+    def energy_j(self, t0: float, t1: float) -> float:
+        """Integral of the step function over [t0, t1]; the first sample also stands for the
+        time before it, and nothing is extrapolated past the last one."""
+        if not self.times or t1 <= t0:
+            return 0.0
+        total, left = 0.0, t0
+        i = bisect.bisect_left(self.times, t0)
+        while left < t1 and i < len(self.times):
+            right = min(self.times[i], t1)
+            total += self.watts[i] * max(0.0, right - left)
+            left = max(left, right)
+            i += 1
+        return total
+
+    def mean_watts(self, t0: float, t1: float) -> float:
+        return self.energy_j(t0, t1) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class SampledPower(PowerMeter):
+    """A meter fed by timed power samples; :meth:`poll` pulls new ones in."""
+
+    def __init__(self) -> None:
+        self.trace = Trace()
+
+    def poll(self) -> None:
+        """Move newly arrived samples into the trace (no-op for push-style readers)."""
+
+    async def energy_j(self, t0: float, t1: float) -> float:
+        deadline = time.monotonic() + COVERAGE_WAIT_S
+        while True:
+            self.poll()
+            if self.trace.covers(t1):
+                return self.trace.energy_j(t0, t1)
+            if time.monotonic() > deadline:
+                raise PowerError(f"{self.method}: no power reading after the end of a request "
+                                 f"(waited {COVERAGE_WAIT_S:g} s); is it still running?")
+            await asyncio.sleep(0.01)
+
+
+def open_meter(source: PowerSource) -> PowerMeter:
+    """The meter for a scenario's ``power`` setting; heavy readers are imported only here."""
+    if source.kind == "none":
+        assert source.watts is not None
+        return ConstantPower(source.watts)
+    if source.kind == "nvml":
+        from moe2_cli.measure.nvml import NvmlEnergy
+
+        return NvmlEnergy(source.gpu_index)
+    if source.kind == "tegrastats":
+        from moe2_cli.measure.tegrastats import Tegrastats
+
+        return Tegrastats(source.interval_ms)
+    from moe2_cli.measure.powerlog import PowerLog
+
+    assert source.path is not None
+    return PowerLog(source.path)
+
+
+async def idle_watts(meter: PowerMeter, seconds: float) -> float:
+    """Mean power over ``seconds`` with nothing sent to the server."""
+    t0 = meter.mark()
+    await asyncio.sleep(seconds)
+    t1 = meter.mark()
+    return await meter.energy_j(t0, t1) / (t1 - t0)
+
+
+Window = tuple[float, float | None]  # start, end (None while in flight)
+
+
+class ServerClock:
+    """Stamps the request windows of one server on its meter and shares out their energy."""
+
+    def __init__(self, meter: PowerMeter):
+        self.meter = meter
+        self._windows: dict[int, Window] = {}
+
+    def open(self) -> tuple[int, float]:
+        t = self.meter.mark()
+        token = len(self._windows)
+        self._windows[token] = (t, None)
+        return token, t
+
+    def close(self, token: int) -> float:
+        t = self.meter.mark()
+        self._windows[token] = (self._windows[token][0], t)
+        return t
+
+    async def share(self, token: int) -> tuple[float, float]:
+        """(joules, seconds) of a closed window that belong to its request alone."""
+        start, end = self._windows[token]
+        assert end is not None, "close the window first"
+        others = [w for k, w in self._windows.items() if k != token]
+        return await attributed(self.meter.energy_j, (start, end), others)
+
+
+async def attributed(energy: Callable[[float, float], Awaitable[float]], mine: tuple[float, float],
+                     others: list[Window]) -> tuple[float, float]:
+    """(joules, seconds) of one request's window that are its own: every stretch between
+    boundaries is shared equally among the requests then in flight on the server."""
+    start, end = mine
+    cuts = sorted({start, end, *(t for s, e in others for t in (s, e) if t is not None and start < t < end)})
+    joules = seconds = 0.0
+    for left, right in zip(cuts, cuts[1:]):
+        sharing = 1 + sum(1 for s, e in others if s <= left and (e is None or e >= right))
+        joules += await energy(left, right) / sharing
+        seconds += (right - left) / sharing
+    return joules, seconds

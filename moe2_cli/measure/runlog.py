@@ -1,0 +1,115 @@
+"""The raw log, ``DIR/requests.jsonl``: one JSON object per line, appended and flushed as each
+request ends, so an interrupted run loses at most the requests in flight.
+
+Two kinds of line: ``{"kind": "idle", "server", "watts", "seconds"}`` for a measured idle
+baseline, and ``{"kind": "request", ...}`` (:class:`RequestRecord`). On ``--resume`` the log is
+read back: a torn last line (the process died while writing it) is cut off, successful requests
+are kept, and failed ones are asked again; the last line for a request wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import IO
+
+from moe2_cli.errors import Diagnostic, InputError
+
+LOG_NAME = "requests.jsonl"
+# Fields that differ from run to run even when every answer is the same.
+TIMING_FIELDS = ("started_at", "latency_s", "ttft_s", "energy_j", "busy_s", "attempts")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    server: str
+    llm: str
+    model: str  # the served model id
+    prompt_id: str
+    category: str
+    prompt_digest: str
+    ok: bool
+    score: float  # 0 for a failed request
+    answer: str
+    error: str | None
+    started_at: float  # Unix time
+    latency_s: float
+    ttft_s: float | None
+    energy_j: float | None
+    busy_s: float | None  # the request's own share of time, when requests overlap
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    attempts: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.server, self.llm, self.prompt_id
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": "request", **asdict(self)}, ensure_ascii=False)
+
+
+@dataclass
+class LogState:
+    """What a log already holds: the last record of each request, and idle baselines."""
+
+    records: dict[tuple[str, str, str], RequestRecord]
+    idle_watts: dict[str, float]
+
+
+def read_log(path: Path) -> LogState:
+    """Read a log back, cutting off a torn last line first."""
+    state = LogState(records={}, idle_watts={})
+    if not path.exists():
+        return state
+    _cut_torn_tail(path)
+    names = {f.name for f in fields(RequestRecord)}
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row.get("kind") == "idle":
+                state.idle_watts[row["server"]] = float(row["watts"])
+            else:
+                record = RequestRecord(**{k: v for k, v in row.items() if k in names})
+                state.records[record.key] = record
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise InputError(Diagnostic(str(path), number, None, f"not a moe2 measure log line ({err})")) from None
+    return state
+
+
+def _cut_torn_tail(path: Path) -> None:
+    raw = path.read_bytes()
+    end = raw.rfind(b"\n") + 1
+    if end < len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+
+
+class LogWriter:
+    """Appends lines and flushes each one before the next request is counted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> LogWriter:
+        self._fh = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+    def write(self, line: str) -> None:
+        assert self._fh is not None
+        # One write call per whole line, then flushed: a killed process leaves whole lines (or a
+        # torn last one, cut off on resume). No fsync: it guards against power loss, not a kill,
+        # and on a busy disk it would stall the requests in flight.
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def idle(self, server: str, watts: float, seconds: float) -> None:
+        self.write(json.dumps({"kind": "idle", "server": server, "watts": watts, "seconds": seconds}))

@@ -1,0 +1,94 @@
+"""From logged requests to per-expert, per-category numbers, and which experts are kept.
+
+Latency is a quantile over the successful requests (a worst-case flavour, because moe2's
+constraints are worst cases); energy is the mean over the successful requests, less idle power
+times the request's own time when asked; accuracy is the mean score over every prompt, a
+failed request scoring 0. An expert with more failures than allowed, or with no successful
+request in some category, gets no profile entry and is reported instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from moe2_cli.measure.runlog import RequestRecord
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    requests: int
+    failures: int
+    latency_p50_s: float | None
+    latency_p90_s: float | None
+    latency_s: float | None  # at the chosen quantile
+    ttft_p50_s: float | None
+    energy_j: float | None  # mean per successful request
+    accuracy: float
+    prompt_tokens: float | None  # mean, from usage
+    completion_tokens: float | None
+
+
+@dataclass(frozen=True)
+class ExpertSummary:
+    server: str
+    llm: str
+    model: str
+    categories: dict[str, CategoryStats]
+    excluded: str | None  # why the expert gets no profile entry, or None
+
+    @property
+    def failures(self) -> int:
+        return sum(c.failures for c in self.categories.values())
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.categories.values())
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    return float(np.quantile(values, q)) if len(values) else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def category_stats(records: Sequence[RequestRecord], quantile: float, idle_w: float | None) -> CategoryStats:
+    ok = [r for r in records if r.ok]
+    latencies = [r.latency_s for r in ok]
+    energies = [(r.energy_j or 0.0) - (idle_w * (r.busy_s or 0.0) if idle_w is not None else 0.0) for r in ok]
+    ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
+    return CategoryStats(
+        requests=len(records), failures=len(records) - len(ok),
+        latency_p50_s=_quantile(latencies, 0.5), latency_p90_s=_quantile(latencies, 0.9),
+        latency_s=_quantile(latencies, quantile), ttft_p50_s=_quantile(ttfts, 0.5), energy_j=_mean(energies),
+        accuracy=float(np.mean([r.score for r in records])) if records else 0.0,
+        prompt_tokens=_mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
+        completion_tokens=_mean([r.completion_tokens for r in ok if r.completion_tokens is not None]),
+    )
+
+
+def summarise(server: str, llm: str, model: str, records: Iterable[RequestRecord], categories: Sequence[str], *,
+              quantile: float, max_failures: int, idle_w: float | None) -> ExpertSummary:
+    """One expert's numbers; ``idle_w`` is subtracted from energy when given."""
+    by_category: dict[str, list[RequestRecord]] = {c: [] for c in categories}
+    for record in records:
+        by_category[record.category].append(record)
+    stats = {c: category_stats(rs, quantile, idle_w) for c, rs in by_category.items()}
+    return ExpertSummary(server=server, llm=llm, model=model, categories=stats,
+                         excluded=_excluded(stats, max_failures))
+
+
+def _excluded(stats: dict[str, CategoryStats], max_failures: int) -> str | None:
+    failures = sum(c.failures for c in stats.values())
+    if failures > max_failures:
+        return f"{failures} failed request{'s' * (failures != 1)}, more than --max-failures {max_failures}"
+    for category, c in stats.items():
+        if c.latency_s is None:
+            return f"no successful request in category {category!r}"
+        if c.energy_j is None or c.energy_j <= 0:
+            return f"mean energy in category {category!r} is not positive (got {c.energy_j}); check the power source"
+    return None

@@ -1,0 +1,109 @@
+"""Atomic output files and the up-front output-path check, alone and through the commands."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from moe2_cli.errors import UsageError
+from moe2_cli.fileio import atomic_output, check_writable, write_atomic
+
+
+def leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_atomic_write_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    write_atomic(target, "new content")
+    assert target.read_text() == "new content"
+    assert leftovers(tmp_path) == ["out.txt"]
+
+
+@pytest.mark.parametrize("interrupt", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_failure_midway_leaves_the_old_file_and_no_temporary(tmp_path, interrupt):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(type(interrupt)):
+        with atomic_output(target, "wb") as stream:
+            stream.write(b"partial" * 1000)
+            raise interrupt
+    assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["out.bin"]
+
+
+def test_a_failure_midway_leaves_no_file_when_there_was_none(tmp_path):
+    with pytest.raises(UsageError, match="No space left"), atomic_output(tmp_path / "new.txt") as stream:
+        stream.write("x")
+        raise OSError(28, "No space left on device")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: d, "is a directory"),
+    (lambda d: d / "missing" / "x.png", "does not exist"),
+    (lambda d: (d / "file").write_text("") or d / "file" / "x.png", "parent that is a file"),
+    (lambda d: d / ("x" * 300 + ".png"), "longer than"),
+])
+def test_unwritable_paths_are_one_clear_line(tmp_path, make, needle):
+    with pytest.raises(UsageError) as err:
+        check_writable(make(tmp_path), "--plot")
+    assert needle in str(err.value) and str(err.value).startswith("--plot ")
+    assert "\n" not in str(err.value)
+
+
+def test_synth_interrupted_midway_leaves_the_old_file(run_cli, tmp_path, monkeypatch):
+    from moe2_cli.outcomes import native
+
+    target = tmp_path / "out.jsonl.gz"
+    target.write_bytes(b"old")
+
+    def failing_writer(outcomes, stream):
+        stream.write("{" * 100_000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(native, "_write_jsonl", failing_writer)
+    result = run_cli("synth", "--queries", "50", "--out", target)
+    assert result.exit_code == 130, result.output
+    assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["out.jsonl.gz"]
+
+
+def test_synth_on_a_full_disk_is_exit_2_and_leaves_nothing(run_cli, tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    result = run_cli("synth", "--queries", "50", "--out", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [
+    ("stats", "simulate", "-n", "10", "--out", "{dir}"),
+    ("stats", "simulate", "-n", "10", "--out", "{dir}/missing/s.csv"),
+    ("gating", "train", "--queries", "200", "--out", "{dir}"),
+    ("gating", "train", "--queries", "200", "--out", "{dir}/missing/gate.npz"),
+    ("synth", "--queries", "10", "--out", "{dir}/missing/o.jsonl"),
+    ("frontier", "--sweep", "energy=100:200:100", "--plot", "{dir}/missing/f.png"),
+    ("stats", "rates", "--reps", "1", "--plot", "{dir}/missing/r.png"),
+])
+def test_unwritable_outputs_are_refused_before_any_work(run_cli, tmp_path, args):
+    result = run_cli(*(a.format(dir=tmp_path) for a in args))
+    assert result.exit_code == 2, result.output
+    assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_stats_simulate_streams_its_output_whole(run_cli, tmp_path):
+    from moe2_cli.stats.samples import load_samples
+
+    out = tmp_path / "s.csv"
+    result = run_cli("stats", "simulate", "-n", "70000", "--seed", "3", "--out", out)
+    assert result.exit_code == 0, result.output
+    X, Y = load_samples(out)
+    assert X.shape[0] == Y.shape[0] == 70000
+    assert leftovers(tmp_path) == ["s.csv"]
