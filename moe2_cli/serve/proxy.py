@@ -194,6 +194,7 @@ class Proxy:
             state, error = self.states[expert], errors[target.api_base]
             upstreams[expert] = {"state": "up" if error is None else "down", "error": error,
                                  "calls": state.calls, "failures": state.failures,
+                                 "consecutive_failures": state.consecutive_failures,
                                  "last_error": state.last_error}
         ready = any(u["state"] == "up" for u in upstreams.values())
         return {"status": "ready" if ready else "unavailable", "model": self.model_name,

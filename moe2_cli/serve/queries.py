@@ -1,5 +1,8 @@
 """Query files for ``moe2 route``: JSON lines with ``id``, ``category``, ``text`` and optional
-``tags`` (and ``features``, a numeric vector, for gates trained on numeric features)."""
+``tags`` (and ``features``, a numeric vector, for gates trained on numeric features).
+
+The gate reads the category, the text and the features; tags are the user's labels, carried
+through to the output so routes can be grouped by them."""
 
 from __future__ import annotations
 
