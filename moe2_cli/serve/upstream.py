@@ -75,12 +75,18 @@ def targets_for(scenario: Scenario, experts: list[str], timeout_s: float | None 
     return out
 
 
+UPSTREAM_KEEP_ALIVE_S = 2.0
+
+
 class Pools:
     """One ``httpx.AsyncClient`` per expert server. httpx scans a pool's connections on every
     request, so a pool per server stays small and cheap under load."""
 
     def __init__(self, max_connections: int = 128):
-        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # Idle connections are dropped before common servers drop them (uvicorn and others after
+        # 5 s), so a connection is not reused just as the server closes it.
+        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                                   keepalive_expiry=UPSTREAM_KEEP_ALIVE_S)
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     def client(self, target: Target) -> httpx.AsyncClient:

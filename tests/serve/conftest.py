@@ -7,7 +7,6 @@ differs from query to query, which is what the route/serve agreement test needs.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.app import build_app
 from moe2_cli.serve.plan import Plan, make_plan, read_selection
 from moe2_cli.serve.proxy import Proxy
+from moe2_cli.serve.server import bind
 from moe2_cli.serve.upstream import targets_for
 
 # Each LLM is right on the questions of its topic: the text decides the ranking.
@@ -81,8 +81,7 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
     """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
                   fallbacks=fallbacks, **({"log": log} if log else {}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
