@@ -1,9 +1,11 @@
 """Fuzz the input readers: ``python benchmarks/fuzz.py --examples N [--reader NAME ...] [--seed S]``.
 
 Each reader (profile, scenario, outcome formats, stats parameters and samples, the gate file;
-see ``tests/fuzzing.py``) gets N mutated inputs. One line per reader reports the exit codes,
-and the counts that must be zero: exit-70 (internal errors), hangs, tracebacks, and diagnostics
-that do not name the file. Exit status 1 when any of them is not zero.
+see ``tests/fuzzing.py``) gets N mutated inputs, and each command-line option target (budget,
+sweep and numeric options; see ``tests/fuzz_options.py``) N drawn option sets. One line per
+target reports the exit codes, and the counts that must be zero: exit-70 (internal errors),
+hangs, tracebacks, and diagnostics that do not name the file (for options: lines not in the
+``moe2: ...`` style). Exit status 1 when any of them is not zero.
 """
 
 from __future__ import annotations
@@ -15,21 +17,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.fuzz_options import OPTIONS, fuzz_options  # noqa: E402
 from tests.fuzzing import READERS, describe, fuzz  # noqa: E402
+
+TARGETS = {**{name: fuzz for name in READERS}, **{name: fuzz_options for name in OPTIONS}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000, help="mutated inputs per reader")
-    parser.add_argument("--reader", action="append", choices=sorted(READERS), help="only these readers")
+    parser.add_argument("--reader", action="append", choices=sorted(TARGETS), help="only these readers or options")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--failures", action="store_true", help="print the first failing inputs")
     parser.add_argument("--every", type=int, default=0, help="also print a progress line every N examples")
     args = parser.parse_args()
     clean = True
-    for name in args.reader or list(READERS):
+    for name in args.reader or list(TARGETS):
         start = time.perf_counter()
-        report = fuzz(name, args.examples, args.seed, on_example=_progress(name, args.every))
+        report = TARGETS[name](name, args.examples, args.seed, on_example=_progress(name, args.every))
         print(f"{describe(name, report)}  {time.perf_counter() - start:.0f} s", flush=True)
         clean = clean and report.clean
         for failure in report.failures if args.failures else ():

@@ -12,11 +12,13 @@ runs the same steps in two calls, :func:`~moe2_cli.session.open_session` then :f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
 from moe2_cli.pareto import (
     FrontierPoint,
+    check_grid,
     exact_energy_frontier,
     exact_tradeoff_front,
     parse_sweep,
@@ -72,19 +74,36 @@ def select(scenario: ScenarioRef = None, budgets: Budgets = None, solver: str = 
     return solve(session, solver, limits, progress=progress)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A solver that refused the problem (exhaustive above its size limit, say), and why."""
+
+    solver: str
+    reason: str
+
+
 def compare(session: Session, limits: Limits = Limits(), *,
-            progress: ProgressCallback | None = None) -> list[SolveResult]:
-    """Every registered solver on the session's problem, in registry order."""
-    return [solve(session, name, limits, progress=progress) for name in SOLVERS]
+            progress: ProgressCallback | None = None) -> list[SolveResult | Skipped]:
+    """Every registered solver on the session's problem, in registry order; a solver that
+    refuses the problem is :class:`Skipped` with its reason, and the others still run."""
+    results: list[SolveResult | Skipped] = []
+    for name in SOLVERS:
+        try:
+            results.append(solve(session, name, limits, progress=progress))
+        except UsageError as err:
+            results.append(Skipped(name, str(err)))
+    return results
 
 
 def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> None:
-    """UsageError unless exactly one kind of frontier is asked for, with at most two swept caps."""
+    """UsageError unless exactly one kind of frontier is asked for, with at most two well-formed swept caps
+    and at most MAX_SWEEP_POINTS points in all."""
     if sum((bool(sweeps), exact, exact_3d)) != 1:
         raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
                          "or --exact-3d")
     if len(sweeps) > 2:
         raise UsageError(f"--sweep takes at most two dimensions (got {len(sweeps)})")
+    check_grid([parse_sweep(s, None) for s in sweeps])  # before any work; categories are checked later
 
 
 def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: Iterable[str] = (),
@@ -100,7 +119,7 @@ def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: It
     if exact:
         return exact_energy_frontier(session.problem, engine, limits, progress)
     parsed = [parse_sweep(s, session.problem.instance.categories) for s in sweeps]
-    return sweep_budgets(session.problem, engine, parsed, limits, progress)
+    return sweep_budgets(session.problem, engine, parsed, limits, progress, session.own_caps)
 
 
 def frontier(scenario: ScenarioRef = None, sweeps: Iterable[str] = (), budgets: Budgets = None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_UNMET = 1  # no selection meets the budgets, or --min-accuracy missed
 EXIT_BAD_INPUT = 2  # bad usage or bad input
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 MAX_SHOWN = 50  # diagnostics printed for one error; a wholly wrong file would print thousands
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.scenario.budgets import MAXIMA
 from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
@@ -37,8 +38,9 @@ class Sweep:
         return self.resource + (f".{self.category}" if self.category else "")
 
 
-def parse_sweep(spec: str, categories: Sequence[str]) -> Sweep:
-    """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``."""
+def parse_sweep(spec: str, categories: Sequence[str] | None) -> Sweep:
+    """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``. With
+    ``categories`` None, a category name is not checked (to refuse bad specs before any work)."""
     key, sep, rng = spec.partition("=")
     resource, _, category = key.strip().partition(".")
     parts = rng.split(":")
@@ -47,7 +49,7 @@ def parse_sweep(spec: str, categories: Sequence[str]) -> Sweep:
     if resource not in RESOURCES:
         hint = did_you_mean(resource, RESOURCES)
         raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{hint})")
-    if category and category not in categories:
+    if category and categories is not None and category not in categories:
         raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
     try:
         lo, hi, step = (float(p) for p in parts)
@@ -55,18 +57,32 @@ def parse_sweep(spec: str, categories: Sequence[str]) -> Sweep:
         raise UsageError(f"--sweep {key} needs numbers LO:HI:STEP (got {rng!r})") from None
     if not all(math.isfinite(v) for v in (lo, hi, step)) or lo <= 0 or hi < lo or step <= 0:
         raise UsageError(f"--sweep {key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})")
-    count = int(math.floor((hi - lo) / step + 1e-9)) + 1
-    if count > MAX_SWEEP_POINTS:
-        raise UsageError(f"--sweep {key} has {count} points; at most {MAX_SWEEP_POINTS}")
+    if hi > MAXIMA[resource]:
+        raise UsageError(f"--sweep {key} must stay at most {MAXIMA[resource]:g} (got {rng!r})")
+    span = (hi - lo) / step  # may overflow to inf for a tiny step: compared, never converted first
+    if not span < MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep {key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})")
+    count = int(math.floor(span + 1e-9)) + 1
     return Sweep(resource, category or None, tuple(round(lo + i * step, 12) for i in range(count)))
 
 
-def with_cap(budgets: Budgets, sweep: Sweep, value: float) -> Budgets:
-    """``budgets`` with the swept cap set to ``value`` (one category, or all)."""
+def check_grid(sweeps: list[Sweep]) -> int:
+    """The number of points of the grid; UsageError above MAX_SWEEP_POINTS in all (a grid
+    multiplies its dimensions, so bounding each one would not bound the work)."""
+    total = math.prod(len(s.values) for s in sweeps)
+    if total > MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
+                         f"at most {MAX_SWEEP_POINTS} in all")
+    return total
+
+
+def with_cap(budgets: Budgets, sweep: Sweep, value: float, own: frozenset[str] = frozenset()) -> Budgets:
+    """``budgets`` with the swept cap set to ``value``: one category's, or the default cap of
+    every category not in ``own`` (those with a cap of their own, as for ``--budget latency=``)."""
     field = "energy_j" if sweep.resource == "energy" else "latency_s"
     caps = list(getattr(budgets, field))
     for j, cat in enumerate(budgets.categories):
-        if sweep.category in (None, cat):
+        if sweep.category == cat or (sweep.category is None and cat not in own):
             caps[j] = value
     return replace(budgets, **{field: tuple(caps)})
 
@@ -80,11 +96,13 @@ class FrontierPoint:
 
 
 def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits: Limits = Limits(),
-                  progress: ProgressCallback | None = None) -> list[FrontierPoint]:
+                  progress: ProgressCallback | None = None,
+                  own_caps: Mapping[str, frozenset[str]] | None = None) -> list[FrontierPoint]:
     """Solve every grid point. Points are visited with every cap non-decreasing along the last
-    sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps."""
+    sweep, and the previous optimum warm-starts the next: it stays feasible under larger caps.
+    ``own_caps`` names, per resource, the categories a swept default cap leaves alone."""
     points = []
-    step = step_counter("frontier", math.prod(len(s.values) for s in sweeps), progress)
+    step = step_counter("frontier", check_grid(sweeps), progress)
     outer = [s.values for s in sweeps[:-1]]
     for prefix in itertools.product(*outer):
         incumbent = None
@@ -92,7 +110,7 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             budgets = problem.budgets
             caps = dict(zip((s.label for s in sweeps), prefix + (value,)))
             for s, v in zip(sweeps, prefix + (value,)):
-                budgets = with_cap(budgets, s, v)
+                budgets = with_cap(budgets, s, v, (own_caps or {}).get(s.resource, frozenset()))
             sub = Problem(instance=problem.instance, budgets=budgets, objective=problem.objective)
             result = _at_least_incumbent(sub, solver, limits, incumbent)
             if result.feasible:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from moe2_cli.errors import UsageError
+
 if TYPE_CHECKING:  # objective.py builds on this module, so the contract is named for type checking only
     from moe2_cli.objective import Objective
 
@@ -202,6 +204,11 @@ class Instance:
         return [np.flatnonzero(self.expert_server == s) for s in range(len(self.server_names))]
 
     def with_top_k(self, top_k: int) -> Instance:
+        """This instance with another k; UsageError unless 1 <= k <= N (more k than experts
+        would only ever mean all of them, so it is a mistake, not a request)."""
+        if not 1 <= top_k <= self.n_experts:
+            raise UsageError(f"--top-k must be between 1 and {self.n_experts}, the scenario's number of experts "
+                             f"(got {top_k})")
         return Instance(
             name=self.name, expert_ids=self.expert_ids, expert_llms=self.expert_llms,
             expert_server=self.expert_server, server_names=self.server_names,

@@ -7,12 +7,13 @@ so table, csv and json show the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from moe2_cli.problem import Problem, members
-from moe2_cli.solvers.base import SolveResult
+from moe2_cli.solvers.base import SolveResult, Status
 
 SELECT_SCHEMA = "moe2.select/1"
 
@@ -28,10 +29,17 @@ def best_feasible_single(problem: Problem) -> float | None:
     return float(problem.objective(singles[fits]).max()) if fits.any() else None
 
 
+def _known(values: Mapping[str, float], chosen: bool) -> dict[str, float | None]:
+    """Per-key figures of a selection; without one they are unknown (null), never 0."""
+    return {k: _finite(v) if chosen else None for k, v in values.items()}
+
+
 def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed: int, metric: str,
                    timing: bool = True, notes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The documented, stable JSON for one solve (see README, 'JSON output')."""
+    """The documented, stable JSON for one solve (see README, 'JSON output'). Without a
+    selection, the figures that describe one (references, use per category, slack) are null."""
     inst, budgets = problem.instance, problem.budgets
+    chosen = result.feasible
     return {
         "schema": SELECT_SCHEMA,
         "scenario": scenario,
@@ -41,15 +49,14 @@ def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed
         "objective": _finite(result.objective),
         "bound": _finite(result.bound),
         "gap": _finite(result.gap),
-        "references": {**{k: _finite(v) for k, v in result.references.items()},
-                       "best_single_feasible": best_feasible_single(problem)},
+        "references": {**_known(result.references, chosen), "best_single_feasible": best_feasible_single(problem)},
         "selection": list(result.selection),
         "mask": int(result.mask),
-        "energy_j": result.energy_j,
-        "latency_s": result.latency_s,
+        "energy_j": _known(result.energy_j, chosen),
+        "latency_s": _known(result.latency_s, chosen),
         "budgets": budgets.as_dict(),
         "binding": list(result.binding),
-        "slack": result.slack,
+        "slack": _known(result.slack, chosen),
         "top_k": inst.top_k,
         "seed": seed,
         "units": {"energy": "mJ", "latency": "us"},
@@ -60,6 +67,16 @@ def result_payload(result: SolveResult, problem: Problem, *, scenario: str, seed
         "wall_s": round(result.wall_s, 6) if timing else None,
         "notes": list(notes) + list(result.notes),
     }
+
+
+def unmet_reason(result: SolveResult, problem: Problem) -> str:
+    """Why a solve ended without a selection, in words for the one line on stderr."""
+    if best_feasible_single(problem) is None:
+        return "no selection meets the budgets: no single expert fits"
+    if result.status is Status.LIMIT:
+        return f"{result.solver} stopped at its limit before finding a selection"
+    why = f" ({result.notes[0]})" if result.notes else ""
+    return f"{result.solver} found no selection{why}, although single experts fit the budgets"
 
 
 def _violated(problem: Problem, mask: int) -> list[str]:
@@ -76,7 +93,7 @@ def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
     inst, objective = problem.instance, problem.objective
     chosen = set(members(mask))
     singles = objective([1 << i for i in range(inst.n_experts)])
-    current = objective.value(mask) if chosen else -math.inf
+    current = objective.value(mask) if chosen else math.nan
     rows = []
     for i, expert in enumerate(inst.expert_ids):
         row: dict[str, Any] = {"id": expert, "selected": i in chosen, "f_alone": float(singles[i])}
@@ -84,6 +101,8 @@ def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
             row["why"] = "selected"
         elif broken := _violated(problem, 1 << i):
             row["why"] = "cannot fit alone: " + ", ".join(broken)
+        elif not chosen:
+            row["why"] = "fits alone; no selection was found"
         elif broken := _violated(problem, mask | (1 << i)):
             row["why"] = "adding it breaks " + ", ".join(broken)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
@@ -10,7 +10,7 @@ from moe2_cli.gating.ensemble import MonotoneEnvelope
 from moe2_cli.gating.pipeline import build_objective
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
-from moe2_cli.scenario.budgets import apply_budget_specs
+from moe2_cli.scenario.budgets import apply_budget_specs, own_caps_after
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 
 METRICS = ("accuracy", "neg-cross-entropy")
@@ -26,6 +26,9 @@ class Session:
     seed: int
     metric: str
     notes: tuple[str, ...] = ()
+    # Per resource, the categories with a cap of their own (scenario or --budget latency.CAT=):
+    # a swept default cap (--sweep latency=...) leaves them alone, as --budget latency= does.
+    own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
@@ -41,12 +44,10 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     """
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k must be >= 1 (got {top_k})")
     if time_limit is not None and not time_limit > 0:
         raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
     scenario = load_scenario(scenario_path)
-    budgets = apply_budget_specs(scenario.budgets, budget_specs)
+    budgets = apply_budget_specs(scenario.budgets, budget_specs, scenario.own_caps)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     gated = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
     objective: Objective = gated
@@ -60,4 +61,5 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)
-    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes)
+    own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)
+    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps)

@@ -1,5 +1,5 @@
 """The command line: the typer app, one module per command group, and the renderers."""
 
-from moe2_cli.cli.app import app, main
+from moe2_cli.cli.app import app
 
-__all__ = ["app", "main"]
+__all__ = ["app"]

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.status import Status
 
 from moe2_cli.cli.render import stderr_console
-from moe2_cli.errors import EXIT_BAD_INPUT, Moe2Error
+from moe2_cli.errors import EXIT_INTERRUPTED, Diagnostic, InputError, Moe2Error, UsageError
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
@@ -39,7 +39,10 @@ FormatOpt = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="Output format: a table for people, json or csv for scripts."),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice; same seed, same output.")]
+# CP-SAT takes a 32-bit seed; every other consumer takes any non-negative integer.
+MAX_SEED = 2**31 - 1
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
+                                      help="Seed for every random choice (0 to 2147483647); same seed, same output.")]
 
 
 class _Settings:
@@ -55,6 +58,19 @@ def debug_enabled() -> bool:
     return settings.debug
 
 
+def error_lines(err: Moe2Error) -> list[str]:
+    """One line per problem in one style: ``path:line:col: what`` for a place in a file,
+    ``moe2: what`` for everything else (the GNU convention)."""
+    if isinstance(err, InputError):
+        return [str(d) if isinstance(d, Diagnostic) else f"moe2: {d}" for d in err.diagnostics]
+    return [f"moe2: {line}" for line in err.lines()]
+
+
+def report(message: str) -> None:
+    """One ``moe2: message`` line on stderr."""
+    print(f"moe2: {message}", file=sys.stderr)
+
+
 def handles_errors(fn: Callable) -> Callable:
     """The one place errors meet the user: one line per problem on stderr, then the exit code."""
 
@@ -62,31 +78,24 @@ def handles_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Moe2Error as err:
             if debug_enabled():
                 traceback.print_exc()
-            for line in err.lines():
+            for line in error_lines(err):
                 print(line, file=sys.stderr)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
-            print("moe2: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
+            report("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as err:  # a bug: still no traceback unless asked for
             if debug_enabled():
                 traceback.print_exc()
-            print(f"moe2: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)",
-                  file=sys.stderr)
+            report(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
-
-
-def fail_usage(message: str) -> None:
-    """Report bad usage the way click does: one line, exit 2."""
-    print(f"moe2: {message}", file=sys.stderr)
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @contextmanager
@@ -139,3 +148,32 @@ def solver_progress_line(event: ProgressEvent) -> str:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None or value != value or abs(value) == float("inf") else f"{100 * value:.2f}%"
+
+
+def objective_cell(metric: str) -> Callable[[float], str]:
+    """F as people read it: accuracy in percent; other metrics (a negative log-loss) as plain numbers."""
+    return (lambda v: f"{100 * v:.2f}%") if metric == "accuracy" else (lambda v: f"{v:.4f}")
+
+
+def difference_cell(metric: str) -> Callable[[float], str]:
+    """A difference of two F values: percentage points for accuracy, plain otherwise."""
+    return (lambda v: f"{100 * v:.2f} pts") if metric == "accuracy" else (lambda v: f"{v:.4f}")
+
+
+def accuracy_target(text: str | None, metric: str) -> float | None:
+    """``--min-accuracy``: a fraction in [0, 1] (``0.75``) or a percentage (``75%``). NaN, other
+    values and other metrics are refused, so that a CI gate never passes or fails by accident."""
+    if text is None:
+        return None
+    if metric != "accuracy":
+        raise UsageError(f"--min-accuracy needs --metric accuracy (got --metric {metric})")
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw.removesuffix("%")) / (100 if percent else 1)
+    except ValueError:
+        raise UsageError(f"--min-accuracy must be a fraction like 0.75 or a percentage like 75% "
+                         f"(got {text!r})") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise UsageError(f"--min-accuracy must be within 0-1, or 0%-100% (got {text!r})")
+    return value

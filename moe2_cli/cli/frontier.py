@@ -14,7 +14,9 @@ from moe2_cli.cli.common import (
     OutputFormat,
     SeedOpt,
     handles_errors,
+    objective_cell,
     progress_bar,
+    report,
 )
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
@@ -27,7 +29,7 @@ from moe2_cli.cli.select import (
     TimingOpt,
     TopKOpt,
 )
-from moe2_cli.errors import UsageError
+from moe2_cli.errors import EXIT_UNMET, UsageError
 from moe2_cli.fileio import check_writable
 from moe2_cli.pareto import FrontierPoint
 from moe2_cli.problem import Problem
@@ -48,6 +50,12 @@ def _point_payload(point: FrontierPoint, session: Session, timing: bool) -> dict
     return payload
 
 
+def _worst(per_category: dict) -> float | None:
+    """The worst case over categories; unknown (None) without a selection."""
+    known = [v for v in per_category.values() if v is not None]
+    return max(known) if known else None
+
+
 def _chart(payloads: list[dict]) -> Text:
     """F against worst-case energy, one bar per Pareto point."""
     text = Text("F against worst-case energy (Pareto points)\n")
@@ -55,10 +63,11 @@ def _chart(payloads: list[dict]) -> Text:
     if not front:
         return text
     top = max(p["objective"] for p in front)
+    cell = objective_cell(front[0]["metric"])
     for p in sorted(front, key=lambda p: max(p["energy_j"].values())):
         energy = max(p["energy_j"].values())
         bar = "█" * max(1, round(_BAR_WIDTH * p["objective"] / top))
-        text.append(f"{energy:9.1f} J  {bar} {100 * p['objective']:.2f}%\n")
+        text.append(f"{energy:9.1f} J  {bar} {cell(p['objective'])}\n")
     return text
 
 
@@ -80,7 +89,7 @@ def frontier(
     time_limit: TimeLimitOpt = None,
     format: FormatOpt = OutputFormat.table,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png or .svg); needs "
-                                                                "matplotlib (pip install 'moe2[plot]').")] = None,
+                                                                "matplotlib (pip install 'moe2\\[plot]').")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also solve every point with the baselines "
                                                             f"({', '.join(api.BASELINES)}) and plot them.")] = False,
     metric: MetricOpt = "accuracy",
@@ -114,6 +123,9 @@ def frontier(
 
         plot_frontier(plot, payloads, baselines, session)
     _render(format, payloads, session)
+    if not any(p["selection"] for p in payloads):
+        report(f"no point of the frontier has a selection ({len(payloads)} budgets tried)")
+        raise typer.Exit(EXIT_UNMET)
 
 
 def _render(format: OutputFormat, payloads: list[dict], session) -> None:
@@ -121,18 +133,18 @@ def _render(format: OutputFormat, payloads: list[dict], session) -> None:
     rows = []
     for p in payloads:
         row = {**{f"cap.{k}": v for k, v in p["caps"].items()}, "objective": p["objective"],
-               "energy_j": max(p["energy_j"].values()), "status": p["status"], "selection": p["selection"],
+               "energy_j": _worst(p["energy_j"]), "status": p["status"], "selection": p["selection"],
                "evaluations": p["evaluations"], "pareto": p["pareto"]}
         row.update({f"latency_s.{c}": p["latency_s"][c] for c in cats})
         rows.append(row)
     cap_keys = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cap.")))
     columns = [Column(k, k.removeprefix("cap.") + " cap") for k in cap_keys] + [
-        Column("objective", "F", lambda v: f"{100 * v:.2f}%"),
+        Column("objective", "F", objective_cell(session.metric)),
         Column("energy_j", "energy J", lambda v: f"{v:.1f}"),
         *[Column(f"latency_s.{c}", f"{c} s", lambda v: f"{v:.2f}") for c in cats],
-        Column("status", "status"), Column("evaluations", "evals"),
+        Column("status", "status", no_wrap=True), Column("evaluations", "evals"),
         Column("pareto", "pareto", lambda v: "*" if v else ""),
-        Column("selection", "selection", justify="left")]
+        Column("selection", "selection", "\n".join, justify="left", no_wrap=True)]
     payload = {"schema": FRONTIER_SCHEMA, "scenario": session.scenario.name, "points": payloads}
     emit(format.value, payload=payload, rows=rows, columns=columns,
          title=f"{session.scenario.name}: frontier ({sum(p['pareto'] for p in payloads)} Pareto points)",

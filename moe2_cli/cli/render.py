@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, JustifyMethod
+from rich.measure import Measurement
 from rich.table import Table
 
 FORMATS = ("table", "json", "csv")
@@ -83,10 +84,10 @@ def to_csv(rows: list[dict], columns: list[Column]) -> str:
 
 
 def _table_cell(value: Any, column: Column) -> str:
-    if column.fmt is not None and value is not None:
-        return column.fmt(value)
     if value is None:
-        return "-"
+        return ""  # unknown: blank, never a number that could be read as a measurement
+    if column.fmt is not None:
+        return column.fmt(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
@@ -103,6 +104,11 @@ def to_table(rows: list[dict], columns: list[Column], title: str | None = None) 
     return table
 
 
+def _unbroken_width(console: Console, table: Table) -> int:
+    """The narrowest width at which rich lays ``table`` out without cutting a word."""
+    return Measurement.get(console, console.options.update_width(10_000), table).minimum
+
+
 def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], title: str | None = None,
          extra: list | None = None) -> None:
     """Write one result to stdout in ``fmt``. ``extra`` renderables follow the table view only."""
@@ -112,6 +118,10 @@ def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], tit
         sys.stdout.write(to_csv(rows, columns))
     else:
         console = stdout_console()
-        console.print(to_table(rows, columns, title))
+        table = to_table(rows, columns, title)
+        # Wider than the terminal rather than cut: rich ellipsises a word that does not fit its
+        # column, and an expert id or a number must never be cut.
+        console.width = max(console.width, _unbroken_width(console, table))
+        console.print(table)
         for item in extra or []:
             console.print(item)

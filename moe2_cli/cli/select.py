@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
 
 from moe2_cli import api
-from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors, solver_status
+from moe2_cli.cli.common import (
+    FormatOpt,
+    OutputFormat,
+    SeedOpt,
+    accuracy_target,
+    difference_cell,
+    handles_errors,
+    objective_cell,
+    report,
+    solver_status,
+)
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_UNMET
-from moe2_cli.report import explain_experts, result_payload
+from moe2_cli.report import best_feasible_single, explain_experts, result_payload, unmet_reason
 from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, Status
+from moe2_cli.solvers import SOLVERS, Limits, SolveResult
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -42,21 +51,22 @@ _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
 
 
-def _fmt_pct(x):
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
 def _summary(payload: dict) -> str:
-    refs = payload["references"]
-    lines = [f"status: {payload['status']} ({payload['solver']}); F = {_fmt_pct(payload['objective'])}"
-             f" vs best single expert that fits {_fmt_pct(refs.get('best_single_feasible'))}"
-             f", oracle of the selection {_fmt_pct(refs.get('oracle'))}"]
+    refs, cell = payload["references"], objective_cell(payload["metric"])
+
+    def fmt(value):
+        return "-" if value is None else cell(value)
+
+    lines = [f"status: {payload['status']} ({payload['solver']}); F = {fmt(payload['objective'])}"
+             f" vs best single expert that fits {fmt(refs.get('best_single_feasible'))}"
+             f", oracle of the selection {fmt(refs.get('oracle'))}"]
     budgets = payload["budgets"]
     for resource, unit in (("energy_j", "J"), ("latency_s", "s")):
         parts = []
         for cat, used in payload[resource].items():
             cap = budgets[resource].get(cat)
-            parts.append(f"{cat} {used:.3g}{unit}" + (f"/{cap:g}{unit}" if cap is not None else ""))
+            shown = "-" if used is None else f"{used:.3g}{unit}"
+            parts.append(f"{cat} {shown}" + (f"/{cap:g}{unit}" if cap is not None else ""))
         lines.append(f"{resource.split('_')[0]} (worst case / budget): " + ", ".join(parts))
     lines.append("binding: " + (", ".join(payload["binding"]) or "none"))
     lines.append(f"evaluations: {payload['evaluations']}, iterations: {payload['iterations']}"
@@ -75,8 +85,9 @@ def select(
     seed: SeedOpt = 0,
     time_limit: TimeLimitOpt = None,
     format: FormatOpt = OutputFormat.table,
-    min_accuracy: Annotated[float | None, typer.Option(
-        "--min-accuracy", help="Exit 1 unless F reaches this value (0-1): a CI gate.")] = None,
+    min_accuracy: Annotated[str | None, typer.Option(
+        "--min-accuracy", help="Exit 1 unless F reaches this accuracy, a fraction (0.75) or a percentage (75%): "
+                               "a CI gate. NaN and values outside 0-1 are refused.")] = None,
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
     envelope: EnvelopeOpt = None,
@@ -85,23 +96,23 @@ def select(
 
     Example: moe2 select --budget energy=150 --budget latency=3 --format json
 
-    Exit codes: 0 a selection was found; 1 nothing meets the budgets, or F is below --min-accuracy;
-    2 bad usage or input.
+    Exit codes: 0 a selection was found; 1 nothing meets the budgets, the time limit came before any
+    selection, or F is below --min-accuracy; 2 bad usage or input.
     """
+    target = accuracy_target(min_accuracy, metric)
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                            envelope=envelope, time_limit=time_limit)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
-    feasible = result.status is not Status.INFEASIBLE
-    payload["experts"] = explain_experts(session.problem, result.mask) if feasible else []
+    payload["experts"] = explain_experts(session.problem, result.mask if result.feasible else 0)
     _render_select(format, payload)
-    if not feasible:
-        print("moe2: no selection meets the budgets (no single expert fits)", file=sys.stderr)
+    if not result.feasible:
+        report(unmet_reason(result, session.problem))
         raise typer.Exit(EXIT_UNMET)
-    if min_accuracy is not None and (payload["objective"] or 0.0) < min_accuracy:
-        print(f"moe2: F = {payload['objective']:.4f} is below --min-accuracy {min_accuracy}", file=sys.stderr)
+    if target is not None and (payload["objective"] is None or payload["objective"] < target):
+        report(f"F = {objective_cell(metric)(payload['objective'] or 0.0)} is below --min-accuracy {min_accuracy}")
         raise typer.Exit(EXIT_UNMET)
 
 
@@ -112,8 +123,9 @@ def _render_select(format: OutputFormat, payload: dict) -> None:
     if format is OutputFormat.csv:
         emit("csv", payload=payload, rows=rows, columns=[Column(k, k) for k in _CSV_RUN_KEYS + _EXPERT_KEYS])
         return
-    columns = [Column("id", "expert", justify="left"), Column("selected", "selected", lambda v: "yes" if v else ""),
-               Column("f_alone", "F alone", lambda v: f"{100 * v:.2f}%"),
+    columns = [Column("id", "expert", justify="left", no_wrap=True),
+               Column("selected", "selected", lambda v: "yes" if v else ""),
+               Column("f_alone", "F alone", objective_cell(payload["metric"])),
                Column("why", "why", justify="left")]
     emit(format.value, payload=payload, rows=rows, columns=columns,
          title=f"{payload['scenario']}: selection of {len(payload['selection'])} experts",
@@ -141,15 +153,24 @@ def compare(
                            envelope=envelope, time_limit=time_limit)
     with solver_status("solving with every solver") as progress:
         results = api.compare(session, Limits(time_s=time_limit), progress=progress)
-    payloads = [result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
-                               timing=timing, notes=session.notes) for result in results]
-    best = max((p["objective"] for p in payloads if p["objective"] is not None), default=None)
+    payloads: list[dict[str, Any]] = [
+        {"solver": r.solver, "status": "skipped", "reason": r.reason} if isinstance(r, api.Skipped) else
+        result_payload(r, session.problem, scenario=session.scenario.name, seed=seed, metric=metric, timing=timing,
+                       notes=session.notes) for r in results]
+    best = max((p["objective"] for p in payloads if p.get("objective") is not None), default=None)
     for p in payloads:
-        p["gap_to_best"] = None if best is None or p["objective"] is None else best - p["objective"]
+        p["gap_to_best"] = None if best is None or p.get("objective") is None else best - p["objective"]
     columns = [Column("solver", "solver", justify="left"), Column("status", "status", justify="left"),
-               Column("objective", "F", lambda v: f"{100 * v:.2f}%"),
-               Column("gap_to_best", "gap to best", lambda v: f"{100 * v:.2f} pts"),
+               Column("objective", "F", objective_cell(metric)),
+               Column("gap_to_best", "gap to best", difference_cell(metric)),
                Column("evaluations", "F evaluations"), Column("wall_s", "wall s", lambda v: f"{v:.3f}"),
-               Column("selection", "selection", lambda v: f"{len(v)} experts")]
+               Column("selection", "selection", lambda v: f"{len(v)} experts" if v else "")]
+    if any(isinstance(r, api.Skipped) for r in results):
+        columns.append(Column("reason", "skipped because", justify="left"))
     emit(format.value, payload=payloads, rows=payloads, columns=columns,
          title=f"{session.scenario.name}: every solver on the same budgets")
+    if not any(isinstance(r, SolveResult) and r.feasible for r in results):
+        fits = best_feasible_single(session.problem) is not None
+        report("no solver found a selection within its limits" if fits else
+               "no selection meets the budgets: no single expert fits")
+        raise typer.Exit(EXIT_UNMET)

@@ -23,8 +23,6 @@ def gate_system(scenario: str | Path | None = None, outcomes: Path | None = None
     """The gate trained on every expert of a scenario, with its data split and F."""
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k must be >= 1 (got {top_k})")
     return train_system(load_scenario(scenario), top_k=top_k, seed=seed, outcomes_path=outcomes, metric=metric,
                         queries=queries, hidden=hidden, progress=progress)
 

@@ -165,6 +165,7 @@ def _done(state: LogState, expert: Expert, prompt: Prompt) -> bool:
 
 
 def power_method(source: PowerSource) -> str:
+    """How a server's power is read, when no run logged its meter's own words."""
     if source.kind == "tegrastats":
         return f"tegrastats --interval {source.interval_ms} (VDD_IN, or the sum of the rails without one)"
     if source.kind == "nvml":
@@ -213,6 +214,7 @@ def _profile(scenario: Scenario, server: str, kept: list[ExpertSummary], records
         idle = "no idle baseline measured"
     else:
         idle = f"idle {idle_w:.3f} W ({'subtracted' if settings.subtract_idle else 'not subtracted'})"
-    return writers.profile_document(server, name, endpoint.url, power_method(endpoint.power), idle, kept,
+    method = state.power_methods.get(server) or power_method(endpoint.power)
+    return writers.profile_document(server, name, endpoint.url, method, idle, kept,
                                     {s.llm: records[(server, s.llm)] for s in kept}, categories,
                                     settings.latency_quantile)

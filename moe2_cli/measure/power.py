@@ -28,10 +28,9 @@ class PowerError(Moe2Error):
 
 
 class PowerMeter(ABC):
-    """Reads one server's energy. ``method`` says how, for profiles and messages."""
+    """Reads one server's energy. ``method`` says how (rails, GPU name), for profiles and messages."""
 
     method: str = ""
-    derived = False  # True when energy is a stated wattage times time, not a reading
 
     # No-op hooks, not abstract: most meters need no setup or teardown.
     def start(self) -> None:  # noqa: B027
@@ -51,8 +50,6 @@ class PowerMeter(ABC):
 
 class ConstantPower(PowerMeter):
     """``power: none``: a stated draw; energy is derived as watts x time."""
-
-    derived = True
 
     def __init__(self, watts: float):
         self.watts = watts
@@ -91,9 +88,6 @@ class Trace:
             left = max(left, right)
             i += 1
         return total
-
-    def mean_watts(self, t0: float, t1: float) -> float:
-        return self.energy_j(t0, t1) / (t1 - t0) if t1 > t0 else 0.0
 
 
 class SampledPower(PowerMeter):

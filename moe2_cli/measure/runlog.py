@@ -1,8 +1,9 @@
 """The raw log, ``DIR/requests.jsonl``: one JSON object per line, appended and flushed as each
 request ends, so an interrupted run loses at most the requests in flight.
 
-Two kinds of line: ``{"kind": "idle", "server", "watts", "seconds"}`` for a measured idle
-baseline, and ``{"kind": "request", ...}`` (:class:`RequestRecord`). On ``--resume`` the log is
+Three kinds of line: ``{"kind": "power", "server", "method"}`` saying how a server's power is
+read, ``{"kind": "idle", "server", "watts", "seconds"}`` for a measured idle baseline, and
+``{"kind": "request", ...}`` (:class:`RequestRecord`). On ``--resume`` the log is
 read back: a torn last line (the process died while writing it) is cut off, successful requests
 are kept, and failed ones are asked again; the last line for a request wins.
 """
@@ -10,7 +11,7 @@ are kept, and failed ones are asked again; the last line for a request wins.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
@@ -56,6 +57,7 @@ class LogState:
 
     records: dict[tuple[str, str, str], RequestRecord]
     idle_watts: dict[str, float]
+    power_methods: dict[str, str] = field(default_factory=dict)
 
 
 def read_log(path: Path) -> LogState:
@@ -72,6 +74,8 @@ def read_log(path: Path) -> LogState:
             row = json.loads(line)
             if row.get("kind") == "idle":
                 state.idle_watts[row["server"]] = float(row["watts"])
+            elif row.get("kind") == "power":
+                state.power_methods[row["server"]] = str(row["method"])
             else:
                 record = RequestRecord(**{k: v for k, v in row.items() if k in names})
                 state.records[record.key] = record
@@ -110,6 +114,9 @@ class LogWriter:
         # and on a busy disk it would stall the requests in flight.
         self._fh.write(line + "\n")
         self._fh.flush()
+
+    def power(self, server: str, method: str) -> None:
+        self.write(json.dumps({"kind": "power", "server": server, "method": method}, ensure_ascii=False))
 
     def idle(self, server: str, watts: float, seconds: float) -> None:
         self.write(json.dumps({"kind": "idle", "server": server, "watts": watts, "seconds": seconds}))

@@ -73,6 +73,8 @@ async def _run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) 
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with LogWriter(log_path) as log:
+                for server, meter in meters.items():
+                    log.power(server, meter.method)
                 if plan.idle_servers:
                     watts = await asyncio.gather(*(idle_watts(meters[s], plan.idle_seconds)
                                                    for s in plan.idle_servers))

@@ -1,21 +1,28 @@
 """Command-line budgets: ``energy=150``, ``latency=2.5``, ``latency.math=4``, ``energy.code=90``.
 
-Later specs override earlier ones; a per-category spec overrides the global one for that
-category whatever the order. ``none`` lifts a cap.
+They mean what the scenario file means. ``latency=3`` is the default cap, like ``budgets:
+latency_s: 3`` in the YAML: it holds for every category without a cap of its own, and a
+category's own cap (``latency_budget_s`` in the file, or ``latency.math=4`` on the command line)
+overrides it, whatever the order. Of two specs for the same cap the later wins. ``none`` lifts
+a cap: ``latency=none`` the default, ``latency.math=none`` one category's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 from moe2_cli.errors import UsageError
-from moe2_cli.problem import Budgets
+from moe2_cli.problem import MAX_ENERGY_J, MAX_LATENCY_S, Budgets
 from moe2_cli.yamlio import did_you_mean
 
 RESOURCES = ("energy", "latency")
+# The largest cap a budget may name, as in the scenario files: J for energy, s for latency.
+MAXIMA = {"energy": MAX_ENERGY_J, "latency": MAX_LATENCY_S}
 
 
-def _parse_one(spec: str, categories) -> tuple[str, str | None, float | None]:
+def parse_budget(spec: str, categories) -> tuple[str, str | None, float | None]:
+    """``latency.math=4`` as (resource, category or None, cap or None for ``none``)."""
     key, sep, raw = spec.partition("=")
     if not sep:
         raise UsageError(f"--budget must look like energy=150 or latency.math=4 (got {spec!r})")
@@ -28,27 +35,50 @@ def _parse_one(spec: str, categories) -> tuple[str, str | None, float | None]:
                          f"(categories: {', '.join(categories)})")
     if raw.strip().lower() == "none":
         return resource, category or None, None
+    return resource, category or None, budget_value(f"--budget {key}", resource, raw)
+
+
+def budget_value(option: str, resource: str, raw: str) -> float:
+    """A cap in J or s: a finite number above 0 and at most the bound every input file obeys."""
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"--budget {key} must be a number (got {raw!r})") from None
+        raise UsageError(f"{option} must be a number (got {raw!r})") from None
     if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--budget {key} must be a positive number (got {raw!r})")
-    return resource, category or None, value
+        raise UsageError(f"{option} must be a positive number (got {raw!r})")
+    if value > MAXIMA[resource]:
+        raise UsageError(f"{option} must be at most {MAXIMA[resource]:g} (got {raw!r})")
+    return value
 
 
-def apply_budget_specs(base: Budgets, specs: list[str] | None) -> Budgets:
-    """The scenario's default budgets with the command-line specs applied."""
+def own_caps_after(specs: list[str] | None, categories: Sequence[str],
+                   own_caps: Mapping[str, frozenset[str]] | None = None) -> dict[str, frozenset[str]]:
+    """Per resource, the categories with a cap of their own once ``specs`` are applied: the
+    scenario's, and those a ``latency.CAT=`` spec names. A swept default leaves them alone too."""
+    pinned = {resource: set((own_caps or {}).get(resource, ())) for resource in RESOURCES}
+    for spec in specs or []:
+        resource, category, _ = parse_budget(spec, categories)
+        if category is not None:
+            pinned[resource].add(category)
+    return {resource: frozenset(cats) for resource, cats in pinned.items()}
+
+
+def apply_budget_specs(base: Budgets, specs: list[str] | None,
+                       own_caps: Mapping[str, frozenset[str]] | None = None) -> Budgets:
+    """The scenario's budgets with the command-line specs applied. ``own_caps`` names, per
+    resource, the categories whose cap the scenario sets itself: a default leaves them alone."""
     cats = base.categories
     caps = {"energy": dict(zip(cats, base.energy_j)), "latency": dict(zip(cats, base.latency_s))}
-    per_category = []
+    pinned = {resource: set((own_caps or {}).get(resource, ())) for resource in RESOURCES}
+    defaults: dict[str, float | None] = {}
     for spec in specs or []:
-        resource, category, value = _parse_one(spec, cats)
+        resource, category, value = parse_budget(spec, cats)
         if category is None:
-            caps[resource] = {c: value for c in cats}
+            defaults[resource] = value
         else:
-            per_category.append((resource, category, value))
-    for resource, category, value in per_category:
-        caps[resource][category] = value
+            caps[resource][category] = value
+            pinned[resource].add(category)
+    for resource, value in defaults.items():
+        caps[resource].update({c: value for c in cats if c not in pinned[resource]})
     return Budgets(categories=cats, energy_j=tuple(caps["energy"][c] for c in cats),
                    latency_s=tuple(caps["latency"][c] for c in cats))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from yaml.nodes import Node
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
@@ -49,14 +50,17 @@ class Scenario:
     profiles: dict[str, DeviceProfile]
     server_devices: tuple[str, ...]  # device id of each server, in instance order
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # server name -> where its LLMs answer
+    # Categories with a cap of their own, per resource: a flat --budget leaves those caps alone.
+    own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
+def load_scenario(path: str | Path | None = None, root: Node | None = None) -> Scenario:
     """Read and validate a scenario: a file, the name of a shipped one (``large``), or the
-    shipped default when ``path`` is None."""
+    shipped default when ``path`` is None. ``root`` is the file's node tree when the caller
+    has already parsed it."""
     path = resolve_scenario(path)
     display = str(path)
-    root = read_yaml(path, display)
+    root = root if root is not None else read_yaml(path, display)
     check = Checker(display)
     top = check.mapping(root, "scenario", required=("schema_version", "name", "top_k", "categories", "servers"),
                         optional=_TOP_KEYS)
@@ -76,14 +80,15 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
     check.raise_if_any()
     instance = _instance(display, name, categories, servers, top_k, aggregation)
-    default_budgets = Budgets.build(
-        instance.categories, energy=budgets.get("energy_j"), latency=budgets.get("latency_s"),
-        latency_by_cat={c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v},
-        energy_by_cat={c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v},
-    )
+    latency_by_cat = {c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v}
+    energy_by_cat = {c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v}
+    default_budgets = Budgets.build(instance.categories, energy=budgets.get("energy_j"),
+                                    latency=budgets.get("latency_s"), latency_by_cat=latency_by_cat,
+                                    energy_by_cat=energy_by_cat)
     return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
-                    server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints)
+                    server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
+                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)})
 
 
 def resolve_scenario(path: str | Path | None) -> Path:

@@ -52,6 +52,7 @@ def plot_rates(result: RatesResult, path: str | Path) -> None:
     fig.suptitle(f"{result.truth_name}, {result.config.spec}-specified, {result.config.n_reps} replicates")
     fig.tight_layout()
     suffix = Path(path).suffix.lower()
-    with atomic_output(path, "wb") as stream:
+    # No date and a fixed salt for SVG ids: the same sweep gives the same bytes.
+    with atomic_output(path, "wb") as stream, matplotlib.rc_context({"svg.hashsalt": "moe2"}):
         fig.savefig(stream, format=suffix[1:], metadata={"Date": None} if suffix == ".svg" else None)
     plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -67,7 +68,15 @@ def test_min_accuracy_gate(run_cli):
     (["--budget", "energy"], "must look like"),
     (["--budget", "latency.maths=3"], "unknown category"),
     (["--solver", "polyblok"], "did you mean 'polyblock'"),
-    (["--top-k", "0"], "--top-k must be >= 1"),
+    (["--top-k", "0"], "--top-k must be between 1 and 11"),
+    (["--top-k", "999"], "--top-k must be between 1 and 11"),
+    (["--seed", "-1"], "invalid value for '--seed'"),
+    (["--min-accuracy", "75"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "-1"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "nan"], "--min-accuracy must be within 0-1"),
+    (["--min-accuracy", "high"], "--min-accuracy must be a fraction"),
+    (["--min-accuracy", "0.5", "--metric", "neg-cross-entropy"], "--min-accuracy needs --metric accuracy"),
+    (["--sede", "1"], "no such option: --sede"),
     (["--metric", "f1"], "--metric must be one of"),
     (["--time-limit", "-1"], "--time-limit must be > 0"),
 ])
@@ -76,6 +85,7 @@ def test_bad_usage_exits_2_with_one_line(run_cli, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert [line.startswith("moe2: ") for line in result.stderr.splitlines()] == [True]
 
 
 def test_csv_has_one_row_per_expert_matching_the_json(run_cli):
@@ -141,3 +151,133 @@ def test_shipped_scenarios_by_name(run_cli):
     missing = run_cli("show", "no-such-scenario")
     assert missing.exit_code == 2
     assert "cannot read file" in missing.stderr
+
+
+# ---------------------------------------------------------------- no selection: exit 1, nothing invented
+
+TINY = ROOT / "tests" / "fixtures" / "good" / "scenario.yaml"
+
+
+def test_time_limit_without_a_selection_exits_1_with_nulls_not_inf(run_cli):
+    result, payload = select_json(run_cli, "--solver", "cpsat", "--time-limit", "0.00001", "--min-accuracy", "0.5")
+    assert result.exit_code == 1, result.output
+    assert payload["status"] == "limit" and payload["selection"] == []
+    assert set(payload["energy_j"].values()) == set(payload["latency_s"].values()) == {None}
+    assert payload["references"]["oracle"] is None and payload["references"]["best_single_feasible"] > 0
+    assert len(payload["experts"]) == 11 and not any("inf" in e["why"] for e in payload["experts"])
+    assert result.stderr == "moe2: cpsat stopped at its limit before finding a selection\n"
+
+
+def test_infeasible_select_explains_every_expert_and_reports_no_figures(run_cli):
+    result, payload = select_json(run_cli, "--budget", "energy=0.001")
+    assert result.exit_code == 1
+    assert [e["why"].split(":")[0] for e in payload["experts"]] == ["cannot fit alone"] * 11
+    assert set(payload["energy_j"].values()) == {None} and set(payload["slack"].values()) == {None}
+    assert all(v is None for v in payload["references"].values())
+    table = run_cli("select", "--budget", "energy=0.001")
+    assert table.stdout.count("cannot fit alone") == 11 and "0.0J" not in table.stdout
+
+
+def test_all_feasible_does_not_claim_that_no_single_expert_fits(run_cli):
+    result = run_cli("select", TINY, "--solver", "all-feasible", "--budget", "latency=0.5")
+    assert result.exit_code == 1
+    assert "no single expert fits" not in result.stderr
+    assert "all-feasible found no selection" in result.stderr and "single experts fit" in result.stderr
+
+
+def test_negative_cross_entropy_is_not_printed_as_a_percentage(run_cli):
+    result = run_cli("select", TINY, "--metric", "neg-cross-entropy")
+    assert result.exit_code == 0, result.output
+    assert "%" not in result.stdout
+    assert re.search(r"F = -\d+\.\d{4} vs", result.stdout)
+
+
+def test_percentage_target_is_accepted(run_cli):
+    assert run_cli("select", TINY, "--min-accuracy", "1%").exit_code == 0
+    assert run_cli("select", TINY, "--min-accuracy", "100%").exit_code == 1
+
+
+def test_compare_exits_1_when_every_solver_is_infeasible(run_cli):
+    result = run_cli("compare", TINY, "--budget", "energy=0.001", "--format", "json")
+    assert result.exit_code == 1
+    assert {p["status"] for p in json.loads(result.stdout)} == {"infeasible"}
+    assert result.stderr == "moe2: no selection meets the budgets: no single expert fits\n"
+
+
+def test_compare_skips_exhaustive_above_its_size_and_goes_on(run_cli, tmp_path):
+    big = tmp_path / "big.yaml"  # the large example plus two servers: 28 experts
+    big.write_text((ROOT / "examples" / "large.yaml").read_text() + "".join(
+        f"  - name: extra-{i}\n    profile: jetson-agx-orin-64gb\n    transmission_s: 0.02\n"
+        f"    llms: [qwen2.5-7b-instruct, qwen2.5-3b-instruct, qwen2.5-1.5b-instruct, qwen2.5-0.5b-instruct]\n"
+        for i in range(2)))
+    result = run_cli("compare", big, "--time-limit", "0.2", "--format", "json", "--no-timing")
+    assert result.exit_code == 0, result.output
+    rows = {p["solver"]: p for p in json.loads(result.stdout)}
+    assert rows["exhaustive"]["status"] == "skipped" and "at most 26 experts" in rows["exhaustive"]["reason"]
+    assert rows["polyblock"]["objective"] > 0 and rows["greedy"]["objective"] > 0
+
+
+def test_frontier_without_feasible_points_exits_1_and_leaves_them_blank(run_cli):
+    result = run_cli("frontier", TINY, "--sweep", "energy=1:3:1", "--format", "csv")
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 3
+    for row in rows:
+        assert row["status"] == "infeasible"
+        assert row["objective"] == row["energy_j"] == row["latency_s.math"] == ""
+    assert result.stderr == "moe2: no point of the frontier has a selection (3 budgets tried)\n"
+
+
+def test_swept_default_cap_leaves_category_caps_alone(run_cli):
+    result = run_cli("frontier", TINY, "--sweep", "latency=1:2:1", "--budget", "latency.mcq=3", "--format", "json")
+    caps = [p["budgets"]["latency_s"] for p in json.loads(result.stdout)["points"]]
+    assert caps == [{"mcq": 3.0, "math": 5.0}] * 2  # mcq set on the command line, math in the scenario
+    swept = run_cli("frontier", TINY, "--sweep", "latency=1:2:1", "--format", "json")
+    assert [p["budgets"]["latency_s"] for p in json.loads(swept.stdout)["points"]] == [
+        {"mcq": 1.0, "math": 5.0}, {"mcq": 2.0, "math": 5.0}]
+
+
+@pytest.mark.parametrize("sweeps, message", [
+    (["energy=1:10000:1", "latency=1:10000:1"], "at most 10000 in all"),
+    (["energy=1e-300:1e9:1e-300"], "more than 10000 points"),
+    (["energy=1:2e9:1e6"], "at most 1e+09"),
+])
+def test_sweeps_are_bounded_before_any_work(run_cli, sweeps, message):
+    result = run_cli("frontier", TINY, *[x for s in sweeps for x in ("--sweep", s)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_expert_ids_are_never_cut():
+    from typer.testing import CliRunner
+
+    from moe2_cli.cli import app
+    from moe2_cli.scenario.scenario import load_scenario
+
+    ids = set(load_scenario("default").instance.expert_ids)
+    for width in ("80", "120"):
+        env = {"NO_COLOR": "1", "COLUMNS": width, "TERM": "dumb"}
+        shown = CliRunner().invoke(app, ["select"], env=env).stdout
+        assert [row[0] for row in _table_rows(shown) if row[0]] == sorted(ids, key=shown.index)
+        front = CliRunner().invoke(app, ["frontier", "--sweep", "energy=300:600:300"], env=env).stdout
+        selection = [row[-1] for row in _table_rows(front) if row[-1]]
+        assert len(selection) >= 3 and set(selection) <= ids, front
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of the first table in ``text`` (the panel after it has the same border)."""
+    table = text.split("└", 1)[0]
+    return [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in table.splitlines()
+            if line.startswith("│")]
+
+
+def test_readme_select_example_is_true(run_cli):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ moe2 select --budget energy=400 --budget latency=3\n", 1)[1].split("```", 1)[0]
+    shown = _table_rows(block)
+    result, payload = select_json(run_cli, "--budget", "energy=400", "--budget", "latency=3")
+    assert result.exit_code == 0, result.output
+    actual = [[e["id"], "yes" if e["selected"] else "", f"{100 * e['f_alone']:.2f}%", e["why"]]
+              for e in payload["experts"]]
+    assert shown == actual
+    assert f"selection of {len(payload['selection'])} experts" in block

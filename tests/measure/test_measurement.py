@@ -40,8 +40,12 @@ def _timing_free(path):
     return doc
 
 
-def _records(out):
+def _lines(out):
     return [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+
+
+def _records(out):
+    return [line for line in _lines(out) if line["kind"] == "request"]
 
 
 def test_measure_then_validate_and_select(tmp_path, run_cli):
@@ -158,13 +162,19 @@ def test_ctrl_c_leaves_whole_lines_and_resume_finishes(tmp_path):
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         log = out / "requests.jsonl"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"kind": "request"') < 3):
             time.sleep(0.02)
         child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=20)
+        try:
+            _, stderr = child.communicate(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         assert child.returncode == 130, stderr
         assert "--resume" in stderr and "Traceback" not in stderr
-        logged = _records(out)  # every line is whole JSON
+        logged = _records(out)
+        assert all(line["kind"] in ("power", "request") for line in _lines(out))  # every line is whole JSON
         assert 3 <= len(logged) < 3 * len(PROMPTS)
         assert not (out / "scenario.yaml").exists()
         resumed = measure(scenario, out, MeasureSettings(prompts=prompts, warmup=0, resume=True))
@@ -205,7 +215,10 @@ def test_the_example_fleet_with_tegrastats_and_nvml(tmp_path, monkeypatch, run_c
         else:
             assert record["energy_j"] == pytest.approx(23.521 * record["latency_s"], rel=0.02)
     orin_profile = yaml.safe_load((out / "profiles" / "orin-1.yaml").read_text())
-    assert "tegrastats --interval 10" in orin_profile["llms"]["qwen2.5-7b-instruct"]["source"]
+    assert "tegrastats --interval 10 (sum of VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+VDDQ_VDD2_1V8AO)" in \
+        orin_profile["llms"]["qwen2.5-7b-instruct"]["source"]
+    rtx_profile = yaml.safe_load((out / "profiles" / "rtx-1.yaml").read_text())
+    assert "nvml:0 (NVIDIA GeForce RTX 4090" in rtx_profile["llms"]["qwen2.5-7b-instruct"]["energy_j"]["derived"]
     files = [out / "scenario.yaml", *sorted((out / "profiles").glob("*.yaml"))]
     assert run_cli("validate", *files).exit_code == 0
 
@@ -255,10 +268,26 @@ def test_power_meter_log_and_idle_baseline(tmp_path):
         thread.join()
     assert result.idle_watts["a"] == pytest.approx(40.0)
     assert result.idle_watts["b"] == pytest.approx(50.0)  # power: none is its stated draw
-    for record in _records(tmp_path / "out")[2:]:
+    for record in _records(tmp_path / "out"):
         if record["server"] == "a":
             assert record["energy_j"] == pytest.approx(40.0 * record["latency_s"], rel=1e-6)
     written = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
     assert written["servers"][0]["endpoint"]["power"] == "file:../meter.csv"
     assert "idle 40.000 W (not subtracted)" in \
         yaml.safe_load((tmp_path / "out" / "profiles" / "a.yaml").read_text())["device"]["notes"]
+
+
+def test_servers_without_endpoint_or_power_are_named(tmp_path, run_cli):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "schema_version: 1\nname: s\ntop_k: 1\ncategories: {mcq: {share: 1.0}}\nservers:\n"
+        "  - {name: bare, profile: rtx-4090, llms: [qwen2.5-7b-instruct]}\n"
+        "  - name: nopower\n    profile: rtx-4090\n    llms: [qwen2.5-7b-instruct]\n"
+        "    endpoint: {url: 'http://127.0.0.1:9'}\n")
+    result = run_cli("measure", scenario, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{scenario}: server 'bare' has no endpoint block: measure needs its URL and power source",
+        f"{scenario}: server 'nopower': its endpoint states no power source (power: nvml[:GPU], tegrastats, "
+        f"file:PATH, or none with watts)"]
+    assert run_cli("measure", scenario, "--out", tmp_path / "out", "--subtract-idle").exit_code == 2

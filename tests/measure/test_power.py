@@ -70,7 +70,7 @@ def test_trace_integrates_a_step_function():
     # each reading stands for the interval that ends at it
     assert trace.energy_j(1.5, 2.5) == pytest.approx(0.5 * 20 + 0.5 * 30)
     assert trace.energy_j(0.0, 1.0) == pytest.approx(10.0)
-    assert trace.mean_watts(1.0, 3.0) == pytest.approx(25.0)
+    assert trace.energy_j(1.0, 3.0) == pytest.approx(20.0 + 30.0)
 
 
 def test_power_log_follows_a_growing_file(tmp_path):
