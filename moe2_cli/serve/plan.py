@@ -106,7 +106,7 @@ def _mask(data: dict, scenario: Scenario, shown: str) -> int:
     chosen = data.get("selection")
     if not isinstance(chosen, list) or not chosen:
         if data.get("status") == "infeasible":
-            raise InfeasibleError(f"{shown}: the selection is empty: nothing met its budgets")
+            raise InfeasibleError(f"the selection in {shown} is empty: nothing met its budgets")
         raise InputError(Diagnostic(shown, None, None, f"selection must be a non-empty list of experts "
                                                        f"(got {chosen!r})"))
     unknown = [e for e in chosen if e not in experts]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from moe2_cli.errors import Moe2Error, UsageError
+from moe2_cli.errors import Diagnostic, InputError, Moe2Error
 from moe2_cli.scenario.scenario import Scenario
 
 # Fields of a client request that only the proxy acts on, or that would change the upstream's reply format.
@@ -70,8 +70,8 @@ def targets_for(scenario: Scenario, experts: list[str], timeout_s: float | None 
                 continue
         out[expert] = Target(expert=expert, api_base=endpoint.api_base, model_id=endpoint.model_id(llm),
                              timeout_s=timeout_s or endpoint.timeout_s, api_key=key)
-    if problems:
-        raise UsageError("\n".join(problems))
+    if problems:  # the scenario is where they are fixed
+        raise InputError([Diagnostic(str(scenario.path), None, None, p) for p in problems])
     return out
 
 

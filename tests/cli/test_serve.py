@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from moe2_cli.scenario.shipped import default_scenario
 from tests.conftest import CLI_ENV, ROOT
 from tests.fakes.openai_server import FakeModel, FakeOpenAI
 from tests.serve.conftest import EXPERTS, SERVERS, echo_model, write_scenario, write_selection
@@ -90,19 +91,20 @@ def test_setup_errors_exit_2_before_training(run_cli, tmp_path, monkeypatch):
     monkeypatch.delenv("MOE2_TEST_UNSET_KEY", raising=False)
     missing_key = run_cli("serve", scenario, "--selection", selection)
     assert missing_key.exit_code == 2
-    assert missing_key.stderr == "orin-1.endpoint.api_key_env names MOE2_TEST_UNSET_KEY, which is not set\n"
+    assert missing_key.stderr == (f"{scenario}: orin-1.endpoint.api_key_env names MOE2_TEST_UNSET_KEY, "
+                                  "which is not set\n")
     no_endpoint = run_cli("serve", "--selection", write_default_selection(tmp_path))
     assert no_endpoint.exit_code == 2
-    assert no_endpoint.stderr.startswith("server 'orin-1' has no endpoint block")
+    assert no_endpoint.stderr.startswith(f"{default_scenario()}: server 'orin-1' has no endpoint block")
     assert run_cli("serve", scenario, "--selection", selection, "--api-key-env", "MOE2_TEST_UNSET_KEY",
-                   ).stderr == "--api-key-env names MOE2_TEST_UNSET_KEY, which is not set (or empty)\n"
+                   ).stderr == "moe2: --api-key-env names MOE2_TEST_UNSET_KEY, which is not set (or empty)\n"
     assert run_cli("serve", scenario, "--aggregate", "mean").exit_code == 2
     monkeypatch.setenv("MOE2_TEST_UNSET_KEY", "k")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = run_cli("serve", scenario, "--selection", selection, "--port", str(busy.getsockname()[1]))
-    assert taken.exit_code == 2 and taken.stderr.startswith("cannot listen on 127.0.0.1:")
+    assert taken.exit_code == 2 and taken.stderr.startswith("moe2: cannot listen on 127.0.0.1:")
 
 
 def write_default_selection(directory) -> str:
