@@ -125,11 +125,10 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
 
     @asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
-        await proxy.start()
         try:
             yield
         finally:
-            await proxy.close()
+            await proxy.close()  # the upstream connection pools
 
     routes = [Route("/v1/chat/completions", completions, methods=["POST"]),
               Route("/v1/models", models, methods=["GET"]),

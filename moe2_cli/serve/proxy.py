@@ -84,19 +84,17 @@ class Proxy:
     fallbacks: int = 2
     log: Callable[..., None] = json_log
     metrics: Metrics = field(default_factory=Metrics)
-    states: dict[str, ExpertState] = field(default_factory=dict)
+    states: dict[str, ExpertState] = field(init=False)
     pools: Pools = field(default_factory=Pools)
     router: RouteBatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = RouteBatcher(self.plan)
+        self.states = {e: ExpertState() for e in self.targets}
 
     @property
     def model_name(self) -> str:
         return self.plan.scenario.name
-
-    async def start(self) -> None:
-        self.states = {e: ExpertState() for e in self.targets}
 
     async def close(self) -> None:
         await self.pools.aclose()
