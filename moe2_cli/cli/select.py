@@ -29,7 +29,7 @@ from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.report import best_feasible_single, explain_experts, result_payload, unmet_reason
 from moe2_cli.rules import DEFAULT_RULE, RULES, apply_rule, significance_note
 from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, SolveResult, get_solver
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, get_solver
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -120,7 +120,7 @@ def select(
     scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     top_k: TopKOpt = None,
-    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
+    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = DEFAULT_SOLVER,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
     time_limit: TimeLimitOpt = None,
