@@ -204,12 +204,13 @@ def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_
 
 @dataclass(frozen=True, eq=False)
 class Estimate:
-    """F(S) estimated out of fold, with what a bootstrap of it needs: the category of every
-    scored query."""
+    """F(S) estimated out of fold, with what a bootstrap of it needs: the category and the
+    cross-fitting fold of every scored query."""
 
     objective: GatedObjective
     category: np.ndarray
     folds: int
+    fold: np.ndarray
 
 
 ROUTERS = ("gate", "lookup", "logreg")
@@ -248,7 +249,7 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
     if router != "gate":
         fit = router_fit(outcomes, fit, router, seed)
     return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
-                    category=outcomes.category[fit.rows], folds=folds)
+                    category=outcomes.category[fit.rows], folds=folds, fold=fit.fold[fit.rows])
 
 
 def build_objective(scenario, **options) -> GatedObjective:
