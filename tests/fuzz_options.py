@@ -27,6 +27,7 @@ import typer.testing
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from moe2_cli.scenario.scenario import load_scenario
 from tests.fuzzing import TINY_SCENARIO, Report, _select_seeds, run_cli
 
 STYLE = "moe2: "  # every line on stderr of a command that names no file
@@ -98,7 +99,7 @@ OPTIONS: dict[str, OptionTarget] = {t.name: t for t in (
 
 
 @contextlib.contextmanager
-def _memoised_objective() -> Iterator[None]:
+def _memoised_objective() -> Iterator[Callable[..., object]]:
     """Train F once per (scenario, outcomes, k, metric), whatever the seed, and build the
     command line once."""
     from moe2_cli import session
@@ -114,7 +115,7 @@ def _memoised_objective() -> Iterator[None]:
     # typer rebuilds the click command on every invocation (a tenth of a second): build it once.
     with mock.patch.object(session, "build_objective", build), \
             mock.patch.object(typer.testing, "_get_command", functools.cache(typer.testing._get_command)):
-        yield
+        yield build
 
 
 def fuzz_options(name: str, examples: int, seed: int = 0, report: Report | None = None,
@@ -122,9 +123,10 @@ def fuzz_options(name: str, examples: int, seed: int = 0, report: Report | None 
     """Run ``examples`` drawn option sets through target ``name``; return what was found."""
     target = OPTIONS[name]
     report = report or Report()
-    with tempfile.TemporaryDirectory() as tmp, _memoised_objective():
+    with tempfile.TemporaryDirectory() as tmp, _memoised_objective() as build:
         outcomes = Path(tmp) / "outcomes.jsonl"
         outcomes.write_bytes(_select_seeds()[0])
+        build(load_scenario(TINY_SCENARIO), outcomes_path=outcomes)  # trained before the clock of any example
         command = [str(outcomes) if part == "{outcomes}" else part for part in target.command]
 
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
