@@ -87,3 +87,9 @@ def test_outcomes_for_other_llms_are_reported(cli, tmp_path):
     result = cli("gating", "train", "--outcomes", other)
     assert result.exit_code == 2
     assert f"{other}: no scores for LLM 'qwen2.5-7b-instruct' (have: x)" in result.stderr.splitlines()
+
+
+def test_train_refuses_more_k_than_experts(run_cli):
+    result = run_cli("gating", "train", "--top-k", "50")
+    assert result.exit_code == 2
+    assert result.stderr == "moe2: --top-k must be between 1 and 11, the scenario's number of experts (got 50)\n"
