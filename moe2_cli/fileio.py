@@ -75,7 +75,8 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
     try:
-        with open(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as stream:  # type: ignore[call-overload]
+        text = "b" not in mode
+        with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

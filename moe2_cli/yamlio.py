@@ -92,15 +92,16 @@ class _Builder:
         self.documents = self.nodes = 0
 
     def feed(self, event: yaml.Event) -> None:
-        if isinstance(event, yaml.AliasEvent):
+        if isinstance(event, yaml.ScalarEvent):  # the most frequent event first
+            # libyaml's marks have the same fields as PyYAML's, only another class.
+            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value,
+                                    event.start_mark, event.end_mark, style=event.style))  # type: ignore[arg-type]
+        elif isinstance(event, yaml.AliasEvent):
             raise InputError(_at(self.path, event.start_mark, f"YAML aliases are not allowed (got *{event.anchor})"))
-        if isinstance(event, yaml.DocumentStartEvent):
+        elif isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
             if self.documents > 1:
                 raise InputError(_at(self.path, event.start_mark, "a file must hold one YAML document (got more)"))
-        elif isinstance(event, yaml.ScalarEvent):
-            self._attach(ScalarNode(self._tag(event, ScalarNode, event.value), event.value, event.start_mark,  # type: ignore[arg-type]
-                                    event.end_mark, style=event.style))  # type: ignore[arg-type]
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             self._open(event)
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
@@ -213,7 +214,7 @@ def to_python(root: Node, display: str) -> tuple[Any, dict[tuple, tuple[int, int
         if isinstance(node, SequenceNode):
             return [value(item, path + (i,)) for i, item in enumerate(node.value)]
         try:
-            return construct_scalar(node)  # type: ignore[arg-type]
+            return construct_scalar(node)  # type: ignore[arg-type]  # neither a mapping nor a list
         except ValueError:
             raise InputError(_at(display, node.start_mark, f"not a valid {node.tag.rsplit(':', 1)[-1]} "
                                                            f"(got {describe(node)})")) from None

@@ -247,3 +247,51 @@ def test_integer_costs_cannot_wrap():
     huge = Budgets.build(("c",), energy=1e16, latency=float("inf"))
     assert huge.energy_units[0] == huge.latency_units[0] == UNLIMITED
     assert bool(huge.feasible(worst.usage([3]))[0])
+
+
+def test_three_questions_are_enough_to_split(run_cli, tmp_path):
+    from tests.fuzzing import TINY_SCENARIO, _select_seeds
+
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(_select_seeds()[0].decode().split("\n")[:3]) + "\n")
+    result = run_cli("select", TINY_SCENARIO, "--outcomes", path, "-f", "json", "--no-timing")
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.stdout)["status"] in ("optimal", "infeasible")
+
+
+@pytest.mark.parametrize("damage", [(b"'descr'", b"'descr'("), (b"'shape': (", b"'shape': (((((")])
+def test_gate_arrays_with_a_corrupt_header_are_refused(tmp_path, damage):
+    import io
+    import zipfile
+
+    from moe2_cli.gating.model import load_gate
+    from tests.fuzzing import _gate_seeds
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(_gate_seeds()[0])) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(*damage, 1) if name == "gate_b.npy" else data)
+    path = tmp_path / "gate.npz"
+    path.write_bytes(out.getvalue())
+    with pytest.raises(InputError) as err:
+        load_gate(path)
+    assert err.value.lines()[0].startswith(f"{path}: not a usable moe2 gate file: gate_b")
+
+
+def test_lm_eval_rows_whose_metrics_field_is_not_a_list(tmp_path):
+    import shutil
+
+    from moe2_cli.outcomes import read_lm_eval
+
+    root = tmp_path / "run"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "lm_eval" / "good", root)
+    path = sorted(root.rglob("samples_arc_challenge_2024-06-01*.jsonl"))[0]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from moe2_cli.outcomes.lm_eval import PREFERRED_METRICS
+
+    rows[0] = {k: v for k, v in rows[0].items() if k not in PREFERRED_METRICS} | {"metrics": 0.5}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError) as err:
+        read_lm_eval(root)
+    assert err.value.lines()[0].startswith(f"{path}:1: no metric value")

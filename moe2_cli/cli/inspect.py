@@ -77,11 +77,11 @@ def _validate_one(path: Path) -> dict:
     root = read_yaml(path)
     keys = {k.value for k, _ in root.value} if isinstance(root, MappingNode) else set()
     if keys & {"servers", "top_k", "budgets"}:
-        scenario = load_scenario(path)
+        scenario = load_scenario(path, root)
         return {"path": str(path), "kind": "scenario", "ok": True,
                 "summary": f"{scenario.instance.n_experts} experts on {len(scenario.instance.server_names)} servers"}
     if keys & {"llms", "device"}:
-        profile = load_profile(path)
+        profile = load_profile(path, root=root)
         return {"path": str(path), "kind": "profile", "ok": True,
                 "summary": f"{profile.id}: {len(profile.llms)} LLMs, {len(profile.categories)} categories"}
     mark = root.start_mark

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -287,12 +288,21 @@ def _read_archive(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         infos = archive.infolist()
         _require(sum(i.file_size for i in infos) <= MAX_GATE_BYTES, f"it unpacks to more than {MAX_GATE_BYTES} bytes")
         meta = json.loads(archive.read("meta.json"))
-        arrays = {name[:-4]: np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False)
-                  for name in archive.namelist() if name.endswith(".npy")}
+        arrays = {name[:-4]: _read_array(name, archive.read(name)) for name in archive.namelist()
+                  if name.endswith(".npy")}
     _require(isinstance(meta, dict), "meta.json is not an object")
     _require(meta.get("format") == FILE_FORMAT and meta.get("version") == FILE_VERSION,
              f"meta.json does not say format {FILE_FORMAT} version {FILE_VERSION}")
     return meta, arrays
+
+
+def _read_array(name: str, data: bytes) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():  # e.g. a header numpy reads as Python 2's: not the user's concern
+            warnings.simplefilter("ignore")
+            return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except Exception as err:  # numpy parses the header with ast: hostile bytes raise SyntaxError and more
+        raise _GateFileError(f"{name} is not a plain numeric array ({type(err).__name__})") from None
 
 
 def _strings(value, what: str) -> tuple[str, ...]:
@@ -302,7 +312,7 @@ def _strings(value, what: str) -> tuple[str, ...]:
 
 def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
     columns, experts = _strings(meta.get("columns"), "columns"), _strings(meta.get("experts"), "experts")
-    hosts = meta.get("expert_columns")
+    hosts: list[int] = meta.get("expert_columns")  # type: ignore[assignment]  # checked next
     _require(isinstance(hosts, list) and len(hosts) == len(experts) and all(
         isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(columns) for c in hosts),
         "expert_columns does not index the columns once per expert")
@@ -321,7 +331,7 @@ def _saved_gate(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
     gate.history_ = FitHistory(**meta["training"])
     state = {n[len("features_"):]: v for n, v in arrays.items() if n.startswith("features_")}
     featurizer = QueryFeaturizer.from_state(spec, state)
-    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))  # type: ignore[arg-type]
+    return SavedGate(gate=gate, featurizer=featurizer, columns=columns, experts=experts, expert_columns=tuple(hosts))
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], spec: FeatureSpec, hidden: int, n: int) -> None:

@@ -84,8 +84,9 @@ def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> S
     group = np.array([distinct[k] for k in keys])
     order = stream(seed, "split").permutation(len(distinct))
     cuts = np.rint(np.cumsum(fractions)[:-1] * len(distinct)).astype(int)
-    cuts = np.clip(cuts, 1, len(distinct) - 1)
-    cuts[1] = max(cuts[1], cuts[0] + 1)
+    # Every part gets at least one question: training 1..n-2, validation and held-out after it.
+    cuts[0] = np.clip(cuts[0], 1, len(distinct) - 2)
+    cuts[1] = np.clip(cuts[1], cuts[0] + 1, len(distinct) - 1)
     part_of_group = np.empty(len(distinct), dtype=np.int64)
     part_of_group[order] = np.searchsorted(cuts, np.arange(len(distinct)), side="right")
     part = part_of_group[group]

@@ -104,7 +104,9 @@ def _read_file(path: Path, task: str, metric: str | None, filter_name: str | Non
 
 
 def _score(row: dict[str, Any], metric: str | None, problems: Problems, line: int) -> float | None:
-    names = [metric] if metric else [m for m in PREFERRED_METRICS if m in row] + list(row.get("metrics") or [])
+    listed = row.get("metrics")
+    listed = listed if isinstance(listed, list) else []  # a malformed list names no metric
+    names = [metric] if metric else [m for m in PREFERRED_METRICS if m in row] + listed
     name = next((m for m in names if isinstance(m, str) and m in row), None)
     if name is None:
         wanted = metric or f"one of {', '.join(PREFERRED_METRICS)}"

@@ -111,11 +111,12 @@ def _csv_header(header: list[str] | None, problems: Problems) -> list[str]:
     if header is None or "category" not in header or not any(h.startswith(SCORE_PREFIX) for h in header):
         problems.add(1, f"the header must name a category column and at least one {SCORE_PREFIX}<llm> column "
                         f"(got {describe(header)})")
-    twice = sorted({h for h in header or () if header.count(h) > 1 and h})  # type: ignore[union-attr]
+    header = header or []
+    twice = sorted({h for h in header if header.count(h) > 1 and h})
     if twice:
         problems.add(1, f"the header names a column more than once (got {', '.join(map(repr, twice))})")
     problems.raise_if_any()
-    return header  # type: ignore[return-value]
+    return header
 
 
 def _add_csv_row(builder: TableBuilder, header: list[str], line: int, record: list[str]) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yaml.nodes import Node
+
 from moe2_cli.problem import MAX_ENERGY_J, MAX_LATENCY_S
 from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
 
@@ -41,10 +43,11 @@ class DeviceProfile:
     llms: dict[str, LLMProfile]
 
 
-def load_profile(path: str | Path, display: str | None = None) -> DeviceProfile:
-    """Read and validate a profile; raise InputError listing every problem in the file."""
+def load_profile(path: str | Path, display: str | None = None, root: Node | None = None) -> DeviceProfile:
+    """Read and validate a profile; raise InputError listing every problem in the file.
+    ``root`` is the file's node tree when the caller has already parsed it."""
     display = display or str(path)
-    root = read_yaml(path, display)
+    root = root if root is not None else read_yaml(path, display)
     check = Checker(display)
     top = check.mapping(root, "profile", required=("schema_version", "device", "categories", "llms"))
     if top is None:

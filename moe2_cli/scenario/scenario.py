@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from yaml.nodes import Node
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
@@ -53,12 +54,13 @@ class Scenario:
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
+def load_scenario(path: str | Path | None = None, root: Node | None = None) -> Scenario:
     """Read and validate a scenario: a file, the name of a shipped one (``large``), or the
-    shipped default when ``path`` is None."""
+    shipped default when ``path`` is None. ``root`` is the file's node tree when the caller
+    has already parsed it."""
     path = resolve_scenario(path)
     display = str(path)
-    root = read_yaml(path, display)
+    root = root if root is not None else read_yaml(path, display)
     check = Checker(display)
     top = check.mapping(root, "scenario", required=("schema_version", "name", "top_k", "categories", "servers"),
                         optional=_TOP_KEYS)

@@ -83,7 +83,7 @@ class CpSatSolver(Solver):
         model.model.maximize(sum(int(w) * model.x[i] for i, w in zip(idx, weights)))
         if warm is not None:
             for i in idx:
-                model.model.add_hint(model.x[i], bool(warm >> i & 1))
+                model.model.add_hint(model.x[i], warm >> i & 1)
         solver = self._solver(ctx, enumerate_all=False)
         status = solver.solve(model.model)
         notes = (f"surrogate objective: sum of standalone F (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
