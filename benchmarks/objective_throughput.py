@@ -1,15 +1,21 @@
-"""F-evaluation throughput (masks/s) for N = 16 experts, 1,000 held-out queries and k = 2.
+"""F-evaluation throughput (masks/s) by number of experts N and gate width k, 1,000 held-out queries.
 
 Random gate scores and 0/1 expert scores stand in for a trained gate: the cost of F depends
-only on N, the number of queries and k. Three ways in are timed, each as the best of several
-repetitions on a fresh cache:
+only on N, the number of queries and k. For every (N, k) two ways in are timed on the same
+random masks, each as the best of several repetitions:
 
-- per mask: ``GatedObjective.evaluate`` (no cache, no all-masks table);
-- through the cache: ``objective(masks)``, what solvers call; for large batches it switches to
-  the all-masks table when that is cheaper;
-- all masks: ``all_values()``, F of all 2^N masks at once.
+- fast: ``GatedObjective.evaluate``, the path solvers use (k <= 2: best-two rank tables;
+  k >= 3: rank-bit tables and per-byte softmax sums; masks with at most k experts: per-byte
+  products);
+- generic (``--baseline``, on by default): ``GatedObjective.evaluate_generic``, the plain
+  vectorised definition every earlier version used for k >= 3, on fewer masks since it is slow.
 
-    python benchmarks/objective_throughput.py [--experts 16] [--queries 1000] [--top-k 2]
+``--all-masks N...`` also times ``all_values()``, F of all 2^N masks (what the monotone
+envelope tabulates), for every k.
+
+    python benchmarks/objective_throughput.py [--experts 16 24 48 62] [--top-k 2 4 6 0] [--no-baseline]
+
+``--top-k 0`` stands for k = N.
 """
 
 from __future__ import annotations
@@ -46,31 +52,42 @@ def best_rate(run, count: int, repeats: int) -> float:
     return count / best
 
 
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experts", type=int, default=16)
+    parser.add_argument("--experts", type=int, nargs="*", default=[16, 24, 48, 62])
+    parser.add_argument("--top-k", type=int, nargs="*", default=[2, 4, 6, 0], help="0 stands for k = N")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--top-k", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--masks", type=int, default=4000, help="random masks per timing (generic: a tenth)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the generic path")
+    parser.add_argument("--all-masks", type=int, nargs="*", default=[], help="also time all 2^N masks at these N")
     args = parser.parse_args()
-    n, rng = args.experts, np.random.default_rng(1)
-    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, numpy {np.__version__}")
-    start = time.perf_counter()
-    f = objective(n, args.queries, args.top_k)
-    print(f"N={n} experts, {args.queries} held-out queries, k={args.top_k}; tables built in "
-          f"{time.perf_counter() - start:.3f} s")
-    print(f"{'batch':>9}  {'per mask':>14}  {'through the cache':>18}")
-    for batch in (100, 1_000, 10_000, 100_000):
-        masks = rng.integers(1, 1 << n, size=batch, dtype=np.int64)
-        per_mask = best_rate(lambda: f.evaluate(masks), batch, args.repeats)  # noqa: B023 - run in this iteration
-        fresh = [objective(n, args.queries, args.top_k) for _ in range(args.repeats)]
-        cached = best_rate(lambda: fresh.pop()(masks), batch, args.repeats)  # noqa: B023 - run in this iteration
-        print(f"{batch:>9,}  {per_mask:>10,.0f} /s  {cached:>14,.0f} /s")
-    if n <= 26:
-        fresh = [objective(n, args.queries, args.top_k) for _ in range(args.repeats)]
-        rate = best_rate(lambda: fresh.pop().all_values(), 1 << n, args.repeats)
-        print(f"all {1 << n:,} masks at once: {rate:,.0f} masks/s ({(1 << n) / rate:.3f} s)")
+    print(f"machine: {platform.platform()}, {platform.machine()}, Python {platform.python_version()}, "
+          f"numpy {np.__version__}; {load_line()}")
+    print(f"{args.queries} held-out queries, best of {args.repeats}\n")
+    print("| N | k | fast masks/s | generic masks/s | fast / generic |\n|---|---|---|---|---|")
+    rng = np.random.default_rng(1)
+    for n in args.experts:
+        masks = rng.integers(1, 1 << n, size=args.masks, dtype=np.int64)
+        for k in args.top_k:
+            f = objective(n, args.queries, k or n)
+            fast = best_rate(lambda: f.evaluate(masks), masks.size, args.repeats)  # noqa: B023 - run in this iteration
+            few = masks[: max(1, masks.size // 10)]
+            generic = (best_rate(lambda: f.evaluate_generic(few), few.size, args.repeats)  # noqa: B023 - run here
+                       if args.baseline else np.nan)
+            print(f"| {n} | {k or n}{' (N)' if not k else ''} | {fast:,.0f} | {generic:,.0f} | {fast / generic:.1f}x |",
+                  flush=True)
+    for n in args.all_masks:
+        for k in args.top_k:
+            fresh = [objective(n, args.queries, k or n) for _ in range(args.repeats)]
+            rate = best_rate(lambda: fresh.pop().all_values(), 1 << n, args.repeats)  # noqa: B023 - run here
+            print(f"all 2^{n} masks, k = {k or n}: {(1 << n) / rate:.2f} s ({rate:,.0f} masks/s)", flush=True)
+    print(f"\nafter: {load_line()}")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,22 @@
     python benchmarks/solvers.py                        # N = 8 .. 48, tight / medium / loose budgets
     python benchmarks/solvers.py --quick                # N = 8, 12, 16 only
     python benchmarks/solvers.py --objective coverage   # a monotone F on the same data
+    python benchmarks/solvers.py --sizes 32 48 --top-k 6 --llms 8   # a fleet repeating 8 LLMs
 
 For each N and budget family it prints, per solver, the status, F, objective evaluations, wall
 time and the ratio of F to the reference: the true optimum from ``exhaustive-all`` (F on every
 feasible set) where N <= 24, else CP-SAT exact when it completes, else the best F found. Every
 solver gets a fresh objective, so none profits from another's cache.
 
-F (default): ``moe2_cli.gating.ensemble.GatedObjective``, the expected accuracy of a top-2
+F (default): ``moe2_cli.gating.ensemble.GatedObjective``, the expected accuracy of a top-k
 softmax-gated ensemble over 1,000 held-out queries, here with seeded synthetic gate logits and
-per-query correctness probabilities (the gate tracks each expert's chance on each query, with
+per-query correctness probabilities (the gate tracks each LLM's chance on each query, with
 noise). Such an F is close to monotone but not exactly: a second expert that takes weight from a
-better first one lowers a query's value.
+better first one lowers a query's value. Every expert hosts its own LLM unless ``--llms L``
+makes expert i host LLM i mod L (a fleet: the same LLM on several servers shares its outcomes).
+
+An instance's seed is a hash of its family, N, k, L and ``--seed``: the same instance whatever
+else is run beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +43,7 @@ import ortools  # noqa: E402
 from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
 from moe2_cli.objective import Objective  # noqa: E402
 from moe2_cli.problem import Budgets, Instance, Problem, masks_to_bool  # noqa: E402
-from moe2_cli.solvers import ExhaustiveSolver, Limits, SolveResult, Status, get_solver  # noqa: E402
+from moe2_cli.solvers import Limits, SolveResult, Status, get_solver  # noqa: E402
 
 CATEGORIES = ("mcq", "math", "code", "open_qa")
 SHARES = np.array([0.3, 0.2, 0.2, 0.3])
@@ -57,6 +63,7 @@ class CoverageF(Objective):
     (an oracle router), used with ``--objective coverage`` to show proofs on monotone F."""
 
     name = "coverage (monotone)"
+    monotone = True  # 1 - prod(1 - p) only grows with S
 
     def __init__(self, instance: Instance, probs: np.ndarray, weights: np.ndarray):
         super().__init__(instance)
@@ -72,32 +79,42 @@ class CoverageF(Objective):
 class Case:
     n: int
     family: str
-    seed: int
+    top_k: int
+    llms: int  # distinct LLMs; expert i hosts LLM i mod llms
+    base_seed: int = 0
+
+    @property
+    def seed(self) -> int:
+        """From the instance's own description, never from its position in a run."""
+        return zlib.crc32(f"{self.family}/{self.n}/{self.top_k}/{self.llms}/{self.base_seed}".encode())
 
 
-def make_problem(case: Case, top_k: int, objective: str = "gated") -> Problem:
-    """Experts of different sizes on n/3 servers; bigger experts cost more and are more often
-    right; the gate scores track each expert's chance on each query, with noise."""
+def make_problem(case: Case, objective: str = "gated") -> Problem:
+    """Experts of different sizes on n/3 servers; bigger LLMs cost more and are more often
+    right; the gate scores track each LLM's chance on each query, with noise."""
     rng = np.random.default_rng(case.seed)
-    n, servers = case.n, max(2, case.n // 3)
-    size = rng.uniform(0.5, 3.0, n)
+    n, servers, m = case.n, max(2, case.n // 3), case.llms
+    column = np.arange(n) % m
+    llm_size = rng.uniform(0.5, 3.0, m)
+    size = llm_size[column]
     server = rng.integers(0, servers, n)
     speed = rng.uniform(0.6, 1.6, servers)
     energy = np.round(10 * size[:, None] * LENGTH[None] * rng.uniform(0.8, 1.2, (n, 4)), 3)
     latency = np.round(0.8 * size[:, None] * LENGTH[None] * rng.uniform(0.8, 1.2, (n, 4)) / speed[server][:, None], 3)
-    skill = 0.8 * (size - 1.5) + rng.normal(0, 0.5, n)
+    skill = 0.8 * (llm_size - 1.5) + rng.normal(0, 0.5, m)
     category = rng.integers(0, 4, QUERIES)
     logit = (skill[None] - rng.normal(0, 1, QUERIES)[:, None] - 0.5 * LENGTH[category][:, None]
-             + rng.normal(0, 1, (QUERIES, n)))
+             + rng.normal(0, 1, (QUERIES, m)))
     probs = 1 / (1 + np.exp(-logit))
-    scores = 4 * (logit + rng.normal(0, 0.25, (QUERIES, n)))
-    accuracy = np.array([[probs[category == c, i].mean() for c in range(4)] for i in range(n)])
+    scores = 4 * (logit + rng.normal(0, 0.25, (QUERIES, m)))
+    accuracy = np.array([[probs[category == c, column[i]].mean() for c in range(4)] for i in range(n)])
     inst = Instance(
-        name=f"bench-{case.family}-{n}", expert_ids=tuple(f"s{server[i]}/m{i}" for i in range(n)),
-        expert_llms=tuple(f"m{i}" for i in range(n)), expert_server=server,
+        name=f"bench-{case.family}-{n}", expert_ids=tuple(f"s{server[i]}/m{column[i]}" for i in range(n)),
+        expert_llms=tuple(f"m{column[i]}" for i in range(n)), expert_server=server,
         server_names=tuple(f"s{s}" for s in range(servers)),
         transmission_s=np.round(rng.uniform(0.01, 0.1, servers), 3), categories=CATEGORIES,
-        shares=SHARES, latency_s=latency, energy_j=energy, accuracy=accuracy, top_k=top_k, aggregation_s=0.05,
+        shares=SHARES, latency_s=latency, energy_j=energy, accuracy=accuracy, top_k=case.top_k,
+        aggregation_s=0.05,
     )
     full = inst.usage(np.array([inst.full_mask], dtype=np.int64))
     fe, fl = FAMILIES[case.family]
@@ -106,18 +123,18 @@ def make_problem(case: Case, top_k: int, objective: str = "gated") -> Problem:
                             latency_by_cat={"math": 1.25 * latency_cap})
     weights = share_weights(category, SHARES)
     if objective == "coverage":
-        return Problem(inst, budgets, CoverageF(inst, probs, weights))
-    return Problem(inst, budgets, GatedObjective(inst, logits=scores, scores=probs, weights=weights))
+        return Problem(inst, budgets, CoverageF(inst, probs[:, column], weights))
+    return Problem(inst, budgets, GatedObjective(inst, logits=scores, scores=probs, weights=weights,
+                                                 expert_columns=column))
 
 
-def run_case(case: Case, solvers: tuple[str, ...], top_k: int, objective: str,
-             time_limit: float) -> dict[str, SolveResult]:
+def run_case(case: Case, solvers: tuple[str, ...], objective: str, time_limit: float) -> dict[str, SolveResult]:
     out = {}
     for name in solvers:
         if name in ("exhaustive", TRUTH) and case.n > EXHAUSTIVE_MAX_N:
             continue
-        problem = make_problem(case, top_k, objective)  # a fresh objective: no shared cache
-        solver = ExhaustiveSolver(all_feasible=True) if name == TRUTH else get_solver(name)
+        problem = make_problem(case, objective)  # a fresh objective: no shared cache
+        solver = get_solver(name)
         out[name] = solver.solve(problem, Limits(time_s=time_limit))
     return out
 
@@ -131,24 +148,34 @@ def reference(results: dict[str, SolveResult]) -> float:
 
 def machine_line() -> str:
     return (f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cpus; python {platform.python_version()}, numpy {np.__version__}, "
-            f"ortools {ortools.__version__}")
+            f"{os.cpu_count()} cpus (nproc); python {platform.python_version()}, numpy {np.__version__}, "
+            f"ortools {ortools.__version__}; {load_line()}")
 
 
-HEADER = ("| N | budgets | solver | status | F | F / ref | evaluations | vs exhaustive | of 2^N | wall s | "
-          "violations | gap |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+HEADER = ("| N | k | LLMs | budgets | solver | status | proof | F | F / ref | evaluations | wall s | gap |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def proof(result: SolveResult) -> str:
+    """The proof named in the notes, shortened."""
+    for note in result.notes:
+        if note.startswith("proof: "):
+            return note[len("proof: "):].split(" (")[0]
+    return ""
 
 
 def print_case(case: Case, results: dict[str, SolveResult]) -> None:
     ref = reference(results)
-    ex = results.get("exhaustive")
     for name, r in results.items():
         ratio = f"{r.objective / ref:.6f}" if r.mask and ref else "-"
-        versus = f"{r.evaluations / ex.evaluations:.2f}" if ex and ex.evaluations else "-"
         gap = f"{r.gap:.2g}" if r.status is Status.LIMIT else ""
-        print(f"| {case.n} | {case.family} | {name} | {r.status.value} | {r.objective:.6f} | {ratio} | "
-              f"{r.evaluations} | {versus} | {r.evaluations / 2 ** case.n:.1e} | {r.wall_s:.3f} | "
-              f"{r.monotonicity_violations} | {gap} |")
+        print(f"| {case.n} | {case.top_k} | {case.llms} | {case.family} | {name} | {r.status.value} | {proof(r)} | "
+              f"{r.objective:.6f} | {ratio} | {r.evaluations} | {r.wall_s:.3f} | {gap} |")
 
 
 def _same(a: float, b: float) -> bool:
@@ -157,30 +184,23 @@ def _same(a: float, b: float) -> bool:
 
 
 def summarise(rows: list[tuple[Case, dict[str, SolveResult]]]) -> None:
-    """The targets, one line each, measured on the rows above."""
-    print("\ntargets:")
-    small = [r for c, r in rows if c.n <= EXHAUSTIVE_MAX_N and "exhaustive" in r and "polyblock" in r]
-    same = sum(_same(r["polyblock"].objective, r["exhaustive"].objective) for r in small)
-    print(f"- polyblock F == exhaustive F (maximal sets) at N <= {EXHAUSTIVE_MAX_N}: {same}/{len(small)}")
-    truth = [r for r in small if TRUTH in r]
-    if truth:
-        hit = sum(_same(r["polyblock"].objective, r[TRUTH].objective) for r in truth)
-        proved = sum(r["polyblock"].status is Status.OPTIMAL for r in truth)
-        print(f"- polyblock F == true optimum (F on all feasible sets): {hit}/{len(truth)}; "
-              f"status optimal (no violation seen) in {proved}/{len(truth)}")
-    for c, r in rows:
-        if c.n == 24 and {"polyblock", "cpsat", "exhaustive"} <= set(r):
-            p, ex = r["polyblock"], r["exhaustive"]
-            every = f", exhaustive-all {r[TRUTH].evaluations}" if TRUTH in r else ""
-            print(f"- N=24 {c.family}: wall polyblock {p.wall_s:.3f} s, cpsat {r['cpsat'].wall_s:.3f} s, "
-                  f"exhaustive {ex.wall_s:.3f} s; evaluations polyblock {p.evaluations}, exhaustive "
-                  f"{ex.evaluations} ({100 * p.evaluations / max(ex.evaluations, 1):.0f}%){every}, 2^24 = {2 ** 24}")
-    for size in (32, 48):
-        runs = [r["polyblock"] for c, r in rows if c.n == size and "polyblock" in r]
-        if runs:
-            walls = [p.wall_s for p in runs]
-            states = ", ".join(f"{p.status.value} (gap {p.gap:.2g})" for p in runs)
-            print(f"- N={size}: polyblock median {statistics.median(walls):.2f} s, max {max(walls):.2f} s: {states}")
+    """Per N and k: how many instances each solver proved optimal, its median and largest wall
+    time, and how often it found the best F any solver found."""
+    print("\nsummary (proved optimal / instances; median and max wall s; best F found / instances):")
+    keys = sorted({(c.n, c.top_k, c.llms) for c, _ in rows})
+    names = list(dict.fromkeys(name for _, r in rows for name in r))
+    for n, k, llms in keys:
+        group = [r for c, r in rows if (c.n, c.top_k, c.llms) == (n, k, llms)]
+        for name in names:
+            runs = [r[name] for r in group if name in r]
+            if not runs:
+                continue
+            best = [max(x.objective for x in r.values() if x.mask) for r in group if name in r]
+            proved = sum(x.status is Status.OPTIMAL for x in runs)
+            hit = sum(_same(x.objective, b) for x, b in zip(runs, best))
+            walls = [x.wall_s for x in runs]
+            print(f"- N={n} k={k} LLMs={llms} {name}: {proved}/{len(runs)} optimal; wall median "
+                  f"{statistics.median(walls):.2f} s, max {max(walls):.2f} s; best F {hit}/{len(runs)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,27 +210,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--solvers", nargs="*", default=[*SOLVERS, TRUTH])
     parser.add_argument("--objective", choices=("gated", "coverage"), default="gated")
-    parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--top-k", type=int, nargs="*", default=[2])
+    parser.add_argument("--llms", type=int, default=0, help="distinct LLMs (0: one per expert)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="per solve, seconds")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
-    f_name = "GatedObjective (top-2 softmax gate, expected accuracy)" if args.objective == "gated" else CoverageF.name
+    ks = ", ".join(map(str, args.top_k))
+    f_name = (f"GatedObjective (top-k softmax gate, expected accuracy; k = {ks})" if args.objective == "gated"
+              else CoverageF.name)
     print(machine_line())
     print(f"command: python benchmarks/solvers.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"F: {f_name} over {QUERIES} held-out queries; top-k = {args.top_k}; time limit "
+    print(f"F: {f_name} over {QUERIES} held-out queries; time limit "
           f"{args.time_limit:g} s per solve; budgets as (energy, latency) fractions of all experts' use: "
           + ", ".join(f"{k} {v}" for k, v in FAMILIES.items()) + "\n")
     print(HEADER)
     rows = []
-    for n in sizes:
-        for f, family in enumerate(args.families):
-            case = Case(n, family, seed=args.seed * 1000 + 10 * n + f)
-            results = run_case(case, tuple(args.solvers), args.top_k, args.objective, args.time_limit)
-            print_case(case, results)
-            sys.stdout.flush()
-            rows.append((case, results))
+    for top_k in args.top_k:
+        for n in sizes:
+            for family in args.families:
+                case = Case(n, family, top_k, min(args.llms or n, n), args.seed)
+                results = run_case(case, tuple(args.solvers), args.objective, args.time_limit)
+                print_case(case, results)
+                sys.stdout.flush()
+                rows.append((case, results))
     summarise(rows)
+    print(f"after: {load_line()}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ MAX_NUMBER = 1e12
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq")
 }
+_REPORTED = object()  # what the checker's readers return after reporting a problem
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Characters YAML forbids in a stream (PyYAML's own rule, checked here to report line:col).
 _NOT_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
@@ -311,21 +312,23 @@ class Checker:
         self.error(node, f"{what} has a tag that is not allowed (got {node.tag})")
         return False
 
-    def _scalar(self, node: Node, what: str, kind: str):
+    def _scalar(self, node: Node, what: str, kind: str) -> Any:
+        """The scalar's value, or :data:`_REPORTED` after reporting why there is none (a null
+        is a value here: the caller says what it should have been)."""
         if not self._plain(node, what):
-            return None
+            return _REPORTED
         if not isinstance(node, ScalarNode):
             self.error(node, f"{what} must be {kind} (got {describe(node)})")
-            return None
+            return _REPORTED
         try:
             return construct_scalar(node)
         except ValueError:
             self.error(node, f"{what} is not a valid {kind} (got {describe(node)})")
-            return None
+            return _REPORTED
 
     def string(self, node: Node, what: str) -> str | None:
         value = self._scalar(node, what, "text")
-        if value is None:
+        if value is _REPORTED:
             return None
         if not isinstance(value, str) or not value.strip():
             self.error(node, f"{what} must be non-empty text (got {describe(node)})")
@@ -338,7 +341,7 @@ class Checker:
         numbers."""
         kind = "an integer" if integer else "a number"
         value = self._scalar(node, what, kind)
-        if value is None:
+        if value is _REPORTED:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             self.error(node, f"{what} must be {kind} (got {describe(node)})")

@@ -99,10 +99,10 @@ def test_thousands_of_categories_print_a_capped_report(run_cli, tmp_path):
     assert re.fullmatch(rf"{re.escape(str(path))}: \.\.\. and \d+ more problems", lines[-1])
 
 
-def test_huge_budget_cannot_wrap_the_integer_costs(run_cli):
+def test_huge_budget_is_refused_before_it_can_wrap_the_integer_costs(run_cli):
     result = run_cli("select", "--budget", "energy=1e16", "--budget", "latency=1e16", "-f", "json", "--no-timing")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["status"] == "optimal"
+    assert result.exit_code == 2, result.output
+    assert "--budget energy must be at most" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------- stats parameter files
@@ -295,3 +295,19 @@ def test_lm_eval_rows_whose_metrics_field_is_not_a_list(tmp_path):
     with pytest.raises(InputError) as err:
         read_lm_eval(root)
     assert err.value.lines()[0].startswith(f"{path}:1: no metric value")
+
+
+@pytest.mark.parametrize("key, value", [("top_k: 2", "top_k: null"), ("name: edge-testbed", "name: ~"),
+                                        ("schema_version: 1", "schema_version: null")])
+def test_null_where_a_value_is_required(run_cli, tmp_path, key, value):
+    path = tmp_path / "s.yaml"
+    path.write_text(DEFAULT.replace(key, value, 1))
+    stderr = one_located_line(run_cli("validate", path), path)
+    assert "(got null)" in stderr or "(got ~)" in stderr
+
+
+def test_a_value_with_line_breaks_stays_on_one_diagnostic_line(run_cli, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(DEFAULT.replace("top_k: 2", 'top_k: !!int "\\nline two\\r\\nline three"', 1))
+    stderr = one_located_line(run_cli("validate", path), path)
+    assert len(stderr.strip().splitlines()) == 1 and "\\nline two" in stderr

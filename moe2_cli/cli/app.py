@@ -16,7 +16,9 @@ from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
 from moe2_cli.cli.inspect import show, validate
 from moe2_cli.cli.measure import measure_command
+from moe2_cli.cli.route import route
 from moe2_cli.cli.select import compare, select
+from moe2_cli.cli.serve import serve
 from moe2_cli.cli.stats import app as stats_app
 from moe2_cli.cli.synth import synth
 from moe2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
@@ -105,6 +107,8 @@ app.command()(show)
 app.command()(validate)
 app.command()(synth)
 app.command(name="measure")(measure_command)
+app.command()(route)
+app.command()(serve)
 app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
 

@@ -35,7 +35,7 @@ from moe2_cli.pareto import FrontierPoint
 from moe2_cli.problem import Problem
 from moe2_cli.report import result_payload
 from moe2_cli.session import Session, open_session
-from moe2_cli.solvers import SOLVERS, Limits
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits
 
 FRONTIER_SCHEMA = "moe2.frontier/1"
 _BAR_WIDTH = 40
@@ -82,7 +82,7 @@ def frontier(
                                                          "grid (ε-constraint, exact solver).")] = False,
     exact_3d: Annotated[bool, typer.Option("--exact-3d", help="Every selection on the F-energy-latency front, "
                                                                "by enumeration (up to 16 experts).")] = False,
-    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
+    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = DEFAULT_SOLVER,
     top_k: TopKOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,

@@ -25,7 +25,7 @@ from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_UNMET
 from moe2_cli.report import best_feasible_single, explain_experts, result_payload, unmet_reason
 from moe2_cli.session import open_session
-from moe2_cli.solvers import SOLVERS, Limits, SolveResult
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -80,7 +80,7 @@ def select(
     scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     top_k: TopKOpt = None,
-    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = "polyblock",
+    solver: Annotated[str, typer.Option("--solver", "-s", help=f"One of: {', '.join(SOLVERS)}.")] = DEFAULT_SOLVER,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
     time_limit: TimeLimitOpt = None,

@@ -12,9 +12,17 @@ query's value depends only on the ranks of the best two LLMs of S. That gives th
 - For all 2^N masks at once, every value of the upper bits is merged with the whole lowest-byte
   table in one step.
 
+For k >= 3 (``_SoftmaxSums``), per byte of a column mask and per query, the byte's columns as
+bits at their gate ranks (uint64 tables): OR-ed over the bytes they give S in query q's gate
+order, and clearing the lowest set bit k times leaves the top k. The softmax sums
+sum e^{h_n} p_n and sum e^{h_n} over those bits come from per-byte partial-sum tables, so no
+exp is taken per mask. For masks with at most k columns the top k is all of S, and the two sums
+are two matrix products. Both are checked against :meth:`GatedObjective.evaluate_generic`,
+the plain vectorised definition, kept as the reference.
+
 Query values are stored as integers in units of 2^-e (e chosen so each fits in int32) and
 summed in int64, so every path, chunking and thread count returns the same bits for the same
-mask. Other k use a generic vectorised path with the same units.
+mask.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import numpy as np
 
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.objective import Objective
-from moe2_cli.problem import Instance, masks_to_bool
+from moe2_cli.problem import Instance, masks_to_bool, popcount
 
 METRICS = ("accuracy", "neg-cross-entropy")
 MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
@@ -102,6 +110,7 @@ class GatedObjective(Objective):
         self.exponent = max(0, min(52, math.floor(math.log2((2**31 - 1) / bound)))) if bound > 0 else 52
         self._column_bytes = None if np.array_equal(columns, np.arange(n)) else _column_bytes(columns)
         self._fast = _RankTables(self, self._pair_values()) if self.k <= 2 else None
+        self._sums = _SoftmaxSums(self) if self._fast is None else None
         self._all_columns: np.ndarray | None = None
 
     def column_masks(self, masks) -> np.ndarray:
@@ -130,12 +139,18 @@ class GatedObjective(Objective):
             self._all_columns = self._every_column_mask()  # cheaper than a quarter of them one by one
         if self._all_columns is not None:
             return self._all_columns[columns]
-        return self._to_float(self._chunked(self._kernel(), columns))
+        return self._to_float(self._per_mask(columns))
 
     def evaluate(self, masks) -> np.ndarray:
         """F of each mask through the per-mask path: no cache, no all-masks table."""
         columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
-        return self._to_float(self._chunked(self._kernel(), columns))
+        return self._to_float(self._per_mask(columns))
+
+    def evaluate_generic(self, masks) -> np.ndarray:
+        """F of each mask through the plain vectorised definition (any k): the reference the
+        fast paths are checked and benchmarked against."""
+        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        return self._to_float(self._chunked(self._generic, columns, per_mask=len(self.logits) * self.n_columns))
 
     def all_values(self) -> np.ndarray:
         """F of every expert mask 0 .. 2^N - 1, indexed by mask (N <= 26)."""
@@ -150,17 +165,21 @@ class GatedObjective(Objective):
 
     def _every_column_mask(self) -> np.ndarray:
         totals = self._fast.all_masks() if self._fast is not None else \
-            self._chunked(self._generic, np.arange(1 << self.n_columns, dtype=np.int64))
+            self._per_mask(np.arange(1 << self.n_columns, dtype=np.int64))
         values = self._to_float(totals)
         values.setflags(write=False)
         return values
 
-    def _kernel(self):
-        return self._fast.evaluate if self._fast is not None else self._generic
+    def _per_mask(self, columns: np.ndarray) -> np.ndarray:
+        """Integer-scaled F of column masks through the fast path for this k."""
+        if self._fast is not None:
+            return self._chunked(self._fast.evaluate, columns)
+        assert self._sums is not None  # built whenever the k <= 2 tables are not
+        # Complex (mask, query) temporaries: half as many per chunk keeps them in cache.
+        return self._sums.evaluate(columns, lambda kernel, m: self._chunked(kernel, m, per_mask=2 * len(self.logits)))
 
-    def _chunked(self, kernel, masks: np.ndarray) -> np.ndarray:
-        per_mask = len(self.logits) * (1 if self._fast is not None else self.n_columns)
-        size = max(1, _CHUNK_ELEMENTS // per_mask)
+    def _chunked(self, kernel, masks: np.ndarray, per_mask: int | None = None) -> np.ndarray:
+        size = max(1, _CHUNK_ELEMENTS // (per_mask or len(self.logits)))
         chunks = [masks[i:i + size] for i in range(0, masks.size, size)]
         if len(chunks) < 8 * self.threads:  # starting threads costs more than a few chunks
             parts = [kernel(c) for c in chunks]
@@ -288,6 +307,138 @@ class _RankTables:
         return self.pair.take(index).sum(axis=-1, dtype=np.int64)
 
 
+class _SoftmaxSums:
+    """The k >= 3 path: S's top k per query from rank-bit tables, softmax sums from per-byte
+    partial sums (see the module docstring)."""
+
+    def __init__(self, objective: GatedObjective):
+        self.objective = objective
+        self.k = objective.k
+        q, m = objective.logits.shape
+        order, rank = objective.order, objective.rank
+        sorted_logits = np.take_along_axis(objective.logits, order, axis=1)
+        sorted_scores = np.take_along_axis(objective._scores_for_metric(), order, axis=1)
+        # Terms relative to the query's best logit: at most 1, and 1 for its best column.
+        ee = np.exp(sorted_logits - sorted_logits[:, :1])
+        es = ee * sorted_scores
+        bits = np.left_shift(np.uint64(1), rank.astype(np.uint64)).astype("<u8")
+        self.rank_bits = [_byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]
+        # Per rank byte, (Q, 256) flattened: sum e^h p + i sum e^h, one gather for both sums.
+        self.sums = [_byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]
+        self.row_start = np.arange(q, dtype=np.intp) * 256
+        self.unit_weights = np.ldexp(objective.weights, objective.exponent)
+        first = _FIRST_BITS[(min(self.k, 8) << 8) + np.arange(256)]
+        self.first_sums = self.sums[0].reshape(q, 256)[:, first].reshape(-1)
+        self.first_left = self.k - _POPCOUNT[first]
+        # Column order, for masks with at most k columns: (256, Q) per byte of the column mask.
+        by_column = np.take_along_axis(es + 1j * ee, rank, axis=1)
+        self.column_sums = [_byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T.copy() for s in range(0, m, 8)]
+        self.n = m
+
+    def evaluate(self, masks: np.ndarray, chunked) -> np.ndarray:
+        """Integer-scaled F of each column mask; ``chunked(kernel, masks)`` runs the byte path."""
+        small = popcount(masks) <= self.k
+        out = np.empty(masks.size, dtype=np.int64)
+        if small.any():
+            out[small] = chunked(self._products, masks[small])
+        if not small.all():
+            out[~small] = chunked(self._bytes, masks[~small])
+        return out
+
+    def _products(self, masks: np.ndarray) -> np.ndarray:
+        """All of S is in the top k: each sum is a product of S's indicator with a (M, Q)
+        matrix, taken as one row of a per-byte table per byte of S (a fixed order of additions,
+        so the same mask always gets the same bits, unlike a threaded BLAS product)."""
+        total = self.column_sums[0][masks & 255]
+        for j in range(1, len(self.column_sums)):
+            total += self.column_sums[j][(masks >> (8 * j)) & 255]
+        return self._finish(masks, total.real, total.imag)
+
+    def _bytes(self, masks: np.ndarray) -> np.ndarray:
+        return self._finish(masks, *self._byte_sums(masks))
+
+    def _byte_sums(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ranked = self.rank_bits[0][masks & 255]  # (B, Q): S's columns as bits at their gate ranks
+        for j in range(1, len(self.rank_bits)):
+            ranked |= self.rank_bits[j][(masks >> (8 * j)) & 255]
+        shape = ranked.shape
+        rank_bytes = ranked.reshape(-1).view(np.uint8).reshape(-1, 8)  # little-endian: byte j = ranks 8j..8j+7
+        starts = np.tile(self.row_start, shape[0])
+        # First rank byte: all k slots are open, so the tables are indexed by the byte alone.
+        byte = rank_bytes[:, 0]
+        total = self.first_sums.take(starts + byte)
+        left = self.first_left.take(byte)  # top-k slots still open per (mask, query)
+        active = None  # the (mask, query) pairs still open once few are; None while most are
+        for j in range(1, len(self.sums)):
+            still = np.count_nonzero(left)
+            if still == 0:
+                break  # every top k is complete
+            if 2 * still < left.size:  # carry on with the open pairs alone
+                keep = np.flatnonzero(left)
+                active = keep if active is None else active[keep]
+                left, starts = left[keep], starts[keep]
+            byte = rank_bytes[:, j] if active is None else rank_bytes[active, j]
+            fits = left if self.k <= 8 else np.minimum(left, 8)
+            kept = _FIRST_BITS.take((fits << 8) | byte)  # the byte's best ranks that still fit
+            terms = self.sums[j].take(starts + kept)
+            if active is None:
+                total += terms
+            else:
+                total[active] += terms
+            left -= _POPCOUNT.take(kept)
+        total = total.reshape(shape)
+        return total.real, total.imag
+
+    def _finish(self, masks: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        obj = self.objective
+        empty = 0.0 if obj.metric == "accuracy" else obj.floor
+        mixed = np.divide(num, den, out=np.full(num.shape, empty), where=den > 0)
+        values = _value(obj.metric, mixed)
+        # Scaling by a power of two commutes with rounding: the same bits as _units(values * weights).
+        values *= self.unit_weights
+        np.rint(values, out=values)
+        totals = values.sum(axis=1).astype(np.int64)  # integers below 2^53: the float sum is exact
+        lost = den < _TINY
+        if lost.any():
+            # Every top-k logit of some query is ~700 below its best: the tables underflow there.
+            rows = np.flatnonzero(lost.any(axis=1) & (masks != 0))
+            totals[rows] = obj._generic(masks[rows])
+        return totals
+
+
+_TINY = 1e-280  # below this a softmax denominator may have lost its terms to underflow
+_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.intp)
+
+
+def _first_bits() -> np.ndarray:
+    """(9 * 256,) intp, [(r << 8) | byte]: the r lowest set bits of byte."""
+    table = np.zeros((9, 256), dtype=np.intp)
+    for byte in range(256):
+        bits = [b for b in range(8) if byte >> b & 1]
+        for r in range(9):
+            table[r, byte] = sum(1 << b for b in bits[:r])
+    return table.reshape(-1)
+
+
+_FIRST_BITS = _first_bits()
+
+
+def _byte_or(bits: np.ndarray) -> np.ndarray:
+    """(Q, h) uint64 bits of up to 8 columns to a (256, Q) table: the OR over each byte value."""
+    table = np.zeros((256, bits.shape[0]), dtype="<u8")
+    for b in range(bits.shape[1]):
+        # Byte values with bit b set are those without it, plus column b's bits (doubling).
+        table[1 << b: 2 << b] = table[: 1 << b] | bits[:, b]
+    return table
+
+
+def _byte_sum(terms: np.ndarray) -> np.ndarray:
+    """(Q, h) terms of up to 8 ranks to a flattened (Q, 256) table: the sum over each byte value's bits."""
+    h = terms.shape[1]
+    has = ((np.arange(256)[:, None] >> np.arange(h)) & 1).astype(float)
+    return (terms @ has.T).reshape(-1)
+
+
 def _merge(first_a, second_a, first_b, second_b):
     """The two smallest of two sorted rank pairs: uint8 min/max, no sorting."""
     return np.minimum(first_a, first_b), np.minimum(np.maximum(first_a, first_b), np.minimum(second_a, second_b))
@@ -360,6 +511,7 @@ class MonotoneEnvelope(Objective):
     maximum, reached by :meth:`deployable` of F-hat's maximiser. Needs every mask (N <= 26)."""
 
     monotone = True  # by construction: solvers need not check their proofs against it
+    monotone_proof = "monotone envelope of F"  # named in a solver's notes
     name = "gated-ensemble-envelope"
 
     def __init__(self, inner: GatedObjective):

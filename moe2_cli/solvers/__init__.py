@@ -17,7 +17,8 @@ from typing import Any
 from moe2_cli.errors import UsageError
 from moe2_cli.solvers.base import Limits, Solver, SolveResult, Status
 
-DEFAULT_SOLVER = "polyblock"
+# The fastest solver that proves optimality on the gated F itself (any N, monotone or not).
+DEFAULT_SOLVER = "brb"
 
 # Solver class -> the module that defines it.
 _CLASSES = {
@@ -57,6 +58,7 @@ SOLVERS: dict[str, _LazyFactory] = {
     "polyblock": _LazyFactory("PolyblockSolver"),
     "brb": _LazyFactory("BrbSolver"),
     "exhaustive": _LazyFactory("ExhaustiveSolver"),
+    "exhaustive-all": _LazyFactory("ExhaustiveSolver", all_feasible=True),
     "cpsat": _LazyFactory("CpSatSolver", mode="exact"),
     "cpsat-surrogate": _LazyFactory("CpSatSolver", mode="surrogate"),
     "greedy": _LazyFactory("GreedySolver"),

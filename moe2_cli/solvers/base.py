@@ -39,7 +39,7 @@ PROGRESS_EVERY_S = 0.25
 
 
 class Status(str, Enum):
-    OPTIMAL = "optimal"  # proven best (for monotone F where the solver relies on it; see notes)
+    OPTIMAL = "optimal"  # proven best on F itself; the notes name the proof
     FEASIBLE = "feasible"  # a feasible answer without proof of optimality
     INFEASIBLE = "infeasible"  # no expert fits the budgets
     LIMIT = "limit"  # a limit stopped the search; the answer is the incumbent, gap proven
@@ -219,7 +219,8 @@ class SolveContext:
         evaluations = self.evaluations
         if status is Status.OPTIMAL:
             bound = value
-        if assumes_monotone and self.violations:
+        if assumes_monotone and (self.violations or not self.problem.objective.monotone):
+            # The proof needs monotone F: never claim it for an F not known to be monotone.
             status = Status.FEASIBLE if status is Status.OPTIMAL else status
             bound = math.nan
         notes = notes + self._monotone_notes(assumes_monotone, status)
@@ -248,16 +249,17 @@ class SolveContext:
         )
 
     def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
-        if self.problem.objective.monotone and not self.violations:
-            return ()  # nothing rests on an assumption
+        objective = self.problem.objective
+        if objective.monotone and not self.violations:
+            if assumes_monotone and status is Status.OPTIMAL:
+                return (f"proof: {getattr(objective, 'monotone_proof', 'monotone F')}",)
+            return ()
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
                      f"(by up to {self.max_violation:.3g})")
             return (found + ("; optimality not proven" if assumes_monotone else ""),)
-        if assumes_monotone and status is Status.OPTIMAL:
-            return ("exact for monotone F",)
-        if assumes_monotone and status is Status.LIMIT:
-            return ("the bound holds for monotone F",)
+        if assumes_monotone:
+            return ("F is not known to be monotone: this solver's proof does not apply",)
         return ()
 
     def slack(self, usage: Usage) -> dict[str, float]:

@@ -1,6 +1,8 @@
 """Binary branch-reduce-and-bound (BRB) over boxes [p, q] of selections (p ⊆ S ⊆ q).
 
-A box's bound is F(q) (valid for monotone F). The best box is taken first. It is reduced from
+For monotone F a box's bound is F(q). For the gated F, which is not monotone, it is the box
+bound of :mod:`moe2_cli.solvers.gated_bound`, so an ``optimal`` answer is proven on F itself
+(see :class:`_GatedBrb`). Any other non-monotone F gets no proof. The best box is taken first. It is reduced from
 above (experts that cannot join p are dropped from q) and from below (experts without which F
 cannot beat the incumbent are forced into p), a greedy completion of p inside q offers an
 incumbent, and the box is split on one free expert. A box whose p is infeasible holds nothing
@@ -17,6 +19,7 @@ import math
 
 import numpy as np
 
+from moe2_cli.gating.ensemble import GatedObjective
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.solvers.base import (
     Incumbent,
@@ -28,16 +31,25 @@ from moe2_cli.solvers.base import (
     Status,
 )
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.gated_bound import GatedBound
+
+# Free experts probed per box for reduction from below (the most valuable alone first).
+_PROBES = 8
+GATED_PROOF = "proof: gated box bound on F itself (valid for non-monotone F)"
 
 
 class BrbSolver(Solver):
-    """BRB: exact for monotone F; anytime under time, open-box and evaluation limits."""
+    """BRB: exact for monotone F and for the gated F; anytime under time, open-box and
+    evaluation limits."""
 
     name = "brb"
 
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
-        return _Brb(SolveContext(problem, limits, progress), self.name).run(incumbent)
+        ctx = SolveContext(problem, limits, progress)
+        if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
+            return _GatedBrb(ctx, problem.objective, self.name).run(incumbent)
+        return _Brb(ctx, self.name).run(incumbent)
 
 
 class _Brb:
@@ -122,6 +134,119 @@ class _Brb:
         mask = self.ctx.drop_idle(mask) if status is Status.OPTIMAL else mask
         return self.ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
                                peak_vertices=self.peak, assumes_monotone=True)
+
+
+class _GatedBrb:
+    """BRB on the gated F with box bounds that hold without monotonicity.
+
+    A box [p, q] is bounded by :class:`GatedBound`. It is reduced from above: experts that
+    cannot join p leave q, and so do experts whose LLM p already holds (they change no query's
+    top k, so a selection with them has the same F and costs more). p, q and a greedy completion
+    of p inside q are offered as incumbents; a box is split on the free expert whose LLM is a
+    candidate for the most query weight. Unlike the monotone case a feasible q does not close
+    its box: a subset of q can still be better, and only the bound can rule that out.
+    """
+
+    def __init__(self, ctx: SolveContext, objective: GatedObjective, name: str):
+        self.ctx = ctx
+        self.name = name
+        self.best = Incumbent()
+        self.bounds = GatedBound(objective)
+        self.column = objective.expert_columns.tolist()
+        n = ctx.problem.instance.n_experts
+        self.alone = ctx.F(np.left_shift(np.int64(1), np.arange(n, dtype=np.int64)))  # F of each expert alone
+        self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
+        self.iterations = 0
+        self.peak = 0
+
+    @property
+    def val(self) -> float:
+        return self.best.value
+
+    def run(self, warm: int | None) -> SolveResult:
+        ctx = self.ctx
+        full = ctx.feas.singles()
+        if full == 0:
+            return ctx.result(self.name, Status.INFEASIBLE, 0)
+        self._offer(greedy_mask(ctx, full, lazy=True), ctx.usable_incumbent(warm) or 0)
+        self._push(float(self.bounds.bound([0], [full])[0]), full, 0)
+        while self.heap:
+            if ctx.limit_hit(len(self.heap)) is not None:
+                return self._finish(Status.LIMIT)
+            neg, _, q, p = heapq.heappop(self.heap)
+            if -neg <= self.val:
+                self.heap.clear()  # no open box can beat the incumbent
+                break
+            self.iterations += 1
+            ctx.report(self.iterations, self.val, -neg)
+            self._visit(p, q)
+        return self._finish(Status.OPTIMAL)
+
+    def _offer(self, *masks: int) -> None:
+        masks = tuple(m for m in masks if m)
+        if masks:
+            self.ctx.F(np.array(masks, dtype=np.int64))  # one batch; the offers below hit the cache
+            for m in masks:
+                self.best.offer(self.ctx, m)
+
+    def _push(self, bound: float, q: int, p: int) -> None:
+        if bound > self.val:
+            heapq.heappush(self.heap, (-bound, popcount(np.int64(q)).item(), q, p))
+            self.peak = max(self.peak, len(self.heap))
+
+    def _visit(self, p: int, q: int) -> None:
+        feas = self.ctx.feas
+        if not feas.fits(p):
+            return  # nothing in [p, q] is feasible
+        q = self._reduce_up(p, q)
+        free = np.array(members(q & ~p), dtype=np.int64)
+        if free.size == 0:
+            self._offer(p)
+            return
+        # Reduce from below: without an expert whose absence bounds the box at the incumbent,
+        # nothing in it is better, so every improving selection holds it. Only the experts that
+        # are best alone are probed: each probe costs a box bound.
+        free = free[np.lexsort((free, -self.alone[free]))]
+        probed = free[:_PROBES]
+        without = self.bounds.bound(np.full(probed.size, p), q & ~(np.int64(1) << probed))
+        forced = without <= self.val
+        if forced.any():
+            p |= int(np.bitwise_or.reduce(np.int64(1) << probed[forced]))
+            if not feas.fits(p):
+                return
+            self._push(float(self.bounds.bound([p], [self._reduce_up(p, q)])[0]), q, p)
+            return  # revisited with the larger p (and its smaller bound) when its turn comes
+        first = np.lexsort((probed, without))  # the expert whose absence lowers the bound most first
+        order = np.concatenate([probed[first], free[_PROBES:]])
+        self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p), order.tolist()))
+        i = int(order[0])
+        self._push(float(without[first[0]]), q & ~(1 << i), p)
+        self._push(float(self.bounds.bound([p | (1 << i)], [q])[0]), q, p | (1 << i))
+
+    def _reduce_up(self, p: int, q: int) -> int:
+        """Drop from q the experts that cannot join p, and those whose LLM p already holds."""
+        packer = self.ctx.feas.packer(p)
+        held = {self.column[i] for i in members(p)}
+        return p | sum(1 << i for i in members(q & ~p) if self.column[i] not in held and packer.can_add(i))
+
+    def _finish(self, status: Status) -> SolveResult:
+        bound = math.nan
+        if status is Status.LIMIT:
+            bound = max(self.val, -self.heap[0][0]) if self.heap else self.val
+        mask = self.ctx.drop_idle(self.best.mask) if status is Status.OPTIMAL else self.best.mask
+        notes = (GATED_PROOF,) if status is Status.OPTIMAL else ("the bound is the gated box bound",)
+        return self.ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
+                               peak_vertices=self.peak, notes=notes)
+
+
+def _prefixes(packer, order: list[int]) -> list[int]:
+    """Greedy completion step by step: every set it passes through. F is not monotone, so the
+    best of them (one batch) can beat the completed set."""
+    steps = []
+    for i in order:
+        if packer.try_add(i):
+            steps.append(packer.mask)
+    return steps
 
 
 def _complete(packer, order: list[int]) -> int:

@@ -68,6 +68,7 @@ class ProbabilityCoverage(Objective):
     """Monotone F over a per-query probability matrix: mean chance some selected expert is right."""
 
     name = "probability-coverage"
+    monotone = True  # by construction: 1 - prod(1 - p) only grows with S
 
     def __init__(self, instance: Instance, probs: np.ndarray):
         super().__init__(instance)

@@ -1,0 +1,78 @@
+"""`moe2 serve`: an OpenAI-compatible router for the selected experts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from moe2_cli.cli.common import SeedOpt, handles_errors
+from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.route import SelectionOpt
+from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
+from moe2_cli.errors import UsageError
+from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
+
+
+def _api_key(name: str | None) -> str | None:
+    if name is None:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        raise UsageError(f"--api-key-env names {name}, which is not set (or empty)")
+    return key
+
+
+@handles_errors
+def serve(
+    scenario: ScenarioArg = None,
+    budget: BudgetOpt = None,
+    selection: SelectionOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    aggregate: Annotated[str, typer.Option("--aggregate", help="top: the highest-weight expert's answer; vote: "
+                                                               "the majority of normalised answers.")] = "top",
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
+                              "being this environment variable's value.")] = None,
+    max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body in bytes (413 above).")]
+    = DEFAULT_MAX_BODY,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
+    fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
+                                                                       "the next in the gate's ranking.")] = 2,
+    outcomes: OutcomesOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions, GET /v1/models,
+    /healthz and /metrics. Stops on SIGTERM once the requests in flight are answered.
+
+    Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
+    """
+    # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.serve.plan import choose, with_gate
+    from moe2_cli.serve.proxy import Proxy
+    from moe2_cli.serve.server import bind
+    from moe2_cli.serve.server import serve as run_server
+    from moe2_cli.serve.upstream import targets_for
+
+    if aggregate not in AGGREGATES:
+        raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)} (got {aggregate!r})")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds (got {timeout})")
+    key = _api_key(api_key_env)
+    choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
+    # Endpoints, keys and the port are checked before the gate is trained: a typo costs no waiting.
+    targets = targets_for(choice.scenario, choice.selection, timeout)
+    sock = bind(host, port)
+    plan = with_gate(choice, seed=seed, outcomes=outcomes)
+    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks)
+    where = f"http://{host}:{sock.getsockname()[1]}"
+    print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} inside "
+          f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)
+    if key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
+    run_server(proxy, sock, api_key=key, max_body=max_body)

@@ -1,0 +1,9 @@
+"""Run a selection: route queries through the gate restricted to S, offline (``moe2 route``) or
+live behind an OpenAI-compatible proxy (``moe2 serve``).
+
+The package's modules load numpy and the HTTP stack; the settings the command line checks
+before starting a server live here, so it can check them without loading either.
+"""
+
+AGGREGATES = ("top", "vote")
+DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB

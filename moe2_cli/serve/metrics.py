@@ -1,0 +1,85 @@
+"""Prometheus text exposition (format 0.0.4), written by hand: a few labelled counters, one
+gauge and histograms are all the proxy needs, and the output stays byte-stable and dependency-free."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+# Seconds: from a loopback hop to a slow edge answer.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+Labels = tuple[tuple[str, str], ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Labels, extra: Labels = ()) -> str:
+    items = labels + extra
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items) + "}" if items else ""
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+@dataclass
+class Family:
+    name: str
+    help: str
+    kind: str  # counter, gauge or histogram
+    values: dict[Labels, float] = field(default_factory=dict)
+    buckets: tuple[float, ...] = ()
+    counts: dict[Labels, list[int]] = field(default_factory=dict)
+
+    def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def observe(self, labels: Labels, value: float) -> None:
+        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.inc(labels, value)
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+        if self.kind != "histogram":
+            lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(self.values.items())]
+            return lines
+        for labels, counts in sorted(self.counts.items()):
+            running = 0
+            for bound, count in zip((*self.buckets, math.inf), counts):
+                running += count
+                lines.append(f"{self.name}_bucket{_labels(labels, (('le', _number(bound)),))} {running}")
+            lines.append(f"{self.name}_sum{_labels(labels)} {_number(self.values[labels])}")
+            lines.append(f"{self.name}_count{_labels(labels)} {running}")
+        return lines
+
+
+class Metrics:
+    """The proxy's counters; the event loop is single-threaded, so no locks are needed."""
+
+    def __init__(self):
+        self.requests = Family("moe2_requests_total", "Chat completion requests by category and HTTP status.",
+                               "counter")
+        self.in_flight = Family("moe2_requests_in_flight", "Chat completion requests being answered.", "gauge")
+        self.latency = Family("moe2_request_latency_seconds", "Time from request to answer, by category.",
+                              "histogram", buckets=LATENCY_BUCKETS)
+        self.expert_calls = Family("moe2_expert_calls_total", "Calls to each expert.", "counter")
+        self.expert_failures = Family("moe2_expert_failures_total", "Failed expert calls by kind "
+                                      "(timeout, unreachable, http, malformed).", "counter")
+        self.expert_latency = Family("moe2_expert_latency_seconds", "Answer time of each expert.", "histogram",
+                                     buckets=LATENCY_BUCKETS)
+        self.energy = Family("moe2_estimated_energy_joules_total", "Energy of the experts called, estimated from "
+                             "the profiles (J per query of the category), by category.", "counter")
+        self.overruns = Family("moe2_budget_overruns_total", "Requests over their category's budget, by "
+                               "resource (latency, energy).", "counter")
+        self.in_flight.inc((), 0.0)
+
+    def render(self) -> str:
+        families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
+                    self.expert_latency, self.energy, self.overruns)
+        return "\n".join(line for f in families for line in f.render()) + "\n"

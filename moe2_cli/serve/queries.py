@@ -1,0 +1,72 @@
+"""Query files for ``moe2 route``: JSON lines with ``id``, ``category``, ``text`` and optional
+``tags`` (and ``features``, a numeric vector, for gates trained on numeric features).
+
+The gate reads the category, the text and the features; tags are the user's labels, carried
+through to the output so routes can be grouped by them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from moe2_cli.outcomes.rows import Problems, describe, json_lines, read_text
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query as the gate sees it; ``line`` is where it came from in a file (None live)."""
+
+    id: str
+    category: str
+    text: str
+    tags: tuple[str, ...] = ()
+    features: tuple[float, ...] | None = None
+    line: int | None = None
+
+
+def read_queries(path: str | Path, categories: tuple[str, ...]) -> list[Query]:
+    """Every query of a JSONL file; each bad line is reported as ``path:line: ...``."""
+    shown = str(path)
+    problems = Problems(shown)
+    queries, seen = [], set()
+    for number, row in json_lines(read_text(Path(path)), problems):
+        query = _query(row, number, categories, problems)
+        if query is None:
+            continue
+        if query.id in seen:
+            problems.add(number, f"duplicate id {query.id!r}")
+            continue
+        seen.add(query.id)
+        queries.append(query)
+    if not queries and not problems.items:
+        problems.add(None, "no queries (the file is empty)")
+    problems.raise_if_any()
+    return queries
+
+
+def _query(row: dict, line: int, categories: tuple[str, ...], problems: Problems) -> Query | None:
+    before = len(problems.items) + problems.dropped
+    qid = row.get("id", f"line-{line}")
+    if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+        problems.add(line, f"id must be a string or an integer (got {describe(qid)})")
+    category = row.get("category")
+    if category not in categories:
+        problems.add(line, f"category must be one of {', '.join(categories)} (got {describe(category)})")
+    text = row.get("text")
+    if not isinstance(text, str):
+        problems.add(line, f"text must be a string (got {describe(text)})")
+    tags = row.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.add(line, f"tags must be a list of strings (got {describe(tags)})")
+    features = row.get("features")
+    if features is not None and not (isinstance(features, list) and all(_finite(v) for v in features)):
+        problems.add(line, f"features must be a list of finite numbers (got {describe(features)})")
+    if len(problems.items) + problems.dropped > before:
+        return None
+    return Query(id=str(qid), category=str(category), text=str(text), tags=tuple(tags),
+                 features=None if features is None else tuple(float(v) for v in features), line=line)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,144 @@
+"""An upper bound on the gated F over a box of selections, valid although F is not monotone.
+
+A box holds the selections S with IN ⊆ S ⊆ IN ∪ FREE (bit masks p ⊆ q). The gate offers S's
+columns (LLMs) to each query and mixes the k best-ranked by a softmax of their logits, so a
+query's value is a weighted average of the scores of its top k. Over the box, per query:
+
+- a column n of q can be in the top k only if fewer than k columns of p rank above it
+  (a *candidate*);
+- a column of p with fewer than k columns of q ranked above it is in every top k (*forced*):
+  its softmax weight relative to the other forced columns is fixed.
+
+So the query's value is at most the best weighted average of all forced columns plus any subset
+of the other candidates, each with weight e^{logit}. That maximum takes the other candidates in
+descending score while they raise the average: a best prefix in score order. Without forced
+columns it is the best candidate's score; once the top k is settled (no other candidates) it is
+the query's value itself. The box bound sums the queries' bounds, each rounded up to F's integer
+units, so it is never below F of any selection in the box, bit for bit.
+
+Selections of the same columns have the same F (a second copy of an LLM neither takes a top-k
+slot nor changes a weight), which the solvers exploit: an expert whose LLM p already holds adds
+nothing and can leave the box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moe2_cli.gating.ensemble import GatedObjective, _byte_or, _byte_sum
+
+_TINY = 1e-280  # forced softmax weights below this (relative to the best logit) may have underflowed
+_ELEMENTS = 1 << 18  # (box, query, column) elements per block: temporaries stay small
+
+
+class GatedBound:
+    """Vectorised box bounds for one :class:`GatedObjective`.
+
+    Per query a column mask is held as bits at the columns' gate ranks (rank-bit tables, as
+    in F's own k >= 3 path), so candidates and forced columns are a few uint64 operations per
+    (box, query); only the best prefix in score order is worked out column by column.
+    """
+
+    def __init__(self, objective: GatedObjective):
+        self.objective = objective
+        self.k = objective.k
+        q, m = objective.logits.shape
+        order, rank = objective.order, objective.rank  # (Q, M): columns in gate order, and back
+        logits = np.take_along_axis(objective.logits, order, axis=1)
+        scores = np.take_along_axis(objective._scores_for_metric(), order, axis=1)
+        ee = np.exp(logits - logits[:, :1])  # relative to the query's best logit: at most 1
+        es = ee * scores
+        bits = np.left_shift(np.uint64(1), rank.astype(np.uint64))
+        self.rank_bits = [_byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]  # (256, Q) per column byte
+        self.sums = [_byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]  # per rank byte
+        self.row_start = np.arange(q, dtype=np.intp) * 256
+        by_score = np.argsort(-scores, axis=1, kind="stable")  # gate positions by descending score
+        self.ee_by_score = np.take_along_axis(ee, by_score, axis=1)
+        self.es_by_score = np.take_along_axis(es, by_score, axis=1)
+        # Per gate-rank byte, (Q, 256) flattened: the same ranks as bits at their score positions.
+        score_bits = np.left_shift(np.uint64(1), np.argsort(by_score, axis=1).astype(np.uint64))
+        self.score_bits = [_byte_or(score_bits[:, s:s + 8]).T.reshape(-1) for s in range(0, m, 8)]
+        self.scores = scores
+        self.m = m
+        self.unit_weights = np.ldexp(objective.weights, objective.exponent)
+        self.empty = 0.0 if objective.metric == "accuracy" else objective.floor
+
+    def bound(self, low, high) -> np.ndarray:
+        """Upper bounds on F over the boxes [low_b, high_b] of expert masks (low ⊆ high)."""
+        columns = self.objective.column_masks
+        p = columns(np.asarray(low, dtype=np.int64).reshape(-1))
+        q = columns(np.asarray(high, dtype=np.int64).reshape(-1))
+        size = max(1, _ELEMENTS // self.scores.size)
+        totals = [self._block(p[s:s + size], q[s:s + size]) for s in range(0, p.size, size)]
+        units = np.concatenate(totals) if totals else np.zeros(0)
+        return np.ldexp(units, -self.objective.exponent)
+
+    def _ranked(self, masks: np.ndarray) -> np.ndarray:
+        """(B, Q) uint64: each mask's columns as bits at their gate ranks, per query."""
+        out = self.rank_bits[0][masks & 255]
+        for j in range(1, len(self.rank_bits)):
+            out |= self.rank_bits[j][(masks >> (8 * j)) & 255]
+        return out
+
+    def _by_score(self, ranked: np.ndarray) -> np.ndarray:
+        """(N,) uint64 gate-rank bits of (query row_start) pairs to bits at score positions."""
+        rank_bytes = ranked.view(np.uint8).reshape(-1, 8)
+        out = np.zeros(ranked.size, dtype=np.uint64)
+        for j, table in enumerate(self.score_bits):
+            out |= table.take(self._starts + rank_bytes[:, j])
+        return out
+
+    def _sum(self, ranked: np.ndarray) -> np.ndarray:
+        """Complex (B, Q): sum e^h p + i sum e^h over the ranks set in ``ranked``."""
+        rank_bytes = ranked.reshape(-1).view(np.uint8).reshape(-1, 8)
+        starts = np.tile(self.row_start, ranked.shape[0])
+        total = np.zeros(starts.size, dtype=complex)
+        for j, table in enumerate(self.sums):
+            total += table.take(starts + rank_bytes[:, j])
+        return total.reshape(ranked.shape)
+
+    def _block(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        in_p, in_q = self._ranked(p), self._ranked(q)
+        cand = in_q & _through_kth(in_p, self.k)  # fewer than k columns of p rank above
+        forced = in_p & _through_kth(in_q, self.k)  # fewer than k columns of q rank above
+        n_forced = np.bitwise_count(forced)
+        fsum = self._sum(forced)
+        fes, fe = fsum.real, fsum.imag
+        optional = np.where(n_forced < self.k, cand & ~forced, np.uint64(0)).reshape(-1)  # k forced: no slot
+        prefix = np.full(optional.size, -np.inf)
+        some = np.flatnonzero(optional)  # only these (box, query) pairs have a prefix to weigh
+        if some.size:
+            self._starts = np.tile(self.row_start, cand.shape[0])[some]
+            query = some % cand.shape[1]
+            opt = _unpack(self._by_score(optional[some]), self.m)  # (S, M) 0/1 in score order
+            ce = fe.reshape(-1)[some, None] + np.cumsum(opt * self.ee_by_score[query], axis=1)
+            ces = fes.reshape(-1)[some, None] + np.cumsum(opt * self.es_by_score[query], axis=1)
+            prefix[some] = np.where(opt.astype(bool) & (ce > 0), ces / np.where(ce > 0, ce, 1.0), -np.inf).max(axis=1)
+        prefix = prefix.reshape(cand.shape)
+        alone = np.where(fe > 0, fes / np.where(fe > 0, fe, 1.0), -np.inf)
+        value = np.maximum(prefix, alone)
+        # No forced weight, or one that underflowed: the best candidate's score is always valid.
+        small = fe < _TINY
+        if small.any():
+            simple = np.where(_unpack(cand, self.m).astype(bool), self.scores[None], -np.inf).max(axis=2)
+            value = np.where(small, np.maximum(value, simple), value)
+        value = np.where(cand != 0, value, self.empty)
+        if self.objective.metric != "accuracy":
+            value = np.log(value)
+        return np.ceil(value * self.unit_weights[None]).sum(axis=1)
+
+
+def _through_kth(ranked: np.ndarray, k: int) -> np.ndarray:
+    """Bits at every rank up to and including the k-th set bit of ``ranked`` (all, if fewer)."""
+    rest = ranked.copy()
+    one = np.uint64(1)
+    for _ in range(k - 1):
+        rest &= rest - one  # clear the lowest set bit
+    kth = rest & (~rest + one)
+    return np.where(kth != 0, (kth << one) - one, ~np.uint64(0))
+
+
+def _unpack(ranked: np.ndarray, m: int) -> np.ndarray:
+    """uint64 (...) to uint8 0/1 (..., m), bit r at position r."""
+    bits = np.unpackbits(ranked.view(np.uint8).reshape(*ranked.shape, 8), axis=-1, bitorder="little")
+    return bits[..., :m]

@@ -1,0 +1,72 @@
+"""`moe2 route`: the same routing as the core, in every format; bad files fail before training."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from moe2_cli.serve.queries import read_queries
+from moe2_cli.serve.routing import route_queries
+from tests.serve.conftest import EXPERTS, base_plan, write_scenario, write_selection  # noqa: F401 (fixture)
+
+URLS = {"orin-1": "http://127.0.0.1:9", "rtx-1": "http://127.0.0.1:9"}
+
+
+def _queries(path):
+    path.write_text("".join(json.dumps({"id": f"q{i}", "category": ("mcq", "math")[i % 2], "text": text,
+                                        "tags": ["x", "y"] if i == 0 else []}) + "\n"
+                            for i, text in enumerate(["algebra equation", "history empire", "poetry sonnet",
+                                                      "chemistry molecule"])))
+    return path
+
+
+def test_csv_rows_are_the_routing_core_s(run_cli, tmp_path, base_plan):  # noqa: F811 (the fixture)
+    scenario, subset = write_scenario(tmp_path, URLS), EXPERTS[1:]
+    selection = write_selection(tmp_path, subset)
+    queries = _queries(tmp_path / "q.jsonl")
+    result = run_cli("route", scenario, "--queries", queries, "--selection", selection, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    mask = sum(1 << EXPERTS.index(e) for e in subset)
+    expected = route_queries(base_plan.gate, mask, 2, read_queries(queries, ("mcq", "math")))
+    assert [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
+    assert rows[0]["tags"] == "x y"
+    for row, route in zip(rows, expected):
+        assert row["experts"].split() == [p.expert for p in route.chosen]
+        assert [float(w) for w in row["weights"].split()] == [p.weight for p in route.chosen]
+        assert row["fallbacks"].split() == [p.expert for p in route.fallbacks]
+        assert set(row["experts"].split()) <= set(subset)
+
+
+def test_bad_query_lines_exit_2_before_any_training(run_cli, tmp_path):
+    scenario = write_scenario(tmp_path, URLS)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": 1, "category": "math", "text": "ok"}\n{"id": 2, "category": "art", "text": "x"}\n')
+    result = run_cli("route", scenario, "--queries", queries)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"{queries}:2: category must be one of mcq, math (got 'art')\n"
+
+
+def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
+    scenario = write_scenario(tmp_path, URLS)
+    queries = _queries(tmp_path / "q.jsonl")
+    selection = tmp_path / "select.json"
+    cases = {
+        '{"schema": "moe2.select/1",\n "selection": [}': f"{selection}:2:16: invalid JSON",
+        '{"schema": "other"}': f"{selection}: not a 'moe2 select --format json' output",
+        '{"schema": "moe2.select/1", "scenario": "edge-testbed", "selection": ["a"]}':
+            f"{selection}: the selection is for scenario 'edge-testbed', not 'serve-test'",
+        '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/nope"]}':
+            f"{selection}: selection names 'rtx-1/nope', not an expert of 'serve-test'",
+    }
+    for text, message in cases.items():
+        selection.write_text(text)
+        result = run_cli("route", scenario, "--queries", queries, "--selection", selection)
+        assert result.exit_code == 2, text
+        assert result.stderr.startswith(message), result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    selection.write_text('{"schema": "moe2.select/1", "scenario": "serve-test", "selection": [], '
+                         '"status": "infeasible"}')
+    assert run_cli("route", scenario, "--queries", queries, "--selection", selection).exit_code == 1

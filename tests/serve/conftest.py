@@ -1,0 +1,115 @@
+"""A small scenario whose servers are loopback fake experts, and the proxy running on loopback.
+
+Outcomes have question text, so the gate's ranking depends on the words of each query: routing
+differs from query to query, which is what the route/serve agreement test needs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+
+from moe2_cli.scenario.scenario import load_scenario
+from moe2_cli.serve.app import build_app
+from moe2_cli.serve.plan import Plan, make_plan, read_selection
+from moe2_cli.serve.proxy import Proxy
+from moe2_cli.serve.server import bind
+from moe2_cli.serve.upstream import targets_for
+
+# Each LLM is right on the questions of its topic: the text decides the ranking.
+TOPICS = {"qwen2.5-7b-instruct": "algebra equation", "phi-3.5-mini-instruct": "history empire",
+          "qwen2.5-1.5b-instruct": "chemistry molecule", "gemma-2-9b-it": "poetry sonnet"}
+SERVERS = {"orin-1": ("jetson-agx-orin-64gb", ["qwen2.5-7b-instruct", "phi-3.5-mini-instruct",
+                                               "qwen2.5-1.5b-instruct"]),
+           "rtx-1": ("rtx-4090", ["gemma-2-9b-it", "qwen2.5-7b-instruct"])}
+EXPERTS = [f"{server}/{llm}" for server, (_, llms) in SERVERS.items() for llm in llms]
+
+
+def write_outcomes(path: Path, n: int = 240, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    llms = list(TOPICS)
+    with path.open("w") as out:
+        for q in range(n):
+            topic = llms[q % len(llms)]
+            words = rng.choice(["what", "is", "the", "about", "explain", "why", "how", "a"], size=4)
+            text = f"{' '.join(words)} {TOPICS[topic]} number {q}"
+            scores = {llm: float(llm == topic or rng.random() < 0.2) for llm in llms}
+            out.write(json.dumps({"qid": f"t{q}", "category": ["mcq", "math"][q % 2], "text": text,
+                                  "scores": scores}) + "\n")
+
+
+def write_scenario(directory: Path, urls: dict[str, str], *, timeout_s: float = 2.0, key_env: str | None = None,
+                   latency_budget_s: float = 20.0, energy_budget_j: float = 5000.0) -> Path:
+    """The scenario file, its servers answering at ``urls`` (server name -> base URL)."""
+    write_outcomes(directory / "outcomes.jsonl")
+    servers = []
+    for name, (profile, llms) in SERVERS.items():
+        endpoint = {"url": urls[name], "timeout_s": timeout_s, **({"api_key_env": key_env} if key_env else {})}
+        servers.append({"name": name, "profile": profile, "llms": llms, "endpoint": endpoint})
+    scenario = {"schema_version": 1, "name": "serve-test", "top_k": 2,
+                "categories": {"mcq": {"share": 0.5}, "math": {"share": 0.5}},
+                "budgets": {"energy_j": energy_budget_j, "latency_s": latency_budget_s},
+                "servers": servers, "outcomes": {"format": "jsonl", "path": "outcomes.jsonl"}}
+    path = directory / "scenario.yaml"
+    path.write_text(json.dumps(scenario, indent=1))  # JSON is YAML
+    return path
+
+
+def write_selection(directory: Path, experts: list[str], top_k: int = 2) -> Path:
+    path = directory / "select.json"
+    path.write_text(json.dumps({"schema": "moe2.select/1", "scenario": "serve-test", "selection": experts,
+                                "top_k": top_k, "status": "optimal"}))
+    return path
+
+
+def echo_model(llm: str):
+    """An expert that answers with its own name, so a reply shows who answered."""
+    return lambda prompt: llm
+
+
+@contextmanager
+def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
+                  max_body: int = 1 << 20, timeout_s: float | None = None, log=None):
+    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
+    proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
+                  fallbacks=fallbacks, **({"log": log} if log else {}))
+    sock = bind("127.0.0.1", 0)
+    config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
+                            lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "proxy did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", proxy
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def base_plan(tmp_path_factory) -> Plan:
+    """The plan over every expert, with its gate trained once for the whole session."""
+    directory = tmp_path_factory.mktemp("serve-base")
+    scenario = write_scenario(directory, dict.fromkeys(SERVERS, "http://127.0.0.1:9"))
+    return make_plan(scenario, selection=write_selection(directory, EXPERTS))
+
+
+def plan_for(base: Plan, directory: Path, urls: dict[str, str], experts: list[str] | None = None,
+             **scenario_options) -> Plan:
+    """``base`` with its servers at ``urls`` and its selection ``experts`` (the same gate: the
+    outcomes do not change)."""
+    scenario = load_scenario(write_scenario(directory, urls, **scenario_options))
+    mask, k = read_selection(write_selection(directory, experts or EXPERTS), scenario)
+    return replace(base, scenario=scenario, mask=mask, k=k, budgets=scenario.budgets)

@@ -1,0 +1,46 @@
+"""Query files: every bad line is reported at its place, and nothing is routed."""
+
+from __future__ import annotations
+
+import pytest
+
+from moe2_cli.errors import InputError
+from moe2_cli.serve.queries import read_queries
+
+CATS = ("mcq", "math")
+
+
+def test_reads_ids_categories_text_tags_and_features(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "category": "math", "text": "2+2?", "tags": ["easy"]}\n\n'
+                    '{"id": 7, "category": "mcq", "text": "pick", "features": [1, 2.5]}\n')
+    first, second = read_queries(path, CATS)
+    assert (first.id, first.category, first.text, first.tags, first.line) == ("a", "math", "2+2?", ("easy",), 1)
+    assert (second.id, second.features, second.line) == ("7", (1.0, 2.5), 3)
+
+
+def test_every_bad_line_is_reported(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "category": "math", "text": "ok"}\n'
+                    '{"id": "b", "category": "poetry", "text": "x"}\n'
+                    'not json\n'
+                    '{"id": "c", "category": "math"}\n'
+                    '{"id": "a", "category": "math", "text": "again"}\n'
+                    '{"id": "d", "category": "math", "text": "t", "tags": "easy", "features": [1, "x"]}\n')
+    with pytest.raises(InputError) as err:
+        read_queries(path, CATS)
+    lines = err.value.lines()
+    assert lines[0] == f"{path}:2: category must be one of mcq, math (got 'poetry')"
+    assert lines[1].startswith(f"{path}:3: invalid JSON")
+    assert lines[2] == f"{path}:4: text must be a string (got nothing)"
+    assert lines[3] == f"{path}:5: duplicate id 'a'"
+    assert lines[4].startswith(f"{path}:6: tags must be a list of strings")
+    assert lines[5].startswith(f"{path}:6: features must be a list of finite numbers")
+    assert len(lines) == 6
+
+
+def test_empty_file_is_an_error(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n")
+    with pytest.raises(InputError, match="no queries"):
+        read_queries(path, CATS)
