@@ -15,6 +15,7 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.scenario.budgets import MAXIMA
 from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
@@ -56,6 +57,8 @@ def parse_sweep(spec: str, categories: Sequence[str] | None) -> Sweep:
         raise UsageError(f"--sweep {key} needs numbers LO:HI:STEP (got {rng!r})") from None
     if not all(math.isfinite(v) for v in (lo, hi, step)) or lo <= 0 or hi < lo or step <= 0:
         raise UsageError(f"--sweep {key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})")
+    if hi > MAXIMA[resource]:
+        raise UsageError(f"--sweep {key} must stay at most {MAXIMA[resource]:g} (got {rng!r})")
     span = (hi - lo) / step  # may overflow to inf for a tiny step: compared, never converted first
     if not span < MAX_SWEEP_POINTS:
         raise UsageError(f"--sweep {key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})")

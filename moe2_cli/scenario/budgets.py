@@ -13,10 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 
 from moe2_cli.errors import UsageError
-from moe2_cli.problem import Budgets
+from moe2_cli.problem import MAX_ENERGY_J, MAX_LATENCY_S, Budgets
 from moe2_cli.yamlio import did_you_mean
 
 RESOURCES = ("energy", "latency")
+# The largest cap a budget may name, as in the scenario files: J for energy, s for latency.
+MAXIMA = {"energy": MAX_ENERGY_J, "latency": MAX_LATENCY_S}
 
 
 def parse_budget(spec: str, categories) -> tuple[str, str | None, float | None]:
@@ -33,13 +35,20 @@ def parse_budget(spec: str, categories) -> tuple[str, str | None, float | None]:
                          f"(categories: {', '.join(categories)})")
     if raw.strip().lower() == "none":
         return resource, category or None, None
+    return resource, category or None, budget_value(f"--budget {key}", resource, raw)
+
+
+def budget_value(option: str, resource: str, raw: str) -> float:
+    """A cap in J or s: a finite number above 0 and at most the bound every input file obeys."""
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"--budget {key} must be a number (got {raw!r})") from None
+        raise UsageError(f"{option} must be a number (got {raw!r})") from None
     if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--budget {key} must be a positive number (got {raw!r})")
-    return resource, category or None, value
+        raise UsageError(f"{option} must be a positive number (got {raw!r})")
+    if value > MAXIMA[resource]:
+        raise UsageError(f"{option} must be at most {MAXIMA[resource]:g} (got {raw!r})")
+    return value
 
 
 def own_caps_after(specs: list[str] | None, categories: Sequence[str],

@@ -56,6 +56,8 @@ def test_no_specs_keeps_scenario_defaults():
     ("energy=-1", "positive"),
     ("energy=nan", "positive"),
     ("energy=inf", "positive"),
+    ("energy=1e16", "at most 1e[+]09"),
+    ("latency.math=2e6", "at most 1e[+]06"),
 ])
 def test_bad_specs_are_usage_errors(spec, message):
     with pytest.raises(UsageError, match=message):
