@@ -45,7 +45,8 @@ TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wa
                                                                       "--no-timing makes output byte-identical.")]
 EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
-                                     "selections). Default: on up to 20 experts.", show_default=False)]
+                                     "selections, up to 20 experts). Default: only where the solver's proof needs "
+                                     "monotone F and the tabulation is cheap.", show_default=False)]
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
@@ -101,7 +102,7 @@ def select(
     """
     target = accuracy_target(min_accuracy, metric)
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope, time_limit=time_limit)
+                           envelope=envelope, time_limit=time_limit, solver=solver)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
