@@ -214,7 +214,7 @@ class _GatedBrb:
         _, first = np.unique(self.columns[free], return_index=True)
         probed = free[np.sort(first)][:_PROBES]  # one expert per LLM, best alone first
         copies = self.column_mask[self.columns[probed]] & (q & ~p)
-        without = self.bounds.bound(np.full(probed.size, p), q & ~copies)
+        without = self.bounds.bound_without(p, q, copies)
         # Reduce from below: an LLM whose absence bounds the box at the incumbent is in every
         # improving selection; with one copy left, that expert joins p.
         forced = (without <= self.val) & (copies == np.left_shift(np.int64(1), probed))

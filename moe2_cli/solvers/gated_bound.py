@@ -101,14 +101,37 @@ class GatedBound:
         first = np.bitwise_count((by_score & (~by_score + np.uint64(1))) - np.uint64(1)).astype(np.intp)
         return self.sorted_scores[query, first]
 
+    def bound_without(self, low: int, high: int, removed) -> np.ndarray:
+        """The bounds of the boxes [low, high minus removed_j], equal to :meth:`bound`'s bit for
+        bit, where each ``removed_j`` takes every expert of ``high`` hosting its columns and
+        ``low`` holds none of them. Only the queries
+        where a removed column is a candidate are worked out again: elsewhere it ranks below k
+        columns of ``low``, so it is neither a candidate nor above a forced column."""
+        columns = self.objective.column_masks
+        in_p = self._ranked(columns(np.array([low], dtype=np.int64)))[0]
+        in_q = self._ranked(columns(np.array([high], dtype=np.int64)))[0]
+        parent = self._units(in_p, in_q, np.arange(in_q.size))
+        gone = self._ranked(columns(np.asarray(removed, dtype=np.int64).reshape(-1)))  # (R, Q)
+        box, query = np.nonzero(gone & (in_q & _through_kth(in_p, self.k))[None])
+        fresh = self._units(in_p[query], in_q[query] & ~gone[box, query], query)
+        change = np.zeros(gone.shape[0])
+        np.add.at(change, box, parent[query] - fresh)  # integers in floats: exact
+        return np.ldexp(parent.sum() - change, -self.objective.exponent)
+
     def _block(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Per box, the sum over queries of the query bound in F's units. Rows are (box, query)
-        pairs; the weighted prefix is worked out only where it can beat the forced average."""
-        in_p, in_q = self._ranked(p).reshape(-1), self._ranked(q).reshape(-1)
+        """Per box, the sum over queries of the query bound in F's units."""
         n_queries = self.scores.shape[0]
+        query = np.tile(np.arange(n_queries), p.size)
+        units = self._units(self._ranked(p).reshape(-1), self._ranked(q).reshape(-1), query)
+        return units.reshape(p.size, n_queries).sum(axis=1)
+
+    def _units(self, in_p: np.ndarray, in_q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per row (a query's rank bits of p and of q, and the query), the query's bound in F's
+        units, rounded up; the weighted prefix is worked out only where it can beat the forced
+        average."""
         value = np.full(in_q.size, self.empty)
         live = np.flatnonzero(in_q & _through_kth(in_p, self.k))  # rows with a candidate
-        query = live % n_queries
+        query = rows[live]
         starts = self.row_start[query]
         cand = in_q[live] & _through_kth(in_p[live], self.k)  # fewer than k columns of p rank above
         forced = in_p[live] & _through_kth(in_q[live], self.k)  # fewer than k columns of q rank above
@@ -132,7 +155,7 @@ class GatedBound:
         value[live] = alone
         if self.objective.metric != "accuracy":
             value = np.log(value)
-        return np.ceil(value.reshape(p.size, n_queries) * self.unit_weights[None]).sum(axis=1)
+        return np.ceil(value * self.unit_weights[rows])
 
     def _best_prefix(self, by_score: np.ndarray, query: np.ndarray, fes: np.ndarray, fe: np.ndarray) -> np.ndarray:
         """The best weighted average of the forced columns plus a prefix, in score order, of the

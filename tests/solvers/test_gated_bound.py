@@ -56,3 +56,24 @@ def test_the_box_bound_of_one_selection_is_its_f(top_k):
     masks = np.arange(1, 1 << 9, dtype=np.int64)
     bounds, values = GatedBound(objective).bound(masks, masks), objective(masks)
     assert np.all(bounds >= values) and np.allclose(bounds, values, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("seed", "top_k"), [(8, 2), (9, 4), (10, 7)])
+def test_the_bound_without_an_llm_is_the_bound_of_the_smaller_box(seed, top_k):
+    objective = _objective(seed, 10, top_k, "accuracy")
+    bound = GatedBound(objective)
+    columns = objective.expert_columns
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        q = int(rng.integers(1, 1 << 10))
+        p = q & int(rng.integers(0, 1 << 10))
+        held = {int(columns[i]) for i in range(10) if p >> i & 1}
+        # Each removal takes every expert of q hosting one LLM that p does not hold.
+        copies = {}
+        for i in range(10):
+            if q >> i & 1 and int(columns[i]) not in held:
+                copies[int(columns[i])] = copies.get(int(columns[i]), 0) | 1 << i
+        removed = np.array(sorted(copies.values()), dtype=np.int64)
+        if removed.size:
+            direct = bound.bound(np.full(removed.size, p), q & ~removed)
+            assert np.array_equal(bound.bound_without(p, q, removed), direct)
