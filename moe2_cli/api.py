@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from moe2_cli.errors import UsageError
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap
 from moe2_cli.pareto import (
     FrontierPoint,
     check_grid,
@@ -24,9 +26,11 @@ from moe2_cli.pareto import (
     parse_sweep,
     sweep_budgets,
 )
+from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback
+from moe2_cli.rules import assess, confidence_record
 from moe2_cli.session import Session, open_session
-from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, get_solver
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, Status, get_solver
 
 ScenarioRef = str | Path | None
 # {"energy": 400, "latency.math": 4, "latency": None} or the command line's ["energy=400", ...]
@@ -94,6 +98,27 @@ def compare(session: Session, limits: Limits = Limits(), *,
         except UsageError as err:
             results.append(Skipped(name, str(err)))
     return results
+
+
+def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
+                  resamples: int = DEFAULT_RESAMPLES) -> Bootstrap:
+    """The paired bootstrap of the session's F (seeded by the session's seed)."""
+    estimate = session.estimate
+    if estimate is None:
+        raise ValueError("the session was built without an out-of-fold estimate of F")
+    return Bootstrap(estimate.objective, estimate.category, resamples=resamples, confidence=confidence,
+                     seed=session.seed)
+
+
+def intervals(session: Session, bootstrap: Bootstrap, result: SolveResult,
+              problem: Problem | None = None) -> dict[str, Any]:
+    """The interval keys of a select or frontier record: F's interval, the gain over the best
+    single expert that fits and the runner-up (all None without a selection)."""
+    problem = problem or session.problem
+    if result.status is Status.INFEASIBLE or not result.mask:
+        return {"confidence": bootstrap.confidence, "objective_ci": None, "gain_over_best_single": None,
+                "runner_up": None}
+    return confidence_record(problem, assess(problem, result.mask, bootstrap))
 
 
 def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> None:

@@ -26,7 +26,8 @@ class Diagnostic:
             place += f":{self.line}"
             if self.col is not None:
                 place += f":{self.col}"
-        return f"{place}: {self.message}"
+        # One problem, one line: a quoted value may hold line breaks of its own.
+        return f"{place}: {self.message}".replace("\r", "\\r").replace("\n", "\\n")
 
 
 class Moe2Error(Exception):

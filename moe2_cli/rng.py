@@ -14,7 +14,8 @@ import numpy as np
 
 StreamName = Literal[
     "synthetic-outcomes", "gate-init", "random-solver", "stats-sample", "em-start",
-    "split", "gate-check", "rates-replicate", "rates-bootstrap", "rates-timing",
+    "split", "gate-check", "rates-replicate", "rates-bootstrap", "rates-timing", "folds", "bootstrap",
+    "router-holdout",
 ]
 
 STREAMS: dict[str, tuple[int, ...]] = {
@@ -28,6 +29,9 @@ STREAMS: dict[str, tuple[int, ...]] = {
     "rates-replicate": (),  # indexed by (n, replicate): a 3-word key
     "rates-bootstrap": (0, 0, 1),  # a 4-word key: never a replicate's stream
     "rates-timing": (),  # the runtime estimate's trial fit (seed 0)
+    "folds": (3,),  # cross-fitting folds (and the early-stopping part inside each fold's training queries)
+    "bootstrap": (4,),  # resamples of the queries for the intervals of F
+    "router-holdout": (5,),  # the logistic router's held-out quarter for its penalty
 }
 
 

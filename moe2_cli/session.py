@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.ensemble import MonotoneEnvelope
-from moe2_cli.gating.pipeline import build_objective
+from moe2_cli.gating.pipeline import Estimate, estimate_objective
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
+from moe2_cli.progress import ProgressCallback
 from moe2_cli.scenario.budgets import apply_budget_specs, own_caps_after
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 from moe2_cli.solvers import NEEDS_MONOTONE
@@ -32,13 +34,16 @@ class Session:
     # Per resource, the categories with a cap of their own (scenario or --budget latency.CAT=):
     # a swept default cap (--sweep latency=...) leaves them alone, as --budget latency= does.
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
+    estimate: Estimate | None = None  # F out of fold, for the intervals
 
 
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
-                 envelope: bool | None = None, time_limit: float | None = None,
+                 envelope: bool | None = None, time_limit: float | None = None, folds: int = DEFAULT_FOLDS,
+                 use_cache: bool = True, router: str = "gate", progress: ProgressCallback | None = None,
                  solver: str | None = None) -> Session:
-    """Load the scenario, apply budgets and k, and build the objective F (trained gate on held-out queries).
+    """Load the scenario, apply budgets and k, and build the objective F (cross-fitted over
+    ``folds`` folds, trained gates from the cache unless ``use_cache`` is False).
 
     A gate restricted to S is not monotone in S in general, and the polyblock, CP-SAT and
     exhaustive proofs need monotone F. ``envelope`` has the solvers maximise F-hat(S) = max over
@@ -52,10 +57,14 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
     if time_limit is not None and not time_limit > 0:
         raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
+    if folds < 1:
+        raise UsageError(f"--folds must be >= 1 (got {folds})")
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs, scenario.own_caps)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
-    gated = build_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric)
+    estimate = estimate_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric,
+                                  folds=folds, use_cache=use_cache, router=router, progress=progress)
+    gated = estimate.objective
     objective: Objective = gated
     notes: tuple[str, ...] = ()
     if envelope is None:
@@ -68,7 +77,8 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)
     own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)
-    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps)
+    return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps,
+                   estimate=estimate)
 
 
 def _envelope_pays(solver: str | None, n_experts: int, top_k: int) -> bool:

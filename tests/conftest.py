@@ -1,4 +1,4 @@
-"""Shared test helpers: a CLI runner with a pinned width and no colour."""
+"""Shared test helpers: a CLI runner with a pinned width and no colour, and a private gate cache."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CLI_ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
+
+
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("moe2-cache")
+
+
+@pytest.fixture(autouse=True)
+def private_gate_cache(_session_cache, monkeypatch) -> Path:
+    """Trained gates are cached in a directory of this test session, never the user's cache."""
+    monkeypatch.setenv("MOE2_CACHE_DIR", str(_session_cache))
+    return _session_cache
 
 
 @pytest.fixture

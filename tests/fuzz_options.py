@@ -103,16 +103,18 @@ def _memoised_objective() -> Iterator[None]:
     command line once."""
     from moe2_cli import session
 
-    real, cache = session.build_objective, {}
+    real, cache = session.estimate_objective, {}
 
-    def build(scenario, *, top_k=None, seed=0, outcomes_path=None, metric="accuracy"):
-        key = (str(scenario.path), top_k, str(outcomes_path), metric)
+    def build(scenario, *, top_k=None, seed=0, outcomes_path=None, metric="accuracy", **options):
+        settings = tuple(sorted((k, str(v)) for k, v in options.items() if k != "progress"))
+        key = (str(scenario.path), top_k, str(outcomes_path), metric, settings)
         if key not in cache:
-            cache[key] = real(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path, metric=metric)
+            cache[key] = real(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path, metric=metric,
+                              **options)
         return cache[key]
 
     # typer rebuilds the click command on every invocation (a tenth of a second): build it once.
-    with mock.patch.object(session, "build_objective", build), \
+    with mock.patch.object(session, "estimate_objective", build), \
             mock.patch.object(typer.testing, "_get_command", functools.cache(typer.testing._get_command)):
         yield
 

@@ -304,3 +304,10 @@ def test_null_where_a_value_is_required(run_cli, tmp_path, key, value):
     path.write_text(DEFAULT.replace(key, value, 1))
     stderr = one_located_line(run_cli("validate", path), path)
     assert "(got null)" in stderr or "(got ~)" in stderr
+
+
+def test_a_value_with_line_breaks_stays_on_one_diagnostic_line(run_cli, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(DEFAULT.replace("top_k: 2", 'top_k: !!int "\\nline two\\r\\nline three"', 1))
+    stderr = one_located_line(run_cli("validate", path), path)
+    assert len(stderr.strip().splitlines()) == 1 and "\\nline two" in stderr

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from moe2_cli import __version__
+from moe2_cli.cli.cache import app as cache_app
 from moe2_cli.cli.common import report, settings
 from moe2_cli.cli.frontier import frontier
 from moe2_cli.cli.gating import app as gating_app
@@ -110,4 +111,5 @@ app.command()(route)
 app.command()(serve)
 app.add_typer(gating_app, name="gating")
 app.add_typer(stats_app, name="stats")
+app.add_typer(cache_app, name="cache")
 

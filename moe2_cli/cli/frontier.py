@@ -22,7 +22,10 @@ from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.cli.select import (
     BudgetOpt,
+    CacheOpt,
+    ConfidenceOpt,
     EnvelopeOpt,
+    FoldsOpt,
     MetricOpt,
     OutcomesOpt,
     TimeLimitOpt,
@@ -31,6 +34,8 @@ from moe2_cli.cli.select import (
 )
 from moe2_cli.errors import EXIT_UNMET, UsageError
 from moe2_cli.fileio import check_writable
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, Bootstrap
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.pareto import FrontierPoint
 from moe2_cli.problem import Problem
 from moe2_cli.report import result_payload
@@ -41,12 +46,14 @@ FRONTIER_SCHEMA = "moe2.frontier/1"
 _BAR_WIDTH = 40
 
 
-def _point_payload(point: FrontierPoint, session: Session, timing: bool) -> dict:
+def _point_payload(point: FrontierPoint, session: Session, timing: bool, bootstrap: Bootstrap | None = None) -> dict:
     problem = Problem(instance=session.problem.instance, budgets=point.budgets, objective=session.problem.objective)
     payload = result_payload(point.result, problem, scenario=session.scenario.name,
                              seed=session.seed, metric=session.metric, timing=timing, notes=session.notes)
     payload["caps"] = point.caps
     payload["pareto"] = point.pareto
+    if bootstrap is not None:
+        payload.update(api.intervals(session, bootstrap, point.result, problem))
     return payload
 
 
@@ -95,6 +102,9 @@ def frontier(
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
     envelope: EnvelopeOpt = None,
+    folds: FoldsOpt = DEFAULT_FOLDS,
+    cache: CacheOpt = True,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
 ) -> None:
     """Sweep budgets and mark the Pareto-optimal points (F up, energy down, latency down).
 
@@ -106,12 +116,13 @@ def frontier(
     if plot is not None:
         check_writable(plot, "--plot")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope, time_limit=time_limit, solver=solver)
+                           envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache, solver=solver)
     limits = Limits(time_s=time_limit)
     with progress_bar("exact frontier" if exact else "frontier", total=None) as progress:
         points = api.trace_frontier(session, solver, sweeps=sweep or [], exact=exact, exact_3d=exact_3d,
                                     limits=limits, progress=progress)
-    payloads = [_point_payload(p, session, timing) for p in points]
+    bootstrap = api.bootstrap_for(session, confidence)
+    payloads = [_point_payload(p, session, timing, bootstrap) for p in points]
     baselines = {}
     if compare:
         with progress_bar("baselines", total=None) as progress:
@@ -133,6 +144,7 @@ def _render(format: OutputFormat, payloads: list[dict], session) -> None:
     rows = []
     for p in payloads:
         row = {**{f"cap.{k}": v for k, v in p["caps"].items()}, "objective": p["objective"],
+               "ci": p["objective_ci"],
                "energy_j": _worst(p["energy_j"]), "status": p["status"], "selection": p["selection"],
                "evaluations": p["evaluations"], "pareto": p["pareto"]}
         row.update({f"latency_s.{c}": p["latency_s"][c] for c in cats})
@@ -140,6 +152,8 @@ def _render(format: OutputFormat, payloads: list[dict], session) -> None:
     cap_keys = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cap.")))
     columns = [Column(k, k.removeprefix("cap.") + " cap") for k in cap_keys] + [
         Column("objective", "F", objective_cell(session.metric)),
+        Column("ci", "F interval", lambda v: f"{objective_cell(session.metric)(v['low'])} to "
+                                             f"{objective_cell(session.metric)(v['high'])}"),
         Column("energy_j", "energy J", lambda v: f"{v:.1f}"),
         *[Column(f"latency_s.{c}", f"{c} s", lambda v: f"{v:.2f}") for c in cats],
         Column("status", "status", no_wrap=True), Column("evaluations", "evals"),

@@ -17,11 +17,16 @@ from moe2_cli.cli.common import (
 )
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.cli.select import MetricOpt, OutcomesOpt, TopKOpt
+from moe2_cli.cli.select import CacheOpt, ConfidenceOpt, FoldsOpt, MetricOpt, OutcomesOpt, TopKOpt
+from moe2_cli.errors import UsageError
 from moe2_cli.fileio import check_writable
+from moe2_cli.gating.comparison import compare_for_scenario, evaluate_on
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.model import save_gate
-from moe2_cli.gating.pipeline import DEFAULT_QUERIES
-from moe2_cli.gating.reports import accuracy_report, check_report, gate_system
+from moe2_cli.gating.pipeline import DEFAULT_QUERIES, deployed_gate
+from moe2_cli.gating.reports import check_report, gate_system
+from moe2_cli.scenario.scenario import load_scenario
 
 app = typer.Typer(name="gating", help="Train the top-k sparse softmax gate and check the optimality-preserving "
                                       "property and the monotonicity of F.", no_args_is_help=True)
@@ -32,8 +37,8 @@ HiddenOpt = Annotated[int, typer.Option("--hidden", min=0, help="Units of a tanh
                                                                  "(0: linear h(x) = Wx + b).")]
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 # ---------------------------------------------------------------- train
@@ -48,34 +53,41 @@ def train(
     hidden: HiddenOpt = 0,
     queries: QueriesOpt = DEFAULT_QUERIES,
     seed: SeedOpt = 0,
-    metric: MetricOpt = "accuracy",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the weights and their metadata "
-                                                                      "(.npz) here.")] = None,
+    folds: FoldsOpt = DEFAULT_FOLDS,
+    cache: CacheOpt = True,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the deployed gate (trained on every query) "
+                                                                      "with its metadata (.npz) here.")] = None,
     format: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Train the gate on every expert and report its held-out accuracy against the best single
-    LLM and the per-query oracle (split by question text).
+    """Cross-validate the gate against simple routers (per-category and per-label lookup,
+    per-LLM logistic regression), the best single LLM and the oracle, each query scored by a
+    model that did not see it; --out saves the gate trained on every query.
 
     Example: moe2 gating train examples/llmrouter-edge.yaml --out gate.npz
     """
     if out is not None:
         check_writable(out, "--out")
-    with progress_bar("training the gate") as progress:
-        system = gate_system(scenario, outcomes, top_k, seed, metric, queries, hidden, progress)
+    loaded = load_scenario(scenario)
+    with progress_bar("cross-fitting the gate", total=folds) as progress:
+        payload = compare_for_scenario(loaded, outcomes_path=outcomes, top_k=top_k, seed=seed, queries=queries,
+                                       hidden=hidden, folds=folds, use_cache=cache, confidence=confidence,
+                                       progress=progress)
     if out is not None:
-        save_gate(out, system.saved)
-    payload = {**accuracy_report(system), "seed": seed, "weights_file": str(out) if out else None}
-    rows = payload["categories"] + [{"category": "all (share-weighted)", "share": 1.0,
-                                     "queries": payload["queries"]["held_out"], **payload["overall"]}]
-    columns = [Column("category", "category", justify="left"), Column("share", "share", _pct),
-               Column("queries", "held-out queries"), Column("gate", "gate", _pct),
-               Column("best_single", f"best single ({payload['best_single_llm']})", _pct),
-               Column("category_router", "category router", _pct), Column("oracle", "oracle", _pct)]
-    t = payload["training"]
-    emit(format.value, payload=payload, rows=rows, columns=columns,
-         title=f"{payload['scenario']}: top-{payload['top_k']} gate over {len(payload['llms'])} LLMs "
-               f"({payload['experts']} experts); stopped at iteration {t['best_iteration']} of {t['iterations']}, "
-               f"temperature {t['temperature']:g}")
+        save_gate(out, deployed_gate(loaded, top_k=top_k, seed=seed, outcomes_path=outcomes, use_cache=cache))
+    payload["weights_file"] = str(out) if out else None
+    level = f"{100 * confidence:g}%"
+    columns = [Column("router", "router", justify="left"), Column("objective", "F (all LLMs)", _pct),
+               Column("low", f"{level} low", _pct), Column("high", f"{level} high", _pct),
+               Column("versus_gate", "minus gate", _pts), Column("versus_gate_low", f"{level} low", _pts),
+               Column("versus_gate_high", f"{level} high", _pts)]
+    emit(format.value, payload=payload, rows=payload["routers"], columns=columns,
+         title=f"{payload['scenario']}: top-{payload['top_k']} gate and simple routers over {len(payload['llms'])} "
+               f"LLMs, {payload['folds']}-fold cross-validated on {payload['queries']:,} queries")
+
+
+def _pts(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.2f} pts"
 
 
 # ---------------------------------------------------------------- check
@@ -132,3 +144,52 @@ def check(
          columns=[Column("quantity", "quantity", justify="left"), Column("value", "value", _value_cell)],
          title=f"{payload['scenario']}: optimality-preserving check and monotonicity of F "
                f"({payload['metric']}, top-{payload['top_k']})")
+
+
+# ---------------------------------------------------------------- eval
+
+
+@app.command(name="eval")
+@handles_errors
+def eval_command(
+    scenario: ScenarioArg = None,
+    outcomes: Annotated[Path | None, typer.Option("--outcomes", help="Outcomes of other queries to score on (any "
+                                                                     "supported format, tasks mapped by the "
+                                                                     "scenario); required.")] = None,
+    selection: Annotated[Path | None, typer.Option("--selection", help="A saved `moe2 select --format json`: "
+                                                                       "score that selection too.")] = None,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    cache: CacheOpt = True,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Score the deployed gate, every simple router and (with --selection) a saved selection on
+    another outcome file: how a plan holds up on next month's queries.
+
+    Example: moe2 gating eval examples/llmrouter-edge.yaml --outcomes new.jsonl --selection plan.json
+    """
+    if outcomes is None:
+        raise UsageError("gating eval needs --outcomes FILE: the queries to score on")
+    payload = evaluate_on(load_scenario(scenario), outcomes, selection=selection, top_k=top_k, seed=seed,
+                          use_cache=cache, confidence=confidence)
+    rows = list(payload["routers"])
+    chosen = payload["selection"]
+    if chosen is not None:
+        gain = chosen["gain_over_best_single"]
+        rows.append({"router": "selection: gate in {" + ", ".join(chosen["experts"]) + "}",
+                     **{k: chosen["objective"][key] for k, key in (("objective", "estimate"), ("low", "low"),
+                                                                     ("high", "high"))}})
+        rows.append({"router": f"selection: best single inside ({chosen['best_single']['expert']})",
+                     **{k: chosen["best_single"][key] for k, key in (("objective", "estimate"), ("low", "low"),
+                                                                       ("high", "high"))},
+                     "versus_gate": -gain["estimate"], "versus_gate_low": -gain["high"],
+                     "versus_gate_high": -gain["low"]})
+    level = f"{100 * confidence:g}%"
+    columns = [Column("router", "router", justify="left"), Column("objective", "F", _pct),
+               Column("low", f"{level} low", _pct), Column("high", f"{level} high", _pct),
+               Column("versus_gate", "minus gate", _pts), Column("versus_gate_low", f"{level} low", _pts),
+               Column("versus_gate_high", f"{level} high", _pts)]
+    emit(format.value, payload=payload, rows=rows, columns=columns,
+         title=f"{payload['scenario']}: trained on {payload['trained_on']:,} queries, scored on "
+               f"{payload['queries']:,} from {payload['outcomes']}")

@@ -17,15 +17,19 @@ from moe2_cli.cli.common import (
     difference_cell,
     handles_errors,
     objective_cell,
+    progress_bar,
     report,
     solver_status,
 )
 from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.errors import EXIT_UNMET
+from moe2_cli.errors import EXIT_UNMET, UsageError
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.report import best_feasible_single, explain_experts, result_payload, unmet_reason
+from moe2_cli.rules import DEFAULT_RULE, RULES, apply_rule, significance_note
 from moe2_cli.session import open_session
-from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, get_solver
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -47,6 +51,16 @@ EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
                                      "selections, up to 20 experts). Default: only where the solver's proof needs "
                                      "monotone F and the tabulation is cheap.", show_default=False)]
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, help="Cross-fitting folds for F: each query is scored by a "
+                                                               "gate trained without it; 1 keeps one plain split.")]
+CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse trained gates from the cache (same bits "
+                                                                   "as training); --no-cache retrains.")]
+ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,
+                                              help="Level of the bootstrap intervals of F, the gain and the gap.")]
+RuleOpt = Annotated[str, typer.Option("--rule", help="best: the exact maximiser of F; parsimonious: the least "
+                                                     "worst-case energy selection within one standard error of it.")]
+RouterOpt = Annotated[str, typer.Option("--router", help="The level-2 model restricted to S that defines F(S): "
+                                                         "gate, lookup (per label, else per category) or logreg.")]
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
@@ -72,8 +86,34 @@ def _summary(payload: dict) -> str:
     lines.append("binding: " + (", ".join(payload["binding"]) or "none"))
     lines.append(f"evaluations: {payload['evaluations']}, iterations: {payload['iterations']}"
                  + (f", wall: {payload['wall_s']:.3f} s" if payload["wall_s"] is not None else ""))
+    lines += _interval_lines(payload)
     lines += [f"note: {n}" for n in payload["notes"]]
     return "\n".join(lines)
+
+
+def _interval_lines(payload: dict) -> list[str]:
+    """The summary's lines on the intervals (empty when the selection is empty)."""
+    if payload.get("objective_ci") is None:
+        return []
+    metric = payload["metric"]
+    cell, diff = objective_cell(metric), difference_cell(metric)
+
+    def signed(value: float) -> str:
+        return ("+" if value >= 0 else "-") + diff(abs(value))
+
+    level, ci = f"at level {payload['confidence']:g}", payload["objective_ci"]
+    lines = [f"F interval {level}: {cell(ci['low'])} to {cell(ci['high'])} (SE {diff(ci['se'])}; "
+             f"{payload['folds']}-fold cross-fitted, rule {payload['rule']}, router {payload['router']})"]
+    gain = payload["gain_over_best_single"]
+    if gain is not None:
+        lines.append(f"gain over the best single expert that fits ({gain['expert']}): {signed(gain['estimate'])}, "
+                     f"interval {signed(gain['low'])} to {signed(gain['high'])}")
+    runner = payload["runner_up"]
+    if runner is not None:
+        gap = runner["gap"]
+        lines.append(f"runner-up {{{', '.join(runner['selection'])}}}: F {cell(runner['objective'])}, gap "
+                     f"{signed(gap['estimate'])}, interval {signed(gap['low'])} to {signed(gap['high'])}")
+    return lines
 
 
 @handles_errors
@@ -92,6 +132,11 @@ def select(
     metric: MetricOpt = "accuracy",
     timing: TimingOpt = True,
     envelope: EnvelopeOpt = None,
+    folds: FoldsOpt = DEFAULT_FOLDS,
+    cache: CacheOpt = True,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    rule: RuleOpt = DEFAULT_RULE,
+    router: RouterOpt = "gate",
 ) -> None:
     """Choose the experts that maximise F within the energy and latency budgets.
 
@@ -100,13 +145,22 @@ def select(
     Exit codes: 0 a selection was found; 1 nothing meets the budgets, the time limit came before any
     selection, or F is below --min-accuracy; 2 bad usage or input.
     """
+    if rule not in RULES:
+        raise UsageError(f"--rule must be one of {', '.join(RULES)} (got {rule!r})")
     target = accuracy_target(min_accuracy, metric)
-    session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope, time_limit=time_limit, solver=solver)
+    with progress_bar("cross-fitting the gate") as progress:
+        session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
+                               envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache,
+                               router=router, progress=progress, solver=solver)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
+    bootstrap = api.bootstrap_for(session, confidence)
+    result = apply_rule(session.problem, result, rule, bootstrap, get_solver(solver, seed=seed))
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
+    payload.update({"folds": folds, "rule": rule, "router": router, **api.intervals(session, bootstrap, result)})
+    if note := significance_note(payload):
+        payload["notes"].append(note)
     payload["experts"] = explain_experts(session.problem, result.mask if result.feasible else 0)
     _render_select(format, payload)
     if not result.feasible:

@@ -1,7 +1,9 @@
 """Gate inputs from outcomes, with nothing to download: hashed text n-grams with TF-IDF
 weights, standardised numeric features, and a one-hot category.
 
-The layout of a row is ``[text (text_dim) | numeric (numeric_dim) | category one-hot (C)]``.
+The layout of a row is ``[text (text_dim) | numeric (numeric_dim) | category one-hot (C) | tags (T)]``:
+per-query labels (an LLMRouter task, a file's ``tags``) are one-hot features over the labels the
+table carries; a label the spec does not know adds nothing.
 Every part is deterministic: the hashing needs no vocabulary, and the only learned state (the
 IDF weights and the numeric mean and scale, fitted on training queries) is saved with the gate.
 """
@@ -31,23 +33,25 @@ class FeatureSpec:
     ngram_max: int = 2  # word n-grams 1..ngram_max
     tfidf: bool = True  # sublinear TF x IDF (else raw counts), then L2-normalised
     numeric_dim: int = 0
+    tags: tuple[str, ...] = ()  # the labels that become one-hot features
 
     @classmethod
     def for_outcomes(cls, outcomes: Outcomes, text_dim: int = DEFAULT_TEXT_DIM, **options) -> FeatureSpec:
         """Use the text when the table has it and the numeric features when it has them."""
+        tags = () if outcomes.tags is None else tuple(sorted({t for labels in outcomes.tags for t in labels}))
         return cls(categories=tuple(outcomes.categories), text_dim=text_dim if outcomes.texts is not None else 0,
-                   numeric_dim=0 if outcomes.features is None else outcomes.features.shape[1], **options)
+                   numeric_dim=0 if outcomes.features is None else outcomes.features.shape[1], tags=tags, **options)
 
     @property
     def dim(self) -> int:
-        return self.text_dim + self.numeric_dim + len(self.categories)
+        return self.text_dim + self.numeric_dim + len(self.categories) + len(self.tags)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "categories": list(self.categories)}
+        return {**asdict(self), "categories": list(self.categories), "tags": list(self.tags)}
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
-        return cls(**{**data, "categories": tuple(data["categories"])})
+        return cls(**{**data, "categories": tuple(data["categories"]), "tags": tuple(data.get("tags", ()))})
 
 
 class QueryFeaturizer:
@@ -94,7 +98,15 @@ class QueryFeaturizer:
         rows = np.arange(outcomes.n_queries)
         parts.append(sp.csr_matrix((np.ones(rows.size), (rows, outcomes.category)),
                                    shape=(rows.size, len(self.spec.categories))))
+        if self.spec.tags:
+            parts.append(self._tags(outcomes))
         return sp.hstack(parts, format="csr", dtype=np.float64)
+
+    def _tags(self, outcomes: Outcomes) -> sp.csr_matrix:
+        index = {t: i for i, t in enumerate(self.spec.tags)}
+        pairs = [(q, index[t]) for q, labels in enumerate(outcomes.tags or ()) for t in labels if t in index]
+        rows, cols = (np.array(v, dtype=np.int64) for v in zip(*pairs)) if pairs else (np.zeros(0, int),) * 2
+        return _sparse().csr_matrix((np.ones(rows.size), (rows, cols)), shape=(outcomes.n_queries, len(index)))
 
     def _text(self, texts) -> sp.csr_matrix:
         sp = _sparse()

@@ -1,8 +1,10 @@
-"""From a scenario to F: load or synthesise outcomes, split by question, train the gate on the
-full expert set, and evaluate F on the held-out queries.
+"""From a scenario to F: load or synthesise outcomes, cross-fit the gate on the full expert
+set (or split once, with one fold), and evaluate F on queries each gate did not see.
 
-Everything random flows from one seed: the synthetic table uses ``seed`` itself, the split a
-stream derived from it, and the gate ``seed`` again, so the same seed gives the same F bits.
+Everything random flows from one seed: the synthetic table uses ``seed`` itself, the split and
+the folds streams derived from it, and the gate ``seed`` again, so the same seed gives the same
+F bits. Trained gates and cross-fitted logits are cached by content (:mod:`.cache`); a hit
+gives the same bits as training.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.gating.cache import GateCache, entry_key
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, fit_on, gate_logits
 from moe2_cli.gating.ensemble import GatedObjective, gate_value, share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
 from moe2_cli.gating.model import SavedGate, TopKGate
@@ -64,13 +68,19 @@ def scenario_outcomes(scenario, *, outcomes_path: str | Path | None = None, quer
     instance = instance or scenario.instance
     spec = getattr(scenario, "outcomes", None)
     if outcomes_path is not None:
-        table = read_outcomes(outcomes_path, task_map=spec.task_map if spec else None)
+        table = read_with_task_map(scenario, outcomes_path)
     elif spec is not None:
         task_map = spec.task_map or (LLMROUTER_TASK_MAP if spec.format == "llmrouter" else None)
         table = read_outcomes(spec.path, spec.format, task_map)
     else:
         table = synthesize_for(instance, queries, seed)
     return table.for_instance(instance, per="llm")
+
+
+def read_with_task_map(scenario, path: str | Path) -> Outcomes:
+    """An outcome file in any supported format, its tasks mapped by the scenario's task map."""
+    spec = getattr(scenario, "outcomes", None)
+    return read_outcomes(path, task_map=spec.task_map if spec else None)
 
 
 def split_queries(outcomes: Outcomes, seed: int, fractions=SPLIT_FRACTIONS) -> Split:
@@ -106,14 +116,74 @@ def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden:
     return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(outcomes.columns[i] for i in columns))
 
 
+def gate_settings(outcomes: Outcomes, k: int, *, seed: int = 0, hidden: int = 0, sharpen: bool = True) -> dict:
+    """Everything a trained gate depends on besides the table: the cache key's settings."""
+    return {"features": FeatureSpec.for_outcomes(outcomes).to_dict(),
+            "gate": TopKGate(k=k, hidden=hidden, seed=seed, sharpen=sharpen).settings()}
+
+
+def out_of_fold(outcomes: Outcomes, k: int, *, folds: int = DEFAULT_FOLDS, seed: int = 0, hidden: int = 0,
+                sharpen: bool = True, use_cache: bool = True, progress: ProgressCallback | None = None) -> CrossFit:
+    """Gate scores of queries by gates that did not see them: K cross-fitted gates, or with
+    ``folds=1`` the plain split's gate on its held-out third. Cached by content."""
+    if folds < 1:
+        raise ValueError(f"folds must be >= 1 (got {folds})")
+    cache = GateCache(use_cache)
+    key = entry_key("crossfit", outcomes, {**gate_settings(outcomes, k, seed=seed, hidden=hidden, sharpen=sharpen),
+                                           "folds": folds})
+    hit = cache.load_arrays(key)
+    if hit is not None:
+        return CrossFit(rows=hit["rows"], logits=hit["logits"], fold=hit["fold"], folds=folds)
+    if folds == 1:
+        split = split_queries(outcomes, seed)
+        saved = fit_gate(outcomes, split, k, seed=seed, hidden=hidden, sharpen=sharpen)
+        fold = np.full(outcomes.n_queries, -1, dtype=np.int64)
+        fold[split.held_out] = 0
+        fit = CrossFit(rows=split.held_out, logits=gate_logits(saved, outcomes.subset(split.held_out)), fold=fold,
+                       folds=1)
+    else:
+        fit, _ = cross_fit(outcomes, folds, k, seed=seed, hidden=hidden, sharpen=sharpen, progress=progress)
+    cache.store_arrays(key, {"rows": fit.rows, "logits": fit.logits, "fold": fit.fold})
+    return fit
+
+
+def train_deployed(outcomes: Outcomes, k: int, *, seed: int = 0, hidden: int = 0, sharpen: bool = True,
+                   use_cache: bool = True) -> SavedGate:
+    """The gate to deploy: trained (with early stopping inside them) on every query. Cached."""
+    cache = GateCache(use_cache)
+    key = entry_key("deployed", outcomes, gate_settings(outcomes, k, seed=seed, hidden=hidden, sharpen=sharpen))
+    saved = cache.load_gate(key)
+    if saved is None:
+        saved = fit_on(outcomes, np.arange(outcomes.n_queries), k, seed=seed, hidden=hidden, sharpen=sharpen)
+        cache.store_gate(key, saved)
+    return saved
+
+
+def deployed_gate(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
+                  use_cache: bool = True) -> SavedGate:
+    """The scenario's deployed gate (what ``route`` and ``serve`` apply): trained on all of the
+    scenario's outcomes, for its experts, from the cache when it holds one."""
+    instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
+    outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, seed=seed, instance=instance)
+    saved = train_deployed(outcomes, instance.top_k, seed=seed, use_cache=use_cache)
+    return replace(saved, experts=instance.expert_ids, expert_columns=tuple(expert_columns(instance).tolist()))
+
+
+def fitted_objective(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, metric: str = "accuracy",
+                     floor: float = 1e-3) -> GatedObjective:
+    """F on the queries scored out of fold, weighted by the instance's category shares;
+    ``outcomes`` has one column per distinct LLM of the instance, as :func:`scenario_outcomes` gives."""
+    scored = outcomes.subset(fit.rows)
+    return GatedObjective(instance, fit.logits, scored.scores, share_weights(scored.category, instance.shares),
+                          expert_columns=expert_columns(instance), metric=metric, floor=floor)
+
+
 def held_out_objective(instance: Instance, outcomes: Outcomes, split: Split, saved: SavedGate,
                        metric: str = "accuracy") -> GatedObjective:
-    """F on the held-out queries, weighted by the instance's category shares; ``outcomes`` has
-    one column per distinct LLM of the instance, as :func:`scenario_outcomes` gives."""
+    """F on the held-out queries of one split, for one trained gate."""
     held = outcomes.subset(split.held_out)
-    logits = saved.gate.logits(saved.featurizer.transform(held))
-    return GatedObjective(instance, logits, held.scores, share_weights(held.category, instance.shares),
-                          expert_columns=expert_columns(instance), metric=metric, floor=saved.gate.floor)
+    fit = CrossFit(rows=split.held_out, logits=gate_logits(saved, held), fold=np.zeros(0), folds=1)
+    return fitted_objective(instance, outcomes, fit, metric=metric, floor=saved.gate.floor)
 
 
 def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
@@ -132,11 +202,58 @@ def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_
     return GateSystem(instance=instance, outcomes=outcomes, split=split, saved=saved, objective=objective)
 
 
-def build_objective(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
-                    metric: str = "accuracy", queries: int = DEFAULT_QUERIES) -> GatedObjective:
-    """F(S) for a scenario: see :func:`train_system`."""
-    return train_system(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path, metric=metric,
-                        queries=queries).objective
+@dataclass(frozen=True, eq=False)
+class Estimate:
+    """F(S) estimated out of fold, with what a bootstrap of it needs: the category of every
+    scored query."""
+
+    objective: GatedObjective
+    category: np.ndarray
+    folds: int
+
+
+ROUTERS = ("gate", "lookup", "logreg")
+
+
+def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, seed: int) -> CrossFit:
+    """The same folds scored by a simple router instead of the gate: ``lookup`` (per label
+    where the outcomes carry labels, else per category) or ``logreg``."""
+    from moe2_cli.gating.routers import CategoryLookup, LabelLookup, LogisticRouter, out_of_fold_logits
+
+    def make():
+        if router == "logreg":
+            return LogisticRouter(seed)
+        if outcomes.tags is not None and any(outcomes.tags):
+            return LabelLookup(lambda table: tuple("+".join(t) if t else None for t in table.tags))
+        return CategoryLookup()
+
+    logits = out_of_fold_logits(make, outcomes, fit.fold, max(fit.folds, 1))[fit.rows]
+    return replace(fit, logits=logits)
+
+
+def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
+                       outcomes_path: str | Path | None = None, metric: str = "accuracy",
+                       queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS, use_cache: bool = True,
+                       router: str = "gate", progress: ProgressCallback | None = None) -> Estimate:
+    """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split), of the gate
+    or of a simple router restricted to S (``router``, one of :data:`ROUTERS`)."""
+    if router not in ROUTERS:
+        raise InputError(f"--router must be one of {', '.join(ROUTERS)} (got {router!r})")
+    instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
+    outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
+                                 instance=instance)
+    # Sharper weights raise expected accuracy but cost likelihood, so only for that metric.
+    fit = out_of_fold(outcomes, instance.top_k, folds=folds, seed=seed, sharpen=metric == "accuracy",
+                      use_cache=use_cache, progress=progress)
+    if router != "gate":
+        fit = router_fit(outcomes, fit, router, seed)
+    return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
+                    category=outcomes.category[fit.rows], folds=folds)
+
+
+def build_objective(scenario, **options) -> GatedObjective:
+    """F(S) for a scenario: see :func:`estimate_objective`."""
+    return estimate_objective(scenario, **options).objective
 
 
 # ---------------------------------------------------------------- the optimality-preserving check

@@ -13,7 +13,7 @@ from pathlib import Path
 from moe2_cli import api
 from moe2_cli.errors import Diagnostic, InfeasibleError, InputError
 from moe2_cli.gating.model import SavedGate
-from moe2_cli.gating.pipeline import train_system
+from moe2_cli.gating.pipeline import deployed_gate
 from moe2_cli.problem import Budgets, mask_of
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
@@ -44,8 +44,9 @@ class Plan(Choice):
 
 
 def deployment_gate(scenario: Scenario, *, top_k: int, seed: int = 0, outcomes_path: Path | None = None) -> SavedGate:
-    """The gate that routes live queries: the one ``select`` scored, trained on every expert."""
-    return train_system(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path).saved
+    """The gate that routes live queries: trained on every query of the scenario's outcomes, for
+    all of its experts, and shared with ``select`` through the gate cache."""
+    return deployed_gate(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path)
 
 
 def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,

@@ -1,0 +1,103 @@
+"""How sure F is: a paired, stratified bootstrap over queries.
+
+F(S) is a share-weighted mean over queries, so a resample is a weight vector: within each
+category its queries are drawn with replacement (as many as it has) and the category keeps its
+traffic share. B resamples form a (B, Q) weight matrix; every F, gain or gap of the same
+resamples is that matrix times a vector of per-query values, so differences between
+selections are *paired* (the same queries in every resample) and one product costs
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moe2_cli.gating.ensemble import GatedObjective
+from moe2_cli.gating.model import floored, restrict
+from moe2_cli.rng import stream
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_CONFIDENCE = 0.95
+
+
+def bootstrap_weights(category: np.ndarray, shares, resamples: int, seed: int) -> np.ndarray:
+    """(B, Q) query weights of ``resamples`` stratified resamples; each row sums to 1 and row b
+    gives query q its category's share over its count, times how often resample b drew it."""
+    category = np.asarray(category, dtype=np.int64)
+    shares = np.asarray(shares, dtype=float)
+    rng = stream(seed, "bootstrap")
+    weights = np.zeros((resamples, category.size))
+    present = 0.0
+    for c in range(len(shares)):
+        rows = np.flatnonzero(category == c)
+        if rows.size == 0 or shares[c] <= 0:
+            continue
+        draws = rng.integers(0, rows.size, size=(resamples, rows.size))
+        # Counts per (resample, query) in one bincount: resample b's draws are offset by b * n.
+        flat = (draws + rows.size * np.arange(resamples)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=resamples * rows.size).reshape(resamples, rows.size)
+        weights[:, rows] = counts * (shares[c] / rows.size)
+        present += shares[c]
+    return weights / present
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its bootstrap standard error and percentile interval."""
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+
+    @property
+    def covers_zero(self) -> bool:
+        return self.low <= 0.0 <= self.high
+
+    def as_dict(self) -> dict[str, float]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "se": self.se}
+
+
+def query_values(objective: GatedObjective, masks) -> np.ndarray:
+    """(len(masks), Q) unweighted per-query values of F for expert masks: the same quantity F
+    sums with the share weights."""
+    rows = []
+    p = objective.scores if objective.metric == "accuracy" else floored(objective.scores, objective.floor)
+    for column_mask in objective.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1)).tolist():
+        if column_mask == 0:
+            mixed = np.full(len(p), 0.0 if objective.metric == "accuracy" else objective.floor)
+        else:
+            mixed = (restrict(objective.logits, objective.k, column_mask) * p).sum(axis=1)
+        rows.append(mixed if objective.metric == "accuracy" else np.log(mixed))
+    return np.array(rows)
+
+
+class Bootstrap:
+    """Paired bootstrap of F over one objective's queries (``category`` of each of them)."""
+
+    def __init__(self, objective: GatedObjective, category: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES,
+                 confidence: float = DEFAULT_CONFIDENCE, seed: int = 0):
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"confidence must lie strictly between 0 and 1 (got {confidence})")
+        self.objective = objective
+        self.confidence = confidence
+        self.weights = bootstrap_weights(category, objective.instance.shares, resamples, seed)
+
+    def interval(self, values: np.ndarray) -> Interval:
+        """Interval of the share-weighted mean of per-query ``values`` (Q,)."""
+        replicates = self.weights @ values
+        tail = (1.0 - self.confidence) / 2.0
+        low, high = np.quantile(replicates, [tail, 1.0 - tail])
+        return Interval(estimate=float(self.objective.weights @ values), low=float(low), high=float(high),
+                        se=float(replicates.std(ddof=1)))
+
+    def of(self, mask: int) -> Interval:
+        """F(S) with its interval."""
+        return self.interval(query_values(self.objective, [mask])[0])
+
+    def difference(self, mask: int, other: int) -> Interval:
+        """F(S) - F(S') with its paired interval."""
+        values = query_values(self.objective, [mask, other])
+        return self.interval(values[0] - values[1])
