@@ -99,7 +99,7 @@ def test_outcomes_for_other_llms_are_reported(cli, tmp_path):
     assert f"{other}: no scores for LLM 'qwen2.5-7b-instruct' (have: x)" in result.stderr.splitlines()
 
 
-@pytest.mark.parametrize("option, value", [("--hidden", "99999999999"), ("--hidden", "257"), ("--queries", "10000001")])
+@pytest.mark.parametrize("option, value", [("--hidden", "99999999999"), ("--hidden", "65"), ("--queries", "10000001")])
 def test_train_bounds_its_work(run_cli, option, value):
     result = run_cli("gating", "train", option, value)
     assert result.exit_code == 2
