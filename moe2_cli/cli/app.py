@@ -85,9 +85,7 @@ class Moe2Group(TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
              **extra: Any) -> Any:
-        args = list(sys.argv[1:] if args is None else args)
-        settings.debug = "--debug" in _options(args)
-        args = [a for a in args if a != "--debug"] if settings.debug else args
+        settings.debug, args = _take_debug(list(sys.argv[1:] if args is None else args))
         with warnings.catch_warnings():
             if not settings.debug:
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -111,13 +109,16 @@ def _show_usage_error(err: typer.TyperException) -> None:
         report(_usage_message(err))
 
 
-def _options(args: list[str]) -> list[str]:
-    """The arguments before ``--`` (after it, ``--debug`` would be a value)."""
-    return args[: args.index("--")] if "--" in args else args
+def _take_debug(args: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``--debug`` is given before or after the command, and the arguments without it.
+    After ``--`` it would be a value, so it is left there."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    return len(head) < end, head + args[end:]
 
 
 def _usage_message(err: typer.TyperException) -> str:
-    """``invalid value for '--seed': -1 is not in the range 0<=x<=2147483647 (see 'moe2 select --help')``."""
+    """click's message as one line: ``no such option: --sede (Possible options: --seed) (see 'moe2 select --help')``."""
     message = (err.format_message() if hasattr(err, "format_message") else str(err)).rstrip(".")
     message = message[:1].lower() + message[1:]
     ctx = getattr(err, "ctx", None)
