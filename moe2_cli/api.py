@@ -107,7 +107,7 @@ def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
     if estimate is None:
         raise ValueError("the session was built without an out-of-fold estimate of F")
     return Bootstrap(estimate.objective, estimate.category, resamples=resamples, confidence=confidence,
-                     seed=session.seed)
+                     seed=session.seed, fold=estimate.fold)
 
 
 def intervals(session: Session, bootstrap: Bootstrap, result: SolveResult,

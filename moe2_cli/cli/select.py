@@ -51,8 +51,9 @@ EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
                                      "selections, up to 20 experts). Default: only where the solver's proof needs "
                                      "monotone F and the tabulation is cheap.", show_default=False)]
-FoldsOpt = Annotated[int, typer.Option("--folds", min=1, help="Cross-fitting folds for F: each query is scored by a "
-                                                               "gate trained without it; 1 keeps one plain split.")]
+# Each fold trains a gate (about a second on the default scenario), so the count is bounded.
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, max=20, help="Cross-fitting folds for F: each query is "
+                                       "scored by a gate trained without it; 1 keeps one plain split.")]
 CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse trained gates from the cache (same bits "
                                                                    "as training); --no-cache retrains.")]
 ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,

@@ -63,14 +63,15 @@ def routers(instance: Instance, labels=None, seed: int = 0) -> dict:
 
 
 def _scores(instance: Instance, table: Outcomes, logits: dict[str, np.ndarray], *, columns, resamples: int,
-            confidence: float, seed: int) -> list[RouterScore]:
+            confidence: float, seed: int, fold: np.ndarray | None = None) -> list[RouterScore]:
     weights = share_weights(table.category, instance.shares)
     values = {}
     for name, z in logits.items():
         objective = GatedObjective(instance, z, table.scores, weights, expert_columns=columns)
         values[name] = query_values(objective, [instance.full_mask])[0]
     # Only the share weights matter to the resamples, so any of the objectives will do.
-    bootstrap = Bootstrap(objective, table.category, resamples=resamples, confidence=confidence, seed=seed)
+    bootstrap = Bootstrap(objective, table.category, resamples=resamples, confidence=confidence, seed=seed,
+                          fold=fold)
     return [RouterScore(name=name, objective=bootstrap.interval(v),
                         versus_gate=None if name == "gate" else bootstrap.interval(v - values["gate"]))
             for name, v in values.items()]
@@ -82,8 +83,9 @@ def cross_validated(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, co
     logits = {"gate": fit.logits}
     for name, make in routers(instance, labels, seed).items():
         logits[name] = out_of_fold_logits(make, outcomes, fit.fold, fit.folds)[fit.rows]
+    # Every router was fitted once per fold, so its interval covers the fold-to-fold noise too.
     return _scores(instance, outcomes.subset(fit.rows), logits, columns=columns, resamples=resamples,
-                   confidence=confidence, seed=seed)
+                   confidence=confidence, seed=seed, fold=fit.fold[fit.rows])
 
 
 def score_on(instance: Instance, training: Outcomes, gate: SavedGate, other: Outcomes, *, columns, labels=None,

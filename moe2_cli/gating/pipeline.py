@@ -17,7 +17,7 @@ import numpy as np
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.cache import GateCache, entry_key
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, fit_on, gate_logits
-from moe2_cli.gating.ensemble import GatedObjective, gate_value, share_weights
+from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
 from moe2_cli.gating.model import SavedGate, TopKGate
 from moe2_cli.outcomes import (
@@ -27,7 +27,7 @@ from moe2_cli.outcomes import (
     synthesize_for,
 )
 from moe2_cli.problem import Instance
-from moe2_cli.progress import ProgressCallback, step_counter
+from moe2_cli.progress import ProgressCallback
 from moe2_cli.rng import stream
 
 # Sized so the default scenario builds F in a fraction of a second: 1,000 held-out queries.
@@ -204,12 +204,13 @@ def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_
 
 @dataclass(frozen=True, eq=False)
 class Estimate:
-    """F(S) estimated out of fold, with what a bootstrap of it needs: the category of every
-    scored query."""
+    """F(S) estimated out of fold, with what a bootstrap of it needs: the category and the
+    cross-fitting fold of every scored query."""
 
     objective: GatedObjective
     category: np.ndarray
     folds: int
+    fold: np.ndarray
 
 
 ROUTERS = ("gate", "lookup", "logreg")
@@ -248,7 +249,7 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
     if router != "gate":
         fit = router_fit(outcomes, fit, router, seed)
     return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
-                    category=outcomes.category[fit.rows], folds=folds)
+                    category=outcomes.category[fit.rows], folds=folds, fold=fit.fold[fit.rows])
 
 
 def build_objective(scenario, **options) -> GatedObjective:
@@ -257,20 +258,6 @@ def build_objective(scenario, **options) -> GatedObjective:
 
 
 # ---------------------------------------------------------------- the optimality-preserving check
-
-
-@dataclass(frozen=True)
-class SubsetGap:
-    """F of one selection with the full-set gate restricted to it, and with a gate retrained on
-    its LLMs alone; ``gap`` > 0 means retraining would have done better."""
-
-    mask: int
-    restricted: float
-    retrained: float
-
-    @property
-    def gap(self) -> float:
-        return self.retrained - self.restricted
 
 
 def random_subsets(system: GateSystem, count: int, rng: np.random.Generator) -> list[int]:
@@ -286,25 +273,4 @@ def random_subsets(system: GateSystem, count: int, rng: np.random.Generator) -> 
             out.append(mask)
             if len(out) == count:
                 break
-    return out
-
-
-def optimality_gaps(system: GateSystem, masks, progress: ProgressCallback | None = None) -> list[SubsetGap]:
-    """For each mask: F restricted from the full-set gate, and F of a gate trained (same settings,
-    same split) on the selection's LLMs only; ``progress`` gets a ``retraining`` event after each."""
-    objective = system.objective
-    featurizer = system.saved.featurizer
-    train, validation, held = (system.outcomes.subset(part) for part in
-                               (system.split.train, system.split.validation, system.split.held_out))
-    x_train, x_val, x_held = (featurizer.transform(part) for part in (train, validation, held))
-    settings = system.saved.gate.settings()
-    out = []
-    step = step_counter("retraining", len(masks), progress)
-    for mask in masks:
-        columns = np.flatnonzero(objective.column_masks(np.array([mask]))[0] >> np.arange(objective.n_columns) & 1)
-        gate = TopKGate(**settings).fit(x_train, train.scores[:, columns], x_val, validation.scores[:, columns])
-        retrained = gate_value(gate.logits(x_held), held.scores[:, columns], objective.weights, objective.k,
-                               metric=objective.metric, floor=objective.floor)
-        out.append(SubsetGap(mask=int(mask), restricted=objective.value(int(mask)), retrained=retrained))
-        step()
     return out

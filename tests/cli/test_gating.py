@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -40,16 +41,26 @@ def test_train_reports_gate_best_single_and_oracle_and_saves_weights(cli, tmp_pa
 
 
 def test_check_reports_gap_distribution_and_violation_rate(cli):
-    result = cli("gating", "check", "--subsets", "3", "--format", "json")
+    result = cli("gating", "check", "--subsets", "3", "--folds", "3", "--queries", "900", "--format", "json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["optimality"]["subsets"] == 3 and len(payload["optimality"]["details"]) == 3
+    opt = payload["optimality"]
+    assert opt["subsets"] == 3 and len(opt["details"]) == 3 and opt["folds"] == 3
+    # Each selection's gap is its mean over the folds; each fold's gap the mean over selections.
+    per_fold = np.array([d["fold_gaps"] for d in opt["details"]])  # (S, K)
+    assert per_fold.shape == (3, 3) and opt["fold_gaps"] == pytest.approx(per_fold.mean(axis=0).tolist())
+    assert [d["gap"] for d in opt["details"]] == pytest.approx(per_fold.mean(axis=1).tolist())
+    assert opt["fold_gap_mean"] == pytest.approx(per_fold.mean())
+    assert opt["fold_gap_spread"] == pytest.approx(np.std(opt["fold_gaps"], ddof=1)) and opt["fold_gap_spread"] > 0
+    assert opt["single_fold_gap"]["min"] <= min(opt["fold_gaps"]) <= max(opt["fold_gaps"]) <= \
+        opt["single_fold_gap"]["max"]
     mono = payload["monotonicity"]
     assert mono["exhaustive"] and mono["pairs"] == 11 * 2**10
     assert 0 <= mono["rate"] < 1 and mono["max_drop"] <= mono["envelope_gap"] + 1e-12
-    csv = cli("gating", "check", "--subsets", "2", "--format", "csv")
+    csv = cli("gating", "check", "--subsets", "2", "--folds", "2", "--queries", "600", "--format", "csv")
     assert csv.exit_code == 0, csv.output
     assert csv.stdout.splitlines()[0] == "quantity,value" and "violation rate" in csv.stdout
+    assert "fold 1: mean gap" in csv.stdout and "spread (sd over folds)" in csv.stdout
 
 
 def test_synth_writes_a_calibrated_file(cli, tmp_path):
@@ -86,3 +97,16 @@ def test_outcomes_for_other_llms_are_reported(cli, tmp_path):
     result = cli("gating", "train", "--outcomes", other)
     assert result.exit_code == 2
     assert f"{other}: no scores for LLM 'qwen2.5-7b-instruct' (have: x)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("option, value", [("--hidden", "99999999999"), ("--hidden", "257"), ("--queries", "10000001")])
+def test_train_bounds_its_work(run_cli, option, value):
+    result = run_cli("gating", "train", option, value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"moe2: invalid value for '{option}'")
+
+
+def test_train_refuses_more_k_than_experts(run_cli):
+    result = run_cli("gating", "train", "--top-k", "50")
+    assert result.exit_code == 2
+    assert result.stderr == "moe2: --top-k must be between 1 and 11, the scenario's number of experts (got 50)\n"

@@ -66,3 +66,37 @@ def test_paired_differences(objective):
     assert gap.se < np.hypot(a.se, b.se)
     with pytest.raises(ValueError):
         Bootstrap(gated, category, confidence=1.0)
+
+
+def _coverage(bootstrap, category, fold, gate_sd, trials, seed):
+    """How often the interval holds the truth when every fold's gate, and the deployed one, is
+    off by its own normal draw of sd ``gate_sd``; and the mean width."""
+    rng = np.random.default_rng(seed)
+    hits, widths = 0, []
+    for _ in range(trials):
+        gate = 0.7 + gate_sd * rng.standard_normal(fold.max() + 2)
+        values = (rng.random(category.size) < gate[fold]).astype(float)
+        interval = bootstrap.interval(values)
+        hits += interval.low <= gate[-1] <= interval.high
+        widths.append(interval.high - interval.low)
+    return hits / trials, float(np.mean(widths))
+
+
+def test_fold_spread_widens_the_interval_by_the_gate_noise(objective):
+    gated, category = objective
+    fold = np.random.default_rng(5).integers(0, 5, category.size)
+    plain = Bootstrap(gated, category, resamples=200, seed=0)
+    folded = Bootstrap(gated, category, resamples=200, seed=0, fold=fold)
+    # Gate noise twice the query sampling noise: the query bootstrap alone misses it half the time.
+    plain_hits, plain_width = _coverage(plain, category, fold, 0.03, 150, seed=1)
+    folded_hits, folded_width = _coverage(folded, category, fold, 0.03, 150, seed=1)
+    assert plain_hits < 0.6 and folded_hits > 0.8 and folded_width > 2 * plain_width
+    # Without gate noise the coverage stays at its level; five folds estimate the spread with
+    # four degrees of freedom, so the interval still widens somewhat.
+    plain_hits, plain_width = _coverage(plain, category, fold, 0.0, 150, seed=2)
+    folded_hits, folded_width = _coverage(folded, category, fold, 0.0, 150, seed=2)
+    assert folded_hits >= 0.93 and plain_width <= folded_width < 1.5 * plain_width
+    # One fold (a plain split) has no fold-to-fold spread to measure.
+    single = Bootstrap(gated, category, resamples=200, seed=0, fold=np.zeros_like(fold))
+    values = query_values(gated, [0b101])[0]
+    assert single.interval(values) == plain.interval(values)
