@@ -3,6 +3,9 @@
 #
 #   examples/ci-gate.sh [SCENARIO] [ENERGY_J] [LATENCY_S] [MIN_ACCURACY]
 #
+# LATENCY_S is the default latency cap: categories with their own cap in the scenario keep it.
+# MIN_ACCURACY is a fraction (0.75) or a percentage (75%).
+#
 # Uses only moe2's exit codes (0 ok, 1 target or budgets not met, 2 bad input) and its JSON.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -51,11 +51,12 @@ def budget_specs(budgets: Budgets) -> list[str] | None:
 
 def session_for(scenario: ScenarioRef = None, budgets: Budgets = None, *, top_k: int | None = None, seed: int = 0,
                 limits: Limits = Limits(), outcomes: str | Path | None = None, metric: str = "accuracy",
-                envelope: bool | None = None) -> Session:
-    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`)."""
+                envelope: bool | None = None, solver: str | None = None) -> Session:
+    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`); ``solver``
+    names the one that will run, if known (it decides whether the monotone envelope pays)."""
     return open_session(None if scenario is None else Path(scenario), budget_specs(budgets), top_k=top_k,
                         seed=seed, outcomes=None if outcomes is None else Path(outcomes), metric=metric,
-                        envelope=envelope, time_limit=limits.time_s)
+                        envelope=envelope, time_limit=limits.time_s, solver=solver)
 
 
 def solve(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limits(), *,
@@ -74,7 +75,7 @@ def select(scenario: ScenarioRef = None, budgets: Budgets = None, solver: str = 
     ``budgets`` override the scenario's, e.g. ``{"energy": 400, "latency.math": 4}``.
     """
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
-                          metric=metric, envelope=envelope)
+                          metric=metric, envelope=envelope, solver=solver)
     return solve(session, solver, limits, progress=progress)
 
 
@@ -154,7 +155,7 @@ def frontier(scenario: ScenarioRef = None, sweeps: Iterable[str] = (), budgets: 
              progress: ProgressCallback | None = None) -> list[FrontierPoint]:
     """The trade-off frontier as ``moe2 frontier`` traces it; points carry ``pareto`` flags."""
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
-                          metric=metric, envelope=envelope)
+                          metric=metric, envelope=envelope, solver=solver)
     return trace_frontier(session, solver, sweeps=sweeps, exact=exact, exact_3d=exact_3d, limits=limits,
                           progress=progress)
 

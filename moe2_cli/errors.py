@@ -48,8 +48,9 @@ class InputError(Moe2Error):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
     def lines(self) -> list[str]:
-        """One line per diagnostic, the first :data:`MAX_SHOWN` of them, then how many more there were."""
-        shown = [str(d) for d in self.diagnostics[:MAX_SHOWN]]
+        """One line per diagnostic, the first :data:`MAX_SHOWN` of them, then how many more there were.
+        A diagnostic without a place in a file reads ``moe2: what``, like every other error."""
+        shown = [str(d) if isinstance(d, Diagnostic) else f"moe2: {d}" for d in self.diagnostics[:MAX_SHOWN]]
         rest = self.diagnostics[MAX_SHOWN:]
         if rest:
             shown.append(f"{getattr(rest[0], 'path', 'moe2')}: ... and {len(rest)} more problems")

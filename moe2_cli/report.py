@@ -110,6 +110,6 @@ def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
             if abs(gain) <= 1e-12:
                 row["why"] = "fits, but adds nothing to F"
             else:
-                row["why"] = f"fits, but F changes by {gain:+.4f}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
+                row["why"] = f"fits, but lowers F by {-gain:.2g}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
         rows.append(row)
     return rows

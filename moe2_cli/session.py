@@ -14,11 +14,14 @@ from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback
 from moe2_cli.scenario.budgets import apply_budget_specs, own_caps_after
 from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.solvers import NEEDS_MONOTONE
 
 METRICS = ("accuracy", "neg-cross-entropy")
-# Up to this many experts F is tabulated over every selection (2^20 masks take a few seconds)
-# and the solvers work on its monotone envelope, which makes them exact for any F.
+# The monotone envelope tabulates F over all 2^N selections: never above this many experts.
 ENVELOPE_LIMIT = 20
+# Unasked, it is built only where it takes a few seconds at most: F's k <= 2 path does over
+# 100,000 masks/s, the k >= 3 path 20,000-40,000 (benchmarks/objective_throughput.py).
+_CHEAP_MASKS_K2, _CHEAP_MASKS_K3 = 1 << 20, 1 << 16
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,18 @@ class Session:
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
                  envelope: bool | None = None, time_limit: float | None = None, folds: int = DEFAULT_FOLDS,
-                 use_cache: bool = True, router: str = "gate", progress: ProgressCallback | None = None) -> Session:
+                 use_cache: bool = True, router: str = "gate", progress: ProgressCallback | None = None,
+                 solver: str | None = None) -> Session:
     """Load the scenario, apply budgets and k, and build the objective F (cross-fitted over
     ``folds`` folds, trained gates from the cache unless ``use_cache`` is False).
 
-    A gate restricted to S is not monotone in S in general, and the polyblock and CP-SAT proofs
-    need monotone F. ``envelope`` (default: when N <= ENVELOPE_LIMIT) has the solvers maximise
-    F-hat(S) = max over subsets S' of S of F(S'), which is monotone and has the same feasible
-    optimum because dropping experts never breaks a budget; solvers drop idle experts, so the
-    selection they return reaches F-hat with F itself.
+    A gate restricted to S is not monotone in S in general, and the polyblock, CP-SAT and
+    exhaustive proofs need monotone F. ``envelope`` has the solvers maximise F-hat(S) = max over
+    subsets S' of S of F(S'), which is monotone and has the same feasible optimum because
+    dropping experts never breaks a budget; solvers drop idle experts, so the selection they
+    return reaches F-hat with F itself. By default it is built only for ``solver`` (None: any
+    solver may run) when that solver's proof needs monotone F and the tabulation is cheap; brb
+    and exhaustive-all prove on F itself, and the heuristics prove nothing.
     """
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
@@ -62,7 +68,7 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     objective: Objective = gated
     notes: tuple[str, ...] = ()
     if envelope is None:
-        envelope = instance.n_experts <= ENVELOPE_LIMIT
+        envelope = _envelope_pays(solver, instance.n_experts, instance.top_k)
     if envelope:
         if instance.n_experts > ENVELOPE_LIMIT:
             raise UsageError(f"--envelope needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})")
@@ -73,3 +79,10 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)
     return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps,
                    estimate=estimate)
+
+
+def _envelope_pays(solver: str | None, n_experts: int, top_k: int) -> bool:
+    """Whether the envelope is worth tabulating unasked: a proof needs it, and it is cheap."""
+    if solver is not None and solver not in NEEDS_MONOTONE:
+        return False
+    return (1 << n_experts) <= (_CHEAP_MASKS_K2 if top_k <= 2 else _CHEAP_MASKS_K3)

@@ -1,15 +1,16 @@
 """Property fuzzing of the command-line options: shared by the test suite and ``benchmarks/fuzz.py``.
 
 Budget specs (``--budget``), sweep specs (``--sweep``) and the numeric options (``--top-k``,
-``--seed``, ``--time-limit``, ``--min-accuracy``, and ``gating train``'s) are drawn from
+``--seed``, ``--time-limit``, ``--min-accuracy``, ``--folds``, ``--confidence``, and ``gating
+train``'s) are drawn from
 hostile values: NaN, infinities, huge and negative numbers, huge integers, percentages, empty
 and stray text, missing and extra separators. Every run goes through the real command line on
 the tiny test scenario and is judged as the readers are (``tests/fuzzing.py``): exit 0, 1 or 2,
 never 70; no traceback; the end within :data:`~tests.fuzzing.TIME_LIMIT_S`; and every line on
 stderr in moe2's one style (``moe2: ...``), which the report counts as ``unnamed`` otherwise.
 
-The trained objective is memoised across examples by scenario, outcomes, k and metric (not by
-seed) so that hundreds of examples fit in seconds: options still reach parsing, budgets, the
+The estimated objective is memoised across examples by scenario, outcomes, k, metric, folds
+and router (not by seed) so that hundreds of examples fit in seconds: options still reach parsing, budgets, the
 solvers, rendering and the exit code, which is what is fuzzed here.
 """
 
@@ -27,6 +28,8 @@ import typer.testing
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
+from moe2_cli.scenario.scenario import load_scenario
 from tests.fuzzing import TINY_SCENARIO, Report, _select_seeds, run_cli
 
 STYLE = "moe2: "  # every line on stderr of a command that names no file
@@ -86,37 +89,38 @@ class OptionTarget:
     options: st.SearchStrategy[list[str]]
 
 
-SELECT = ("select", str(TINY_SCENARIO), "--outcomes", "{outcomes}", "-f", "json", "--no-timing")
+# --no-cache: the examples must not fill the user's cache of trained gates.
+SELECT = ("select", str(TINY_SCENARIO), "--outcomes", "{outcomes}", "-f", "json", "--no-timing", "--no-cache")
 OPTIONS: dict[str, OptionTarget] = {t.name: t for t in (
     OptionTarget("budget-option", SELECT, _repeated("--budget", budget_specs, 2)),
     OptionTarget("sweep-option", ("frontier", str(TINY_SCENARIO), "--outcomes", "{outcomes}", "-f", "csv",
-                                  "--no-timing"), _repeated("--sweep", sweep_specs, 2)),
-    OptionTarget("numeric-options", SELECT, _some_of(["--top-k", "--seed", "--time-limit", "--min-accuracy"])),
-    OptionTarget("gating-options", ("gating", "train", str(TINY_SCENARIO), "--outcomes", "{outcomes}", "-f", "json"),
-                 _some_of(["--top-k", "--seed", "--hidden", "--queries"])),
+                                  "--no-timing", "--no-cache"), _repeated("--sweep", sweep_specs, 2)),
+    OptionTarget("numeric-options", SELECT, _some_of(["--top-k", "--seed", "--time-limit", "--min-accuracy", "--folds",
+                                                      "--confidence"])),
+    OptionTarget("gating-options", ("gating", "train", str(TINY_SCENARIO), "--outcomes", "{outcomes}", "-f", "json",
+                                    "--no-cache"), _some_of(["--top-k", "--seed", "--hidden", "--queries", "--folds"])),
 )}
 
 
 @contextlib.contextmanager
-def _memoised_objective() -> Iterator[None]:
-    """Train F once per (scenario, outcomes, k, metric), whatever the seed, and build the
-    command line once."""
+def _memoised_objective() -> Iterator[Callable[..., object]]:
+    """Estimate F once per (scenario, outcomes, k, metric, folds, router), whatever the seed,
+    and build the command line once."""
     from moe2_cli import session
 
     real, cache = session.estimate_objective, {}
 
-    def build(scenario, *, top_k=None, seed=0, outcomes_path=None, metric="accuracy", **options):
-        settings = tuple(sorted((k, str(v)) for k, v in options.items() if k != "progress"))
-        key = (str(scenario.path), top_k, str(outcomes_path), metric, settings)
+    def estimate(scenario, *, top_k=None, outcomes_path=None, metric="accuracy", folds=1, router="gate", **rest):
+        key = (str(scenario.path), top_k, str(outcomes_path), metric, folds, router)
         if key not in cache:
-            cache[key] = real(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path, metric=metric,
-                              **options)
+            cache[key] = real(scenario, top_k=top_k, outcomes_path=outcomes_path, metric=metric, folds=folds,
+                              router=router, **{**rest, "progress": None})
         return cache[key]
 
     # typer rebuilds the click command on every invocation (a tenth of a second): build it once.
-    with mock.patch.object(session, "estimate_objective", build), \
+    with mock.patch.object(session, "estimate_objective", estimate), \
             mock.patch.object(typer.testing, "_get_command", functools.cache(typer.testing._get_command)):
-        yield
+        yield estimate
 
 
 def fuzz_options(name: str, examples: int, seed: int = 0, report: Report | None = None,
@@ -124,9 +128,10 @@ def fuzz_options(name: str, examples: int, seed: int = 0, report: Report | None 
     """Run ``examples`` drawn option sets through target ``name``; return what was found."""
     target = OPTIONS[name]
     report = report or Report()
-    with tempfile.TemporaryDirectory() as tmp, _memoised_objective():
+    with tempfile.TemporaryDirectory() as tmp, _memoised_objective() as build:
         outcomes = Path(tmp) / "outcomes.jsonl"
         outcomes.write_bytes(_select_seeds()[0])
+        build(load_scenario(TINY_SCENARIO), outcomes_path=outcomes, folds=DEFAULT_FOLDS, use_cache=False)  # untimed
         command = [str(outcomes) if part == "{outcomes}" else part for part in target.command]
 
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),

@@ -10,7 +10,7 @@ from tests.fuzz_options import OPTIONS, fuzz_options
 from tests.fuzzing import describe
 
 # Examples per target: about 15 s in all on one core (the first example of each trains F).
-EXAMPLES = {"budget-option": 100, "sweep-option": 100, "numeric-options": 100, "gating-options": 50}
+EXAMPLES = {"budget-option": 100, "sweep-option": 100, "numeric-options": 100, "gating-options": 25}
 
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))

@@ -2,39 +2,90 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Annotated, Any, cast
 
 import typer
+from typer._click import Command
 from typer.core import TyperGroup
 
 from moe2_cli import __version__
-from moe2_cli.cli.cache import app as cache_app
 from moe2_cli.cli.common import report, settings
-from moe2_cli.cli.frontier import frontier
-from moe2_cli.cli.gating import app as gating_app
-from moe2_cli.cli.inspect import show, validate
-from moe2_cli.cli.measure import measure_command
-from moe2_cli.cli.route import route
-from moe2_cli.cli.select import compare, select
-from moe2_cli.cli.serve import serve
-from moe2_cli.cli.stats import app as stats_app
-from moe2_cli.cli.synth import synth
 from moe2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
+# Each command's module (and through it numpy, the solvers, the gates...) is imported only when
+# that command is looked up, so `moe2 --version` and a command's own run load nothing they do
+# not use. Order is the order `moe2 --help` lists them in.
+COMMANDS = {
+    "select": "moe2_cli.cli.select:select",
+    "frontier": "moe2_cli.cli.frontier:frontier",
+    "compare": "moe2_cli.cli.select:compare",
+    "show": "moe2_cli.cli.inspect:show",
+    "validate": "moe2_cli.cli.inspect:validate",
+    "synth": "moe2_cli.cli.synth:synth",
+    "measure": "moe2_cli.cli.measure:measure_command",
+    "route": "moe2_cli.cli.route:route",
+    "serve": "moe2_cli.cli.serve:serve",
+    "gating": "moe2_cli.cli.gating:app",
+    "stats": "moe2_cli.cli.stats:app",
+    "cache": "moe2_cli.cli.cache:app",
+}
+
+
+def _load_command(name: str) -> Command:
+    """The click command for ``name``, built by typer from the function or sub-app named in COMMANDS."""
+    module, attr = COMMANDS[name].split(":")
+    target = getattr(importlib.import_module(module), attr)
+    holder = typer.Typer()
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name=name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _LazyCommands(MutableMapping[str, Command]):
+    """The root group's name -> command table, loading each command on first access."""
+
+    def __init__(self, loaded: Mapping[str, Command]) -> None:
+        self._loaded = dict(loaded)
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._loaded[name] = _load_command(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(COMMANDS), **dict.fromkeys(self._loaded)})
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self._loaded))
 
 
 class Moe2Group(TyperGroup):
     """The root command: click's own usage errors in moe2's one-line style, ``--debug`` accepted
-    anywhere, and numpy's RuntimeWarnings (NaN in a mean of nothing, ...) kept off stderr."""
+    anywhere, numpy's RuntimeWarnings (NaN in a mean of nothing, ...) kept off stderr, and the
+    commands loaded lazily (see COMMANDS)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands(self.commands)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
              **extra: Any) -> Any:
-        args = list(sys.argv[1:] if args is None else args)
-        settings.debug = "--debug" in _options(args)
-        args = [a for a in args if a != "--debug"] if settings.debug else args
+        settings.debug, args = _take_debug(list(sys.argv[1:] if args is None else args))
         with warnings.catch_warnings():
             if not settings.debug:
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -58,13 +109,16 @@ def _show_usage_error(err: typer.TyperException) -> None:
         report(_usage_message(err))
 
 
-def _options(args: list[str]) -> list[str]:
-    """The arguments before ``--`` (after it, ``--debug`` would be a value)."""
-    return args[: args.index("--")] if "--" in args else args
+def _take_debug(args: list[str]) -> tuple[bool, list[str]]:
+    """Whether ``--debug`` is given before or after the command, and the arguments without it.
+    After ``--`` it would be a value, so it is left there."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    return len(head) < end, head + args[end:]
 
 
 def _usage_message(err: typer.TyperException) -> str:
-    """``invalid value for '--seed': -1 is not in the range 0<=x<=2147483647 (see 'moe2 select --help')``."""
+    """click's message as one line: ``no such option: --sede (Possible options: --seed) (see 'moe2 select --help')``."""
     message = (err.format_message() if hasattr(err, "format_message") else str(err)).rstrip(".")
     message = message[:1].lower() + message[1:]
     ctx = getattr(err, "ctx", None)
@@ -99,17 +153,4 @@ def root(
     """Exit codes: 0 ok; 1 no selection meets the budgets or the accuracy target; 2 bad usage or input;
     130 interrupted."""
 
-
-app.command()(select)
-app.command()(frontier)
-app.command()(compare)
-app.command()(show)
-app.command()(validate)
-app.command()(synth)
-app.command(name="measure")(measure_command)
-app.command()(route)
-app.command()(serve)
-app.add_typer(gating_app, name="gating")
-app.add_typer(stats_app, name="stats")
-app.add_typer(cache_app, name="cache")
 

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.status import Status
 
 from moe2_cli.cli.render import stderr_console
-from moe2_cli.errors import EXIT_INTERRUPTED, Diagnostic, InputError, Moe2Error, UsageError
+from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, UsageError
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
@@ -62,7 +62,7 @@ def error_lines(err: Moe2Error) -> list[str]:
     """One line per problem in one style: ``path:line:col: what`` for a place in a file,
     ``moe2: what`` for everything else (the GNU convention)."""
     if isinstance(err, InputError):
-        return [str(d) if isinstance(d, Diagnostic) else f"moe2: {d}" for d in err.diagnostics]
+        return err.lines()
     return [f"moe2: {line}" for line in err.lines()]
 
 

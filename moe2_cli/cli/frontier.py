@@ -116,7 +116,7 @@ def frontier(
     if plot is not None:
         check_writable(plot, "--plot")
     session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
-                           envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache)
+                           envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache, solver=solver)
     limits = Limits(time_s=time_limit)
     with progress_bar("exact frontier" if exact else "frontier", total=None) as progress:
         points = api.trace_frontier(session, solver, sweeps=sweep or [], exact=exact, exact_3d=exact_3d,

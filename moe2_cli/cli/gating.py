@@ -31,10 +31,11 @@ from moe2_cli.scenario.scenario import load_scenario
 app = typer.Typer(name="gating", help="Train the top-k sparse softmax gate and check the optimality-preserving "
                                       "property and the monotonicity of F.", no_args_is_help=True)
 
-QueriesOpt = Annotated[int, typer.Option("--queries", min=10, help="Synthetic queries when the scenario has no "
-                                                                    "outcomes (a third are held out).")]
-HiddenOpt = Annotated[int, typer.Option("--hidden", min=0, help="Units of a tanh hidden layer in the gate "
-                                                                 "(0: linear h(x) = Wx + b).")]
+# Upper bounds keep the work finite: with cross-fitting, 100 hidden units already take over 10 s.
+QueriesOpt = Annotated[int, typer.Option("--queries", min=10, max=1_000_000, help="Synthetic queries when the "
+                                         "scenario has no outcomes (a third are held out).")]
+HiddenOpt = Annotated[int, typer.Option("--hidden", min=0, max=64, help="Units of a tanh hidden layer in the gate "
+                                                                          "(0: linear h(x) = Wx + b).")]
 
 
 def _pct(x: float | None) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from yaml.nodes import MappingNode
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors
+from moe2_cli.cli.common import FormatOpt, OutputFormat, error_lines, handles_errors
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_BAD_INPUT, Diagnostic, InputError
 from moe2_cli.scenario.profiles import load_profile
@@ -104,7 +104,7 @@ def validate(
             results.append(_validate_one(path))
         except InputError as err:
             bad = True
-            for line in err.lines():
+            for line in error_lines(err):
                 print(line, file=sys.stderr)
             results.append({"path": str(path), "kind": "?", "ok": False,
                             "summary": f"{len(err.diagnostics)} problem(s)"})

@@ -49,9 +49,11 @@ TimingOpt = Annotated[bool, typer.Option("--timing/--no-timing", help="Report wa
                                                                       "--no-timing makes output byte-identical.")]
 EnvelopeOpt = Annotated[bool | None, typer.Option(
     "--envelope/--no-envelope", help="Solve on the monotone envelope of F (exact for any F; tabulates all 2^N "
-                                     "selections). Default: on up to 20 experts.", show_default=False)]
-FoldsOpt = Annotated[int, typer.Option("--folds", min=1, help="Cross-fitting folds for F: each query is scored by a "
-                                                               "gate trained without it; 1 keeps one plain split.")]
+                                     "selections, up to 20 experts). Default: only where the solver's proof needs "
+                                     "monotone F and the tabulation is cheap.", show_default=False)]
+# Each fold trains a gate (about a second on the default scenario), so the count is bounded.
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, max=20, help="Cross-fitting folds for F: each query is "
+                                       "scored by a gate trained without it; 1 keeps one plain split.")]
 CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse trained gates from the cache (same bits "
                                                                    "as training); --no-cache retrains.")]
 ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,
@@ -150,7 +152,7 @@ def select(
     with progress_bar("cross-fitting the gate") as progress:
         session = open_session(scenario, budget, top_k=top_k, seed=seed, outcomes=outcomes, metric=metric,
                                envelope=envelope, time_limit=time_limit, folds=folds, use_cache=cache,
-                               router=router, progress=progress)
+                               router=router, progress=progress, solver=solver)
     with solver_status(f"solving with {solver}") as progress:
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     bootstrap = api.bootstrap_for(session, confidence)

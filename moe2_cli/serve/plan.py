@@ -17,6 +17,7 @@ from moe2_cli.gating.pipeline import deployed_gate
 from moe2_cli.problem import Budgets, mask_of
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.solvers import DEFAULT_SOLVER
 
 SELECT_SCHEMA = "moe2.select/1"
 
@@ -75,7 +76,8 @@ def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = No
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,
                     outcomes: Path | None = None) -> tuple[int, int]:
     """S by the default solver under the budgets; exit 1 when nothing fits."""
-    session = api.session_for(scenario_path, budget_specs, seed=seed, outcomes=outcomes)
+    session = api.session_for(scenario_path, budget_specs, seed=seed, outcomes=outcomes,
+                              solver=DEFAULT_SOLVER)
     result = api.solve(session)
     if not result.feasible:
         raise InfeasibleError("no selection meets the budgets (no single expert fits)")

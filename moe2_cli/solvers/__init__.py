@@ -19,6 +19,9 @@ from moe2_cli.solvers.base import Limits, Solver, SolveResult, Status
 
 # The fastest solver that proves optimality on the gated F itself (any N, monotone or not).
 DEFAULT_SOLVER = "brb"
+# Solvers whose optimality proof holds only for monotone F: on the gated F they prove on its
+# monotone envelope, where one is tabulated (see moe2_cli.session).
+NEEDS_MONOTONE = frozenset({"polyblock", "cpsat", "exhaustive"})
 
 # Solver class -> the module that defines it.
 _CLASSES = {
@@ -89,7 +92,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_SOLVER", "SOLVERS", "get_solver", "Limits", "SolveResult", "Solver", "Status",
+    "DEFAULT_SOLVER", "NEEDS_MONOTONE", "SOLVERS", "get_solver", "Limits", "SolveResult", "Solver", "Status",
     "PolyblockSolver", "BrbSolver", "ExhaustiveSolver", "CpSatSolver", "GreedySolver",
     "BestSingleSolver", "RandomSolver", "AllFeasibleSolver",
 ]

@@ -36,6 +36,10 @@ from moe2_cli.solvers.feasibility import FeasibilityModel
 MONOTONE_TOL = 1e-12
 # How often long solves report progress, in seconds.
 PROGRESS_EVERY_S = 0.25
+# Many masks are scored in batches sized to take about this long, so a time limit is checked
+# often whatever F costs per mask (a fixed 65,536-mask batch once overran a 60 s limit by 84 s).
+_BATCH_S = 0.1
+_FIRST_BATCH, _MAX_BATCH = 256, 1 << 16
 
 
 class Status(str, Enum):
@@ -132,6 +136,22 @@ class SolveContext:
 
     def F1(self, mask: int) -> float:
         return float(self.F(np.array([mask], dtype=np.int64))[0])
+
+    def F_until_limit(self, masks: np.ndarray) -> tuple[np.ndarray, int]:
+        """F of many masks in batches of about _BATCH_S seconds, checking the limits between
+        batches; also how many were scored before a limit hit (the rest are NaN)."""
+        values = np.full(masks.size, np.nan)
+        start, size = 0, _FIRST_BATCH
+        while start < masks.size:
+            if start and self.limit_hit() is not None:
+                return values, start
+            began = time.perf_counter()
+            values[start:start + size] = self.F(masks[start:start + size])
+            took = time.perf_counter() - began
+            start += size
+            size = int(min(_MAX_BATCH, max(_FIRST_BATCH, size * _BATCH_S / max(took, 1e-6))))
+            self.report(start, float(np.nanmax(values)), math.nan)
+        return values, masks.size
 
     @property
     def evaluations(self) -> int:

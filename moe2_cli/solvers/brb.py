@@ -142,8 +142,8 @@ class _GatedBrb:
     A box [p, q] is bounded by :class:`GatedBound`. It is reduced from above: experts that
     cannot join p leave q, and so do experts whose LLM p already holds (they change no query's
     top k, so a selection with them has the same F and costs more). p, q and a greedy completion
-    of p inside q are offered as incumbents; a box is split on the free expert whose LLM is a
-    candidate for the most query weight. Unlike the monotone case a feasible q does not close
+    of p inside q are offered as incumbents; a box is split on the LLM whose absence lowers
+    its bound most: no copy of it, or one of its copies forced in. Unlike the monotone case a feasible q does not close
     its box: a subset of q can still be better, and only the bound can rule that out.
     """
 
@@ -152,7 +152,11 @@ class _GatedBrb:
         self.name = name
         self.best = Incumbent()
         self.bounds = GatedBound(objective)
-        self.column = objective.expert_columns.tolist()
+        self.columns = np.asarray(objective.expert_columns, dtype=np.intp)
+        self.column = self.columns.tolist()
+        # Per LLM column, the mask of the experts hosting it.
+        self.column_mask = np.zeros(int(self.columns.max()) + 1, dtype=np.int64)
+        np.bitwise_or.at(self.column_mask, self.columns, np.left_shift(np.int64(1), np.arange(self.columns.size)))
         n = ctx.problem.instance.n_experts
         self.alone = ctx.F(np.left_shift(np.int64(1), np.arange(n, dtype=np.int64)))  # F of each expert alone
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
@@ -203,25 +207,38 @@ class _GatedBrb:
         if free.size == 0:
             self._offer(p)
             return
-        # Reduce from below: without an expert whose absence bounds the box at the incumbent,
-        # nothing in it is better, so every improving selection holds it. Only the experts that
-        # are best alone are probed: each probe costs a box bound.
+        # Probe LLMs, not experts: F depends only on the set of LLMs, so leaving out one copy
+        # of an LLM that has others in the box changes no bound. One probe takes every free
+        # copy of an LLM out of q; only the LLMs best alone are probed, as each costs a bound.
         free = free[np.lexsort((free, -self.alone[free]))]
-        probed = free[:_PROBES]
-        without = self.bounds.bound(np.full(probed.size, p), q & ~(np.int64(1) << probed))
-        forced = without <= self.val
+        _, first = np.unique(self.columns[free], return_index=True)
+        probed = free[np.sort(first)][:_PROBES]  # one expert per LLM, best alone first
+        copies = self.column_mask[self.columns[probed]] & (q & ~p)
+        without = self.bounds.bound_without(p, q, copies)
+        # Reduce from below: an LLM whose absence bounds the box at the incumbent is in every
+        # improving selection; with one copy left, that expert joins p.
+        forced = (without <= self.val) & (copies == np.left_shift(np.int64(1), probed))
         if forced.any():
             p |= int(np.bitwise_or.reduce(np.int64(1) << probed[forced]))
             if not feas.fits(p):
                 return
             self._push(float(self.bounds.bound([p], [self._reduce_up(p, q)])[0]), q, p)
             return  # revisited with the larger p (and its smaller bound) when its turn comes
-        first = np.lexsort((probed, without))  # the expert whose absence lowers the bound most first
-        order = np.concatenate([probed[first], free[_PROBES:]])
+        best = np.lexsort((probed, without))  # the LLM whose absence lowers the bound most first
+        order = np.concatenate([probed[best], free[~np.isin(free, probed)]])
         self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p), order.tolist()))
-        i = int(order[0])
-        self._push(float(without[first[0]]), q & ~(1 << i), p)
-        self._push(float(self.bounds.bound([p | (1 << i)], [q])[0]), q, p | (1 << i))
+        self._branch(p, q, int(copies[best[0]]), float(without[best[0]]))
+
+    def _branch(self, p: int, q: int, copies: int, without: float) -> None:
+        """Split [p, q] on one LLM: no copy of it, or its j-th free copy in p and the earlier
+        copies out of q. The boxes are disjoint and cover [p, q]; the ones holding the LLM have
+        the same LLM sets and hence one bound."""
+        self._push(without, q & ~copies, p)
+        first = members(copies)[0]
+        inside = float(self.bounds.bound([p | (1 << first)], [q])[0])
+        for i in members(copies):
+            self._push(inside, q, p | (1 << i))
+            q &= ~(1 << i)
 
     def _reduce_up(self, p: int, q: int) -> int:
         """Drop from q the experts that cannot join p, and those whose LLM p already holds."""

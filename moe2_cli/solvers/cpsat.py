@@ -61,12 +61,17 @@ class CpSatSolver(Solver):
         solver = self._solver(ctx, enumerate_all=True)
         status = solver.solve(model.model, collector)
         masks = np.array(sorted(collector.masks), dtype=np.int64)  # dedupe: solutions may repeat
-        notes = (f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
+        notes: tuple[str, ...] = (
+            f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
         if masks.size == 0:
             return ctx.result(self.name, Status.LIMIT, 0, bound=ctx.F1(allowed), notes=notes)
-        values = ctx.F(masks)
+        values, done = ctx.F_until_limit(masks)  # the first batch always runs: done > 0
+        if done < masks.size:
+            notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
+        scored = done == masks.size
+        masks, values = masks[:done], values[:done]
         best = int(masks[best_index(values, masks)])
-        if status == cp_model.OPTIMAL:
+        if scored and status == cp_model.OPTIMAL:
             return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=masks.size, notes=notes,
                               assumes_monotone=True)
         # Cut short: for monotone F nothing beats F(all experts that fit alone).

@@ -9,7 +9,6 @@ ground truth for any F, which also counts the monotonicity violations among feas
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -26,10 +25,6 @@ from moe2_cli.solvers.base import (
 )
 
 MAX_EXPERTS = 26  # 2^26 masks: about 1.5 GB of working arrays
-# F is scored in batches sized to take about this long, so a time limit is checked often
-# whatever F costs per mask (a fixed 65,536-mask batch once overran a 60 s limit by 84 s).
-_BATCH_S = 0.1
-_FIRST_BATCH, _MAX_BATCH = 256, 1 << 16
 
 
 class ExhaustiveSolver(Solver):
@@ -48,12 +43,15 @@ class ExhaustiveSolver(Solver):
             raise UsageError(f"exhaustive search handles at most {MAX_EXPERTS} experts (got {n}); "
                              f"use --solver polyblock")
         ctx = SolveContext(problem, limits, progress)
-        feasible = ctx.feas.all_masks()
+        feasible = ctx.feas.all_masks(stop=lambda: ctx.limit_hit() is not None)
+        if feasible is None:
+            return ctx.result(self.name, Status.LIMIT, 0,
+                              notes=("a limit stopped the search while it tabulated feasibility",))
         feasible[0] = False  # the empty selection is not an answer
         if not feasible.any():
             return ctx.result(self.name, Status.INFEASIBLE, 0)
         candidates = np.flatnonzero(feasible if self.all_feasible else maximal_sets(feasible))
-        values, done = self._score(ctx, candidates)
+        values, done = ctx.F_until_limit(candidates)
         scored = candidates[:done]
         best = int(scored[best_index(values[:done], scored)]) if done else 0
         if done < candidates.size:
@@ -70,22 +68,6 @@ class ExhaustiveSolver(Solver):
         return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=candidates.size,
                           assumes_monotone=True,
                           notes=(f"F evaluated on the {candidates.size} maximal feasible sets",))
-
-    def _score(self, ctx: SolveContext, masks: np.ndarray) -> tuple[np.ndarray, int]:
-        """F of the candidates in batches of about _BATCH_S seconds; also how many were scored
-        before a limit hit."""
-        values = np.full(masks.size, np.nan)
-        start, size = 0, _FIRST_BATCH
-        while start < masks.size:
-            if start and ctx.limit_hit() is not None:
-                return values, start
-            began = time.perf_counter()
-            values[start:start + size] = ctx.F(masks[start:start + size])
-            took = time.perf_counter() - began
-            start += size
-            size = int(min(_MAX_BATCH, max(_FIRST_BATCH, size * _BATCH_S / max(took, 1e-6))))
-            ctx.report(start, float(np.nanmax(values)), math.nan)
-        return values, masks.size
 
 
 def maximal_sets(feasible: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ Only capped categories give rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,11 +133,15 @@ class FeasibilityModel:
 
     # ---------------------------------------------------------------- all masks
 
-    def all_masks(self) -> np.ndarray:
-        """Boolean (2^N,) feasibility of every mask, indexed by the mask, built by doubling."""
+    def all_masks(self, stop: Callable[[], bool] | None = None) -> np.ndarray | None:
+        """Boolean (2^N,) feasibility of every mask, indexed by the mask, built by doubling;
+        None if ``stop()`` turns true (asked before each row: a row at N = 22 takes a fraction
+        of a second)."""
         ok = np.ones(1 << self.n, dtype=bool)
         servers: dict[int, np.ndarray] = {}
         for row in self.rows:
+            if stop is not None and stop():
+                return None
             if not row.per_server:
                 ok &= _group_ok(row.cost, self.k, row.caps[0])
                 continue
@@ -146,6 +151,8 @@ class FeasibilityModel:
                     table[0] = True  # an unused server costs nothing
                     servers[s] = servers[s] & table if s in servers else table
         if servers:
+            if stop is not None and stop():
+                return None
             ok &= _combine_servers(servers, self._servers)
         ok[0] = self.empty_ok
         return ok

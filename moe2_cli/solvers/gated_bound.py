@@ -59,7 +59,7 @@ class GatedBound:
         score_bits = np.left_shift(np.uint64(1), np.argsort(by_score, axis=1).astype(np.uint64))
         self.score_bits = [_byte_or(score_bits[:, s:s + 8]).T.reshape(-1) for s in range(0, m, 8)]
         self.scores = scores
-        self.m = m
+        self.sorted_scores = np.take_along_axis(scores, by_score, axis=1)
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
         self.empty = 0.0 if objective.metric == "accuracy" else objective.floor
 
@@ -80,52 +80,92 @@ class GatedBound:
             out |= self.rank_bits[j][(masks >> (8 * j)) & 255]
         return out
 
-    def _by_score(self, ranked: np.ndarray) -> np.ndarray:
-        """(N,) uint64 gate-rank bits of (query row_start) pairs to bits at score positions."""
+    def _by_score(self, ranked: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """(N,) uint64 gate-rank bits of rows (queries at ``starts``) to bits at score positions."""
         rank_bytes = ranked.view(np.uint8).reshape(-1, 8)
         out = np.zeros(ranked.size, dtype=np.uint64)
         for j, table in enumerate(self.score_bits):
-            out |= table.take(self._starts + rank_bytes[:, j])
+            out |= table.take(starts + rank_bytes[:, j])
         return out
 
-    def _sum(self, ranked: np.ndarray) -> np.ndarray:
-        """Complex (B, Q): sum e^h p + i sum e^h over the ranks set in ``ranked``."""
-        rank_bytes = ranked.reshape(-1).view(np.uint8).reshape(-1, 8)
-        starts = np.tile(self.row_start, ranked.shape[0])
-        total = np.zeros(starts.size, dtype=complex)
+    def _sum(self, ranked: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Complex (N,): sum e^h p + i sum e^h over the ranks set in each row of ``ranked``."""
+        rank_bytes = ranked.view(np.uint8).reshape(-1, 8)
+        total = np.zeros(ranked.size, dtype=complex)
         for j, table in enumerate(self.sums):
             total += table.take(starts + rank_bytes[:, j])
-        return total.reshape(ranked.shape)
+        return total
+
+    def _top_score(self, by_score: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The score of each row's best column (its lowest set bit in score order); rows not empty."""
+        first = np.bitwise_count((by_score & (~by_score + np.uint64(1))) - np.uint64(1)).astype(np.intp)
+        return self.sorted_scores[query, first]
+
+    def bound_without(self, low: int, high: int, removed) -> np.ndarray:
+        """The bounds of the boxes [low, high minus removed_j], equal to :meth:`bound`'s bit for
+        bit, where each ``removed_j`` takes every expert of ``high`` hosting its columns and
+        ``low`` holds none of them. Only the queries
+        where a removed column is a candidate are worked out again: elsewhere it ranks below k
+        columns of ``low``, so it is neither a candidate nor above a forced column."""
+        columns = self.objective.column_masks
+        in_p = self._ranked(columns(np.array([low], dtype=np.int64)))[0]
+        in_q = self._ranked(columns(np.array([high], dtype=np.int64)))[0]
+        parent = self._units(in_p, in_q, np.arange(in_q.size))
+        gone = self._ranked(columns(np.asarray(removed, dtype=np.int64).reshape(-1)))  # (R, Q)
+        box, query = np.nonzero(gone & (in_q & _through_kth(in_p, self.k))[None])
+        fresh = self._units(in_p[query], in_q[query] & ~gone[box, query], query)
+        change = np.zeros(gone.shape[0])
+        np.add.at(change, box, parent[query] - fresh)  # integers in floats: exact
+        return np.ldexp(parent.sum() - change, -self.objective.exponent)
 
     def _block(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        in_p, in_q = self._ranked(p), self._ranked(q)
-        cand = in_q & _through_kth(in_p, self.k)  # fewer than k columns of p rank above
-        forced = in_p & _through_kth(in_q, self.k)  # fewer than k columns of q rank above
-        n_forced = np.bitwise_count(forced)
-        fsum = self._sum(forced)
+        """Per box, the sum over queries of the query bound in F's units."""
+        n_queries = self.scores.shape[0]
+        query = np.tile(np.arange(n_queries), p.size)
+        units = self._units(self._ranked(p).reshape(-1), self._ranked(q).reshape(-1), query)
+        return units.reshape(p.size, n_queries).sum(axis=1)
+
+    def _units(self, in_p: np.ndarray, in_q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per row (a query's rank bits of p and of q, and the query), the query's bound in F's
+        units, rounded up; the weighted prefix is worked out only where it can beat the forced
+        average."""
+        value = np.full(in_q.size, self.empty)
+        live = np.flatnonzero(in_q & _through_kth(in_p, self.k))  # rows with a candidate
+        query = rows[live]
+        starts = self.row_start[query]
+        cand = in_q[live] & _through_kth(in_p[live], self.k)  # fewer than k columns of p rank above
+        forced = in_p[live] & _through_kth(in_q[live], self.k)  # fewer than k columns of q rank above
+        fsum = self._sum(forced, starts)
         fes, fe = fsum.real, fsum.imag
-        optional = np.where(n_forced < self.k, cand & ~forced, np.uint64(0)).reshape(-1)  # k forced: no slot
-        prefix = np.full(optional.size, -np.inf)
-        some = np.flatnonzero(optional)  # only these (box, query) pairs have a prefix to weigh
+        # No forced weight, or one that underflowed: the best candidate's score, which bounds
+        # every weighted average of candidates.
+        best = self._top_score(self._by_score(cand, starts), query)
+        weighted = fe >= _TINY
+        alone = np.where(weighted, fes / np.where(weighted, fe, 1.0), best)
+        optional = np.where(weighted & (np.bitwise_count(forced) < self.k), cand & ~forced, np.uint64(0))
+        some = np.flatnonzero(optional)
         if some.size:
-            self._starts = np.tile(self.row_start, cand.shape[0])[some]
-            query = some % cand.shape[1]
-            opt = _unpack(self._by_score(optional[some]), self.m)  # (S, M) 0/1 in score order
-            ce = fe.reshape(-1)[some, None] + np.cumsum(opt * self.ee_by_score[query], axis=1)
-            ces = fes.reshape(-1)[some, None] + np.cumsum(opt * self.es_by_score[query], axis=1)
-            prefix[some] = np.where(opt.astype(bool) & (ce > 0), ces / np.where(ce > 0, ce, 1.0), -np.inf).max(axis=1)
-        prefix = prefix.reshape(cand.shape)
-        alone = np.where(fe > 0, fes / np.where(fe > 0, fe, 1.0), -np.inf)
-        value = np.maximum(prefix, alone)
-        # No forced weight, or one that underflowed: the best candidate's score is always valid.
-        small = fe < _TINY
-        if small.any():
-            simple = np.where(_unpack(cand, self.m).astype(bool), self.scores[None], -np.inf).max(axis=2)
-            value = np.where(small, np.maximum(value, simple), value)
-        value = np.where(cand != 0, value, self.empty)
+            by_score = self._by_score(optional[some], starts[some])
+            # Adding a column scored below the current average only lowers it: the best prefix
+            # beats the forced average only when the best optional column does.
+            rise = self._top_score(by_score, query[some]) > alone[some]
+            some, by_score = some[rise], by_score[rise]
+        if some.size:
+            alone[some] = np.maximum(alone[some], self._best_prefix(by_score, query[some], fes[some], fe[some]))
+        value[live] = alone
         if self.objective.metric != "accuracy":
             value = np.log(value)
-        return np.ceil(value * self.unit_weights[None]).sum(axis=1)
+        return np.ceil(value * self.unit_weights[rows])
+
+    def _best_prefix(self, by_score: np.ndarray, query: np.ndarray, fes: np.ndarray, fe: np.ndarray) -> np.ndarray:
+        """The best weighted average of the forced columns plus a prefix, in score order, of the
+        optional columns (bits at score positions); only the positions up to the last one set
+        anywhere are unpacked."""
+        width = int(np.bitwise_or.reduce(by_score)).bit_length()
+        opt = _unpack(by_score, width)  # (S, width) 0/1 in score order
+        ce = fe[:, None] + np.cumsum(opt * self.ee_by_score[query, :width], axis=1)
+        ces = fes[:, None] + np.cumsum(opt * self.es_by_score[query, :width], axis=1)
+        return np.where(opt.astype(bool), ces / ce, -np.inf).max(axis=1)
 
 
 def _through_kth(ranked: np.ndarray, k: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from moe2_cli.cli.common import solver_progress_line
 from moe2_cli.progress import ProgressEvent
 from tests.conftest import ROOT
 
-HEAVY = ("ortools", "sklearn", "scipy", "pandas", "matplotlib")
+HEAVY = ("ortools", "sklearn", "scipy", "pandas", "matplotlib", "numpy")
 
 
 def test_importing_the_cli_loads_no_heavy_package():

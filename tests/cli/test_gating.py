@@ -97,3 +97,16 @@ def test_outcomes_for_other_llms_are_reported(cli, tmp_path):
     result = cli("gating", "train", "--outcomes", other)
     assert result.exit_code == 2
     assert f"{other}: no scores for LLM 'qwen2.5-7b-instruct' (have: x)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("option, value", [("--hidden", "99999999999"), ("--hidden", "65"), ("--queries", "10000001")])
+def test_train_bounds_its_work(run_cli, option, value):
+    result = run_cli("gating", "train", option, value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"moe2: invalid value for '{option}'")
+
+
+def test_train_refuses_more_k_than_experts(run_cli):
+    result = run_cli("gating", "train", "--top-k", "50")
+    assert result.exit_code == 2
+    assert result.stderr == "moe2: --top-k must be between 1 and 11, the scenario's number of experts (got 50)\n"

@@ -77,6 +77,7 @@ def test_min_accuracy_gate(run_cli):
     (["--min-accuracy", "high"], "--min-accuracy must be a fraction"),
     (["--min-accuracy", "0.5", "--metric", "neg-cross-entropy"], "--min-accuracy needs --metric accuracy"),
     (["--sede", "1"], "no such option: --sede"),
+    (["--folds", "1000"], "invalid value for '--folds'"),
     (["--metric", "f1"], "--metric must be one of"),
     (["--time-limit", "-1"], "--time-limit must be > 0"),
 ])

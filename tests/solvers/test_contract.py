@@ -133,6 +133,23 @@ def test_evaluation_limit_returns_incumbent_and_gap(name):
     assert result.gap == pytest.approx(result.bound - result.objective)
 
 
+@pytest.mark.parametrize("name", ["exhaustive", "exhaustive-all"])
+def test_a_limit_stops_exhaustive_while_it_tabulates_feasibility(name):
+    problem = coverage_problem(11, 16, energy_frac=0.45, latency_frac=0.9)
+    result = get_solver(name).solve(problem, Limits(time_s=1e-9))  # past before the first row
+    assert result.status is Status.LIMIT and result.mask == 0
+    assert any("tabulated feasibility" in note for note in result.notes)
+
+
+def test_many_masks_are_scored_in_batches_that_stop_at_a_limit():
+    problem = coverage_problem(3, 12, energy_frac=0.5, latency_frac=0.8)
+    ctx = SolveContext(problem, Limits(max_evaluations=100))
+    masks = np.arange(1, 4001, dtype=np.int64)
+    values, done = ctx.F_until_limit(masks)
+    assert 100 <= done < masks.size and ctx.evaluations == done
+    assert np.isnan(values[done:]).all() and np.array_equal(values[:done], problem.objective(masks[:done]))
+
+
 def test_vertex_limit_stops_polyblock():
     problem = coverage_problem(11, 16, energy_frac=0.45, latency_frac=0.9)
     result = PolyblockSolver().solve(problem, Limits(max_vertices=1))
