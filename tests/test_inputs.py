@@ -311,3 +311,12 @@ def test_a_value_with_line_breaks_stays_on_one_diagnostic_line(run_cli, tmp_path
     path.write_text(DEFAULT.replace("top_k: 2", 'top_k: !!int "\\nline two\\r\\nline three"', 1))
     stderr = one_located_line(run_cli("validate", path), path)
     assert len(stderr.strip().splitlines()) == 1 and "\\nline two" in stderr
+
+
+def test_a_sequence_used_as_a_top_level_key_is_a_clean_error(tmp_path, run_cli):
+    # Found by the profile fuzzer: a flow sequence as a key made validate's kind check fail.
+    path = tmp_path / "p.yaml"
+    path.write_text("schema_version: 1\n[a, b]: 1\nllms: {}\n")
+    result = run_cli("validate", path)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.stderr and "internal error" not in result.stderr

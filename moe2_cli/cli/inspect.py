@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, ScalarNode
 
 from moe2_cli.cli.common import FormatOpt, OutputFormat, error_lines, handles_errors
 from moe2_cli.cli.render import Column, emit
@@ -75,7 +75,8 @@ def show(scenario: ScenarioArg = None, format: FormatOpt = OutputFormat.table) -
 
 def _validate_one(path: Path) -> dict:
     root = read_yaml(path)
-    keys = {k.value for k, _ in root.value} if isinstance(root, MappingNode) else set()
+    # Only plain keys name a kind; a sequence or mapping used as a key is the loader's to report.
+    keys = {k.value for k, _ in root.value if isinstance(k, ScalarNode)} if isinstance(root, MappingNode) else set()
     if keys & {"servers", "top_k", "budgets"}:
         scenario = load_scenario(path, root)
         return {"path": str(path), "kind": "scenario", "ok": True,
