@@ -19,7 +19,7 @@ from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.measure.scorers import SCORERS
-from moe2_cli.outcomes.rows import Problems, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import Problems, describe, unique_records
 from moe2_cli.scenario.shipped import shipped_dir
 
 DEFAULT_PROMPTS = "llmrouter-prompts.jsonl.gz"
@@ -58,22 +58,7 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     path = Path(path) if path is not None else default_prompts_path()
     if not path.is_file():
         raise InputError(Diagnostic(str(path), None, None, "prompt file not found"))
-    problems = Problems(str(path))
-    prompts: list[Prompt] = []
-    seen: set[str] = set()
-    for line, row in json_lines(read_text(path), problems):
-        prompt = _prompt(problems, line, row)
-        if prompt is None:
-            continue
-        if prompt.id in seen:
-            problems.add(line, f"duplicate id {prompt.id!r}")
-            continue
-        seen.add(prompt.id)
-        prompts.append(prompt)
-    if not prompts and not problems.items:
-        problems.add(None, "no prompts in the file")
-    problems.raise_if_any()
-    return prompts
+    return unique_records(path, lambda line, row, problems: _prompt(problems, line, row), "prompts")
 
 
 def for_categories(prompts: list[Prompt], categories: Iterable[str], source: str) -> list[Prompt]:

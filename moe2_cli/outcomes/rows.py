@@ -7,9 +7,9 @@ import gzip
 import io
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from moe2_cli.errors import Diagnostic, InputError
 
@@ -90,6 +90,36 @@ def json_lines(text: str, problems: Problems) -> Iterator[tuple[int, dict[str, A
             continue
         yield number, row
 
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Record = TypeVar("Record", bound=_Identified)
+
+
+def unique_records(path: Path, parse: Callable[[int, dict[str, Any], Problems], Record | None],
+                   what: str) -> list[Record]:
+    """Every JSON line of ``path`` parsed by ``parse(line, row, problems)`` (None for a bad row),
+    with ids unique across the file; an empty file is a problem too."""
+    problems = Problems(str(path))
+    records: list[Record] = []
+    seen: set[str] = set()
+    for line, row in json_lines(read_text(path), problems):
+        record = parse(line, row, problems)
+        if record is None:
+            continue
+        if record.id in seen:
+            problems.add(line, f"duplicate id {record.id!r}")
+            continue
+        seen.add(record.id)
+        records.append(record)
+    if not records and not problems.items:
+        problems.add(None, f"no {what} in the file")
+    problems.raise_if_any()
+    return records
 
 def _why(err: Exception) -> str:
     return "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]

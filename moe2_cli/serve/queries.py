@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from moe2_cli.outcomes.rows import Problems, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import Problems, describe, unique_records
 
 
 @dataclass(frozen=True)
@@ -27,22 +27,8 @@ class Query:
 
 def read_queries(path: str | Path, categories: tuple[str, ...]) -> list[Query]:
     """Every query of a JSONL file; each bad line is reported as ``path:line: ...``."""
-    shown = str(path)
-    problems = Problems(shown)
-    queries, seen = [], set()
-    for number, row in json_lines(read_text(Path(path)), problems):
-        query = _query(row, number, categories, problems)
-        if query is None:
-            continue
-        if query.id in seen:
-            problems.add(number, f"duplicate id {query.id!r}")
-            continue
-        seen.add(query.id)
-        queries.append(query)
-    if not queries and not problems.items:
-        problems.add(None, "no queries (the file is empty)")
-    problems.raise_if_any()
-    return queries
+    return unique_records(Path(path), lambda line, row, problems: _query(row, line, categories, problems),
+                          "queries")
 
 
 def _query(row: dict, line: int, categories: tuple[str, ...], problems: Problems) -> Query | None:
