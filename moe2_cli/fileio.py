@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from moe2_cli.errors import UsageError
+from moe2_cli.replay import note_probe
 
 _TEMP_PREFIX = ".moe2-"
 
@@ -25,6 +26,12 @@ _TEMP_PREFIX = ".moe2-"
 def exists_as(path: str | Path, kind: str = "any") -> bool:
     """Whether ``path`` is a file (``kind="file"``), a directory (``"dir"``) or either; a name
     too long or otherwise invalid for the operating system is simply not there."""
+    found = _exists_as(path, kind)
+    note_probe(path, kind, found)
+    return found
+
+
+def _exists_as(path: str | Path, kind: str) -> bool:
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):

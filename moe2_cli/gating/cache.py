@@ -25,19 +25,14 @@ from moe2_cli import __version__
 from moe2_cli.errors import InputError
 from moe2_cli.gating.model import SavedGate, load_gate, save_gate
 from moe2_cli.outcomes import Outcomes
+from moe2_cli.replay import CACHE_ENV, cache_root
 
-CACHE_ENV = "MOE2_CACHE_DIR"
 _LAYOUT = 1  # bump when what an entry holds changes
 
 
 def cache_dir() -> Path:
-    """Where entries live: ``$MOE2_CACHE_DIR``, else the platform's user cache directory."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("moe2", appauthor=False)) / "gates"
+    """Where entries live: ``$MOE2_CACHE_DIR``, else ``gates`` in the platform's user cache directory."""
+    return cache_root() if os.environ.get(CACHE_ENV) else cache_root() / "gates"
 
 
 def outcomes_digest(outcomes: Outcomes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -76,8 +77,11 @@ def test_debug_is_accepted_after_the_command(run_cli):
 
 def test_shell_completion_is_offered(run_cli):
     assert "--install-completion" in run_cli("--help").stdout
-    script = run_cli("--show-completion", "bash")
-    assert script.exit_code == 0 and "_MOE2_COMPLETE" in script.stdout
+    # Named, not detected from the parent process (which depends on how the tests were started).
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = subprocess.run([sys.executable, "-m", "moe2_cli", "--show-completion", "bash"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and "_MOE2_COMPLETE" in script.stdout
 
 
 def test_ctrl_c_while_loading_exits_130_quietly():
