@@ -20,7 +20,7 @@ from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
-MAX_SWEEP_POINTS = 10_000
+MAX_SWEEP_POINTS = 1_000  # a frontier plot shows no more; each point is a solve with intervals
 EXACT_3D_LIMIT = 16
 RESOURCES = ("energy", "latency")
 

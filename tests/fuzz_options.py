@@ -63,7 +63,7 @@ budget_specs = st.builds(lambda key, sep, value: key + sep + value, keys, separa
 sweep_ranges = st.one_of(
     st.lists(numbers, min_size=1, max_size=4).map(":".join),
     # well-formed ranges of up to 41 points, so that a grid of two is solved within the time bound (a
-    # sweep's work grows with its points, up to the 10,000 of MAX_SWEEP_POINTS in all)
+    # sweep's work grows with its points, up to the 1,000 of MAX_SWEEP_POINTS in all)
     st.tuples(st.floats(1e-3, 2e3), st.floats(0, 2e3), st.integers(1, 40)).map(
         lambda t: f"{t[0]:g}:{t[0] + t[1]:g}:{max(t[1] / t[2], 1e-3):g}"),
 )

@@ -131,6 +131,7 @@ class Bootstrap:
         spread = None if fold is None else FoldSpread(np.asarray(category), np.asarray(fold),
                                                       objective.instance.shares)
         self.spread = spread if spread is not None and spread.folds >= 2 else None
+        self._intervals: dict[tuple[int, ...], Interval] = {}  # a sweep asks about the same masks again and again
 
     def interval(self, values: np.ndarray) -> Interval:
         """Interval of the share-weighted mean of per-query ``values`` (Q,)."""
@@ -151,9 +152,15 @@ class Bootstrap:
 
     def of(self, mask: int) -> Interval:
         """F(S) with its interval."""
-        return self.interval(query_values(self.objective, [mask])[0])
+        key = (mask,)
+        if key not in self._intervals:
+            self._intervals[key] = self.interval(query_values(self.objective, [mask])[0])
+        return self._intervals[key]
 
     def difference(self, mask: int, other: int) -> Interval:
         """F(S) - F(S') with its paired interval."""
-        values = query_values(self.objective, [mask, other])
-        return self.interval(values[0] - values[1])
+        key = (mask, other)
+        if key not in self._intervals:
+            values = query_values(self.objective, [mask, other])
+            self._intervals[key] = self.interval(values[0] - values[1])
+        return self._intervals[key]

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -43,6 +45,7 @@ MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
 _CHUNK_ELEMENTS = 1 << 17  # masks x queries per chunk: temporaries stay in a core's L2 cache (larger
 # chunks measured 5x slower when another process shared the last-level cache)
 _MAX_THREADS = 2
+T = TypeVar("T")
 
 
 def share_weights(category: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -112,6 +115,14 @@ class GatedObjective(Objective):
         self._fast = _RankTables(self, self._pair_values()) if self.k <= 2 else None
         self._sums = _SoftmaxSums(self) if self._fast is None else None
         self._all_columns: np.ndarray | None = None
+        self._derived: dict[Callable[[GatedObjective], Any], Any] = {}
+
+    def derived(self, build: Callable[[GatedObjective], T]) -> T:
+        """``build(self)``, built on the first call and kept: tables (a solver's bounds) that
+        depend on nothing but this objective."""
+        if build not in self._derived:
+            self._derived[build] = build(self)
+        return self._derived[build]
 
     def column_masks(self, masks) -> np.ndarray:
         """Expert masks to column masks: the columns (LLMs) the selected experts host."""

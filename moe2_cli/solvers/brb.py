@@ -2,7 +2,7 @@
 
 For monotone F a box's bound is F(q). For the gated F, which is not monotone, it is the box
 bound of :mod:`moe2_cli.solvers.gated_bound`, so an ``optimal`` answer is proven on F itself
-(see :class:`_GatedBrb`). Any other non-monotone F gets no proof. The best box is taken first. It is reduced from
+(see :class:`GatedBrb`). Any other non-monotone F gets no proof. The best box is taken first. It is reduced from
 above (experts that cannot join p are dropped from q) and from below (experts without which F
 cannot beat the incumbent are forced into p), a greedy completion of p inside q offers an
 incumbent, and the box is split on one free expert. A box whose p is infeasible holds nothing
@@ -48,7 +48,7 @@ class BrbSolver(Solver):
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
         if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
-            return _GatedBrb(ctx, problem.objective, self.name).run(incumbent)
+            return GatedBrb(ctx, problem.objective, self.name).run(incumbent)
         return _Brb(ctx, self.name).run(incumbent)
 
 
@@ -136,7 +136,7 @@ class _Brb:
                                peak_vertices=self.peak, assumes_monotone=True)
 
 
-class _GatedBrb:
+class GatedBrb:
     """BRB on the gated F with box bounds that hold without monotonicity.
 
     A box [p, q] is bounded by :class:`GatedBound`. It is reduced from above: experts that
@@ -151,7 +151,7 @@ class _GatedBrb:
         self.ctx = ctx
         self.name = name
         self.best = Incumbent()
-        self.bounds = GatedBound(objective)
+        self.bounds = objective.derived(GatedBound)  # built once per F: a frontier solves it at many budgets
         self.columns = np.asarray(objective.expert_columns, dtype=np.intp)
         self.column = self.columns.tolist()
         # Per LLM column, the mask of the experts hosting it.
@@ -173,18 +173,23 @@ class _GatedBrb:
         if full == 0:
             return ctx.result(self.name, Status.INFEASIBLE, 0)
         self._offer(greedy_mask(ctx, full, lazy=True), ctx.usable_incumbent(warm) or 0)
-        self._push(float(self.bounds.bound([0], [full])[0]), full, 0)
+        return self._finish(Status.OPTIMAL if self.settle(0, full) else Status.LIMIT)
+
+    def settle(self, p: int, q: int) -> bool:
+        """Search the box [p, q] until no open box can beat the incumbent; False if a limit
+        stopped it (the open boxes stay in the heap)."""
+        self._push(float(self.bounds.bound([p], [q])[0]), q, p)
         while self.heap:
-            if ctx.limit_hit(len(self.heap)) is not None:
-                return self._finish(Status.LIMIT)
+            if self.ctx.limit_hit(len(self.heap)) is not None:
+                return False
             neg, _, q, p = heapq.heappop(self.heap)
             if -neg <= self.val:
                 self.heap.clear()  # no open box can beat the incumbent
                 break
             self.iterations += 1
-            ctx.report(self.iterations, self.val, -neg)
+            self.ctx.report(self.iterations, self.val, -neg)
             self._visit(p, q)
-        return self._finish(Status.OPTIMAL)
+        return True
 
     def _offer(self, *masks: int) -> None:
         masks = tuple(m for m in masks if m)

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from moe2_cli.gating.ensemble import GatedObjective
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.solvers.base import (
     Incumbent,
@@ -32,6 +33,7 @@ from moe2_cli.solvers.base import (
     Status,
 )
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.brb import GATED_PROOF, GatedBrb
 
 # Children are scored in batches of this size, with a limit check between batches.
 _BATCH = 4096
@@ -42,7 +44,7 @@ _SMALL_PAIRS = 1 << 18
 
 
 class PolyblockSolver(Solver):
-    """DPOLY: exact for monotone F; anytime under time, vertex and evaluation limits.
+    """DPOLY: exact for monotone F and for the gated F; anytime under time, vertex and evaluation limits.
 
     Options: ``eps_abs`` / ``eps_rel`` stop once no vertex can beat the incumbent by more than
     that (0 = exact); ``lazy`` evaluates a child's F only when it is about to be expanded
@@ -67,6 +69,8 @@ class PolyblockSolver(Solver):
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
+        if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
+            return _GatedDpoly(ctx, self, problem.objective).run(incumbent)
         return _Dpoly(ctx, self).run(incumbent)
 
 
@@ -112,16 +116,16 @@ class _Dpoly:
         if full == 0:
             return ctx.result(self.name, Status.INFEASIBLE, 0)
         if ctx.feas.fits(full):
-            return self._finish(Status.OPTIMAL, ctx.drop_idle(full))
+            return self._all_fit(full)
         self.order = _projection_order(ctx, full)
         if self.greedy:
             self._offer(greedy_mask(ctx, full, lazy=True))
         if (warm := ctx.usable_incumbent(warm)) is not None:
             self._offer(warm)
         self.verts = np.array([full], dtype=np.int64)
-        self.bounds = ctx.F(self.verts)
-        self.exact = np.ones(1, dtype=bool)
         self.low = np.zeros(1, dtype=np.int64)
+        self.bounds = self._box_bounds(self.low, self.verts)
+        self.exact = np.ones(1, dtype=bool)
         self.peak = 1
         return self._loop()
 
@@ -141,7 +145,9 @@ class _Dpoly:
                 self._tighten(at)
                 continue
             if ctx.feas.fits(z):
-                return self._finish(Status.OPTIMAL, z)  # F(z) > incumbent, and bounds all others
+                if (done := self._feasible_vertex(at, z)) is not None:
+                    return done
+                continue
             if self.reduce:
                 if self._reduce_up(at):
                     continue
@@ -159,6 +165,23 @@ class _Dpoly:
                     return self._finish(Status.LIMIT, self.best.mask)
 
     # ------------------------------------------------------------ pieces
+
+    def _all_fit(self, full: int) -> SolveResult:
+        """Every expert that fits alone fits together: for monotone F that set is optimal."""
+        return self._finish(Status.OPTIMAL, self.ctx.drop_idle(full))
+
+    def _feasible_vertex(self, at: int, z: int) -> SolveResult | None:
+        """The best vertex fits: for monotone F it is optimal (F(z) beats the incumbent and
+        bounds every other vertex)."""
+        return self._finish(Status.OPTIMAL, z)
+
+    def _check_edges(self, parent: np.ndarray, child: np.ndarray) -> None:
+        self.ctx.check_edges(parent, child)  # a child above its parent withdraws the monotone proof
+
+    def _box_bounds(self, low: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Upper bounds on F over the selections between ``low`` and each mask: F(mask) itself
+        for monotone F."""
+        return self.ctx.F(masks)
 
     def _threshold(self) -> float:
         if self.val == -math.inf:
@@ -208,12 +231,12 @@ class _Dpoly:
     def _reduce_low(self, at: int) -> tuple[int, list[int]] | None:
         """Force into ``low`` the experts whose removal cannot beat the incumbent, then project
         with the free experts by importance; None if the vertex was dropped."""
-        ctx, feas = self.ctx, self.ctx.feas
+        feas = self.ctx.feas
         z, p, top = int(self.verts[at]), int(self.low[at]), float(self.bounds[at])
         free = np.array(members(z & ~p), dtype=np.int64)
         drops = z & ~(np.int64(1) << free)
-        values = ctx.F(drops)
-        ctx.check_edges(np.full(free.size, top), values)
+        values = self._box_bounds(np.full(free.size, p, dtype=np.int64), drops)
+        self._check_edges(np.full(free.size, top), values)
         self.known = dict(zip(drops.tolist(), values.tolist()))
         forced = values <= self._threshold()
         if forced.any():
@@ -247,8 +270,8 @@ class _Dpoly:
         of the other inexact vertices tied with it (usually its siblings, next in line anyway)."""
         tied = np.flatnonzero(~self.exact & (self.bounds == self.bounds[at]))
         tied = np.union1d([at], tied[tied != at][:_TIGHTEN_BATCH - 1])
-        values = self.ctx.F(self.verts[tied])
-        self.ctx.check_edges(self.bounds[tied], values)
+        values = self._box_bounds(self.low[tied], self.verts[tied])
+        self._check_edges(self.bounds[tied], values)
         self.bounds[tied], self.exact[tied] = values, True
 
     def _project(self, z: int) -> tuple[int, list[int]]:
@@ -300,10 +323,10 @@ class _Dpoly:
                     if (v := self.known.get(c)) is not None:
                         values[t], exact[t] = v, True
         else:
-            values = self._score(children)
+            values = self._score(children, low)
             if values is None:
                 return False
-            self.ctx.check_edges(inherited, values)
+            self._check_edges(inherited, values)
             exact = np.ones(children.size, dtype=bool)
         keep = values > self._threshold()
         children, values, exact, low = children[keep], values[keep], exact[keep], low[keep]
@@ -318,13 +341,13 @@ class _Dpoly:
         self.peak = max(self.peak, self.verts.size)
         return True
 
-    def _score(self, masks: np.ndarray) -> np.ndarray | None:
-        """F of new children in batches, stopping (None) when a limit is reached."""
+    def _score(self, masks: np.ndarray, low: np.ndarray) -> np.ndarray | None:
+        """Bounds of new children in batches, stopping (None) when a limit is reached."""
         out = np.empty(masks.size, dtype=float)
         for start in range(0, masks.size, _BATCH):
             if start and self.ctx.limit_hit() is not None:
                 return None
-            out[start:start + _BATCH] = self.ctx.F(masks[start:start + _BATCH])
+            out[start:start + _BATCH] = self._box_bounds(low[start:start + _BATCH], masks[start:start + _BATCH])
         return out
 
     def _finish(self, status: Status, mask: int) -> SolveResult:
@@ -335,6 +358,50 @@ class _Dpoly:
         mask = ctx.drop_idle(mask) if status is Status.OPTIMAL else mask
         return ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
                           peak_vertices=self.peak, assumes_monotone=True)
+
+
+class _GatedDpoly(_Dpoly):
+    """DPOLY on the gated F, which is not monotone, with a proof on F itself.
+
+    A vertex v with its ``low`` p stands for the box [p, v], and its bound is the gated box
+    bound (:mod:`moe2_cli.solvers.gated_bound`) instead of F(v), valid without monotonicity; a
+    child's box lies inside its parent's, so inherited bounds stay valid. The reductions use
+    the same bound: an expert joins ``low`` when the box without it cannot beat the incumbent.
+    A vertex that fits no longer closes the search (a subset of it can be better): its box,
+    feasible throughout, is searched by the gated branch-and-bound and then dropped.
+    """
+
+    def __init__(self, ctx: SolveContext, solver: PolyblockSolver, objective: GatedObjective):
+        super().__init__(ctx, solver)
+        self.boxes = GatedBrb(ctx, objective, solver.name)
+        self.boxes.best = self.best  # one incumbent for the polyblock and the boxes it settles
+
+    def _check_edges(self, parent: np.ndarray, child: np.ndarray) -> None:
+        pass  # these are box bounds, not values of F: they say nothing about monotonicity
+
+    def _box_bounds(self, low: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return self.boxes.bounds.bound(low, masks)
+
+    def _all_fit(self, full: int) -> SolveResult:
+        self._offer(full)
+        return self._finish(Status.OPTIMAL if self.boxes.settle(0, full) else Status.LIMIT, self.best.mask)
+
+    def _feasible_vertex(self, at: int, z: int) -> SolveResult | None:
+        low = int(self.low[at])
+        self._drop(at)
+        return None if self.boxes.settle(low, z) else self._finish(Status.LIMIT, self.best.mask)
+
+    def _finish(self, status: Status, mask: int) -> SolveResult:
+        ctx = self.ctx
+        bound = math.nan
+        if status is Status.LIMIT:
+            open_bounds = [float(self.bounds.max())] if self.bounds.size else []
+            open_bounds += [-self.boxes.heap[0][0]] if self.boxes.heap else []
+            bound = max([self.val, *open_bounds])
+        mask = ctx.drop_idle(mask) if status is Status.OPTIMAL else mask
+        notes = (GATED_PROOF,) if status is Status.OPTIMAL else ("the bound is the gated box bound",)
+        return ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations + self.boxes.iterations,
+                          peak_vertices=max(self.peak, self.boxes.peak), notes=notes)
 
 
 def _projection_order(ctx: SolveContext, allowed: int) -> list[int]:

@@ -13,6 +13,7 @@ from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import Budgets, Problem
 from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
+from moe2_cli.solvers.brb import GATED_PROOF
 from moe2_cli.solvers.exhaustive import ExhaustiveSolver
 from moe2_cli.solvers.polyblock import PolyblockSolver
 from tests.conftest import ROOT
@@ -208,8 +209,9 @@ def gated_problem(seed: int, n: int, top_k: int) -> Problem:
     return Problem(inst, budgets_between(inst, 0.5, 0.6), GatedObjective(inst, logits, probs, weights))
 
 
+@pytest.mark.parametrize("name", ["brb", "polyblock"])
 @pytest.mark.parametrize(("seed", "top_k"), [(11, 2), (12, 3), (13, 5)])
-def test_brb_proves_the_optimum_of_a_fleet_repeating_few_llms(seed, top_k):
+def test_gated_proofs_find_the_optimum_of_a_fleet_repeating_few_llms(seed, top_k, name):
     # 13 experts hosting 4 LLMs: brb branches on LLMs and drops copies of the ones it holds.
     rng = np.random.default_rng(seed)
     inst = random_instance(rng, 13, servers=4, top_k=top_k)
@@ -219,12 +221,21 @@ def test_brb_proves_the_optimum_of_a_fleet_repeating_few_llms(seed, top_k):
     objective = GatedObjective(inst, logits, probs, weights, expert_columns=np.arange(13) % 4)
     problem = Problem(inst, budgets_between(inst, 0.4, 0.5), objective)
     truth = get_solver("exhaustive-all").solve(problem)
-    result = get_solver("brb").solve(Problem(inst, problem.budgets, GatedObjective(
+    result = get_solver(name).solve(Problem(inst, problem.budgets, GatedObjective(
         inst, logits, probs, weights, expert_columns=np.arange(13) % 4)))
     assert result.status is Status.OPTIMAL and result.objective == truth.objective
+    assert result.notes == (GATED_PROOF,)
 
 
-@pytest.mark.parametrize("name", ["polyblock", "cpsat", "exhaustive"])
+@pytest.mark.parametrize(("seed", "n", "top_k"), [(3, 10, 3), (5, 14, 4), (8, 12, 2)])
+def test_polyblock_proves_the_gated_optimum_with_the_box_bound(seed, n, top_k):
+    truth = get_solver("exhaustive-all").solve(gated_problem(seed, n, top_k))
+    result = get_solver("polyblock").solve(gated_problem(seed, n, top_k))
+    assert result.status is Status.OPTIMAL and result.objective == truth.objective
+    assert result.notes == (GATED_PROOF,)
+
+
+@pytest.mark.parametrize("name", ["cpsat", "exhaustive"])
 def test_monotone_proofs_are_not_claimed_on_the_gated_f(name):
     result = get_solver(name).solve(gated_problem(3, 10, 3))
     assert result.status is Status.FEASIBLE and math.isnan(result.bound)
