@@ -19,8 +19,9 @@ from moe2_cli.solvers.base import Limits, Solver, SolveResult, Status
 
 # The fastest solver that proves optimality on the gated F itself (any N, monotone or not).
 DEFAULT_SOLVER = "brb"
-# Solvers whose optimality proof holds only for monotone F: on the gated F they prove on its
-# monotone envelope, where one is tabulated (see moe2_cli.session).
+# Solvers whose optimality proof is built for monotone F: on the gated F they prove on its
+# monotone envelope where that is cheap to tabulate (see moe2_cli.session). Elsewhere polyblock
+# proves on the gated F itself with the box bound; cpsat and exhaustive prove nothing there.
 NEEDS_MONOTONE = frozenset({"polyblock", "cpsat", "exhaustive"})
 
 # Solver class -> the module that defines it.
