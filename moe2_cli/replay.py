@@ -109,7 +109,8 @@ def recording(argv: list[str]) -> Iterator[None]:
     _recording = record = _Recording()
     out, err = io.StringIO(), io.StringIO()
     real_out, real_err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(real_out, out), _Tee(real_err, err)
+    tees = _Tee(real_out, out), _Tee(real_err, err)
+    sys.stdout, sys.stderr = tees
     code: Any = 0
     try:
         yield
@@ -119,7 +120,7 @@ def recording(argv: list[str]) -> Iterator[None]:
     finally:
         sys.stdout, sys.stderr = real_out, real_err
         _recording = None
-        if code in (0, None, 1) and record.repeatable:
+        if code in (0, None, 1) and record.repeatable and not any(tee.broken for tee in tees):
             _store(argv, {"layout": _LAYOUT, "inputs": record.inputs, "stdout": out.getvalue(),
                           "stderr": err.getvalue(), "exit": code or 0})
 
@@ -190,7 +191,10 @@ def _code_stamp() -> list[tuple[str, int, int]]:
 def _path_stamp() -> list[tuple[str, int]]:
     """Installing, removing or upgrading a library changes its site directory's entries."""
     stamp = []
+    here = os.getcwd()
     for entry in sys.path:
+        if entry in ("", here):
+            continue  # the working directory (`python -m`) changes with every file written there
         try:
             stamp.append((entry, os.stat(entry or ".").st_mtime_ns))
         except OSError:
@@ -222,10 +226,22 @@ class _Tee:
 
     def __init__(self, real: TextIO, copy: io.StringIO):
         self._real, self._copy = real, copy
+        self.broken = False
 
     def write(self, text: str) -> int:
         self._copy.write(text)
-        return self._real.write(text)
+        try:
+            return self._real.write(text)
+        except OSError:
+            self.broken = True  # a closed pipe (`| head`): the exit code says nothing about the answer
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._real.flush()
+        except OSError:
+            self.broken = True
+            raise
 
     def writelines(self, lines) -> None:
         for line in lines:

@@ -112,3 +112,24 @@ def test_cache_clear_removes_kept_answers(case):
     cleared = moe2("cache", "clear", cwd=case, cache=cache)
     assert cleared.returncode == 0 and "1 kept select answers" in cleared.stderr
     assert not list((cache / "replays").glob("*.json"))
+
+
+def test_a_run_whose_output_pipe_closed_is_not_kept(tmp_path, monkeypatch):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+        def isatty(self):
+            return False
+
+    monkeypatch.setenv("MOE2_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(SystemExit), replay.recording(["select"]):
+        try:
+            print("a table")
+        except BrokenPipeError:
+            raise SystemExit(1) from None  # what rich does when its pipe is closed
+    assert not list(tmp_path.glob("replays/*.json"))
