@@ -94,8 +94,10 @@ def replay(argv: list[str]) -> int | None:
         if entry.get("layout") != _LAYOUT or not _inputs_unchanged(entry["inputs"]):
             return None
         stdout, stderr, code = entry["stdout"], entry["stderr"], int(entry["exit"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no entry, or one we cannot read: run for real
+        if not (isinstance(stdout, str) and isinstance(stderr, str) and code in (0, 1)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no entry, or a damaged one: run for real
     sys.stdout.write(stdout)
     sys.stdout.flush()
     sys.stderr.write(stderr)

@@ -133,3 +133,18 @@ def test_a_run_whose_output_pipe_closed_is_not_kept(tmp_path, monkeypatch):
         except BrokenPipeError:
             raise SystemExit(1) from None  # what rich does when its pipe is closed
     assert not list(tmp_path.glob("replays/*.json"))
+
+
+@pytest.mark.parametrize("damage", [
+    "not json", "[]",
+    '{"layout": 1, "inputs": [], "stdout": 1, "stderr": "", "exit": 0}',
+    '{"layout": 1, "inputs": {}, "stdout": 1, "stderr": "", "exit": 0}',
+    '{"layout": 1, "inputs": {}, "stdout": "x", "stderr": "", "exit": 70}',
+])
+def test_a_damaged_entry_is_a_miss(case, damage):
+    cache, args = case / "cache", ("select", "case/scenario.yaml", "--format", "json", "--no-timing")
+    first = moe2(*args, cwd=case, cache=cache)
+    for path in (cache / "replays").glob("*.json"):
+        path.write_text(damage)
+    again = moe2(*args, cwd=case, cache=cache)
+    assert (again.returncode, again.stdout) == (0, first.stdout) and "Traceback" not in again.stderr
