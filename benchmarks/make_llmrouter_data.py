@@ -11,10 +11,10 @@ or name, so the same input always gives the same bytes.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 from pathlib import Path
+
+from shipped_data import write_gzip  # beside this script
 
 EDGE_MODELS = ("qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "mistral-7b-instruct-v0.3", "gemma-2-9b-it",
                "codegemma-7b", "llama3-chatqa-1.5-8b")
@@ -35,12 +35,7 @@ def main() -> None:
     parser.add_argument("source", type=Path, help="llmrouter_outcomes.jsonl")
     parser.add_argument("out", type=Path, help="where to write the .jsonl.gz")
     args = parser.parse_args()
-    data = derive(args.source)
-    with open(args.out, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
-            gz.write(data)
-    print(f"{args.out}: {len(data.splitlines())} queries, {args.out.stat().st_size} bytes, "
-          f"sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+    write_gzip(args.out, derive(args.source), "queries")
 
 
 if __name__ == "__main__":

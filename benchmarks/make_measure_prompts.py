@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import gzip
-import hashlib
 import json
 import re
 from pathlib import Path
 
 import numpy as np
+from shipped_data import write_gzip  # beside this script
 
 PER_CATEGORY = 40
 SEED = 0
@@ -127,12 +126,7 @@ def main() -> None:
     parser.add_argument("source", type=Path, help="llmrouter_outcomes.jsonl (with ground_truth and choices)")
     parser.add_argument("out", type=Path, help="where to write the .jsonl.gz")
     args = parser.parse_args()
-    data = derive(args.source)
-    with open(args.out, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
-            gz.write(data)
-    print(f"{args.out}: {len(data.splitlines())} prompts, {args.out.stat().st_size} bytes, "
-          f"sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+    write_gzip(args.out, derive(args.source), "prompts")
 
 
 if __name__ == "__main__":

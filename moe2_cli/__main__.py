@@ -17,13 +17,13 @@ from moe2_cli.errors import EXIT_INTERRUPTED
 def main() -> None:
     argv = sys.argv[1:]
     try:
-        kept = replay.eligible(argv, sys.stdout, sys.stderr)
-        if kept and (code := replay.replay(argv)) is not None:
+        recordable = replay.eligible(argv, sys.stdout, sys.stderr)
+        if recordable and (code := replay.replay(argv)) is not None:
             sys.exit(code)
         from moe2_cli.cli import app
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
-    if not kept:
+    if not recordable:
         app(prog_name="moe2")
         return
     with replay.recording(argv):

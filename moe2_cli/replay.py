@@ -13,8 +13,8 @@ line. Anything else runs for real.
 
 Only plain runs are kept: output to a pipe or file (never a terminal, whose width and colours
 vary), no ``--no-cache``, ``--help`` or ``--debug``, and no time limit that cut the proof
-short. Readers report what they read through :func:`note_read` and :func:`note_probe`; both
-do nothing unless a run is being recorded.
+short. Readers report what they read through :func:`note_read`, :func:`note_probe` and
+:func:`note_listing`; each does nothing unless a run is being recorded.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def recording(argv: list[str]) -> Iterator[None]:
 
 
 def clear_replays(root: Path) -> int:
+    """Delete every kept answer under ``root``; returns how many there were."""
     removed = 0
     folder = root / "replays"
     if folder.is_dir():
@@ -198,7 +199,7 @@ def _path_stamp() -> list[tuple[str, int]]:
         if entry in ("", here):
             continue  # the working directory (`python -m`) changes with every file written there
         try:
-            stamp.append((entry, os.stat(entry or ".").st_mtime_ns))
+            stamp.append((entry, os.stat(entry).st_mtime_ns))
         except OSError:
             continue
     return stamp
