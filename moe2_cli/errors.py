@@ -65,3 +65,9 @@ class InfeasibleError(Moe2Error):
     """No selection meets the budgets, or the accuracy target is missed."""
 
     exit_code = EXIT_UNMET
+
+
+class Moe2Warning(UserWarning):
+    """Something moe2 worked around and the user should know (a damaged cache entry, a cache
+    folder it will not use). The core raises it through :mod:`warnings`; the CLI prints it as
+    one ``moe2: warning: ...`` line on stderr, once per run."""

@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import IO
 
 from moe2_cli.errors import UsageError
-from moe2_cli.replay import note_probe
 
 _TEMP_PREFIX = ".moe2-"
+_TEMP_SUFFIX = ".tmp"
 
 
 def exists_as(path: str | Path, kind: str = "any") -> bool:
     """Whether ``path`` is a file (``kind="file"``), a directory (``"dir"``) or either; a name
     too long or otherwise invalid for the operating system is simply not there."""
-    found = _exists_as(path, kind)
-    note_probe(path, kind, found)
-    return found
-
-
-def _exists_as(path: str | Path, kind: str) -> bool:
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
@@ -75,12 +69,20 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A stream (text for ``mode="w"``, binary for ``"wb"``) whose content replaces ``path`` only
     when the ``with`` block ends normally; on any exception, KeyboardInterrupt included, the
     temporary file is removed and ``path`` is left as it was. OSError becomes UsageError."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=directory)
+        with replacing(path, mode) as stream:
+            yield stream
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """:func:`atomic_output` for callers that handle OSError themselves (a cache that cannot be
+    written is not the user's mistake). Temporary files are named ``.moe2-*.tmp``."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
     try:
         text = "b" not in mode
         with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as stream:
@@ -89,12 +91,15 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
             os.fsync(stream.fileno())
         os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
-    except BaseException as err:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
-        if isinstance(err, OSError):
-            raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
         raise
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of :func:`replacing` (left behind by a killed process)."""
+    return path.name.startswith(_TEMP_PREFIX) and path.name.endswith(_TEMP_SUFFIX)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

@@ -24,7 +24,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from moe2_cli.errors import Diagnostic, InputError
-from moe2_cli.replay import note_read
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NODES = 100_000
@@ -183,7 +182,6 @@ def read_yaml(path: str | Path, display: str | None = None) -> Node:
         raise InputError(Diagnostic(display, None, None, f"cannot read file ({reason})")) from None
     if len(raw) > MAX_FILE_BYTES:
         raise InputError(Diagnostic(display, None, None, f"file is larger than {MAX_FILE_BYTES} bytes"))
-    note_read(path, raw)
     return parse_yaml(_decode(display, raw), display)
 
 

@@ -13,7 +13,7 @@ from typer._click import Command
 from typer.core import TyperGroup
 
 from moe2_cli import __version__
-from moe2_cli.cli.common import report, settings
+from moe2_cli.cli.common import report, route_warnings, settings
 from moe2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 # Each command's module (and through it numpy, the solvers, the gates...) is imported only when
@@ -75,8 +75,8 @@ class _LazyCommands(MutableMapping[str, Command]):
 
 class Moe2Group(TyperGroup):
     """The root command: click's own usage errors in moe2's one-line style, ``--debug`` accepted
-    anywhere, numpy's RuntimeWarnings (NaN in a mean of nothing, ...) kept off stderr, and the
-    commands loaded lazily (see COMMANDS)."""
+    anywhere, numpy's RuntimeWarnings (NaN in a mean of nothing, ...) kept off stderr, moe2's own
+    warnings as one line each, and the commands loaded lazily (see COMMANDS)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,6 +87,7 @@ class Moe2Group(TyperGroup):
              **extra: Any) -> Any:
         settings.debug, args = _take_debug(list(sys.argv[1:] if args is None else args))
         with warnings.catch_warnings():
+            route_warnings()
             if not settings.debug:
                 warnings.simplefilter("ignore", RuntimeWarning)
             if not standalone_mode:

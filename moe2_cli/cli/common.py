@@ -6,6 +6,7 @@ import functools
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from enum import Enum
@@ -23,7 +24,7 @@ from rich.progress import (
 from rich.status import Status
 
 from moe2_cli.cli.render import stderr_console
-from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, UsageError
+from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, Moe2Warning, UsageError
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
@@ -69,6 +70,22 @@ def error_lines(err: Moe2Error) -> list[str]:
 def report(message: str) -> None:
     """One ``moe2: message`` line on stderr."""
     print(f"moe2: {message}", file=sys.stderr)
+
+
+def route_warnings() -> None:
+    """Show moe2's own warnings (:class:`Moe2Warning`) as one ``moe2: warning: ...`` line each, once
+    per message and run; others as Python shows them. Call inside ``warnings.catch_warnings()``,
+    which undoes this when the command ends."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, Moe2Warning):
+            report("warning: " + str(message).replace("\r", "\\r").replace("\n", "\\n"))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("default", Moe2Warning)
+    warnings.showwarning = show
 
 
 def handles_errors(fn: Callable) -> Callable:

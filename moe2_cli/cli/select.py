@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
-from moe2_cli import api, replay
+from moe2_cli import api
 from moe2_cli.cli.common import (
     FormatOpt,
     OutputFormat,
@@ -29,7 +29,7 @@ from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.report import best_feasible_single, explain_experts, result_payload, unmet_reason
 from moe2_cli.rules import DEFAULT_RULE, RULES, apply_rule, significance_note
 from moe2_cli.session import open_session
-from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, Status, get_solver
+from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, get_solver
 
 BudgetOpt = Annotated[
     list[str] | None,
@@ -65,7 +65,6 @@ RouterOpt = Annotated[str, typer.Option("--router", help="The level-2 model rest
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")
-_PROVEN = (Status.OPTIMAL, Status.INFEASIBLE)
 
 
 def _summary(payload: dict) -> str:
@@ -158,8 +157,6 @@ def select(
         result = api.solve(session, solver, Limits(time_s=time_limit), progress=progress)
     bootstrap = api.bootstrap_for(session, confidence)
     result = apply_rule(session.problem, result, rule, bootstrap, get_solver(solver, seed=seed))
-    if result.status is Status.LIMIT or (time_limit is not None and result.status not in _PROVEN):
-        replay.mark_unrepeatable()  # the clock cut this run: the next one may answer otherwise
     payload = result_payload(result, session.problem, scenario=session.scenario.name, seed=seed, metric=metric,
                              timing=timing, notes=session.notes)
     payload.update({"folds": folds, "rule": rule, "router": router, **api.intervals(session, bootstrap, result)})

@@ -30,6 +30,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -242,6 +243,12 @@ class SavedGate:
 def save_gate(path: str | Path, saved: SavedGate) -> None:
     """Write weights and metadata as an ``.npz`` (a zip of .npy arrays plus ``meta.json``).
     Entries carry a fixed timestamp, so the same weights always give the same bytes."""
+    with atomic_output(path, "wb") as stream:
+        write_gate(stream, saved)
+
+
+def write_gate(stream: IO[bytes], saved: SavedGate) -> None:
+    """The bytes of :func:`save_gate`, written to an open binary stream."""
     gate = saved.gate
     meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "columns": list(saved.columns),
             "experts": list(saved.experts), "expert_columns": [int(c) for c in saved.expert_columns],
@@ -249,7 +256,7 @@ def save_gate(path: str | Path, saved: SavedGate) -> None:
             "training": vars(gate.history_)}
     arrays = {f"gate_{n}": v for n, v in gate._learned().items()}
     arrays.update({f"features_{n}": v for n, v in saved.featurizer.state().items()})
-    with atomic_output(path, "wb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(zipfile.ZipInfo("meta.json", _ZIP_TIME), json.dumps(meta, indent=1, sort_keys=True))
         for name, value in sorted(arrays.items()):
             buffer = io.BytesIO()
@@ -259,10 +266,11 @@ def save_gate(path: str | Path, saved: SavedGate) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def load_gate(path: str | Path) -> SavedGate:
-    """Read a file written by :func:`save_gate`; anything else, corrupt or hostile, is an
-    InputError naming the file (arrays are never unpickled, and their size is bounded)."""
-    shown = str(path)
+def load_gate(path: str | Path | IO[bytes], shown: str | None = None) -> SavedGate:
+    """Read a file (or binary stream) written by :func:`save_gate`; anything else, corrupt or
+    hostile, is an InputError naming ``shown`` or the file (arrays are never unpickled, and
+    their size is bounded)."""
+    shown = shown or str(path)
     try:
         meta, arrays = _read_archive(path)
         return _saved_gate(meta, arrays)
@@ -283,7 +291,7 @@ def _require(condition: bool, message: str) -> None:
         raise _GateFileError(message)
 
 
-def _read_archive(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+def _read_archive(path: str | Path | IO[bytes]) -> tuple[dict, dict[str, np.ndarray]]:
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
         _require(sum(i.file_size for i in infos) <= MAX_GATE_BYTES, f"it unpacks to more than {MAX_GATE_BYTES} bytes")

@@ -20,7 +20,6 @@ from moe2_cli.fileio import exists_as
 from moe2_cli.outcomes.builder import TableBuilder
 from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
 from moe2_cli.outcomes.table import Outcomes
-from moe2_cli.replay import note_listing
 
 # Metrics tried in this order when none is named; the first one a row has is its score.
 PREFERRED_METRICS = ("acc", "exact_match", "pass@1", "acc_norm", "em", "f1")
@@ -65,7 +64,6 @@ def read_lm_eval(root: str | Path, task_map: Mapping[str, str] | None = None, me
 def _latest_files(root: Path) -> dict[tuple[str, str], Path]:
     found: dict[tuple[str, str], Path] = {}
     candidates = sorted(root.rglob(_PATTERN)) if exists_as(root, "dir") else []
-    note_listing(root, _PATTERN, [str(p) for p in candidates])
     for path in candidates:
         match = _SAMPLES.match(path.name)
         if match is None:

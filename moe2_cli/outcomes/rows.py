@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from moe2_cli.errors import Diagnostic, InputError
-from moe2_cli.replay import note_read
 
 MAX_DIAGNOSTICS = 50  # a wholly wrong file should not print thousands of lines
 MAX_TEXT_BYTES = 1 << 30  # an outcomes file, after decompression
@@ -49,7 +48,6 @@ def read_text(path: Path) -> str:
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or err
         raise InputError(Diagnostic(shown, None, None, f"cannot read outcomes: {reason}")) from None
-    note_read(path, raw)
     if raw[:2] == _GZIP_MAGIC:
         raw = _gunzip(shown, raw)
     try:

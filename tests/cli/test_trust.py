@@ -100,8 +100,11 @@ def test_gating_eval_refuses_llms_missing_on_either_side(run_cli, llmrouter_slic
     assert result.exit_code == 2 and "gemma-2-9b-it" in result.stderr
 
 
-def test_cache_clear_empties_the_private_cache(run_cli, private_gate_cache):
-    (private_gate_cache / "crossfit-test.npz").write_bytes(b"x")
+def test_cache_clear_removes_entries_earlier_layouts_and_stray_temporaries(run_cli, private_gate_cache):
+    for name in ("crossfit-test.entry", "crossfit-old.npz", ".moe2-abc.tmp", "notes.txt"):
+        (private_gate_cache / name).write_bytes(b"x")
     result = run_cli("cache", "clear")
     assert result.exit_code == 0 and "removed" in result.stderr
-    assert not any(p.suffix == ".npz" for p in private_gate_cache.iterdir())
+    left = {p.name for p in private_gate_cache.iterdir()}
+    assert "notes.txt" in left and not left & {"crossfit-test.entry", "crossfit-old.npz", ".moe2-abc.tmp"}
+    (private_gate_cache / "notes.txt").unlink()

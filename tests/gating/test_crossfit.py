@@ -61,15 +61,13 @@ def test_cache_hit_gives_the_same_bits_and_does_not_retrain(default, private_gat
     assert again.tobytes() == first.tobytes()
     uncached = build_objective(default, queries=400, folds=3, use_cache=False).all_values()
     assert uncached.tobytes() == first.tobytes()
-    assert clear_cache() >= 1 and not any(p.suffix == ".npz" for p in private_gate_cache.iterdir())
+    assert clear_cache() >= 1 and not any(p.suffix == ".entry" for p in private_gate_cache.iterdir())
 
 
-def test_an_unreadable_cache_entry_is_a_miss(tmp_path):
-    cache = GateCache(root=tmp_path)
-    (tmp_path / "crossfit-x.npz").write_bytes(b"not a zip")
-    (tmp_path / "deployed-x.gate.npz").write_bytes(b"not a zip")
-    assert cache.load_arrays("crossfit-x") is None and cache.load_gate("deployed-x") is None
-    assert GateCache(enabled=False, root=tmp_path).load_arrays("missing") is None
+def test_a_disabled_cache_neither_reads_nor_writes(tmp_path):
+    cache = GateCache(enabled=False, root=tmp_path)
+    cache.store_arrays("crossfit-x", {"x": np.ones(3)})
+    assert cache.load_arrays("crossfit-x") is None and not any(tmp_path.iterdir())
 
 
 def test_one_fold_keeps_the_plain_split_and_the_deployed_gate_sees_every_query(default):
