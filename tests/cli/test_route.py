@@ -29,7 +29,8 @@ def test_csv_rows_are_the_routing_core_s(run_cli, tmp_path, base_plan):  # noqa:
     assert result.exit_code == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     mask = sum(1 << EXPERTS.index(e) for e in subset)
-    expected = route_queries(base_plan.gate, mask, 2, read_queries(queries, ("mcq", "math")))
+    expected = route_queries(base_plan.router, base_plan.scenario.instance, mask, 2,
+                             read_queries(queries, ("mcq", "math")))
     assert [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
     assert rows[0]["tags"] == "x y"
     for row, route in zip(rows, expected):
