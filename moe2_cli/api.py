@@ -51,12 +51,13 @@ def budget_specs(budgets: Budgets) -> list[str] | None:
 
 def session_for(scenario: ScenarioRef = None, budgets: Budgets = None, *, top_k: int | None = None, seed: int = 0,
                 limits: Limits = Limits(), outcomes: str | Path | None = None, metric: str = "accuracy",
-                envelope: bool | None = None, solver: str | None = None) -> Session:
-    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`); ``solver``
-    names the one that will run, if known (it decides whether the monotone envelope pays)."""
+                envelope: bool | None = None, solver: str | None = None, router: str = "gate") -> Session:
+    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`) for
+    ``router`` restricted to S; ``solver`` names the one that will run, if known (it decides
+    whether the monotone envelope pays)."""
     return open_session(None if scenario is None else Path(scenario), budget_specs(budgets), top_k=top_k,
                         seed=seed, outcomes=None if outcomes is None else Path(outcomes), metric=metric,
-                        envelope=envelope, time_limit=limits.time_s, solver=solver)
+                        envelope=envelope, time_limit=limits.time_s, solver=solver, router=router)
 
 
 def solve(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limits(), *,

@@ -1,4 +1,4 @@
-"""`moe2 route`: where the gate restricted to the selection sends each query of a file."""
+"""`moe2 route`: where the router restricted to the selection sends each query of a file."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.plan import make_plan
 from moe2_cli.serve.queries import read_queries
-from moe2_cli.serve.routing import Route, route_queries
+from moe2_cli.serve.routing import Route
 
 SelectionOpt = Annotated[Path | None, typer.Option(
-    "--selection", help="A saved 'moe2 select --format json' output: route to its experts instead of solving "
-                        "the budgets.")]
+    "--selection", help="A saved 'moe2 select --format json' output: route to its experts with the router it was "
+                        "planned with, instead of solving the budgets.")]
+PlanRouterOpt = Annotated[str | None, typer.Option(
+    "--router", help="Without --selection: the router to solve the budgets for and to route with (gate, lookup, "
+                     "label-lookup or logreg; default gate). A selection file names its own.", show_default=False)]
 
 
 class RouteFormat(str, Enum):
@@ -45,18 +48,19 @@ def route(
     scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     selection: SelectionOpt = None,
+    router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
     format: Annotated[RouteFormat, typer.Option("--format", "-f", help="jsonl, csv or table.")] = RouteFormat.jsonl,
 ) -> None:
-    """Print the experts the gate restricted to the selection calls for each query, with weights.
+    """Print the experts the router restricted to the selection calls for each query, with weights.
 
     Example: moe2 route --queries queries.jsonl --selection select.json --format table
     """
-    # The query file is checked before the gate is trained: a typo costs no waiting.
+    # The query file is checked before the router is fitted: a typo costs no waiting.
     asked = read_queries(queries, load_scenario(scenario).instance.categories)
-    plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
-    records = [route_record(r) for r in route_queries(plan.gate, plan.mask, plan.k, asked, source=str(queries))]
+    plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
+    records = [route_record(r) for r in plan.route(asked, source=str(queries))]
     if format is RouteFormat.jsonl:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
         return
@@ -68,4 +72,5 @@ def route(
                Column("weights", "weights", lambda ws: ", ".join(f"{w:.3f}" for w in ws)),
                Column("fallbacks", "fallbacks", justify="left"), Column("tags", "tags", justify="left")]
     emit(format.value, payload=records, rows=rows, columns=columns,
-         title=f"{plan.scenario.name}: top-{plan.k} routing inside {len(plan.selection)} selected experts")
+         title=f"{plan.scenario.name}: top-{plan.k} {plan.router_name} routing inside {len(plan.selection)} "
+               f"selected experts")

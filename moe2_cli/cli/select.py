@@ -60,8 +60,10 @@ ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999
                                               help="Level of the bootstrap intervals of F, the gain and the gap.")]
 RuleOpt = Annotated[str, typer.Option("--rule", help="best: the exact maximiser of F; parsimonious: the least "
                                                      "worst-case energy selection within one standard error of it.")]
-RouterOpt = Annotated[str, typer.Option("--router", help="The level-2 model restricted to S that defines F(S): "
-                                                         "gate, lookup (per label, else per category) or logreg.")]
+RouterOpt = Annotated[str, typer.Option(
+    "--router", help="The level-2 model restricted to S that defines F(S), recorded in the output for route and "
+                     "serve to run: gate, lookup (per category), label-lookup (per query tags, else per category) "
+                     "or logreg (per-LLM logistic regression).")]
 # The run-level fields every per-expert CSV row repeats, so one row stands on its own.
 _CSV_RUN_KEYS = ("scenario", "solver", "status", "objective")
 _EXPERT_KEYS = ("id", "selected", "f_alone", "why")

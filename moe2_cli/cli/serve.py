@@ -10,7 +10,7 @@ import typer
 
 from moe2_cli.cli.common import SeedOpt, handles_errors
 from moe2_cli.cli.inspect import ScenarioArg
-from moe2_cli.cli.route import SelectionOpt
+from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
 from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
@@ -43,7 +43,8 @@ def serve(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
-                                                                       "the next in the gate's ranking.")] = 2,
+                                                                       "the next in the router's ranking.")] = 2,
+    router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -53,7 +54,7 @@ def serve(
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
-    from moe2_cli.serve.plan import choose, with_gate
+    from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
     from moe2_cli.serve.server import bind
     from moe2_cli.serve.server import serve as run_server
@@ -64,14 +65,14 @@ def serve(
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds (got {timeout})")
     key = _api_key(api_key_env)
-    choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes)
-    # Endpoints, keys and the port are checked before the gate is trained: a typo costs no waiting.
+    choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
+    # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
-    plan = with_gate(choice, seed=seed, outcomes=outcomes)
+    plan = with_router(choice, seed=seed, outcomes=outcomes)
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks)
     where = f"http://{host}:{sock.getsockname()[1]}"
-    print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} inside "
+    print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)

@@ -36,7 +36,7 @@ from moe2_cli.gating.routers import (
     LogisticRouter,
     Oracle,
     out_of_fold_logits,
-    router_logits,
+    tag_labels,
 )
 from moe2_cli.outcomes import Outcomes
 from moe2_cli.problem import Instance, mask_of, members
@@ -52,11 +52,12 @@ class RouterScore:
     versus_gate: Interval | None  # router minus gate; None for the gate itself
 
 
-def routers(instance: Instance, labels=None, seed: int = 0) -> dict:
-    """Name -> factory of every router and reference compared with the gate."""
+def routers(instance: Instance, labelled: bool = False, seed: int = 0) -> dict:
+    """Name -> factory of every router and reference compared with the gate (the label lookup
+    only for ``labelled`` tables)."""
     out: dict[str, Callable[[], Any]] = {"lookup": CategoryLookup}
-    if labels is not None:
-        out["label-lookup"] = lambda: LabelLookup(labels)
+    if labelled:
+        out["label-lookup"] = LabelLookup
     out.update({"logreg": lambda: LogisticRouter(seed), "best-single": lambda: BestSingle(instance.shares),
                 "oracle": Oracle})
     return out
@@ -77,36 +78,30 @@ def _scores(instance: Instance, table: Outcomes, logits: dict[str, np.ndarray], 
             for name, v in values.items()]
 
 
-def cross_validated(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, columns, labels=None,
+def cross_validated(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, columns, labelled: bool = False,
                     resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> list[RouterScore]:
     """Every router's out-of-fold F on all LLMs beside the cross-fitted gate's."""
     logits = {"gate": fit.logits}
-    for name, make in routers(instance, labels, seed).items():
+    for name, make in routers(instance, labelled, seed).items():
         logits[name] = out_of_fold_logits(make, outcomes, fit.fold, fit.folds)[fit.rows]
     # Every router was fitted once per fold, so its interval covers the fold-to-fold noise too.
     return _scores(instance, outcomes.subset(fit.rows), logits, columns=columns, resamples=resamples,
                    confidence=confidence, seed=seed, fold=fit.fold[fit.rows])
 
 
-def score_on(instance: Instance, training: Outcomes, gate: SavedGate, other: Outcomes, *, columns, labels=None,
-             resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> list[RouterScore]:
+def score_on(instance: Instance, training: Outcomes, gate: SavedGate, other: Outcomes, *, columns,
+             labelled: bool = False, resamples: int = 1000, confidence: float = 0.95,
+             seed: int = 0) -> list[RouterScore]:
     """Every router fitted on all of ``training``, and the deployed ``gate``, scored on ``other``."""
     logits = {"gate": gate_logits(gate, other)}
-    for name, make in routers(instance, labels, seed).items():
-        logits[name] = router_logits(make().fit(training), other)
+    for name, make in routers(instance, labelled, seed).items():
+        logits[name] = make().fit(training).logits(other)
     return _scores(instance, other, logits, columns=columns, resamples=resamples, confidence=confidence, seed=seed)
 
 
-def tag_labels(outcomes: Outcomes) -> tuple[str | None, ...]:
-    """One label per query from its tags (an LLMRouter task, a file's ``tags``); None without."""
-    if outcomes.tags is None:
-        return (None,) * outcomes.n_queries
-    return tuple("+".join(tags) if tags else None for tags in outcomes.tags)
-
-
-def labels_of(outcomes: Outcomes):
-    """The label function of the label lookup, or None when the table carries no tags."""
-    return tag_labels if outcomes.tags is not None and any(outcomes.tags) else None
+def has_labels(outcomes: Outcomes) -> bool:
+    """Whether the table carries tags for the label lookup."""
+    return any(label is not None for label in tag_labels(outcomes))
 
 
 def score_record(scores: list[RouterScore]) -> list[dict]:
@@ -132,7 +127,7 @@ def compare_for_scenario(scenario, *, outcomes_path=None, top_k: int | None = No
                                  instance=instance)
     fit = out_of_fold(outcomes, instance.top_k, folds=folds, seed=seed, hidden=hidden, use_cache=use_cache,
                       progress=progress)
-    scores = cross_validated(instance, outcomes, fit, columns=expert_columns(instance), labels=labels_of(outcomes),
+    scores = cross_validated(instance, outcomes, fit, columns=expert_columns(instance), labelled=has_labels(outcomes),
                              confidence=confidence, seed=seed)
     return {"scenario": instance.name, "top_k": instance.top_k, "llms": list(outcomes.columns),
             "experts": instance.n_experts, "queries": int(fit.rows.size), "folds": folds, "seed": seed,
@@ -176,7 +171,7 @@ def evaluate_on(scenario, path: Path, *, selection: Path | None = None, top_k: i
     other = other.for_instance(instance, per="llm")
     gate = train_deployed(training, instance.top_k, seed=seed, use_cache=use_cache)
     columns = expert_columns(instance)
-    scores = score_on(instance, training, gate, other, columns=columns, labels=labels_of(training),
+    scores = score_on(instance, training, gate, other, columns=columns, labelled=has_labels(training),
                       confidence=confidence, seed=seed)
     record = {"scenario": instance.name, "outcomes": str(path), "queries": other.n_queries,
               "trained_on": training.n_queries, "confidence": confidence, "seed": seed,

@@ -240,6 +240,29 @@ class SavedGate:
     expert_columns: tuple[int, ...] = ()
 
 
+def gate_parts(saved: SavedGate) -> tuple[dict, dict[str, np.ndarray]]:
+    """Everything a saved gate holds: its metadata (plain JSON) and its named arrays."""
+    gate = saved.gate
+    meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "columns": list(saved.columns),
+            "experts": list(saved.experts), "expert_columns": [int(c) for c in saved.expert_columns],
+            "gate": gate.settings(), "features": saved.featurizer.spec.to_dict(),
+            "training": vars(gate.history_)}
+    arrays = {f"gate_{n}": v for n, v in gate._learned().items()}
+    arrays.update({f"features_{n}": v for n, v in saved.featurizer.state().items()})
+    return meta, arrays
+
+
+def gate_from_parts(meta: dict, arrays: dict[str, np.ndarray]) -> SavedGate:
+    """The gate of :func:`gate_parts`, checked as :func:`load_gate` checks a file; ValueError
+    when the parts do not hold a consistent gate."""
+    try:
+        _require(isinstance(meta, dict) and meta.get("format") == FILE_FORMAT
+                 and meta.get("version") == FILE_VERSION, f"the metadata is not {FILE_FORMAT} version {FILE_VERSION}")
+        return _saved_gate(meta, arrays)
+    except (_GateFileError, KeyError, TypeError) as err:
+        raise ValueError(f"not a usable moe2 gate: {err}") from None
+
+
 def save_gate(path: str | Path, saved: SavedGate) -> None:
     """Write weights and metadata as an ``.npz`` (a zip of .npy arrays plus ``meta.json``).
     Entries carry a fixed timestamp, so the same weights always give the same bytes."""
@@ -249,13 +272,7 @@ def save_gate(path: str | Path, saved: SavedGate) -> None:
 
 def write_gate(stream: IO[bytes], saved: SavedGate) -> None:
     """The bytes of :func:`save_gate`, written to an open binary stream."""
-    gate = saved.gate
-    meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "columns": list(saved.columns),
-            "experts": list(saved.experts), "expert_columns": [int(c) for c in saved.expert_columns],
-            "gate": gate.settings(), "features": saved.featurizer.spec.to_dict(),
-            "training": vars(gate.history_)}
-    arrays = {f"gate_{n}": v for n, v in gate._learned().items()}
-    arrays.update({f"features_{n}": v for n, v in saved.featurizer.state().items()})
+    meta, arrays = gate_parts(saved)
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(zipfile.ZipInfo("meta.json", _ZIP_TIME), json.dumps(meta, indent=1, sort_keys=True))
         for name, value in sorted(arrays.items()):

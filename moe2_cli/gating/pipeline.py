@@ -16,10 +16,14 @@ import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.cache import GateCache, entry_key
-from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, fit_on, gate_logits
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, gate_logits
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
+from moe2_cli.gating.gate_router import gate_settings, train_deployed
 from moe2_cli.gating.model import SavedGate, TopKGate
+from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS, make_router
+from moe2_cli.gating.router import Router
+from moe2_cli.gating.routers import out_of_fold_logits
 from moe2_cli.outcomes import (
     LLMROUTER_TASK_MAP,
     Outcomes,
@@ -116,12 +120,6 @@ def fit_gate(outcomes: Outcomes, split: Split, k: int, *, seed: int = 0, hidden:
     return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(outcomes.columns[i] for i in columns))
 
 
-def gate_settings(outcomes: Outcomes, k: int, *, seed: int = 0, hidden: int = 0, sharpen: bool = True) -> dict:
-    """Everything a trained gate depends on besides the table: the cache key's settings."""
-    return {"features": FeatureSpec.for_outcomes(outcomes).to_dict(),
-            "gate": TopKGate(k=k, hidden=hidden, seed=seed, sharpen=sharpen).settings()}
-
-
 def out_of_fold(outcomes: Outcomes, k: int, *, folds: int = DEFAULT_FOLDS, seed: int = 0, hidden: int = 0,
                 sharpen: bool = True, use_cache: bool = True, progress: ProgressCallback | None = None) -> CrossFit:
     """Gate scores of queries by gates that did not see them: K cross-fitted gates, or with
@@ -147,18 +145,6 @@ def out_of_fold(outcomes: Outcomes, k: int, *, folds: int = DEFAULT_FOLDS, seed:
     return fit
 
 
-def train_deployed(outcomes: Outcomes, k: int, *, seed: int = 0, hidden: int = 0, sharpen: bool = True,
-                   use_cache: bool = True) -> SavedGate:
-    """The gate to deploy: trained (with early stopping inside them) on every query. Cached."""
-    cache = GateCache(use_cache)
-    key = entry_key("deployed", outcomes, gate_settings(outcomes, k, seed=seed, hidden=hidden, sharpen=sharpen))
-    saved = cache.load_gate(key)
-    if saved is None:
-        saved = fit_on(outcomes, np.arange(outcomes.n_queries), k, seed=seed, hidden=hidden, sharpen=sharpen)
-        cache.store_gate(key, saved)
-    return saved
-
-
 def deployed_gate(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_path: str | Path | None = None,
                   use_cache: bool = True) -> SavedGate:
     """The scenario's deployed gate (what ``route`` and ``serve`` apply): trained on all of the
@@ -167,6 +153,15 @@ def deployed_gate(scenario, *, top_k: int | None = None, seed: int = 0, outcomes
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, seed=seed, instance=instance)
     saved = train_deployed(outcomes, instance.top_k, seed=seed, use_cache=use_cache)
     return replace(saved, experts=instance.expert_ids, expert_columns=tuple(expert_columns(instance).tolist()))
+
+
+def deployed_router(scenario, router: str = DEFAULT_ROUTER, *, top_k: int | None = None, seed: int = 0,
+                    outcomes_path: str | Path | None = None, use_cache: bool = True) -> Router:
+    """The router ``route`` and ``serve`` run: ``router`` fitted on every query of the scenario's
+    outcomes (one column per LLM), from the cache when it holds it."""
+    instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
+    outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, seed=seed, instance=instance)
+    return make_router(router, k=instance.top_k, seed=seed).fit_cached(outcomes, use_cache)
 
 
 def fitted_objective(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, metric: str = "accuracy",
@@ -213,22 +208,10 @@ class Estimate:
     fold: np.ndarray
 
 
-ROUTERS = ("gate", "lookup", "logreg")
-
-
-def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, seed: int) -> CrossFit:
-    """The same folds scored by a simple router instead of the gate: ``lookup`` (per label
-    where the outcomes carry labels, else per category) or ``logreg``."""
-    from moe2_cli.gating.routers import CategoryLookup, LabelLookup, LogisticRouter, out_of_fold_logits
-
-    def make():
-        if router == "logreg":
-            return LogisticRouter(seed)
-        if outcomes.tags is not None and any(outcomes.tags):
-            return LabelLookup(lambda table: tuple("+".join(t) if t else None for t in table.tags))
-        return CategoryLookup()
-
-    logits = out_of_fold_logits(make, outcomes, fit.fold, max(fit.folds, 1))[fit.rows]
+def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, k: int, seed: int) -> CrossFit:
+    """The same folds scored by the router registered as ``router`` instead of the gate."""
+    logits = out_of_fold_logits(lambda: make_router(router, k=k, seed=seed), outcomes, fit.fold,
+                                max(fit.folds, 1))[fit.rows]
     return replace(fit, logits=logits)
 
 
@@ -237,7 +220,7 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
                        queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS, use_cache: bool = True,
                        router: str = "gate", progress: ProgressCallback | None = None) -> Estimate:
     """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split), of the gate
-    or of a simple router restricted to S (``router``, one of :data:`ROUTERS`)."""
+    or of another router restricted to S (``router``, a name of :data:`~.registry.ROUTERS`)."""
     if router not in ROUTERS:
         raise InputError(f"--router must be one of {', '.join(ROUTERS)} (got {router!r})")
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
@@ -247,7 +230,7 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
     fit = out_of_fold(outcomes, instance.top_k, folds=folds, seed=seed, sharpen=metric == "accuracy",
                       use_cache=use_cache, progress=progress)
     if router != "gate":
-        fit = router_fit(outcomes, fit, router, seed)
+        fit = router_fit(outcomes, fit, router, instance.top_k, seed)
     return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
                     category=outcomes.category[fit.rows], folds=folds, fold=fit.fold[fit.rows])
 

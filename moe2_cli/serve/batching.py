@@ -13,7 +13,7 @@ import asyncio
 
 from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import Route, route_queries
+from moe2_cli.serve.routing import Route
 
 
 class RouteBatcher:
@@ -32,8 +32,7 @@ class RouteBatcher:
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            routes = route_queries(self.plan.gate, self.plan.mask, self.plan.k, [q for q, _ in batch],
-                                   source="request")
+            routes = self.plan.route([q for q, _ in batch], source="request")
         except Exception as err:  # every waiting request learns why, none hangs
             for _, future in batch:
                 if not future.done():

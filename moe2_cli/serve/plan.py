@@ -1,35 +1,42 @@
-"""What ``route`` and ``serve`` run: the scenario, the deployed gate, the selection S and its k,
-and the budgets each request is checked against.
+"""What ``route`` and ``serve`` run: the scenario, the selection S and its k, the router S was
+planned with (fitted on every query), and the budgets each request is checked against.
 
-S comes from a saved ``moe2 select --format json`` file, or is solved from the budgets.
+S and its router come from a saved ``moe2 select --format json`` file, or S is solved from the
+budgets for a named router. Nothing here knows a concrete router: the registry builds it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from moe2_cli import api
-from moe2_cli.errors import Diagnostic, InfeasibleError, InputError
-from moe2_cli.gating.model import SavedGate
-from moe2_cli.gating.pipeline import deployed_gate
+from moe2_cli.errors import Diagnostic, InfeasibleError, InputError, UsageError
+from moe2_cli.gating.pipeline import deployed_router
+from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS
+from moe2_cli.gating.router import Router
 from moe2_cli.problem import Budgets, mask_of
+from moe2_cli.report import SELECT_SCHEMA
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.serve.queries import Query
+from moe2_cli.serve.routing import Route, route_queries
 from moe2_cli.solvers import DEFAULT_SOLVER
-
-SELECT_SCHEMA = "moe2.select/1"
 
 
 @dataclass(frozen=True, eq=False)
 class Choice:
-    """The selection S to run, its k, and the budgets requests are checked against."""
+    """The selection S to run, its k, the router it was planned with, and the budgets requests
+    are checked against."""
 
     scenario: Scenario
     mask: int
     k: int
     budgets: Budgets
+    router_name: str
 
     @property
     def selection(self) -> list[str]:
@@ -38,54 +45,71 @@ class Choice:
 
 @dataclass(frozen=True, eq=False)
 class Plan(Choice):
-    """A choice with the gate that routes inside it."""
+    """A choice with its router fitted: what routes inside S."""
 
-    gate: SavedGate
+    router: Router
 
-
-def deployment_gate(scenario: Scenario, *, top_k: int, seed: int = 0, outcomes_path: Path | None = None) -> SavedGate:
-    """The gate that routes live queries: trained on every query of the scenario's outcomes, for
-    all of its experts, and shared with ``select`` through the gate cache."""
-    return deployed_gate(scenario, top_k=top_k, seed=seed, outcomes_path=outcomes_path)
+    def route(self, queries: Sequence[Query], source: str = "queries") -> list[Route]:
+        """The routing core on ``queries`` with this plan's router, S and k."""
+        return route_queries(self.router, self.scenario.instance, self.mask, self.k, queries, source)
 
 
 def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
-           seed: int = 0, outcomes: Path | None = None) -> Choice:
-    """Load the scenario and take S from ``selection``, or solve the budgets for it."""
+           seed: int = 0, outcomes: Path | None = None, router: str | None = None) -> Choice:
+    """Load the scenario and take S, k and the router from ``selection``, or solve the budgets
+    for S with ``router`` (default: the gate). A ``router`` that contradicts the selection
+    file's is a usage error."""
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs)
-    if selection is not None:
-        mask, k = read_selection(selection, scenario)
-    else:
-        mask, k = solve_selection(scenario_path, budget_specs, seed=seed, outcomes=outcomes)
-    return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets)
+    if selection is None:
+        name = router or DEFAULT_ROUTER
+        if name not in ROUTERS:
+            raise UsageError(f"--router must be one of {', '.join(ROUTERS)} (got {name!r})")
+        mask, k = solve_selection(scenario_path, budget_specs, seed=seed, outcomes=outcomes, router=name)
+        return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets, router_name=name)
+    read = read_selection(selection, scenario)
+    if router is not None and router != read.router:
+        raise UsageError(f"--router {router} contradicts {selection}, planned with router {read.router!r}")
+    return Choice(scenario=scenario, mask=read.mask, k=read.k, budgets=budgets, router_name=read.router)
 
 
-def with_gate(choice: Choice, *, seed: int = 0, outcomes: Path | None = None) -> Plan:
-    gate = deployment_gate(choice.scenario, top_k=choice.k, seed=seed, outcomes_path=outcomes)
-    return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets, gate=gate)
+def with_router(choice: Choice, *, seed: int = 0, outcomes: Path | None = None) -> Plan:
+    """The choice with its router fitted on every query of the scenario's outcomes (cached)."""
+    fitted = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=seed, outcomes_path=outcomes)
+    return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets,
+                router_name=choice.router_name, router=fitted)
 
 
 def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
-              seed: int = 0, outcomes: Path | None = None) -> Plan:
-    """:func:`choose`, then the gate."""
-    choice = choose(scenario_path, budget_specs=budget_specs, selection=selection, seed=seed, outcomes=outcomes)
-    return with_gate(choice, seed=seed, outcomes=outcomes)
+              seed: int = 0, outcomes: Path | None = None, router: str | None = None) -> Plan:
+    """:func:`choose`, then the router."""
+    choice = choose(scenario_path, budget_specs=budget_specs, selection=selection, seed=seed, outcomes=outcomes,
+                    router=router)
+    return with_router(choice, seed=seed, outcomes=outcomes)
 
 
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,
-                    outcomes: Path | None = None) -> tuple[int, int]:
-    """S by the default solver under the budgets; exit 1 when nothing fits."""
+                    outcomes: Path | None = None, router: str = DEFAULT_ROUTER) -> tuple[int, int]:
+    """S by the default solver under the budgets, F(S) that of ``router``; exit 1 when nothing fits."""
     session = api.session_for(scenario_path, budget_specs, seed=seed, outcomes=outcomes,
-                              solver=DEFAULT_SOLVER)
+                              solver=DEFAULT_SOLVER, router=router)
     result = api.solve(session)
     if not result.feasible:
         raise InfeasibleError("no selection meets the budgets (no single expert fits)")
     return int(result.mask), session.problem.instance.top_k
 
 
-def read_selection(path: Path, scenario: Scenario) -> tuple[int, int]:
-    """(mask, k) from a ``moe2 select --format json`` file written for this scenario."""
+class Selected(NamedTuple):
+    """What a saved selection file says: S as a mask, its k, and the router it was planned with."""
+
+    mask: int
+    k: int
+    router: str
+
+
+def read_selection(path: Path, scenario: Scenario) -> Selected:
+    """S, k and the router from a ``moe2 select --format json`` file written for this scenario
+    (a file without ``router`` was planned with the gate)."""
     shown = str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -98,7 +122,7 @@ def read_selection(path: Path, scenario: Scenario) -> tuple[int, int]:
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
         raise InputError(Diagnostic(shown, None, None, f"not a 'moe2 select --format json' output "
                                                        f"(schema {SELECT_SCHEMA} expected)"))
-    return _mask(data, scenario, shown), _top_k(data, scenario, shown)
+    return Selected(_mask(data, scenario, shown), _top_k(data, scenario, shown), _router(data, shown))
 
 
 def _mask(data: dict, scenario: Scenario, shown: str) -> int:
@@ -124,3 +148,11 @@ def _top_k(data: dict, scenario: Scenario, shown: str) -> int:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InputError(Diagnostic(shown, None, None, f"top_k must be a positive integer (got {k!r})"))
     return k
+
+
+def _router(data: dict, shown: str) -> str:
+    name = data.get("router", DEFAULT_ROUTER)
+    if name not in ROUTERS:
+        raise InputError(Diagnostic(shown, None, None, f"router must be one of {', '.join(ROUTERS)} "
+                                                       f"(got {name!r})"))
+    return name

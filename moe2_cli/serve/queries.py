@@ -1,8 +1,9 @@
 """Query files for ``moe2 route``: JSON lines with ``id``, ``category``, ``text`` and optional
-``tags`` (and ``features``, a numeric vector, for gates trained on numeric features).
+``tags`` (and ``features``, a numeric vector, for routers fitted on numeric features).
 
-The gate reads the category, the text and the features; tags are the user's labels, carried
-through to the output so routes can be grouped by them."""
+Routers read the category, the text, the features and the tags (the user's labels: what
+``label-lookup`` routes by, and tag features of the gate); tags are also carried through to the
+output so routes can be grouped by them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from moe2_cli.outcomes.rows import Problems, describe, unique_records
 
 @dataclass(frozen=True)
 class Query:
-    """One query as the gate sees it; ``line`` is where it came from in a file (None live)."""
+    """One query as a router sees it; ``line`` is where it came from in a file (None live)."""
 
     id: str
     category: str

@@ -29,7 +29,8 @@ def test_csv_rows_are_the_routing_core_s(run_cli, tmp_path, base_plan):  # noqa:
     assert result.exit_code == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     mask = sum(1 << EXPERTS.index(e) for e in subset)
-    expected = route_queries(base_plan.gate, mask, 2, read_queries(queries, ("mcq", "math")))
+    expected = route_queries(base_plan.router, base_plan.scenario.instance, mask, 2,
+                             read_queries(queries, ("mcq", "math")))
     assert [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
     assert rows[0]["tags"] == "x y"
     for row, route in zip(rows, expected):
@@ -60,6 +61,9 @@ def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
             f"{selection}: the selection is for scenario 'edge-testbed', not 'serve-test'",
         '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/nope"]}':
             f"{selection}: selection names 'rtx-1/nope', not an expert of 'serve-test'",
+        '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"], '
+        '"router": "forest"}':
+            f"{selection}: router must be one of gate, lookup, label-lookup, logreg (got 'forest')",
     }
     for text, message in cases.items():
         selection.write_text(text)
@@ -70,3 +74,17 @@ def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
     selection.write_text('{"schema": "moe2.select/1", "scenario": "serve-test", "selection": [], '
                          '"status": "infeasible"}')
     assert run_cli("route", scenario, "--queries", queries, "--selection", selection).exit_code == 1
+
+
+def test_router_flag_solves_for_that_router_and_must_agree_with_a_selection(run_cli, tmp_path):
+    scenario = write_scenario(tmp_path, URLS)
+    queries = _queries(tmp_path / "q.jsonl")
+    result = run_cli("route", scenario, "--queries", queries, "--router", "lookup", "--format", "table")
+    assert result.exit_code == 0, result.stderr
+    assert "top-2 lookup routing inside" in result.stdout
+    selection = write_selection(tmp_path, EXPERTS)  # no router named: planned with the gate
+    result = run_cli("route", scenario, "--queries", queries, "--selection", selection, "--router", "logreg")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"moe2: --router logreg contradicts {selection}, planned with router 'gate'")
+    result = run_cli("route", scenario, "--queries", queries, "--router", "forest")
+    assert result.exit_code == 2 and "--router must be one of gate, lookup, label-lookup, logreg" in result.stderr

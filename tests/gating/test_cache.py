@@ -85,7 +85,7 @@ def test_a_hit_gives_the_same_bits_without_training(table, truth, folder, monkey
 
 def test_a_cached_deployed_gate_scores_like_the_trained_one(table, folder, monkeypatch):
     trained = train_deployed(table, 2)
-    monkeypatch.setattr("moe2_cli.gating.pipeline.fit_on", lambda *a, **k: pytest.fail("the cache should answer"))
+    monkeypatch.setattr("moe2_cli.gating.gate_router.fit_on", lambda *a, **k: pytest.fail("the cache should answer"))
     cached = train_deployed(table, 2)
     x = trained.featurizer.transform(table)
     assert cached.gate.logits(cached.featurizer.transform(table)).tobytes() == trained.gate.logits(x).tobytes()

@@ -100,7 +100,8 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
 
 @pytest.fixture(scope="session")
 def base_plan(tmp_path_factory) -> Plan:
-    """The plan over every expert, with its gate trained once for the whole session."""
+    """The plan over every expert, with its gate (the default router) trained once for the whole
+    session."""
     directory = tmp_path_factory.mktemp("serve-base")
     scenario = write_scenario(directory, dict.fromkeys(SERVERS, "http://127.0.0.1:9"))
     return make_plan(scenario, selection=write_selection(directory, EXPERTS))
@@ -111,5 +112,5 @@ def plan_for(base: Plan, directory: Path, urls: dict[str, str], experts: list[st
     """``base`` with its servers at ``urls`` and its selection ``experts`` (the same gate: the
     outcomes do not change)."""
     scenario = load_scenario(write_scenario(directory, urls, **scenario_options))
-    mask, k = read_selection(write_selection(directory, experts or EXPERTS), scenario)
-    return replace(base, scenario=scenario, mask=mask, k=k, budgets=scenario.budgets)
+    read = read_selection(write_selection(directory, experts or EXPERTS), scenario)
+    return replace(base, scenario=scenario, mask=read.mask, k=read.k, budgets=scenario.budgets)

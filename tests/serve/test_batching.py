@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-import moe2_cli.serve.batching as batching
 from moe2_cli.serve.batching import RouteBatcher
+from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import route_queries
 from tests.serve.conftest import TOPICS
 
 
 def test_one_batch_per_loop_turn_and_the_same_routes(base_plan, monkeypatch):
-    calls = []
+    calls, route = [], Plan.route
 
-    def counted(*args, **kwargs):
-        calls.append(len(args[3]))
-        return route_queries(*args, **kwargs)
+    def counted(plan, queries, source="queries"):
+        calls.append(len(queries))
+        return route(plan, queries, source)
 
-    monkeypatch.setattr(batching, "route_queries", counted)
+    monkeypatch.setattr(Plan, "route", counted)
     queries = [Query(id=str(i), category=("mcq", "math")[i % 2], text=f"{topic} {i}")
                for i, topic in enumerate(list(TOPICS.values()) * 5)]
 
@@ -30,5 +29,5 @@ def test_one_batch_per_loop_turn_and_the_same_routes(base_plan, monkeypatch):
 
     together, alone = asyncio.run(main())
     assert calls == [len(queries), 1]
-    assert together == [route_queries(base_plan.gate, base_plan.mask, base_plan.k, [q])[0] for q in queries]
+    assert together == [route(base_plan, [q])[0] for q in queries]
     assert alone == together[3]

@@ -1,5 +1,5 @@
 """The routing core: the top k inside S are exactly those F(S) credits, the rest of S follows in
-the gate's order, and a second copy of an LLM never takes a top-k slot."""
+the router's order, and a second copy of an LLM never takes a top-k slot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from moe2_cli.gating.model import restrict
 from moe2_cli.gating.topk import topk_mask
 from moe2_cli.problem import mask_of, members
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import gate_logits, route_queries
+from moe2_cli.serve.routing import query_table, route_queries
 from tests.serve.conftest import EXPERTS, TOPICS
 
 
@@ -24,11 +24,11 @@ def _queries(n: int = 40) -> list[Query]:
 @pytest.mark.parametrize("selection", [[0, 1, 2, 3, 4], [1, 3], [0, 4, 2], [4]])
 @pytest.mark.parametrize("k", [1, 2])
 def test_chosen_experts_are_the_gates_top_k_inside_s(base_plan, selection, k):
-    gate, mask = base_plan.gate, mask_of(selection)
+    router, instance, mask = base_plan.router, base_plan.scenario.instance, mask_of(selection)
     queries = _queries()
-    routes = route_queries(gate, mask, k, queries)
-    logits = gate_logits(gate, queries)
-    columns = np.asarray(gate.expert_columns)
+    routes = route_queries(router, instance, mask, k, queries)
+    logits = router.logits(query_table(router, queries, "queries"))
+    columns = np.array([router.columns_.index(llm) for llm in instance.expert_llms])
     allowed = np.zeros(logits.shape[1], dtype=bool)
     allowed[columns[selection]] = True
     top = topk_mask(logits, k, allowed=allowed)
@@ -48,13 +48,13 @@ def test_chosen_experts_are_the_gates_top_k_inside_s(base_plan, selection, k):
 
 def test_routing_follows_the_text(base_plan):
     """Queries on different topics go to different experts: the text moves the gate."""
-    routes = route_queries(base_plan.gate, base_plan.mask, 1, _queries(8))
+    routes = route_queries(base_plan.router, base_plan.scenario.instance, base_plan.mask, 1, _queries(8))
     assert len({r.chosen[0].expert for r in routes}) >= 3
 
 
 def test_same_queries_same_routes(base_plan):
-    first = route_queries(base_plan.gate, base_plan.mask, 2, _queries())
-    second = route_queries(base_plan.gate, base_plan.mask, 2, _queries())
+    first = route_queries(base_plan.router, base_plan.scenario.instance, base_plan.mask, 2, _queries())
+    second = route_queries(base_plan.router, base_plan.scenario.instance, base_plan.mask, 2, _queries())
     assert first == second
 
 
@@ -62,17 +62,18 @@ def test_duplicate_llm_copy_is_a_fallback_only(base_plan):
     """orin-1 and rtx-1 both host qwen2.5-7b-instruct: at most one copy is ever chosen, and the
     other copy is the first stand-in for it among the fallbacks it could replace."""
     copies = [i for i, e in enumerate(EXPERTS) if e.endswith("qwen2.5-7b-instruct")]
-    for route in route_queries(base_plan.gate, base_plan.mask, 2, _queries()):
+    for route in route_queries(base_plan.router, base_plan.scenario.instance, base_plan.mask, 2, _queries()):
         assert sum(p.index in copies for p in route.chosen) <= 1
 
 
 def test_unknown_category_names_the_line(base_plan):
     with pytest.raises(InputError) as err:
-        route_queries(base_plan.gate, base_plan.mask, 2, [Query("a", "poetry", "x", line=7)], source="q.jsonl")
+        route_queries(base_plan.router, base_plan.scenario.instance, base_plan.mask, 2,
+                      [Query("a", "poetry", "x", line=7)], source="q.jsonl")
     assert str(err.value).startswith("q.jsonl:7: category 'poetry'")
 
 
-def test_mask_outside_the_gate_is_refused(base_plan):
+def test_mask_outside_the_scenario_is_refused(base_plan):
     with pytest.raises(InputError):
-        route_queries(base_plan.gate, 1 << len(EXPERTS), 2, _queries(1))
+        route_queries(base_plan.router, base_plan.scenario.instance, 1 << len(EXPERTS), 2, _queries(1))
     assert members(base_plan.mask) == list(range(len(EXPERTS)))
