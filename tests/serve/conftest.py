@@ -77,10 +77,10 @@ def echo_model(llm: str):
 
 @contextmanager
 def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
-                  max_body: int = 1 << 20, timeout_s: float | None = None, log=None):
+                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None):
     """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
-                  fallbacks=fallbacks, **({"log": log} if log else {}))
+                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}))
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=2)
