@@ -44,7 +44,8 @@ class FakeModel:
     ``delay_s`` passes before the first token and ``token_delay_s`` after each token; ``fail``
     is None, an HTTP status ("500", "400", ...), "hang" (before the first byte), "stall" (after
     the first token) or "garbage" (a 200 that is not a completion). ``uses_tools``: answer
-    offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do)."""
+    offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do);
+    ``hold``: a stream waits after its first token until the test sets this event."""
 
     answer: str | Answer = "ok"
     delay_s: float = 0.0
@@ -52,6 +53,7 @@ class FakeModel:
     token_delay_s: float = 0.0
     uses_tools: bool = True
     ignores_n: bool = False
+    hold: threading.Event | None = None
 
     def reply(self, prompt: str) -> str:
         return self.answer(prompt) if callable(self.answer) else self.answer
@@ -180,6 +182,8 @@ class FakeOpenAI:
                 yield line
             if model.fail == "stall" and i == 0:
                 await asyncio.sleep(3600)
+            if model.hold is not None and i == 0:
+                await asyncio.to_thread(model.hold.wait)
             await asyncio.sleep(model.token_delay_s)
         for line in replies.closing(planned, include_usage):
             yield line

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import ExitStack, contextmanager
 
 import httpx
 import pytest
 
-from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
+from tests.fakes.openai_server import FakeOpenAI
 from tests.serve.conftest import (
     EXPERTS,
     SERVERS,
     TOPICS,
-    echo_model,
+    fake_experts,
     plan_for,
     running_proxy,
     write_scenario,
@@ -28,24 +27,6 @@ CHAT = "/v1/chat/completions"
 def ask(text: str, category: str = "mcq", **extra) -> dict:
     return {"model": "serve-test", "messages": [{"role": "user", "content": text}],
             "metadata": {"category": category}, **extra}
-
-
-@contextmanager
-def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...] = (), api_key: str | None = None):
-    """One fake server per scenario server, each LLM answering with its name after 10 ms unless
-    ``behaviour[server][llm]`` says otherwise; servers in ``down`` refuse connections."""
-    behaviour = behaviour or {}
-    with ExitStack() as stack:
-        servers, urls = {}, {}
-        for name, (_, llms) in SERVERS.items():
-            if name in down:
-                urls[name] = unused_url()
-                continue
-            models = {llm: FakeModel(**{"answer": echo_model(llm), "delay_s": 0.01,
-                                        **behaviour.get(name, {}).get(llm, {})}) for llm in llms}
-            servers[name] = stack.enter_context(FakeOpenAI(models, api_key=api_key))
-            urls[name] = servers[name].url
-        yield servers, urls
 
 
 def called_experts(servers: dict[str, FakeOpenAI], prompt: str) -> set[str]:
