@@ -53,12 +53,11 @@ class Relabel:
         return event(chunk)
 
 
-def told_as_chunks(reply: dict, wants_usage: bool) -> list[str]:
+def told_as_chunks(reply: dict, wants_usage: bool, chat: bool) -> list[str]:
     """A whole completion as the events a stream of it would carry: each choice in one delta
     (content, tool calls, refusal and logprobs as they are), then its finish reason."""
-    chat = reply.get("object") == "chat.completion"
     head = {"id": reply["id"], "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": reply["created"], "model": reply["model"],
+            "created": reply.get("created"), "model": reply["model"],
             "system_fingerprint": reply.get("system_fingerprint")}
     out = []
     for i, choice in enumerate(reply["choices"]):

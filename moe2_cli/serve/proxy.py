@@ -114,7 +114,8 @@ class Proxy:
         reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting)
         self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
         if asked.stream and reply.status == 200:
-            return Streamed(_replay(told_as_chunks(reply.body, asked.wants_usage)), reply.experts)
+            events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
+            return Streamed(_replay(events), reply.experts)
         return reply
 
     # ------------------------------------------------------------------ whole replies
