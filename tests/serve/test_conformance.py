@@ -5,6 +5,7 @@ logprobs, streams, the endpoints, model names, request ids and the small courtes
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 
 import httpx
 import openai
@@ -39,20 +40,15 @@ def sdk(url: str, **options) -> OpenAI:
 def serving(base_plan, tmp_path):
     """Start fake experts with the given behaviour and the proxy in front of them; yields
     (SDK client, proxy URL, fake servers, proxy)."""
-    stack = []
+    with ExitStack() as stack:
 
-    def start(behaviour=None, **proxy_options):
-        experts = fake_experts(behaviour)
-        servers, urls = experts.__enter__()
-        stack.append(experts)
-        proxy = running_proxy(plan_for(base_plan, tmp_path, urls), api_key=KEY, **proxy_options)
-        url, handle = proxy.__enter__()
-        stack.append(proxy)
-        return sdk(url), url, servers, handle
+        def start(behaviour=None, **proxy_options):
+            servers, urls = stack.enter_context(fake_experts(behaviour))
+            url, proxy = stack.enter_context(running_proxy(plan_for(base_plan, tmp_path, urls), api_key=KEY,
+                                                           **proxy_options))
+            return sdk(url), url, servers, proxy
 
-    yield start
-    for context in reversed(stack):
-        context.__exit__(None, None, None)
+        yield start
 
 
 def metric(url: str, name: str) -> float:
