@@ -6,9 +6,16 @@ third process with every expert selected (top-2: two upstream calls per request)
 sends ``--requests`` chat completions, ``--concurrency`` at a time. Every reply carries
 ``moe2.upstream_s``, the time the proxy waited for its experts, so the overhead of a request is
 its latency seen by the client minus that wait: routing, parsing, aggregation, both HTTP hops
-and the client's own queueing, all charged to the proxy.
+and the client's own queueing, all charged to the proxy. The same load is then sent straight to
+one fake expert, and the p50 latencies compared.
+
+With ``--stream`` the experts stream ``--tokens`` tokens, ``--token-delay`` seconds apart, after
+``--delay``; the requests stream (``top`` passes the highest-weight expert's stream through),
+and the time to the first content token is compared, sent straight to a fake expert and through
+``moe2 serve``.
 
     python benchmarks/serve_load.py [--requests 2000] [--concurrency 64] [--delay 0.02]
+    python benchmarks/serve_load.py --stream --requests 200 --concurrency 1 [--tokens 50] [--token-delay 0.01]
 """
 
 from __future__ import annotations
@@ -68,16 +75,18 @@ def wait_until_up(url: str, limit_s: float = 120) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def setup(directory: Path, delay: float) -> tuple[list[subprocess.Popen], str]:
-    """Fake experts and ``moe2 serve``; returns the processes and the proxy's URL."""
-    text, processes = SCENARIO.read_text(), []
+def setup(directory: Path, delay: float, answer: str, token_delay: float) -> tuple[list[subprocess.Popen], str, str]:
+    """Fake experts and ``moe2 serve``; returns the processes, the proxy's URL and the first
+    fake expert's URL."""
+    text, processes, direct = SCENARIO.read_text(), [], ""
     for port, llms in FAKES.items():
         new = free_port()
         text = text.replace(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{new}")
-        specs = [arg for llm in llms for arg in ("--model", f"{llm}={delay}:B")]
-        processes.append(start(["-m", "tests.fakes.openai_server", "--port", str(new), *specs],
-                               directory / f"expert-{port}.log"))
+        specs = [arg for llm in llms for arg in ("--model", f"{llm}={delay}:{answer}")]
+        processes.append(start(["-m", "tests.fakes.openai_server", "--port", str(new), "--token-delay",
+                                str(token_delay), *specs], directory / f"expert-{port}.log"))
         wait_until_up(f"http://127.0.0.1:{new}/v1/models")
+        direct = direct or f"http://127.0.0.1:{new}"
     scenario = directory / "serve-local.yaml"
     scenario.write_text(text)
     experts = [f"{server}/{llm}" for server, llms in zip(("orin", "rtx"), FAKES.values()) for llm in llms]
@@ -89,11 +98,13 @@ def setup(directory: Path, delay: float) -> tuple[list[subprocess.Popen], str]:
                             "--port", str(port)], directory / "serve.log"))
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url + "/healthz")
-    return processes, url
+    return processes, url, direct
 
 
-async def load(url: str, requests: int, concurrency: int) -> tuple[list[tuple[float, float]], list[str], float]:
-    """(client latency, upstream wait) of each answered request, why each lost one was lost, and wall time."""
+async def load(url: str, requests: int, concurrency: int, model: str = "local-pair",
+               answer: str = "B") -> tuple[list[tuple[float, float]], list[str], float]:
+    """(client latency, upstream wait) of each answered request, why each lost one was lost, and
+    wall time; a reply without ``moe2`` (an expert asked directly) waited for its expert throughout."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results: list[tuple[float, float]] = []
     lost: list[str] = []
@@ -104,24 +115,84 @@ async def load(url: str, requests: int, concurrency: int) -> tuple[list[tuple[fl
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            body = {"model": "local-pair", "metadata": {"category": ("mcq", "math")[i % 2]},
-                    "messages": [{"role": "user", "content": f"question {i}: pick A or B"}]}
             started = time.perf_counter()
             try:
-                reply = await client.post(url + "/v1/chat/completions", json=body, timeout=30)
+                reply = await client.post(url + "/v1/chat/completions", json=question(i, model), timeout=30)
             except httpx.HTTPError as err:
                 lost.append(f"{type(err).__name__}: {err}")
                 continue
             elapsed = time.perf_counter() - started
-            if reply.status_code != 200 or reply.json()["choices"][0]["message"]["content"] != "B":
+            if reply.status_code != 200 or reply.json()["choices"][0]["message"]["content"] != answer:
                 lost.append(f"HTTP {reply.status_code}: {reply.text[:300]}")
                 continue
-            results.append((elapsed, reply.json()["moe2"]["upstream_s"]))
+            results.append((elapsed, reply.json().get("moe2", {}).get("upstream_s", elapsed)))
 
     async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return results, lost, time.perf_counter() - started
+
+
+def question(i: int, model: str, stream: bool = False) -> dict:
+    return {"model": model, "metadata": {"category": ("mcq", "math")[i % 2]}, "stream": stream,
+            "messages": [{"role": "user", "content": f"question {i}: pick A or B"}]}
+
+
+async def stream_load(url: str, requests: int, model: str, answer: str) -> tuple[list[tuple[float, float]], list[str]]:
+    """(time to the first content token, time to the end) of each streamed request, one at a
+    time, and why each lost one was lost."""
+    results: list[tuple[float, float]] = []
+    lost: list[str] = []
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for i in range(requests):
+            started, first, text = time.perf_counter(), None, []
+            try:
+                async with client.stream("POST", url + "/v1/chat/completions", json=question(i, model, True),
+                                         timeout=30) as reply:
+                    async for line in reply.aiter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        chunk = json.loads(line[len("data: "):])
+                        piece = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
+                        if piece and first is None:
+                            first = time.perf_counter() - started
+                        text.append(piece or "")
+            except httpx.HTTPError as err:
+                lost.append(f"{type(err).__name__}: {err}")
+                continue
+            if first is None or "".join(text) != answer:
+                lost.append(f"HTTP {reply.status_code}: {''.join(text)[:100]!r}")
+                continue
+            results.append((first, time.perf_counter() - started))
+    return results, lost
+
+
+def streamed(args: argparse.Namespace, url: str, direct: str) -> None:
+    """Time to the first token, straight to an expert and through ``moe2 serve``, alternating
+    blocks so a change in the machine's load falls on both."""
+    answer = " ".join(["B"] * args.tokens)
+    model = FAKES[8081][0]
+    asyncio.run(stream_load(url, args.warmup, "local-pair", answer))
+    asyncio.run(stream_load(direct, args.warmup, model, answer))
+    runs: dict[str, list[tuple[float, float]]] = {"direct": [], "moe2": []}
+    lost: list[str] = []
+    for _ in range(4):
+        for name, (where, asked) in {"direct": (direct, model), "moe2": (url, "local-pair")}.items():
+            results, missing = asyncio.run(stream_load(where, args.requests // 4, asked, answer))
+            runs[name] += results
+            lost += missing
+    print(f"{args.requests} streamed requests each way, concurrency 1; experts wait {args.delay * 1e3:g} ms, then "
+          f"stream {args.tokens} tokens {args.token_delay * 1e3:g} ms apart")
+    print(f"lost requests: {len(lost)}")
+    for reason in sorted(set(lost)):
+        print(f"  {lost.count(reason)} x {reason}")
+    for name, results in runs.items():
+        ttft = np.array([r[0] for r in results]) * 1e3
+        total = np.array([r[1] for r in results]) * 1e3
+        print(f"{name:>6}: time to first token p50 {np.percentile(ttft, 50):.1f} ms, p99 {np.percentile(ttft, 99):.1f}"
+              f" ms; whole stream p50 {np.percentile(total, 50):.1f} ms")
+    added = np.percentile([r[0] for r in runs["moe2"]], 50) - np.percentile([r[0] for r in runs["direct"]], 50)
+    print(f"added to the time to first token by moe2 serve, p50: {added * 1e3:.1f} ms")
 
 
 def main() -> None:
@@ -130,18 +201,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--delay", type=float, default=0.02, help="seconds each fake expert takes")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--stream", action="store_true", help="stream, and compare the time to the first token")
+    parser.add_argument("--tokens", type=int, default=50, help="tokens each expert streams (with --stream)")
+    parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as directory:
-        processes, url = setup(Path(directory), args.delay)
+        answer = " ".join(["B"] * args.tokens) if args.stream else "B"
+        processes, url, direct = setup(Path(directory), args.delay, answer, args.token_delay if args.stream else 0)
         try:
+            if args.stream:
+                streamed(args, url, direct)
+                return
             asyncio.run(load(url, args.warmup, args.concurrency))
             before = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
             results, lost, wall = asyncio.run(load(url, args.requests, args.concurrency))
             cpu = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
             cpu = [(b - a) * 1e3 / args.requests for a, b in zip(before, cpu)]
             overruns = (Path(directory) / "serve.log").read_text().count('"event": "budget_overrun"')
+            straight, _, _ = asyncio.run(load(direct, args.requests, args.concurrency, FAKES[8081][0]))
         finally:
             for process in processes:
                 process.terminate()
@@ -158,6 +237,9 @@ def main() -> None:
     print(f"latency seen by the client, ms: p50 {np.percentile(latency, 50):.1f}, p99 {np.percentile(latency, 99):.1f}")
     print(f"overhead over the experts, ms: p50 {np.percentile(overhead, 50):.1f}, "
           f"p99 {np.percentile(overhead, 99):.1f}")
+    direct_p50 = np.percentile([r[0] for r in straight], 50) * 1e3
+    print(f"straight to one expert, ms: p50 {direct_p50:.1f}; added by moe2 serve, p50: "
+          f"{np.percentile(latency, 50) - direct_p50:.1f}")
     print(f"CPU per request, ms: proxy {cpu[-2]:.2f}, fake experts {cpu[0] + cpu[1]:.2f}, load generator "
           f"{cpu[-1]:.2f} (the proxy alone could serve {1000 / cpu[-2]:.0f} requests/s per core)")
     print(f"budget overruns logged (warm-up included): {overruns}")

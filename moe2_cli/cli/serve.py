@@ -33,8 +33,10 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="top: the highest-weight expert's answer; vote: "
-                                                               "the majority of normalised answers.")] = "top",
+    aggregate: Annotated[str, typer.Option("--aggregate", help="top: the highest-weight expert's reply as it is "
+                                                               "(streams pass through as generated); vote: the "
+                                                               "majority of normalised text answers (streams are "
+                                                               "sent once the votes are in).")] = "top",
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
                               "being this environment variable's value.")] = None,
@@ -42,14 +44,17 @@ def serve(
     = DEFAULT_MAX_BODY,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
+    ttft_timeout: Annotated[float | None, typer.Option(
+        "--ttft-timeout", help="Seconds to wait for a stream's first event before the next expert stands in "
+                               "(default: the whole --timeout).")] = None,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
                                                                        "the next in the router's ranking.")] = 2,
     router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
-    """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions, GET /v1/models,
-    /healthz and /metrics. Stops on SIGTERM once the requests in flight are answered.
+    """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
+    GET /v1/models, /healthz and /metrics. Stops on SIGTERM once the requests in flight are answered.
 
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
@@ -62,15 +67,16 @@ def serve(
 
     if aggregate not in AGGREGATES:
         raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)} (got {aggregate!r})")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout must be > 0 seconds (got {timeout})")
+    for flag, seconds in (("--timeout", timeout), ("--ttft-timeout", ttft_timeout)):
+        if seconds is not None and not seconds > 0:
+            raise UsageError(f"{flag} must be > 0 seconds (got {seconds})")
     key = _api_key(api_key_env)
     choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
     # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
     plan = with_router(choice, seed=seed, outcomes=outcomes)
-    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks)
+    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)

@@ -1,15 +1,18 @@
 """The HTTP face of the proxy: an OpenAI-compatible Starlette app.
 
-``POST /v1/chat/completions`` (streaming and not), ``GET /v1/models``, ``GET /healthz`` and
-``GET /metrics``. Every error is an OpenAI-style JSON object: a malformed body is a 400, an
-oversized one a 413, a missing or wrong key a 401, and never a 500 for anything a client sends.
+``POST /v1/chat/completions`` and ``POST /v1/completions`` (streaming and not), ``GET /v1/models``
+and ``GET /v1/models/{id}``, ``GET /healthz`` and ``GET /metrics``. Every error is an OpenAI-style
+JSON object: a malformed body is a 400, an unknown model a 404, an oversized body a 413, a missing
+or wrong key a 401, a wrong method a 405 with ``Allow``, and never a 500 for anything a client
+sends. Every completion reply carries ``X-Request-Id`` (the client's, or a new one), which is
+also sent to the experts.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,17 +24,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from moe2_cli.serve import DEFAULT_MAX_BODY
-from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, BadRequest, Proxy, Reply, error_body
+from moe2_cli.serve.intake import CHAT, COMPLETIONS, BadRequest, read_request, request_id
+from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
 
 OPEN_PATHS = ("/healthz",)  # readiness probes carry no key
+SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{id}"
 
 
 class TooLarge(Exception):
     pass
 
 
-def error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, kind, code), status_code=status)
+def error(status: int, message: str, kind: str, code: str | None = None, param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, code, param), status_code=status)
 
 
 class Guard:
@@ -40,7 +45,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body: int):
         self.app, self.max_body = app, max_body
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,8 +60,9 @@ class Guard:
 
     def _refusal(self, path: str, headers: dict[bytes, bytes]) -> Response | None:
         if self.expected is not None and path not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            # The scheme is case-insensitive (RFC 9110): "bearer" and "BEARER" are "Bearer".
+            scheme, _, given = headers.get(b"authorization", b"").strip().partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.expected):
                 reply = error(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
                               "invalid_request_error", "invalid_api_key")
                 reply.headers["WWW-Authenticate"] = "Bearer"
@@ -93,23 +99,38 @@ async def _read_json(request: Request, limit: int) -> dict:
 
 def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> ASGIApp:
     """The app; ``api_key`` (the token itself, not a variable name) protects every route but /healthz."""
+    categories = proxy.plan.scenario.instance.categories
 
-    async def completions(request: Request) -> Response:
-        try:
-            body = await _read_json(request, max_body)
-            reply = await proxy.chat(body, request.headers.get(CATEGORY_HEADER))
-        except TooLarge:
-            return _too_large(max_body)
-        except BadRequest as err:
-            return error(400, str(err), "invalid_request_error")
-        if reply.status != 200 or not body.get("stream"):
-            return JSONResponse(reply.body, status_code=reply.status, headers=_experts_header(reply))
-        return StreamingResponse(_events(reply, body), media_type="text/event-stream",
-                                 headers=_experts_header(reply))
+    def completion_route(endpoint: str):
+        async def handle(request: Request) -> Response:
+            rid = request_id(request.headers.get("x-request-id"), uuid.uuid4().hex)
+            try:
+                body = await _read_json(request, max_body)
+                asked = read_request(endpoint, body, models=(proxy.model_name,), categories=categories,
+                                     category_header=request.headers.get(CATEGORY_HEADER), rid=rid)
+                response = _response(await proxy.complete(asked))
+            except TooLarge:
+                response = _too_large(max_body)
+            except BadRequest as err:
+                response = error(err.status, str(err), "invalid_request_error", err.code, err.param)
+            response.headers["X-Request-Id"] = rid
+            return response
+
+        return handle
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": proxy.model_name, "object": "model", "created": 0,
-                                                         "owned_by": "moe2"}]})
+        return JSONResponse({"object": "list", "data": [_model(proxy)]})
+
+    async def model(request: Request) -> Response:
+        wanted = request.path_params["model_id"]
+        if wanted != proxy.model_name:
+            return error(404, f"The model {wanted!r} does not exist (this server serves {proxy.model_name})",
+                         "invalid_request_error", "model_not_found", "model")
+        return JSONResponse(_model(proxy))
+
+    async def unsupported(request: Request) -> Response:
+        return error(404, f"{request.url.path} is not served here: moe2 serves {SUPPORTED}",
+                     "invalid_request_error", "unsupported_endpoint")
 
     async def healthz(request: Request) -> Response:
         health = await proxy.health()
@@ -120,8 +141,10 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 400
-        return error(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', exc)}",
-                     "invalid_request_error")
+        reply = error(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', exc)}",
+                      "invalid_request_error")
+        reply.headers.update(getattr(exc, "headers", None) or {})  # Allow, on a 405
+        return reply
 
     @asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
@@ -130,31 +153,26 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
         finally:
             await proxy.close()  # the upstream connection pools
 
-    routes = [Route("/v1/chat/completions", completions, methods=["POST"]),
+    anything = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    routes = [Route("/v1/chat/completions", completion_route(CHAT), methods=["POST"]),
+              Route("/v1/completions", completion_route(COMPLETIONS), methods=["POST"]),
               Route("/v1/models", models, methods=["GET"]),
+              Route("/v1/models/{model_id:path}", model, methods=["GET"]),
+              Route("/v1/responses", unsupported, methods=anything),
+              Route("/v1/responses/{rest:path}", unsupported, methods=anything),
               Route("/healthz", healthz, methods=["GET"]),
               Route("/metrics", metrics, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     return Guard(app, token=api_key, max_body=max_body)
 
 
-def _experts_header(reply: Reply) -> dict[str, str]:
-    return {EXPERTS_HEADER: ",".join(reply.experts)} if reply.experts else {}
+def _model(proxy: Proxy) -> dict:
+    return {"id": proxy.model_name, "object": "model", "created": 0, "owned_by": "moe2"}
 
 
-async def _events(reply: Reply, body: dict) -> AsyncIterator[str]:
-    """The aggregated answer as server-sent chat.completion.chunk events (answers are combined
-    whole, so the text arrives in one content chunk), with usage when the client asked for it."""
-    base = {"id": reply.body["id"], "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": reply.body["model"]}
-
-    def event(delta: dict, finish: str | None = None, **extra) -> str:
-        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(chunk)}\n\n"
-
-    yield event({"role": "assistant", "content": ""})
-    yield event({"content": reply.text})
-    yield event({}, "stop", moe2=reply.body["moe2"])
-    if (body.get("stream_options") or {}).get("include_usage"):
-        yield f"data: {json.dumps({**base, 'choices': [], 'usage': reply.body['usage']})}\n\n"
-    yield "data: [DONE]\n\n"
+def _response(reply: Reply | Streamed) -> Response:
+    headers = {EXPERTS_HEADER: ",".join(reply.experts)} if reply.experts else {}
+    if isinstance(reply, Streamed):
+        return StreamingResponse(reply.events, media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)

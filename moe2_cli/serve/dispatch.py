@@ -1,5 +1,9 @@
 """Call a query's top-k experts concurrently; when one fails, the next expert of S in the gate's
-ranking takes its place, at most ``fallbacks`` times per request."""
+ranking takes its place, at most ``fallbacks`` times per request.
+
+An expert that refuses the request itself (a :class:`ClientError`) is not a failure: no other
+expert would take it, so no replacement is called after one. The calls already running finish.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from moe2_cli.serve.routing import Pick, Route
-from moe2_cli.serve.upstream import Answer, UpstreamFailure
+from moe2_cli.serve.upstream import Answer, ClientError, UpstreamFailure
 
 Caller = Callable[[Pick], Awaitable[Answer]]
 
@@ -20,10 +24,11 @@ class Dispatch:
     called: list[Pick] = field(default_factory=list)
     answered: list[tuple[Pick, Answer]] = field(default_factory=list)
     failed: list[tuple[Pick, UpstreamFailure]] = field(default_factory=list)
+    refused: list[tuple[Pick, ClientError]] = field(default_factory=list)
 
 
 async def dispatch(route: Route, call: Caller, fallbacks: int) -> Dispatch:
-    """Run the calls; ``answered`` keeps the gate's ranking order, whatever the finishing order."""
+    """Run the calls; ``answered`` keeps the router's ranking order, whatever the finishing order."""
     out = Dispatch()
     spare = list(route.fallbacks)
     running: dict[asyncio.Task, Pick] = {}
@@ -43,10 +48,14 @@ async def dispatch(route: Route, call: Caller, fallbacks: int) -> Dispatch:
                 if error is None:
                     out.answered.append((pick, task.result()))
                     continue
+                if isinstance(error, ClientError):
+                    out.refused.append((pick, error))
+                    continue
                 if not isinstance(error, UpstreamFailure):
                     raise error
                 out.failed.append((pick, error))
-                replacement = _next(spare, out, running) if len(out.called) - len(route.chosen) < fallbacks else None
+                may_replace = not out.refused and len(out.called) - len(route.chosen) < fallbacks
+                replacement = _next(spare, out, running) if may_replace else None
                 if replacement is not None:
                     start(replacement)
     finally:
@@ -54,6 +63,7 @@ async def dispatch(route: Route, call: Caller, fallbacks: int) -> Dispatch:
             task.cancel()
     rank = {p.index: i for i, p in enumerate(out.called)}
     out.answered.sort(key=lambda pa: rank[pa[0].index])
+    out.refused.sort(key=lambda pe: rank[pe[0].index])
     return out
 
 

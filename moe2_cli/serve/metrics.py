@@ -63,14 +63,19 @@ class Metrics:
     """The proxy's counters; the event loop is single-threaded, so no locks are needed."""
 
     def __init__(self):
-        self.requests = Family("moe2_requests_total", "Chat completion requests by category and HTTP status.",
-                               "counter")
-        self.in_flight = Family("moe2_requests_in_flight", "Chat completion requests being answered.", "gauge")
+        self.requests = Family("moe2_requests_total", "Completion requests (chat and text) by category and HTTP "
+                               "status.", "counter")
+        self.in_flight = Family("moe2_requests_in_flight", "Completion requests being answered.", "gauge")
         self.latency = Family("moe2_request_latency_seconds", "Time from request to answer, by category.",
                               "histogram", buckets=LATENCY_BUCKETS)
         self.expert_calls = Family("moe2_expert_calls_total", "Calls to each expert.", "counter")
-        self.expert_failures = Family("moe2_expert_failures_total", "Failed expert calls by kind "
-                                      "(timeout, unreachable, http, malformed).", "counter")
+        self.expert_failures = Family("moe2_expert_failures_total", "Failed expert calls by kind (timeout, "
+                                      "ttft_timeout, unreachable, http, malformed); each may fall back.", "counter")
+        self.client_errors = Family("moe2_upstream_client_errors_total", "Requests an expert refused as the "
+                                    "client's mistake (HTTP 400, 404, 413, 422), passed back to the client, by "
+                                    "status; never a fallback.", "counter")
+        self.tokens = Family("moe2_tokens_total", "Tokens spent by every expert called (from their usage), by "
+                             "category and type (prompt, completion).", "counter")
         self.expert_latency = Family("moe2_expert_latency_seconds", "Answer time of each expert.", "histogram",
                                      buckets=LATENCY_BUCKETS)
         self.energy = Family("moe2_estimated_energy_joules_total", "Energy of the experts called, estimated from "
@@ -81,5 +86,5 @@ class Metrics:
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
-                    self.expert_latency, self.energy, self.overruns)
+                    self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns)
         return "\n".join(line for f in families for line in f.render()) + "\n"

@@ -1,35 +1,39 @@
-"""One chat request through the selection: category, route, concurrent expert calls with
-fallback, aggregation, and the request's latency and estimated energy against its budgets.
+"""One completion request through the selection: route, expert calls with fallback (or one
+expert's stream passed through), aggregation, and the request's latency, tokens and estimated
+energy against its budgets.
 
 The proxy knows nothing of HTTP framing (that is :mod:`moe2_cli.serve.app`); it turns a parsed
-request body into a :class:`Reply` and keeps the counters ``/metrics`` shows.
+request into a :class:`Reply` or a :class:`Streamed` and keeps the counters ``/metrics`` shows.
+The reply is the answering expert's own (tool calls, finish reason, logprobs, usage), under the
+served model's name, with a ``moe2`` field saying who answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from moe2_cli.serve.aggregate import combine
 from moe2_cli.serve.batching import RouteBatcher
+from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.dispatch import Dispatch, dispatch
+from moe2_cli.serve.intake import CHAT, Asked
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import Pick
-from moe2_cli.serve.upstream import Answer, Pools, Target, complete, probe
+from moe2_cli.serve.routing import Pick, Route
+from moe2_cli.serve.streams import Opened, open_stream
+from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete, probe
 
 CATEGORY_HEADER = "x-moe2-category"
 EXPERTS_HEADER = "X-Moe2-Experts"
-
-
-class BadRequest(Exception):
-    """The client's request cannot be answered as sent (HTTP 400)."""
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,14 @@ class Reply:
     status: int
     body: dict
     experts: tuple[str, ...] = ()
-    text: str | None = None  # the answer, for streaming
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A reply sent as server-sent events; its status is 200."""
+
+    events: AsyncIterator[str]
+    experts: tuple[str, ...]
 
 
 @dataclass
@@ -48,9 +59,9 @@ class ExpertState:
     last_error: str | None = None
 
 
-def error_body(message: str, kind: str, code: str | None = None) -> dict:
+def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
     """An OpenAI-style error object."""
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def json_log(event: str, **fields) -> None:
@@ -59,29 +70,13 @@ def json_log(event: str, **fields) -> None:
     print(json.dumps(record, sort_keys=True), file=sys.stderr, flush=True)
 
 
-def prompt_text(body: dict) -> str:
-    """The last user message's text (string or the parts form); 400 when there is none."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise BadRequest("'messages' must be a non-empty list of message objects")
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        raise BadRequest("a user message's 'content' must be a string or a list of parts")
-    raise BadRequest("'messages' has no user message")
-
-
 @dataclass
 class Proxy:
     plan: Plan
     targets: dict[str, Target]
     aggregate: str = "top"
     fallbacks: int = 2
+    ttft_s: float | None = None  # longest wait for a stream's first event (None: the expert's timeout)
     log: Callable[..., None] = json_log
     metrics: Metrics = field(default_factory=Metrics)
     states: dict[str, ExpertState] = field(init=False)
@@ -96,81 +91,172 @@ class Proxy:
     def model_name(self) -> str:
         return self.plan.scenario.name
 
+    @property
+    def fingerprint(self) -> str:
+        """Stands in for an expert's missing ``system_fingerprint``: changes with what is served."""
+        served = f"{self.model_name}|{self.plan.mask}|{self.plan.k}|{self.aggregate}"
+        return "fp_moe2_" + hashlib.sha256(served.encode()).hexdigest()[:10]
+
     async def close(self) -> None:
         await self.pools.aclose()
 
-    def category(self, body: dict, header: str | None) -> str:
-        """``metadata.category``, else the header, else the scenario's first category."""
-        metadata = body.get("metadata")
-        chosen = metadata.get("category") if isinstance(metadata, dict) else None
-        chosen = chosen or header or self.plan.scenario.instance.categories[0]
-        if chosen not in self.plan.scenario.instance.categories:
-            raise BadRequest(f"unknown category {chosen!r} (categories: "
-                             f"{', '.join(self.plan.scenario.instance.categories)})")
-        return chosen
-
-    async def chat(self, body: dict, category_header: str | None = None) -> Reply:
+    async def complete(self, asked: Asked) -> Reply | Streamed:
         started = time.perf_counter()
-        category = self.category(body, category_header)
-        query = Query(id=uuid.uuid4().hex, category=category, text=prompt_text(body))
-        route = await self.router.route(query)
+        route = await self.router.route(asked.query)
+        if asked.stream and (self.aggregate == "top" or len(route.chosen) == 1 or asked.n > 1):
+            return await self._stream(asked, route, started)
         self.metrics.in_flight.inc((), 1)
         waiting = time.perf_counter()
         try:
-            done = await dispatch(route, lambda pick: self._call(pick, body), self.fallbacks)
+            done = await dispatch(route, lambda pick: self._call(pick, asked), self.fallbacks)
         finally:
             self.metrics.in_flight.inc((), -1)
-        reply = self._reply(body, query, done, upstream_s=time.perf_counter() - waiting)
-        self._account(query, done, reply.status, time.perf_counter() - started)
+        reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting)
+        self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
+        if asked.stream and reply.status == 200:
+            events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
+            return Streamed(_replay(events), reply.experts)
         return reply
 
-    async def _call(self, pick: Pick, body: dict) -> Answer:
-        state = self.states[pick.expert]
-        state.calls += 1
-        self.metrics.expert_calls.inc((("expert", pick.expert),))
+    # ------------------------------------------------------------------ whole replies
+
+    async def _call(self, pick: Pick, asked: Asked) -> Answer:
+        self._called(pick.expert)
+        target = self.targets[pick.expert]
         try:
-            target = self.targets[pick.expert]
-            answer = await complete(self.pools.client(target), target, body)
-        except Exception as failure:
-            kind = getattr(failure, "kind", "internal")
-            state.failures += 1
-            state.consecutive_failures += 1
-            state.last_error = getattr(failure, "reason", type(failure).__name__)
-            self.metrics.expert_failures.inc((("expert", pick.expert), ("kind", kind)))
+            answer = await complete(self.pools.client(target), target, asked.body, endpoint=asked.endpoint,
+                                    n=asked.n, request_id=asked.query.id)
+        except Exception as err:
+            self._failed(pick.expert, err)
             raise
-        state.consecutive_failures = 0
-        self.metrics.expert_latency.observe((("expert", pick.expert),), answer.latency_s)
+        self._answered(pick.expert, asked.query.category, answer.usage, answer.latency_s)
         return answer
 
-    def _reply(self, body: dict, query: Query, done: Dispatch, upstream_s: float) -> Reply:
+    def _reply(self, asked: Asked, done: Dispatch, upstream_s: float) -> Reply:
         """The reply; ``upstream_s`` is the time spent waiting for the experts, so a client can
         tell the proxy's own share of the latency."""
-        failed = [{"expert": p.expert, "reason": f.reason} for p, f in done.failed]
+        failed = _failures(done)
         if not done.answered:
-            tried = "; ".join(f"{f['expert']}: {f['reason']}" for f in failed)
-            payload = error_body(f"no expert of the selection answered ({tried})", "upstream_error",
-                                 "experts_unavailable")
-            payload["moe2"] = {"category": query.category, "failed": failed}
-            return Reply(status=502, body=payload)
-        combined = combine(done.answered, self.aggregate)
+            return self._no_answer(asked.query, done, failed)
+        combined = combine(done.answered, self.aggregate, asked.n)
         experts = tuple(p.expert for p, _ in done.answered)
-        payload = {
-            "id": f"chatcmpl-moe2-{query.id}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_name,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": combined.text}}],
-            "usage": _summed_usage(a.usage for _, a in done.answered),
-            "moe2": {"category": query.category, "experts": list(experts), "answer_from": combined.source.expert,
-                     "aggregate": self.aggregate, "votes": combined.votes, "weights": combined.weights,
-                     "failed": failed, "upstream_s": round(upstream_s, 6)},
-        }
-        return Reply(status=200, body=payload, experts=experts, text=combined.text)
+        body = {**combined.answer.reply, "id": self._completion_id(asked), "model": self.model_name}
+        if not body.get("system_fingerprint"):
+            body["system_fingerprint"] = self.fingerprint
+        body["moe2"] = {"category": asked.query.category, "experts": list(experts),
+                        "answer_from": combined.source.expert, "aggregate": combined.how, "note": combined.note,
+                        "votes": combined.votes, "weights": combined.weights, "failed": failed,
+                        "upstream_s": round(upstream_s, 6), "tokens_spent": summed_usage(a.usage for _, a in
+                                                                                         done.answered)}
+        return Reply(status=200, body=body, experts=experts)
 
-    def _account(self, query: Query, done: Dispatch, status: int, latency_s: float) -> None:
+    def _no_answer(self, query: Query, done: Dispatch, failed: list[dict]) -> Reply:
+        """The first refusal, as the expert gave it (the client's mistake), else a 502."""
+        if done.refused:
+            pick, refusal = done.refused[0]
+            return Reply(status=refusal.status, body={**refusal.body, "moe2": {
+                "category": query.category, "refused_by": pick.expert, "failed": failed}})
+        tried = "; ".join(f"{f['expert']}: {f['reason']}" for f in failed)
+        payload = error_body(f"no expert of the selection answered ({tried})", "upstream_error",
+                             "experts_unavailable")
+        payload["moe2"] = {"category": query.category, "failed": failed}
+        return Reply(status=502, body=payload)
+
+    def _completion_id(self, asked: Asked) -> str:
+        return f"{'chatcmpl' if asked.endpoint == CHAT else 'cmpl'}-moe2-{uuid.uuid4().hex}"
+
+    # ------------------------------------------------------------------ streams passed through
+
+    async def _stream(self, asked: Asked, route: Route, started: float) -> Reply | Streamed:
+        """The highest-weight expert's stream, relayed as it arrives. Until its first event the
+        next expert in the ranking may stand in; after it, a failure ends the stream."""
+        self.metrics.in_flight.inc((), 1)
+        done = Dispatch()
+        try:
+            opened = await self._open_first(asked, [*route.chosen, *route.fallbacks][:1 + self.fallbacks], done)
+        except BaseException:
+            self.metrics.in_flight.inc((), -1)
+            raise
+        if opened is None:
+            self.metrics.in_flight.inc((), -1)
+            reply = self._no_answer(asked.query, done, _failures(done))
+            self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
+            return reply
+        pick = done.called[-1]
+        relabel = Relabel(id=self._completion_id(asked), model=self.model_name, wants_usage=asked.wants_usage,
+                          moe2={"category": asked.query.category, "experts": [pick.expert],
+                                "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)})
+        return Streamed(self._relay(asked, opened, relabel, done, started), (pick.expert,))
+
+    async def _open_first(self, asked: Asked, candidates: list[Pick], done: Dispatch) -> Opened | None:
+        for pick in candidates:
+            done.called.append(pick)
+            self._called(pick.expert)
+            target = self.targets[pick.expert]
+            try:
+                return await open_stream(self.pools.client(target), target, asked.body, endpoint=asked.endpoint,
+                                         ttft_s=self.ttft_s, request_id=asked.query.id)
+            except ClientError as err:
+                self._failed(pick.expert, err)
+                done.refused.append((pick, err))
+                return None
+            except UpstreamFailure as err:
+                self._failed(pick.expert, err)
+                done.failed.append((pick, err))
+        return None
+
+    async def _relay(self, asked: Asked, opened: Opened, relabel: Relabel, done: Dispatch,
+                     started: float) -> AsyncIterator[str]:
+        expert = opened.target.expert
+        rest = opened.rest()
+        try:
+            first = relabel(opened.first)
+            if first:
+                yield first
+            async for data in rest:
+                out = relabel(data)
+                if out:
+                    yield out
+        except UpstreamFailure as err:
+            self._failed(expert, err)
+            yield error_event(f"{expert} failed after the stream began ({err.reason})", "upstream_error",
+                              "expert_failed")
+        else:
+            self._answered(expert, asked.query.category, relabel.usage, time.perf_counter() - started)
+        finally:
+            await rest.aclose()
+            await opened.aclose()
+            self.metrics.in_flight.inc((), -1)
+            self._account(asked.query, done.called, 200, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ counting
+
+    def _called(self, expert: str) -> None:
+        self.states[expert].calls += 1
+        self.metrics.expert_calls.inc((("expert", expert),))
+
+    def _answered(self, expert: str, category: str, usage: dict, latency_s: float) -> None:
+        self.states[expert].consecutive_failures = 0
+        self.metrics.expert_latency.observe((("expert", expert),), latency_s)
+        spent = summed_usage([usage])
+        for kind in ("prompt", "completion"):
+            self.metrics.tokens.inc((("category", category), ("type", kind)), spent[f"{kind}_tokens"])
+
+    def _failed(self, expert: str, err: BaseException) -> None:
+        if isinstance(err, ClientError):  # the request's fault, not the expert's
+            self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
+            return
+        state = self.states[expert]
+        state.failures += 1
+        state.consecutive_failures += 1
+        state.last_error = getattr(err, "reason", type(err).__name__)
+        self.metrics.expert_failures.inc((("expert", expert), ("kind", getattr(err, "kind", "internal"))))
+
+    def _account(self, query: Query, called: list[Pick], status: int, latency_s: float) -> None:
         """Count the request, and check its latency and estimated energy against the budgets."""
         inst, budgets = self.plan.scenario.instance, self.plan.budgets
         c = inst.categories.index(query.category)
-        energy = float(sum(inst.energy_j[p.index, c] for p in done.called))
+        energy = float(sum(inst.energy_j[p.index, c] for p in called))
         category = (("category", query.category),)
         self.metrics.requests.inc((*category, ("status", str(status))))
         self.metrics.latency.observe(category, latency_s)
@@ -180,7 +266,7 @@ class Proxy:
             if cap is not None and used > cap:
                 self.metrics.overruns.inc((*category, ("resource", resource)))
                 self.log("budget_overrun", request=query.id, category=query.category, resource=resource,
-                         used=round(used, 6), budget=cap, experts=[p.expert for p in done.called])
+                         used=round(used, 6), budget=cap, experts=[p.expert for p in called])
 
     async def health(self) -> dict:
         """Each expert's server probed now, with its call record since start."""
@@ -199,8 +285,18 @@ class Proxy:
                 "selection": self.plan.selection, "top_k": self.plan.k, "upstreams": upstreams}
 
 
-def _summed_usage(usages) -> dict:
-    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+def _failures(done: Dispatch) -> list[dict]:
+    failed = [{"expert": p.expert, "reason": f.reason, "kind": f.kind} for p, f in done.failed]
+    return failed + [{"expert": p.expert, "reason": f"HTTP {e.status}", "kind": "client"} for p, e in done.refused]
+
+
+async def _replay(events: list[str]) -> AsyncIterator[str]:
+    for item in events:
+        yield item
+
+
+def summed_usage(usages: Iterable[dict]) -> dict:
+    total = dict.fromkeys(USAGE_KEYS, 0)
     for usage in usages:
         for key in total:
             value = usage.get(key)

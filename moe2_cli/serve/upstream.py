@@ -7,6 +7,7 @@ and never appear in a message, a log line or an error.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -18,7 +19,10 @@ from moe2_cli.errors import Diagnostic, InputError, Moe2Error
 from moe2_cli.scenario.scenario import Scenario
 
 # Fields of a client request that only the proxy acts on, or that would change the upstream's reply format.
-_PROXY_ONLY = ("model", "stream", "stream_options", "metadata")
+_PROXY_ONLY = ("model", "stream", "stream_options", "metadata", "extra_body")
+# Upstream statuses that blame the request, not the expert: they go back to the client as they are.
+CLIENT_ERRORS = frozenset({400, 404, 413, 422})
+_ERROR_TEXT_LIMIT = 2000  # characters of a non-JSON error body kept for the client
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,32 @@ class Target:
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
-    usage: dict
+    """One expert's whole reply, as it came (checked to be a completion with ``n`` choices)."""
+
+    reply: dict
     latency_s: float
+
+    @property
+    def usage(self) -> dict:
+        usage = self.reply.get("usage")
+        return usage if isinstance(usage, dict) else {}
+
+    @property
+    def kind(self) -> str:
+        """What the first choice is: "tool_calls", "refusal" or "text"; only texts are voted on."""
+        choice = self.reply["choices"][0]
+        message = choice.get("message")
+        if message is None:  # a text completion
+            return "text"
+        if message.get("tool_calls"):
+            return "tool_calls"
+        return "text" if isinstance(message.get("content"), str) else "refusal"
+
+    @property
+    def text(self) -> str:
+        choice = self.reply["choices"][0]
+        message = choice.get("message")
+        return choice["text"] if message is None else message.get("content") or ""
 
 
 class UpstreamFailure(Moe2Error):
@@ -48,6 +75,15 @@ class UpstreamFailure(Moe2Error):
     def __init__(self, expert: str, reason: str, kind: str):
         super().__init__(f"{expert}: {reason}")
         self.expert, self.reason, self.kind = expert, reason, kind
+
+
+class ClientError(Moe2Error):
+    """An expert refused the request itself (400, 404, 413, 422): the client's mistake, which
+    no other expert would fix. ``body`` is the upstream's OpenAI-style error object."""
+
+    def __init__(self, expert: str, status: int, body: dict):
+        super().__init__(f"{expert}: HTTP {status}")
+        self.expert, self.status, self.body = expert, status, body
 
 
 def targets_for(scenario: Scenario, experts: list[str], timeout_s: float | None = None,
@@ -101,34 +137,79 @@ class Pools:
         self._clients.clear()
 
 
-def upstream_body(body: dict, target: Target) -> dict:
-    """The client's request for one expert: its model id, non-streaming (answers are aggregated)."""
-    return {**{k: v for k, v in body.items() if k not in _PROXY_ONLY}, "model": target.model_id, "stream": False}
+def upstream_body(body: dict, target: Target, stream: bool = False) -> dict:
+    """The client's request for one expert: its model id; a stream always carries usage, so the
+    tokens it spends are counted (the proxy drops them when the client did not ask)."""
+    out = {**{k: v for k, v in body.items() if k not in _PROXY_ONLY}, "model": target.model_id, "stream": stream}
+    if stream:
+        out["stream_options"] = {"include_usage": True}
+    return out
 
 
-async def complete(client: httpx.AsyncClient, target: Target, body: dict) -> Answer:
-    """One chat completion from one expert; any failure is an :class:`UpstreamFailure`."""
+def headers_for(target: Target, request_id: str | None) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    return {**headers, "X-Request-Id": request_id} if request_id else headers
+
+
+async def complete(client: httpx.AsyncClient, target: Target, body: dict, *, endpoint: str = "chat/completions",
+                   n: int = 1, request_id: str | None = None) -> Answer:
+    """One whole completion from one expert: a :class:`ClientError` when the upstream blames the
+    request, an :class:`UpstreamFailure` for anything else that is not a completion."""
     started = time.perf_counter()
     try:
-        response = await client.post(f"{target.api_base}/chat/completions", json=upstream_body(body, target),
-                                     headers=headers, timeout=target.timeout_s)
+        response = await client.post(f"{target.api_base}/{endpoint}", json=upstream_body(body, target),
+                                     headers=headers_for(target, request_id), timeout=target.timeout_s)
     except httpx.TimeoutException:
         raise UpstreamFailure(target.expert, f"no answer within {target.timeout_s:g} s", "timeout") from None
     except httpx.HTTPError as err:
         raise UpstreamFailure(target.expert, f"unreachable ({type(err).__name__})", "unreachable") from None
     latency = time.perf_counter() - started
     if response.status_code != 200:
-        raise UpstreamFailure(target.expert, f"HTTP {response.status_code}", "http")
+        raise refusal(target, response.status_code, response.content)
     try:
         reply = response.json()
-        text = reply["choices"][0]["message"]["content"]
-    except (ValueError, LookupError, TypeError):
-        raise UpstreamFailure(target.expert, "malformed reply", "malformed") from None
-    if not isinstance(text, str):
-        raise UpstreamFailure(target.expert, "malformed reply (no text content)", "malformed")
-    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-    return Answer(text=text, usage=usage, latency_s=latency)
+    except ValueError:
+        raise UpstreamFailure(target.expert, "malformed reply (not JSON)", "malformed") from None
+    problem = reply_problem(reply, chat=endpoint == "chat/completions", n=n)
+    if problem:
+        raise UpstreamFailure(target.expert, f"malformed reply ({problem})", "malformed")
+    return Answer(reply=reply, latency_s=latency)
+
+
+def refusal(target: Target, status: int, content: bytes) -> ClientError | UpstreamFailure:
+    """What a non-200 status means: the client's mistake (with the upstream's error, kept for
+    the client) or the expert's failure (401, 403, 429, 5xx: another expert may answer)."""
+    if status not in CLIENT_ERRORS:
+        return UpstreamFailure(target.expert, f"HTTP {status}", "http")
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        text = content.decode("utf-8", "replace")[:_ERROR_TEXT_LIMIT] or f"HTTP {status}"
+        body = {"error": {"message": text, "type": "invalid_request_error", "param": None, "code": None}}
+    return ClientError(target.expert, status, body)
+
+
+def reply_problem(reply: object, *, chat: bool, n: int) -> str | None:
+    """Why ``reply`` is not a completion with ``n`` choices, or None when it is one."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
+        return "no choices"
+    if len(choices) < n:
+        return f"{len(choices)} choice(s) where n={n} were asked for"
+    for choice in choices:
+        if not chat:
+            if not isinstance(choice.get("text"), str):
+                return "a choice without text"
+            continue
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            return "a choice without a message"
+        content = message.get("content")
+        if not (isinstance(content, str) or message.get("tool_calls") or isinstance(message.get("refusal"), str)):
+            return "a message without content, tool calls or refusal"
+    return None
 
 
 async def probe(client: httpx.AsyncClient, target: Target, timeout_s: float = 2.0) -> str | None:

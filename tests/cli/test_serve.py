@@ -99,6 +99,8 @@ def test_setup_errors_exit_2_before_training(run_cli, tmp_path, monkeypatch):
     assert run_cli("serve", scenario, "--selection", selection, "--api-key-env", "MOE2_TEST_UNSET_KEY",
                    ).stderr == "moe2: --api-key-env names MOE2_TEST_UNSET_KEY, which is not set (or empty)\n"
     assert run_cli("serve", scenario, "--aggregate", "mean").exit_code == 2
+    no_wait = run_cli("serve", scenario, "--selection", selection, "--ttft-timeout", "0")
+    assert no_wait.exit_code == 2 and no_wait.stderr == "moe2: --ttft-timeout must be > 0 seconds (got 0.0)\n"
     monkeypatch.setenv("MOE2_TEST_UNSET_KEY", "k")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -1,16 +1,19 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and local demos.
 
-It speaks ``GET /v1/models`` and ``POST /v1/chat/completions`` (streaming and not), serves any
-number of model ids, and answers each with a configured delay and answer. A model can be made to
-fail with HTTP 500 or to hang; a closed port (``unused_url``) stands in for a server that refuses
-connections. It is test code on a real socket, not a mock of the client.
+It speaks ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/completions``
+(streaming and not), serves any number of model ids, and answers each with a configured delay
+and answer, honouring ``tools``, ``n``, ``logprobs`` and ``max_tokens`` (see
+:mod:`tests.fakes.openai_replies`). A model can be made to fail with any HTTP status, to hang
+before its first byte, to stall after its first token, or to send a malformed reply; a
+``temperature`` above 2 is refused with OpenAI's 400. A closed port (``unused_url``) stands in
+for a server that refuses connections. It is test code on a real socket, not a mock of the client.
 
     with FakeOpenAI({"m1": FakeModel(answer="B", delay_s=0.02)}) as server:
         httpx.post(server.url + "/v1/chat/completions", json={...})
 
 Run it by hand to try ``moe2 serve`` or ``moe2 measure`` without GPUs::
 
-    python -m tests.fakes.openai_server --port 8081 --model qwen=0.05:B --model llama=0.08:C
+    python -m tests.fakes.openai_server --port 8081 --model qwen=0.05:B --model llama=0.08:C [--token-delay 0.01]
 """
 
 from __future__ import annotations
@@ -27,20 +30,30 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes import openai_replies as replies
 
 Answer = Callable[[str], str]
 
 
 @dataclass
 class FakeModel:
-    """How one served model behaves. ``answer`` is the reply, or a function of the last user
-    message; ``delay_s`` passes before the first token; ``fail`` is None, "500" or "hang"."""
+    """How one served model behaves. ``answer`` is the reply, or a function of the prompt;
+    ``delay_s`` passes before the first token and ``token_delay_s`` after each token; ``fail``
+    is None, an HTTP status ("500", "400", ...), "hang" (before the first byte), "stall" (after
+    the first token) or "garbage" (a 200 that is not a completion). ``uses_tools``: answer
+    offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do);
+    ``hold``: a stream waits after its first token until the test sets this event."""
 
     answer: str | Answer = "ok"
     delay_s: float = 0.0
     fail: str | None = None
+    token_delay_s: float = 0.0
+    uses_tools: bool = True
+    ignores_n: bool = False
+    hold: threading.Event | None = None
 
     def reply(self, prompt: str) -> str:
         return self.answer(prompt) if callable(self.answer) else self.answer
@@ -52,6 +65,8 @@ class Call:
     prompt: str
     stream: bool
     started: float
+    body: dict
+    request_id: str | None
 
 
 def unused_url() -> str:
@@ -62,18 +77,31 @@ def unused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _last_user_text(body: dict) -> str:
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # the parts form of the chat API
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
+def _text(content) -> str:
+    if isinstance(content, list):  # the parts form of the chat API
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def _prompt(body: dict) -> str:
+    """The last user message, else the system text (a system-only conversation), else ``prompt``."""
+    messages = body.get("messages") or []
+    for role in ("user", "system"):
+        for message in reversed(messages):
+            if message.get("role") == role:
+                return _text(message.get("content"))
     return str(body.get("prompt") or "")
 
 
-def _tokens(text: str) -> int:
-    return max(1, len(text.split()))
+def _refusal(body: dict) -> JSONResponse | None:
+    """OpenAI's own 400 for an out-of-range temperature: the client's mistake, not the model's."""
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and temperature > 2:
+        message = (f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got "
+                   f"{temperature} instead.")
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": "temperature",
+                                       "code": "decimal_above_max_value"}}, status_code=400)
+    return None
 
 
 class FakeOpenAI:
@@ -93,7 +121,8 @@ class FakeOpenAI:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/models", self._list_models, methods=["GET"]),
-                                 Route("/v1/chat/completions", self._complete, methods=["POST"])])
+                                 Route("/v1/chat/completions", self._complete, methods=["POST"]),
+                                 Route("/v1/completions", self._complete, methods=["POST"])])
 
     def _refused(self, request: Request) -> JSONResponse | None:
         if self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}":
@@ -107,7 +136,7 @@ class FakeOpenAI:
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
                                                         for m in self.models]})
 
-    async def _complete(self, request: Request):
+    async def _complete(self, request: Request) -> Response:
         refused = self._refused(request)
         if refused:
             return refused
@@ -117,42 +146,47 @@ class FakeOpenAI:
         if model is None:
             return JSONResponse({"error": {"message": f"model {name!r} not found", "type": "not_found"}},
                                 status_code=404)
-        prompt = _last_user_text(body)
+        prompt = _prompt(body)
         with self._lock:
             self.calls.append(Call(model=name, prompt=prompt, stream=bool(body.get("stream")),
-                                   started=time.monotonic()))
-        if model.fail == "hang":
-            await asyncio.sleep(3600)
-        if model.fail == "500":
-            return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500)
+                                   started=time.monotonic(), body=body,
+                                   request_id=request.headers.get("x-request-id")))
+        failed = await self._failure(model, body)
+        if failed is not None:
+            return failed
         await asyncio.sleep(model.delay_s)
-        text = model.reply(prompt)
-        usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text),
-                 "total_tokens": _tokens(prompt) + _tokens(text)}
+        if model.ignores_n:
+            body = {**body, "n": 1}
+        planned = replies.plan(body, name, prompt, model.reply(prompt), model.uses_tools)
         if body.get("stream"):
-            return StreamingResponse(self._chunks(name, text, usage, body), media_type="text/event-stream")
-        return JSONResponse({"id": "cmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                             "model": name, "usage": usage,
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": text}}]})
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(self._chunks(planned, model, usage), media_type="text/event-stream")
+        await asyncio.sleep(model.token_delay_s * len(planned.tokens))
+        return JSONResponse(replies.whole(planned))
 
-    async def _chunks(self, name: str, text: str, usage: dict, body: dict):
-        def event(delta: dict, finish: str | None = None, **extra) -> str:
-            chunk = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-                     "model": name, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-            return f"data: {json.dumps(chunk)}\n\n"
+    async def _failure(self, model: FakeModel, body: dict) -> Response | None:
+        if model.fail == "hang" or (model.fail == "stall" and not body.get("stream")):
+            await asyncio.sleep(3600)
+        if model.fail == "garbage":
+            return PlainTextResponse("<html>gateway says hello</html>")
+        if model.fail is not None and model.fail.isdigit():
+            return JSONResponse({"error": {"message": f"the fake says {model.fail}", "type": "fake_error",
+                                           "param": None, "code": None}}, status_code=int(model.fail))
+        return _refusal(body)
 
-        yield event({"role": "assistant", "content": ""})
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            yield event({"content": word if i == 0 else " " + word})
-            await asyncio.sleep(0)
-        yield event({}, "stop")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            final = {"id": "cmpl-fake", "object": "chat.completion.chunk", "model": name, "choices": [],
-                     "usage": usage}
-            yield f"data: {json.dumps(final)}\n\n"
-        yield "data: [DONE]\n\n"
+    async def _chunks(self, planned: replies.Planned, model: FakeModel, include_usage: bool):
+        for line in replies.opening(planned):
+            yield line
+        for i, step in enumerate(replies.pieces(planned)):
+            for line in step:
+                yield line
+            if model.fail == "stall" and i == 0:
+                await asyncio.sleep(3600)
+            if model.hold is not None and i == 0:
+                await asyncio.to_thread(model.hold.wait)
+            await asyncio.sleep(model.token_delay_s)
+        for line in replies.closing(planned, include_usage):
+            yield line
 
     # ------------------------------------------------------------------ start and stop
 
@@ -181,19 +215,20 @@ class FakeOpenAI:
         self._thread.join(timeout=10)
 
 
-def _parse_model(spec: str) -> tuple[str, FakeModel]:
+def _parse_model(spec: str, token_delay_s: float = 0.0) -> tuple[str, FakeModel]:
     """``NAME=DELAY:ANSWER``, e.g. ``qwen=0.05:B``."""
     name, _, rest = spec.partition("=")
     delay, _, answer = rest.partition(":")
-    return name, FakeModel(answer=answer or "ok", delay_s=float(delay or 0))
+    return name, FakeModel(answer=answer or "ok", delay_s=float(delay or 0), token_delay_s=token_delay_s)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model", action="append", default=[], help="NAME=DELAY_S:ANSWER (repeatable)")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds after each streamed token")
     args = parser.parse_args(argv)
-    models = dict(_parse_model(spec) for spec in args.model) or {"fake": FakeModel()}
+    models = dict(_parse_model(spec, args.token_delay) for spec in args.model) or {"fake": FakeModel()}
     with FakeOpenAI(models, port=args.port) as server:
         print(f"serving {', '.join(models)} at {server.url}", flush=True)
         try:

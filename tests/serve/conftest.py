@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from moe2_cli.serve.plan import Plan, make_plan, read_selection
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.server import bind
 from moe2_cli.serve.upstream import targets_for
+from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
 
 # Each LLM is right on the questions of its topic: the text decides the ranking.
 TOPICS = {"qwen2.5-7b-instruct": "algebra equation", "phi-3.5-mini-instruct": "history empire",
@@ -76,11 +77,29 @@ def echo_model(llm: str):
 
 
 @contextmanager
+def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...] = (), api_key: str | None = None):
+    """One fake server per scenario server, each LLM answering with its name after 10 ms unless
+    ``behaviour[server][llm]`` says otherwise; servers in ``down`` refuse connections."""
+    behaviour = behaviour or {}
+    with ExitStack() as stack:
+        servers, urls = {}, {}
+        for name, (_, llms) in SERVERS.items():
+            if name in down:
+                urls[name] = unused_url()
+                continue
+            models = {llm: FakeModel(**{"answer": echo_model(llm), "delay_s": 0.01,
+                                        **behaviour.get(name, {}).get(llm, {})}) for llm in llms}
+            servers[name] = stack.enter_context(FakeOpenAI(models, api_key=api_key))
+            urls[name] = servers[name].url
+        yield servers, urls
+
+
+@contextmanager
 def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
-                  max_body: int = 1 << 20, timeout_s: float | None = None, log=None):
+                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None):
     """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
-                  fallbacks=fallbacks, **({"log": log} if log else {}))
+                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}))
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=2)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import ExitStack, contextmanager
 
 import httpx
 import pytest
 
-from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
+from tests.fakes.openai_server import FakeOpenAI
 from tests.serve.conftest import (
     EXPERTS,
     SERVERS,
     TOPICS,
-    echo_model,
+    fake_experts,
     plan_for,
     running_proxy,
     write_scenario,
@@ -28,24 +27,6 @@ CHAT = "/v1/chat/completions"
 def ask(text: str, category: str = "mcq", **extra) -> dict:
     return {"model": "serve-test", "messages": [{"role": "user", "content": text}],
             "metadata": {"category": category}, **extra}
-
-
-@contextmanager
-def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...] = (), api_key: str | None = None):
-    """One fake server per scenario server, each LLM answering with its name after 10 ms unless
-    ``behaviour[server][llm]`` says otherwise; servers in ``down`` refuse connections."""
-    behaviour = behaviour or {}
-    with ExitStack() as stack:
-        servers, urls = {}, {}
-        for name, (_, llms) in SERVERS.items():
-            if name in down:
-                urls[name] = unused_url()
-                continue
-            models = {llm: FakeModel(**{"answer": echo_model(llm), "delay_s": 0.01,
-                                        **behaviour.get(name, {}).get(llm, {})}) for llm in llms}
-            servers[name] = stack.enter_context(FakeOpenAI(models, api_key=api_key))
-            urls[name] = servers[name].url
-        yield servers, urls
 
 
 def called_experts(servers: dict[str, FakeOpenAI], prompt: str) -> set[str]:
@@ -83,17 +64,20 @@ def test_non_streaming_and_streaming_replies(base_plan, tmp_path):
         assert plain["choices"][0]["message"]["content"] == experts[0].split("/")[1]  # top: highest weight
         assert plain["moe2"]["answer_from"] == experts[0] and len(experts) == 2
         assert plain["usage"]["total_tokens"] > 0
+        assert all(not call.stream for s in servers.values() for call in s.calls), "whole replies upstream"
         with httpx.stream("POST", url + CHAT, json=ask("poetry sonnet verses", stream=True,
                                                        stream_options={"include_usage": True})) as reply:
             assert reply.headers["content-type"].startswith("text/event-stream")
-            assert reply.headers["x-moe2-experts"] == ",".join(experts)
+            assert reply.headers["x-moe2-experts"] == experts[0], "top streams the highest-weight expert alone"
             events = [line[len("data: "):] for line in reply.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
         chunks = [json.loads(e) for e in events[:-1]]
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         assert text == plain["choices"][0]["message"]["content"]
-        assert chunks[-1]["usage"]["total_tokens"] == plain["usage"]["total_tokens"]
-        assert all(not call.stream for s in servers.values() for call in s.calls), "upstream calls are whole"
+        assert chunks[-1]["usage"] == plain["usage"]
+        assert {c["model"] for c in chunks} == {"serve-test"}
+        streamed = [c for s in servers.values() for c in s.calls if c.stream]
+        assert len(streamed) == 1 and streamed[0].model == experts[0].split("/")[1]
 
 
 def test_a_down_server_hands_over_to_the_next_experts(base_plan, tmp_path):
@@ -151,8 +135,12 @@ def test_client_errors_are_openai_style_and_never_500(base_plan, tmp_path):
             "malformed JSON": client.post(CHAT, content=b'{"messages": [',
                                           headers={"content-type": "application/json"}),
             "not an object": client.post(CHAT, json=[1, 2]),
-            "no messages": client.post(CHAT, json={"model": "x"}),
-            "no user message": client.post(CHAT, json={"messages": [{"role": "system", "content": "hi"}]}),
+            "no messages": client.post(CHAT, json={"model": "serve-test"}),
+            "no user or system message": client.post(CHAT, json={"messages": [{"role": "assistant",
+                                                                                 "content": "hi"}]}),
+            "n of zero": client.post(CHAT, json=ask("x", n=0)),
+            "stream not a boolean": client.post(CHAT, json=ask("x", stream="yes")),
+            "a batch of prompts": client.post("/v1/completions", json={"prompt": ["a", "b"]}),
             "unknown category": client.post(CHAT, json=ask("x", "poetry")),
             "bad header category": client.post(CHAT, json={"messages": [{"role": "user", "content": "x"}]},
                                                headers={"X-Moe2-Category": "nope"}),
