@@ -75,7 +75,7 @@ def serve(
     # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
-    plan = with_router(choice, seed=seed, outcomes=outcomes)
+    plan = with_router(choice, outcomes=outcomes)
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "

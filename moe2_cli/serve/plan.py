@@ -37,6 +37,7 @@ class Choice:
     k: int
     budgets: Budgets
     router_name: str
+    seed: int  # the router is fitted with the seed the plan was made with
 
     @property
     def selection(self) -> list[str]:
@@ -66,18 +67,21 @@ def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None,
         if name not in ROUTERS:
             raise UsageError(f"--router must be one of {', '.join(ROUTERS)} (got {name!r})")
         mask, k = solve_selection(scenario_path, budget_specs, seed=seed, outcomes=outcomes, router=name)
-        return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets, router_name=name)
+        return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets, router_name=name, seed=seed)
     read = read_selection(selection, scenario)
     if router is not None and router != read.router:
         raise UsageError(f"--router {router} contradicts {selection}, planned with router {read.router!r}")
-    return Choice(scenario=scenario, mask=read.mask, k=read.k, budgets=budgets, router_name=read.router)
+    return Choice(scenario=scenario, mask=read.mask, k=read.k, budgets=budgets, router_name=read.router,
+                  seed=seed if read.seed is None else read.seed)
 
 
-def with_router(choice: Choice, *, seed: int = 0, outcomes: Path | None = None) -> Plan:
-    """The choice with its router fitted on every query of the scenario's outcomes (cached)."""
-    fitted = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=seed, outcomes_path=outcomes)
+def with_router(choice: Choice, *, outcomes: Path | None = None) -> Plan:
+    """The choice with its router fitted on every query of the scenario's outcomes (cached),
+    with the seed the plan was made with."""
+    fitted = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=choice.seed,
+                             outcomes_path=outcomes)
     return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets,
-                router_name=choice.router_name, router=fitted)
+                router_name=choice.router_name, seed=choice.seed, router=fitted)
 
 
 def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
@@ -85,7 +89,7 @@ def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = No
     """:func:`choose`, then the router."""
     choice = choose(scenario_path, budget_specs=budget_specs, selection=selection, seed=seed, outcomes=outcomes,
                     router=router)
-    return with_router(choice, seed=seed, outcomes=outcomes)
+    return with_router(choice, outcomes=outcomes)
 
 
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,
@@ -100,11 +104,13 @@ def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, 
 
 
 class Selected(NamedTuple):
-    """What a saved selection file says: S as a mask, its k, and the router it was planned with."""
+    """What a saved selection file says: S as a mask, its k, and the router and seed it was
+    planned with (``seed`` None when the file has none)."""
 
     mask: int
     k: int
     router: str
+    seed: int | None = None
 
 
 def read_selection(path: Path, scenario: Scenario) -> Selected:
@@ -122,7 +128,8 @@ def read_selection(path: Path, scenario: Scenario) -> Selected:
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
         raise InputError(Diagnostic(shown, None, None, f"not a 'moe2 select --format json' output "
                                                        f"(schema {SELECT_SCHEMA} expected)"))
-    return Selected(_mask(data, scenario, shown), _top_k(data, scenario, shown), _router(data, shown))
+    return Selected(_mask(data, scenario, shown), _top_k(data, scenario, shown), _router(data, shown),
+                    _seed(data, shown))
 
 
 def _mask(data: dict, scenario: Scenario, shown: str) -> int:
@@ -156,3 +163,10 @@ def _router(data: dict, shown: str) -> str:
         raise InputError(Diagnostic(shown, None, None, f"router must be one of {', '.join(ROUTERS)} "
                                                        f"(got {name!r})"))
     return name
+
+
+def _seed(data: dict, shown: str) -> int | None:
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+        raise InputError(Diagnostic(shown, None, None, f"seed must be an integer in [0, 2147483647] (got {seed!r})"))
+    return seed

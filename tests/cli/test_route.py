@@ -64,6 +64,8 @@ def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
         '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"], '
         '"router": "forest"}':
             f"{selection}: router must be one of gate, lookup, label-lookup, logreg (got 'forest')",
+        '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"], "seed": -1}':
+            f"{selection}: seed must be an integer in [0, 2147483647] (got -1)",
     }
     for text, message in cases.items():
         selection.write_text(text)
@@ -88,3 +90,15 @@ def test_router_flag_solves_for_that_router_and_must_agree_with_a_selection(run_
     assert result.stderr.startswith(f"moe2: --router logreg contradicts {selection}, planned with router 'gate'")
     result = run_cli("route", scenario, "--queries", queries, "--router", "forest")
     assert result.exit_code == 2 and "--router must be one of gate, lookup, label-lookup, logreg" in result.stderr
+
+
+def test_a_selection_is_routed_with_the_seed_it_was_planned_with(tmp_path):
+    from moe2_cli.serve.plan import choose
+
+    scenario = write_scenario(tmp_path, URLS)
+    selection = tmp_path / "select.json"
+    planned = {"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"]}
+    selection.write_text(json.dumps({**planned, "seed": 7}))
+    assert choose(scenario, selection=selection, seed=0).seed == 7
+    selection.write_text(json.dumps(planned))  # an older file without a seed: the option's
+    assert choose(scenario, selection=selection, seed=3).seed == 3
