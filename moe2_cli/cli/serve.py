@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import SeedOpt, handles_errors
-from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.common import handles_errors
+from moe2_cli.cli.options import BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.route import SelectionOpt
-from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
 
