@@ -1,9 +1,11 @@
-"""The options several commands share, checked once here: choices are enums that typer checks
-and completes, ranges are typer's own, so a bad value never reaches the core.
+"""The options several commands share. Choices are enums that typer checks and completes, and
+ranges are typer's own, so a bad choice or an out-of-range number never reaches the core. What
+depends on the scenario (budgets, k) is checked by the core, whose errors name the parameter;
+the error boundary names the flag instead.
 
-The choice enums list the core's registries (``SOLVERS``, ``METRICS``, ``RULES``, ``ROUTERS``)
-by value rather than importing them, so that a command's help loads no numpy; a test keeps
-the two in step.
+The choice enums list the core's registries (``SOLVERS``, ``METRICS``, ``RULES``, ``ROUTERS``,
+``AGGREGATES``) by value rather than importing them, so that a command's help loads no numpy;
+a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class RouterName(Choice):
     logreg = "logreg"
 
 
+class Aggregate(Choice):
+    top = "top"
+    vote = "vote"
+
+
 DEFAULT_SOLVER = SolverName.brb
 
 
@@ -98,7 +105,9 @@ BudgetOpt = Annotated[
     typer.Option("--budget", "-b", help="A cap, repeatable: energy=J, latency=S, or per category latency.math=S, "
                                         "energy.code=J; 'none' lifts a cap. Defaults come from the scenario."),
 ]
-SolverOpt = Annotated[SolverName, typer.Option("--solver", "-s", help="The level-1 solver.")]
+# Ten names do not fit a help column as one metavar, so the help lists them where they can wrap.
+SolverOpt = Annotated[SolverName, typer.Option("--solver", "-s", metavar="NAME", help="The level-1 solver: "
+                                               f"{', '.join(s.value for s in SolverName)}.")]
 # k's range depends on the scenario (1 to its number of experts), so the core checks it.
 TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", help="Experts the gate sends each query to (default: "
                                                                    "the scenario's top_k).")]

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from moe2_cli.cli.common import handles_errors
-from moe2_cli.cli.options import BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
+from moe2_cli.cli.options import Aggregate, BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.route import SelectionOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
+from moe2_cli.serve import DEFAULT_MAX_BODY
 
 
 def _api_key(name: str | None) -> str | None:
@@ -32,8 +32,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="top: the highest-weight expert's answer; vote: "
-                                                               "the majority of normalised answers.")] = "top",
+    aggregate: Annotated[Aggregate, typer.Option("--aggregate", help="top: the highest-weight expert's answer; "
+                                                                     "vote: the majority of normalised answers.")]
+    = Aggregate.top,
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
                               "being this environment variable's value.")] = None,
@@ -58,8 +59,6 @@ def serve(
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.upstream import targets_for
 
-    if aggregate not in AGGREGATES:
-        raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)} (got {aggregate!r})")
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds (got {timeout})")
     key = _api_key(api_key_env)

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from moe2_cli.cli import app
 from moe2_cli.cli.app import COMMANDS, _load_command
 from moe2_cli.cli.common import plural
-from moe2_cli.cli.options import Metric, RouterName, Rule, SolverName, shipped_scenarios
+from moe2_cli.cli.options import Aggregate, Metric, RouterName, Rule, SolverName, shipped_scenarios
 from moe2_cli.gating.pipeline import ROUTERS
 from moe2_cli.rules import DEFAULT_RULE, RULES
+from moe2_cli.serve import AGGREGATES
 from moe2_cli.session import METRICS
 from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS
 from tests.conftest import CLI_ENV, ROOT
@@ -79,6 +80,12 @@ def test_help_is_whole_sentences_within_100_columns(path, command):
     assert "…" not in result.stdout
 
 
+@pytest.mark.parametrize("command", ["select", "frontier"])
+def test_every_solver_name_is_whole_in_the_help(command):
+    text = " ".join(_run(command, "--help", columns=100).stdout.split())
+    assert all(f" {name}," in text or f" {name}." in text for name in SOLVERS)
+
+
 def test_units_are_said_once_in_the_root_help():
     result = _run("--help", columns=100)
     assert "percent" in result.stdout and "fractions" in result.stdout
@@ -114,6 +121,7 @@ def test_choices_are_the_registries():
     assert [m.value for m in Metric] == list(METRICS)
     assert [r.value for r in Rule] == list(RULES) and DEFAULT_RULE in RULES
     assert [r.value for r in RouterName] == list(ROUTERS)
+    assert [a.value for a in Aggregate] == list(AGGREGATES)
     assert shipped_scenarios() == sorted(p.stem for p in (ROOT / "examples").glob("*.yaml"))
 
 
