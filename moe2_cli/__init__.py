@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = ("select", "frontier", "compare", "solve", "trace_frontier", "session_for")
+_API = ("select", "frontier", "compare", "choose", "solve", "trace_frontier", "session_for")
 
 if TYPE_CHECKING:
-    from moe2_cli.api import compare, frontier, select, session_for, solve, trace_frontier
+    from moe2_cli.api import choose, compare, frontier, select, session_for, solve, trace_frontier
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +24,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'moe2_cli' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "compare", "frontier", "select", "session_for", "solve", "trace_frontier"]
+__all__ = ["__version__", "choose", "compare", "frontier", "select", "session_for", "solve", "trace_frontier"]

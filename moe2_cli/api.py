@@ -1,12 +1,16 @@
 """The Python entry point: choose experts, or trace the trade-off frontier, in one call.
 
 >>> import moe2_cli
->>> result = moe2_cli.select("default", budgets={"energy": 400, "latency": 3})
->>> result.status.value, result.selection  # doctest: +SKIP
+>>> record = moe2_cli.select("default", budgets={"energy": 400, "latency": 3})
+>>> record.status.value, record.selection, record["objective_ci"]  # doctest: +SKIP
 
-:func:`select` and :func:`frontier` load a scenario, train the gate and solve. The command line
-runs the same steps in two calls, :func:`~moe2_cli.session.open_session` then :func:`solve` or
-:func:`trace_frontier`, because it also reports on the session (scenario name, notes).
+:func:`select`, :func:`frontier` and :func:`compare` take typed values (budgets as a mapping,
+names as strings checked against the registries) and raise :class:`ValueError` (moe2's
+:class:`~moe2_cli.errors.UsageError`) naming the parameter, never a command-line flag. Each
+selection they report is a :class:`~moe2_cli.report.SelectionRecord`: the solve, and the very
+object the command line prints with ``--format json``. The command line runs the same steps in two calls,
+:func:`session_for` then :func:`choose`, :func:`frontier_records` or :func:`compare`, so that
+it can show progress for each.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap
+from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.pareto import (
     FrontierPoint,
     check_grid,
@@ -28,18 +33,19 @@ from moe2_cli.pareto import (
 )
 from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback
-from moe2_cli.rules import assess, confidence_record
-from moe2_cli.session import Session, open_session
+from moe2_cli.report import FrontierRecord, SelectionRecord, explain_experts, result_payload
+from moe2_cli.rules import DEFAULT_RULE, RULES, apply_rule, assess, confidence_record, significance_note
+from moe2_cli.session import Session, check_choice, open_session
 from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, Status, get_solver
 
 ScenarioRef = str | Path | None
-# {"energy": 400, "latency.math": 4, "latency": None} or the command line's ["energy=400", ...]
+# {"energy": 400, "latency.math": 4, "latency": None}, or the command line's ["energy=400", ...]
 Budgets = Mapping[str, float | None] | Sequence[str] | None
 BASELINES = ("greedy", "best-single", "random")
 
 
 def budget_specs(budgets: Budgets) -> list[str] | None:
-    """Budgets as the command line's ``key=value`` specs; ``None`` in a mapping lifts a cap."""
+    """Budgets as ``key=value`` specs; ``None`` in a mapping lifts a cap."""
     if budgets is None:
         return None
     if isinstance(budgets, str):
@@ -51,13 +57,14 @@ def budget_specs(budgets: Budgets) -> list[str] | None:
 
 def session_for(scenario: ScenarioRef = None, budgets: Budgets = None, *, top_k: int | None = None, seed: int = 0,
                 limits: Limits = Limits(), outcomes: str | Path | None = None, metric: str = "accuracy",
-                envelope: bool | None = None, solver: str | None = None, router: str = "gate") -> Session:
-    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`) for
-    ``router`` restricted to S; ``solver`` names the one that will run, if known (it decides
-    whether the monotone envelope pays)."""
+                envelope: bool | None = None, solver: str | None = None, folds: int = DEFAULT_FOLDS,
+                router: str = "gate", cache: bool = True, progress: ProgressCallback | None = None) -> Session:
+    """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`); ``solver``
+    names the one that will run, if known (it decides whether the monotone envelope pays)."""
     return open_session(None if scenario is None else Path(scenario), budget_specs(budgets), top_k=top_k,
                         seed=seed, outcomes=None if outcomes is None else Path(outcomes), metric=metric,
-                        envelope=envelope, time_limit=limits.time_s, solver=solver, router=router)
+                        envelope=envelope, time_limit=limits.time_s, solver=solver, folds=folds,
+                        use_cache=cache, router=router, progress=progress)
 
 
 def solve(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limits(), *,
@@ -69,15 +76,59 @@ def solve(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limit
 def select(scenario: ScenarioRef = None, budgets: Budgets = None, solver: str = DEFAULT_SOLVER,
            top_k: int | None = None, seed: int = 0, limits: Limits = Limits(), *,
            outcomes: str | Path | None = None, metric: str = "accuracy", envelope: bool | None = None,
-           progress: ProgressCallback | None = None) -> SolveResult:
-    """The experts that maximise F within the budgets, as ``moe2 select`` chooses them.
+           folds: int = DEFAULT_FOLDS, rule: str = DEFAULT_RULE, router: str = "gate",
+           confidence: float = DEFAULT_CONFIDENCE, cache: bool = True, timing: bool = True,
+           progress: ProgressCallback | None = None) -> SelectionRecord:
+    """The experts that maximise F within the budgets, as ``moe2 select`` chooses and reports them.
 
     ``scenario`` is a file or a shipped name (``"large"``); ``None`` is the shipped default.
     ``budgets`` override the scenario's, e.g. ``{"energy": 400, "latency.math": 4}``.
     """
+    check_choice("rule", rule, RULES)
+    _check_confidence(confidence)
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
-                          metric=metric, envelope=envelope, solver=solver)
-    return solve(session, solver, limits, progress=progress)
+                          metric=metric, envelope=envelope, solver=solver, folds=folds, router=router, cache=cache,
+                          progress=progress)
+    return choose(session, solver, limits, rule=rule, confidence=confidence, timing=timing, progress=progress)
+
+
+def choose(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limits(), *, rule: str = DEFAULT_RULE,
+           confidence: float = DEFAULT_CONFIDENCE, timing: bool = True,
+           progress: ProgressCallback | None = None) -> SelectionRecord:
+    """Solve the session's problem, apply ``rule`` and report the selection with its intervals."""
+    check_choice("rule", rule, RULES)
+    _check_confidence(confidence)
+    engine = get_solver(solver, seed=session.seed)
+    result = engine.solve(session.problem, limits, progress=progress)
+    bootstrap = bootstrap_for(session, confidence)
+    result = apply_rule(session.problem, result, rule, bootstrap, engine)
+    return selection_record(session, result, intervals(session, bootstrap, result), rule=rule, timing=timing)
+
+
+def selection_record(session: Session, result: SolveResult, interval_keys: Mapping[str, Any] | None, *,
+                     problem: Problem | None = None, rule: str = DEFAULT_RULE, timing: bool = True,
+                     extra: Mapping[str, Any] | None = None, cls: type[SelectionRecord] = SelectionRecord,
+                     ) -> SelectionRecord:
+    """The select object for ``result`` on ``problem`` (the session's, or one with other caps),
+    with ``interval_keys`` from :func:`intervals` (None: unknown, null). ``extra`` keys follow."""
+    problem = problem or session.problem
+    payload = result_payload(result, problem, scenario=session.scenario.name, seed=session.seed,
+                             metric=session.metric, timing=timing, notes=session.notes)
+    payload.update({"folds": session.folds, "rule": rule, "router": session.router})
+    payload.update(_NO_INTERVALS if interval_keys is None else interval_keys)
+    if note := significance_note(payload):
+        payload["notes"].append(note)
+    payload["experts"] = explain_experts(problem, result.mask if result.feasible else 0)
+    payload.update(extra or {})
+    return cls.of(result, payload)
+
+
+_NO_INTERVALS = {"confidence": None, "objective_ci": None, "gain_over_best_single": None, "runner_up": None}
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise UsageError(f"must lie strictly between 0 and 1 (got {confidence})", "confidence")
 
 
 @dataclass(frozen=True)
@@ -87,18 +138,36 @@ class Skipped:
     solver: str
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"solver": self.solver, "status": "skipped", "reason": self.reason}
 
-def compare(session: Session, limits: Limits = Limits(), *,
-            progress: ProgressCallback | None = None) -> list[SolveResult | Skipped]:
-    """Every registered solver on the session's problem, in registry order; a solver that
+
+def compare(session: Session, limits: Limits = Limits(), *, confidence: float = DEFAULT_CONFIDENCE,
+            timing: bool = True, progress: ProgressCallback | None = None) -> list[SelectionRecord | Skipped]:
+    """Every registered solver on the session's problem, in registry order, each reported as
+    :func:`select` reports it plus ``gap_to_best`` (the best F found minus its own). A solver that
     refuses the problem is :class:`Skipped` with its reason, and the others still run."""
+    _check_confidence(confidence)
     results: list[SolveResult | Skipped] = []
     for name in SOLVERS:
         try:
             results.append(solve(session, name, limits, progress=progress))
         except UsageError as err:
             results.append(Skipped(name, str(err)))
-    return results
+    solved = [r for r in results if isinstance(r, SolveResult)]
+    best = max((r.objective for r in solved if r.feasible), default=None)
+    bootstrap = bootstrap_for(session, confidence)
+    assessed: dict[int, dict[str, Any]] = {}  # solvers often agree: each selection is assessed once
+    records: list[SelectionRecord | Skipped] = []
+    for r in results:
+        if isinstance(r, Skipped):
+            records.append(r)
+            continue
+        if r.mask not in assessed:
+            assessed[r.mask] = intervals(session, bootstrap, r)
+        gap = None if best is None or not r.feasible else best - r.objective
+        records.append(selection_record(session, r, assessed[r.mask], timing=timing, extra={"gap_to_best": gap}))
+    return records
 
 
 def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
@@ -126,10 +195,10 @@ def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> N
     """UsageError unless exactly one kind of frontier is asked for, with at most two well-formed swept caps
     and at most MAX_SWEEP_POINTS points in all."""
     if sum((bool(sweeps), exact, exact_3d)) != 1:
-        raise UsageError("give one of --sweep energy=LO:HI:STEP (optionally with a latency sweep), --exact "
-                         "or --exact-3d")
+        raise UsageError("give exactly one kind of frontier: sweeps (energy=LO:HI:STEP, optionally with a "
+                         "latency sweep), exact or exact_3d")
     if len(sweeps) > 2:
-        raise UsageError(f"--sweep takes at most two dimensions (got {len(sweeps)})")
+        raise UsageError(f"takes at most two dimensions (got {len(sweeps)})", "sweep")
     check_grid([parse_sweep(s, None) for s in sweeps])  # before any work; categories are checked later
 
 
@@ -152,13 +221,35 @@ def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: It
 def frontier(scenario: ScenarioRef = None, sweeps: Iterable[str] = (), budgets: Budgets = None,
              solver: str = DEFAULT_SOLVER, top_k: int | None = None, seed: int = 0, limits: Limits = Limits(), *,
              exact: bool = False, exact_3d: bool = False, outcomes: str | Path | None = None,
-             metric: str = "accuracy", envelope: bool | None = None,
-             progress: ProgressCallback | None = None) -> list[FrontierPoint]:
-    """The trade-off frontier as ``moe2 frontier`` traces it; points carry ``pareto`` flags."""
+             metric: str = "accuracy", envelope: bool | None = None, folds: int = DEFAULT_FOLDS,
+             confidence: float = DEFAULT_CONFIDENCE, cache: bool = True, timing: bool = True,
+             progress: ProgressCallback | None = None) -> list[FrontierRecord]:
+    """The trade-off frontier as ``moe2 frontier`` traces and reports it: one record per point,
+    each the select object plus ``caps`` and ``pareto``."""
+    sweeps = list(sweeps)
+    check_frontier_kind(sweeps, exact, exact_3d)  # before the gate is trained
+    _check_confidence(confidence)
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
-                          metric=metric, envelope=envelope, solver=solver)
-    return trace_frontier(session, solver, sweeps=sweeps, exact=exact, exact_3d=exact_3d, limits=limits,
+                          metric=metric, envelope=envelope, solver=solver, folds=folds, cache=cache,
                           progress=progress)
+    points = trace_frontier(session, solver, sweeps=sweeps, exact=exact, exact_3d=exact_3d, limits=limits,
+                            progress=progress)
+    return frontier_records(session, points, bootstrap_for(session, confidence), timing=timing)
+
+
+def frontier_records(session: Session, points: Sequence[FrontierPoint], bootstrap: Bootstrap | None, *,
+                     timing: bool = True) -> list[FrontierRecord]:
+    """Each point as the select object of its solve, at its caps, plus ``caps`` and ``pareto``;
+    without a bootstrap (baselines drawn for comparison) the intervals are null."""
+    records = []
+    for point in points:
+        problem = Problem(instance=session.problem.instance, budgets=point.budgets,
+                          objective=session.problem.objective)
+        keys = None if bootstrap is None else intervals(session, bootstrap, point.result, problem)
+        record = selection_record(session, point.result, keys, problem=problem, timing=timing,
+                                  extra={"caps": point.caps, "pareto": point.pareto}, cls=FrontierRecord)
+        records.append(cast(FrontierRecord, record))
+    return records
 
 
 def baseline_frontiers(session: Session, sweeps: Sequence[str] = (), limits: Limits = Limits(), *,

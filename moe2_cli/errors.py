@@ -57,8 +57,16 @@ class InputError(Moe2Error):
         return shown
 
 
-class UsageError(Moe2Error):
-    """A command-line option is malformed or contradicts another."""
+class UsageError(Moe2Error, ValueError):
+    """A value given to moe2 is malformed or contradicts another: an argument of the Python API
+    or a command-line option. ``subject`` names the parameter the message is about, in the
+    API's words (``top_k``); the command line says its flag instead (``--top-k``), so the core
+    never speaks in flags."""
+
+    def __init__(self, message: str, subject: str | None = None):
+        self.subject = subject
+        self.message = message
+        super().__init__(f"{subject} {message}" if subject else message)
 
 
 class InfeasibleError(Moe2Error):

@@ -45,8 +45,8 @@ def _name_max(directory: Path) -> int:
 
 
 def check_writable(path: str | Path, option: str) -> None:
-    """Raise UsageError (one line naming ``option`` and the path) unless a file can be written
-    at ``path``: its parent is an existing writable directory, the path is not a directory and
+    """Raise UsageError (one line about the parameter ``option`` and the path) unless a file can be
+    written at ``path``: its parent is an existing writable directory, the path is not a directory and
     its name is not too long. Nothing is created."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -61,7 +61,7 @@ def check_writable(path: str | Path, option: str) -> None:
         problem = "cannot be written (permission denied)"
     if problem:
         shown = str(path) if len(str(path)) <= 200 else str(path)[:197] + "..."
-        raise UsageError(f"{option} {shown} {problem}")
+        raise UsageError(f"{shown} {problem}", option)
 
 
 @contextlib.contextmanager

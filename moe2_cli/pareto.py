@@ -45,23 +45,23 @@ def parse_sweep(spec: str, categories: Sequence[str] | None) -> Sweep:
     resource, _, category = key.strip().partition(".")
     parts = rng.split(":")
     if not sep or len(parts) != 3:
-        raise UsageError(f"--sweep must look like energy=50:400:10 (got {spec!r})")
+        raise UsageError(f"must look like energy=50:400:10 (got {spec!r})", "sweep")
     if resource not in RESOURCES:
         hint = did_you_mean(resource, RESOURCES)
-        raise UsageError(f"--sweep resource must be energy or latency (got {resource!r}{hint})")
+        raise UsageError(f"resource must be energy or latency (got {resource!r}{hint})", "sweep")
     if category and categories is not None and category not in categories:
-        raise UsageError(f"--sweep names unknown category {category!r}{did_you_mean(category, categories)}")
+        raise UsageError(f"names unknown category {category!r}{did_you_mean(category, categories)}", "sweep")
     try:
         lo, hi, step = (float(p) for p in parts)
     except ValueError:
-        raise UsageError(f"--sweep {key} needs numbers LO:HI:STEP (got {rng!r})") from None
+        raise UsageError(f"{key} needs numbers LO:HI:STEP (got {rng!r})", "sweep") from None
     if not all(math.isfinite(v) for v in (lo, hi, step)) or lo <= 0 or hi < lo or step <= 0:
-        raise UsageError(f"--sweep {key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})")
+        raise UsageError(f"{key} needs 0 < LO <= HI and STEP > 0 (got {rng!r})", "sweep")
     if hi > MAXIMA[resource]:
-        raise UsageError(f"--sweep {key} must stay at most {MAXIMA[resource]:g} (got {rng!r})")
+        raise UsageError(f"{key} must stay at most {MAXIMA[resource]:g} (got {rng!r})", "sweep")
     span = (hi - lo) / step  # may overflow to inf for a tiny step: compared, never converted first
     if not span < MAX_SWEEP_POINTS:
-        raise UsageError(f"--sweep {key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})")
+        raise UsageError(f"{key} has more than {MAX_SWEEP_POINTS} points (got {rng!r})", "sweep")
     count = int(math.floor(span + 1e-9)) + 1
     return Sweep(resource, category or None, tuple(round(lo + i * step, 12) for i in range(count)))
 
@@ -71,14 +71,14 @@ def check_grid(sweeps: list[Sweep]) -> int:
     multiplies its dimensions, so bounding each one would not bound the work)."""
     total = math.prod(len(s.values) for s in sweeps)
     if total > MAX_SWEEP_POINTS:
-        raise UsageError(f"--sweep grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
-                         f"at most {MAX_SWEEP_POINTS} in all")
+        raise UsageError(f"grid has {total} points ({' x '.join(str(len(s.values)) for s in sweeps)}); "
+                         f"at most {MAX_SWEEP_POINTS} in all", "sweep")
     return total
 
 
 def with_cap(budgets: Budgets, sweep: Sweep, value: float, own: frozenset[str] = frozenset()) -> Budgets:
     """``budgets`` with the swept cap set to ``value``: one category's, or the default cap of
-    every category not in ``own`` (those with a cap of their own, as for ``--budget latency=``)."""
+    every category not in ``own`` (those with a cap of their own, as for a budget ``latency=``)."""
     field = "energy_j" if sweep.resource == "energy" else "latency_s"
     caps = list(getattr(budgets, field))
     for j, cat in enumerate(budgets.categories):

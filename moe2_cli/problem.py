@@ -207,8 +207,8 @@ class Instance:
         """This instance with another k; UsageError unless 1 <= k <= N (more k than experts
         would only ever mean all of them, so it is a mistake, not a request)."""
         if not 1 <= top_k <= self.n_experts:
-            raise UsageError(f"--top-k must be between 1 and {self.n_experts}, the scenario's number of experts "
-                             f"(got {top_k})")
+            raise UsageError(f"must be between 1 and {self.n_experts}, the scenario's number of experts "
+                             f"(got {top_k})", "top_k")
         return Instance(
             name=self.name, expert_ids=self.expert_ids, expert_llms=self.expert_llms,
             expert_server=self.expert_server, server_names=self.server_names,

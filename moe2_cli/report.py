@@ -6,16 +6,59 @@ so table, csv and json show the same numbers.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from moe2_cli.plain import jsonable
 from moe2_cli.problem import Problem, members
 from moe2_cli.solvers.base import SolveResult, Status
 
 SELECT_SCHEMA = "moe2.select/1"
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """One selection as moe2 reports it: the solve behind it, and the object ``moe2 select
+    --format json`` prints (each frontier point and compare row carries the same object, plus
+    a few keys of its own). ``record["objective_ci"]`` reads one key; :meth:`to_dict` gives
+    them all as plain JSON values."""
+
+    result: SolveResult
+    fields: dict[str, Any]
+
+    @classmethod
+    def of(cls, result: SolveResult, payload: Mapping[str, Any]) -> SelectionRecord:
+        return cls(result, jsonable(dict(payload)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, a copy the caller may change."""
+        return copy.deepcopy(self.fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self.fields[key])
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
+
+    @property
+    def selection(self) -> tuple[str, ...]:
+        return self.result.selection
+
+    @property
+    def mask(self) -> int:
+        return self.result.mask
+
+    @property
+    def objective(self) -> float | None:
+        """F of the selection (None without one), as in the JSON."""
+        value: float | None = self.fields["objective"]
+        return value
 
 
 def _finite(x: float) -> float | None:
@@ -113,3 +156,17 @@ def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:
                 row["why"] = f"fits, but lowers F by {-gain:.2g}" if gain < 0 else f"fits; F would gain {gain:+.4f}"
         rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class FrontierRecord(SelectionRecord):
+    """A point of a frontier: the select object plus ``caps`` (the swept budget values) and ``pareto``."""
+
+    @property
+    def caps(self) -> dict[str, float]:
+        caps: dict[str, float] = self["caps"]
+        return caps
+
+    @property
+    def pareto(self) -> bool:
+        return bool(self.fields["pareto"])

@@ -112,7 +112,7 @@ def apply_rule(problem: Problem, result: SolveResult, rule: str, bootstrap: Boot
     """The solver's exact maximiser (``best``), or the parsimonious choice from it, as a result
     of the same solve (same status, the rule named in its notes)."""
     if rule not in RULES:
-        raise UsageError(f"--rule must be one of {', '.join(RULES)} (got {rule!r})")
+        raise UsageError(f"must be one of {', '.join(RULES)} (got {rule!r})", "rule")
     if rule == "best" or result.status is Status.INFEASIBLE or not result.mask:
         return result
     se = bootstrap.of(result.mask).se

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.ensemble import MonotoneEnvelope
-from moe2_cli.gating.pipeline import Estimate, estimate_objective
+from moe2_cli.gating.pipeline import ROUTERS, Estimate, estimate_objective
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback
 from moe2_cli.scenario.budgets import apply_budget_specs, own_caps_after
 from moe2_cli.scenario.scenario import Scenario, load_scenario
-from moe2_cli.solvers import NEEDS_MONOTONE
+from moe2_cli.solvers import NEEDS_MONOTONE, SOLVERS
 
 METRICS = ("accuracy", "neg-cross-entropy")
 # The monotone envelope tabulates F over all 2^N selections: never above this many experts.
@@ -31,10 +32,12 @@ class Session:
     seed: int
     metric: str
     notes: tuple[str, ...] = ()
-    # Per resource, the categories with a cap of their own (scenario or --budget latency.CAT=):
-    # a swept default cap (--sweep latency=...) leaves them alone, as --budget latency= does.
+    # Per resource, the categories with a cap of their own (scenario or a budget latency.CAT=):
+    # a swept default cap (latency=...) leaves them alone, as a budget latency= does.
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
     estimate: Estimate | None = None  # F out of fold, for the intervals
+    folds: int = DEFAULT_FOLDS
+    router: str = "gate"  # the level-2 model restricted to S that defines F(S)
 
 
 def open_session(scenario_path: Path | None, budget_specs: list[str] | None = None, *, top_k: int | None = None,
@@ -53,12 +56,14 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     solver may run) when that solver's proof needs monotone F and the tabulation is cheap; brb
     and exhaustive-all prove on F itself, and the heuristics prove nothing.
     """
-    if metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
+    check_choice("metric", metric, METRICS)
+    check_choice("router", router, ROUTERS)
+    if solver is not None:
+        check_choice("solver", solver, SOLVERS)
     if time_limit is not None and not time_limit > 0:
-        raise UsageError(f"--time-limit must be > 0 seconds (got {time_limit})")
+        raise UsageError(f"must be > 0 seconds (got {time_limit})", "time_limit")
     if folds < 1:
-        raise UsageError(f"--folds must be >= 1 (got {folds})")
+        raise UsageError(f"must be >= 1 (got {folds})", "folds")
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs, scenario.own_caps)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
@@ -71,14 +76,21 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
         envelope = _envelope_pays(solver, instance.n_experts, instance.top_k)
     if envelope:
         if instance.n_experts > ENVELOPE_LIMIT:
-            raise UsageError(f"--envelope needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})")
+            raise UsageError(f"needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})", "envelope")
         objective = MonotoneEnvelope(gated)
         notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)
     own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)
     return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps,
-                   estimate=estimate)
+                   estimate=estimate, folds=folds, router=router)
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> None:
+    """UsageError unless ``value`` is one of ``choices``: checked before any work is done."""
+    choices = list(choices)
+    if value not in choices:
+        raise UsageError(f"must be one of {', '.join(choices)} (got {value!r})", name)
 
 
 def _envelope_pays(solver: str | None, n_experts: int, top_k: int) -> bool:

@@ -121,6 +121,7 @@ def _take_debug(args: list[str]) -> tuple[bool, list[str]]:
 def _usage_message(err: typer.TyperException) -> str:
     """click's message as one line: ``no such option: --sede (Possible options: --seed) (see 'moe2 select --help')``."""
     message = (err.format_message() if hasattr(err, "format_message") else str(err)).rstrip(".")
+    message = message.replace("Value error, ", "")  # the validator's prefix says nothing the reader needs
     message = message[:1].lower() + message[1:]
     ctx = getattr(err, "ctx", None)
     return message + (f" (see '{ctx.command_path} --help')" if ctx is not None else "")
@@ -130,7 +131,8 @@ app = typer.Typer(
     cls=Moe2Group,
     name="moe2",
     help="Pick which edge LLM experts to run so answers are as good as possible within energy "
-    "and latency budgets (MoE²), and show the whole trade-off frontier.",
+    "and latency budgets (MoE²), and show the whole trade-off frontier. Tables show accuracy in percent "
+    "and differences of accuracy in points; json and csv give both as fractions.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

@@ -7,7 +7,8 @@ from dataclasses import asdict
 import typer
 
 from moe2_cli.cachedir import CACHE_ENV, DEFAULT_MAX_MB, MAX_MB_ENV, cache_dir
-from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors, report
+from moe2_cli.cli.common import handles_errors, plural, report
+from moe2_cli.cli.options import FormatOpt, OutputFormat
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.gating.cache import cache_info, clear_cache
 
@@ -43,4 +44,4 @@ def clear() -> None:
 
     Example: moe2 cache clear
     """
-    report(f"removed {clear_cache()} files from {cache_dir()}")
+    report(f"removed {plural(clear_cache(), 'file')} from {cache_dir()}")

@@ -1,4 +1,7 @@
-"""What every command shares: option types, the error boundary, and progress on stderr."""
+"""What every command shares: the error boundary, progress on stderr, and how F is shown.
+
+The shared option types live in :mod:`moe2_cli.cli.options`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from enum import Enum
-from typing import Annotated
 
 import typer
 from rich.progress import (
@@ -22,28 +23,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.status import Status
+from typer._click.globals import get_current_context
 
 from moe2_cli.cli.render import stderr_console
 from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, Moe2Warning, UsageError
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-FormatOpt = Annotated[
-    OutputFormat,
-    typer.Option("--format", "-f", help="Output format: a table for people, json or csv for scripts."),
-]
-# CP-SAT takes a 32-bit seed; every other consumer takes any non-negative integer.
-MAX_SEED = 2**31 - 1
-SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
-                                      help="Seed for every random choice (0 to 2147483647); same seed, same output.")]
 
 
 class _Settings:
@@ -61,10 +47,21 @@ def debug_enabled() -> bool:
 
 def error_lines(err: Moe2Error) -> list[str]:
     """One line per problem in one style: ``path:line:col: what`` for a place in a file,
-    ``moe2: what`` for everything else (the GNU convention)."""
+    ``moe2: what`` for everything else (the GNU convention). A bad value is named by the
+    running command's flag (``--top-k``) where the core names its parameter (``top_k``)."""
     if isinstance(err, InputError):
         return err.lines()
+    if isinstance(err, UsageError) and err.subject is not None:
+        return [f"moe2: {_flag_for(err.subject)} {err.message}"]
     return [f"moe2: {line}" for line in err.lines()]
+
+
+def _flag_for(subject: str) -> str:
+    """``top_k`` as ``--top-k`` when the running command has that flag, else as it is."""
+    flag = "--" + subject.replace("_", "-")
+    ctx = get_current_context(silent=True)
+    options = {opt for param in ctx.command.params for opt in param.opts} if ctx is not None else set()
+    return flag if flag in options else subject
 
 
 def report(message: str) -> None:
@@ -165,6 +162,11 @@ def solver_progress_line(event: ProgressEvent) -> str:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None or value != value or abs(value) == float("inf") else f"{100 * value:.2f}%"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 expert``, ``2 experts``; ``many`` for a plural that is not ``word + "s"``."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
 
 
 def objective_cell(metric: str) -> Callable[[float], str]:

@@ -8,16 +8,21 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import (
+from moe2_cli.cli.common import difference_cell, handles_errors, objective_cell, plural, progress_bar
+from moe2_cli.cli.options import (
+    CacheOpt,
+    ConfidenceOpt,
+    FoldsOpt,
     FormatOpt,
+    Metric,
+    MetricOpt,
+    OutcomesOpt,
     OutputFormat,
+    ScenarioArg,
     SeedOpt,
-    handles_errors,
-    progress_bar,
+    TopKOpt,
 )
-from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.cli.select import CacheOpt, ConfidenceOpt, FoldsOpt, MetricOpt, OutcomesOpt, TopKOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.fileio import check_writable
 from moe2_cli.gating.comparison import compare_for_scenario, evaluate_on
@@ -68,7 +73,7 @@ def train(
     Example: moe2 gating train examples/llmrouter-edge.yaml --out gate.npz
     """
     if out is not None:
-        check_writable(out, "--out")
+        check_writable(out, "out")
     loaded = load_scenario(scenario)
     with progress_bar("cross-fitting the gate", total=folds) as progress:
         payload = compare_for_scenario(loaded, outcomes_path=outcomes, top_k=top_k, seed=seed, queries=queries,
@@ -83,8 +88,9 @@ def train(
                Column("versus_gate", "minus gate", _pts), Column("versus_gate_low", f"{level} low", _pts),
                Column("versus_gate_high", f"{level} high", _pts)]
     emit(format.value, payload=payload, rows=payload["routers"], columns=columns,
-         title=f"{payload['scenario']}: top-{payload['top_k']} gate and simple routers over {len(payload['llms'])} "
-               f"LLMs, {payload['folds']}-fold cross-validated on {payload['queries']:,} queries")
+         title=f"{payload['scenario']}: top-{payload['top_k']} gate and simple routers over "
+               f"{plural(len(payload['llms']), 'LLM')}, {payload['folds']}-fold cross-validated on "
+               f"{plural(payload['queries'], 'query', 'queries')}")
 
 
 def _pts(x: float | None) -> str:
@@ -95,34 +101,35 @@ def _pts(x: float | None) -> str:
 
 
 def _check_rows(payload: dict) -> list[dict]:
+    """The check's quantities, each shown in its own unit: F as the other tables show it, a
+    difference of two F in points, a rate in percent, a count as it is."""
     opt, mono = payload["optimality"], payload["monotonicity"]
     gap = opt["gap"]
     pairs = "every pair" if mono["exhaustive"] else "random pairs"
+    f, diff = objective_cell(payload["metric"]), difference_cell(payload["metric"])
+
+    def row(quantity: str, value, cell=str) -> dict:
+        return {"quantity": quantity, "value": value, "shown": "-" if value is None else cell(value)}
+
     return [
-        {"quantity": "F of the full set (held out)", "value": payload["full_set_F"]},
-        {"quantity": "subsets S retrained", "value": opt["subsets"]},
-        {"quantity": "folds (each held out in turn)", "value": opt["folds"]},
-        *({"quantity": f"gap F(retrained on S) - F(restricted to S), mean over folds: {k}", "value": gap[k]}
+        row("F of the full set (held out)", payload["full_set_F"], f),
+        row("subsets S retrained", opt["subsets"]),
+        row("folds (each held out in turn)", opt["folds"]),
+        *(row(f"gap F(retrained on S) - F(restricted to S), mean over folds: {k}", gap[k], diff)
           for k in ("mean", "median", "p90", "max", "min")),
-        {"quantity": "subsets where retraining gains > 0.01", "value": opt["retraining_better_by_1pt"]},
-        *({"quantity": f"fold {f}: mean gap over the subsets", "value": g} for f, g in enumerate(opt["fold_gaps"])),
-        {"quantity": "per-fold mean gap: mean", "value": opt["fold_gap_mean"]},
-        {"quantity": "per-fold mean gap: spread (sd over folds)", "value": opt["fold_gap_spread"]},
-        {"quantity": "one subset in one fold: min gap", "value": opt["single_fold_gap"]["min"]},
-        {"quantity": "one subset in one fold: max gap", "value": opt["single_fold_gap"]["max"]},
-        {"quantity": f"monotonicity: pairs S < S+{{i}} checked ({pairs})", "value": mono["pairs"]},
-        {"quantity": "monotonicity: pairs where F drops", "value": mono["violations"]},
-        {"quantity": "monotonicity: violation rate", "value": mono["rate"]},
-        {"quantity": "monotonicity: largest drop", "value": mono["max_drop"]},
-        {"quantity": "monotonicity: mean drop (violations)", "value": mono["mean_drop"]},
-        {"quantity": "largest gap to the monotone envelope", "value": mono["envelope_gap"]},
+        row("subsets where retraining gains > 0.01", opt["retraining_better_by_1pt"]),
+        *(row(f"fold {i}: mean gap over the subsets", g, diff) for i, g in enumerate(opt["fold_gaps"])),
+        row("per-fold mean gap: mean", opt["fold_gap_mean"], diff),
+        row("per-fold mean gap: spread (sd over folds)", opt["fold_gap_spread"], diff),
+        row("one subset in one fold: min gap", opt["single_fold_gap"]["min"], diff),
+        row("one subset in one fold: max gap", opt["single_fold_gap"]["max"], diff),
+        row(f"monotonicity: pairs S < S+{{i}} checked ({pairs})", mono["pairs"]),
+        row("monotonicity: pairs where F drops", mono["violations"]),
+        row("monotonicity: violation rate", mono["rate"], lambda v: f"{100 * v:.2f}%"),
+        row("monotonicity: largest drop", mono["max_drop"], diff),
+        row("monotonicity: mean drop (violations)", mono["mean_drop"], diff),
+        row("largest gap to the monotone envelope", mono["envelope_gap"], diff),
     ]
-
-
-def _value_cell(value) -> str:
-    if value is None:
-        return "-"
-    return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
 @app.command()
@@ -139,7 +146,7 @@ def check(
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds: each is held out in turn and scores gates "
                                                               "trained on the others.")] = DEFAULT_FOLDS,
     seed: SeedOpt = 0,
-    metric: MetricOpt = "accuracy",
+    metric: MetricOpt = Metric.accuracy,
     format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Compare F with the full-set gate restricted to random selections S against F with a gate
@@ -153,7 +160,8 @@ def check(
     with progress_bar("retraining gates") as progress:
         payload = check_report(system, subsets, samples, seed, folds, progress)
     emit(format.value, payload=payload, rows=_check_rows(payload),
-         columns=[Column("quantity", "quantity", justify="left"), Column("value", "value", _value_cell)],
+         columns=[Column("quantity", "quantity", justify="left"), Column("shown", "value")]
+         if format is OutputFormat.table else [Column("quantity", "quantity"), Column("value", "value")],
          title=f"{payload['scenario']}: optimality-preserving check and monotonicity of F "
                f"({payload['metric']}, top-{payload['top_k']})")
 

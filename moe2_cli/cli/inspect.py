@@ -9,18 +9,13 @@ from typing import Annotated
 import typer
 from yaml.nodes import MappingNode, ScalarNode
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, error_lines, handles_errors
+from moe2_cli.cli.common import error_lines, handles_errors, plural
+from moe2_cli.cli.options import FormatOpt, OutputFormat, ScenarioArg
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_BAD_INPUT, Diagnostic, InputError
 from moe2_cli.scenario.profiles import load_profile
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 from moe2_cli.yamlio import read_yaml
-
-ScenarioArg = Annotated[
-    Path | None,
-    typer.Argument(help="Scenario YAML file, or a shipped scenario by name (default, large, llmrouter-edge); "
-                        "the shipped default testbed when omitted.", show_default=False),
-]
 
 
 def scenario_payload(scenario: Scenario) -> dict:
@@ -63,14 +58,19 @@ def show(scenario: ScenarioArg = None, format: FormatOpt = OutputFormat.table) -
         columns = [Column(k, k) for k in ("expert", "server", "device", "llm", "category", "latency_s", "energy_j",
                                           "accuracy")]
     else:
-        rows = [{"expert": e["id"], **{c: f"{e['latency_s'][c]:.2f}s {e['energy_j'][c]:.0f}J {e['accuracy'][c]:.2f}"
-                                       for c in categories}} for e in payload["experts"]]
+        rows = [{"expert": e["id"], **{c: _cell(e, c) for c in categories}} for e in payload["experts"]]
         columns = [Column("expert", "expert", justify="left", no_wrap=True)] + [
-            Column(c, f"{c} {share:.0%}\ns  J  acc", no_wrap=True)
+            Column(c, f"{c} {share:.0%}\ns  J  acc%", no_wrap=True)
             for c, share in zip(categories, loaded.instance.shares)]
     emit(format.value, payload=payload, rows=rows, columns=columns,
-         title=f"{loaded.name}: {loaded.instance.n_experts} experts, top-{loaded.instance.top_k} "
+         title=f"{loaded.name}: {plural(loaded.instance.n_experts, 'expert')}, top-{loaded.instance.top_k} "
                f"(latency s, energy J, accuracy per category)")
+
+
+def _cell(expert: dict, category: str) -> str:
+    """``0.76s 23J 53%``: one expert's latency, energy and accuracy in one category."""
+    return (f"{expert['latency_s'][category]:.2f}s {expert['energy_j'][category]:.0f}J "
+            f"{100 * expert['accuracy'][category]:.0f}%")
 
 
 def _validate_one(path: Path) -> dict:
@@ -80,11 +80,13 @@ def _validate_one(path: Path) -> dict:
     if keys & {"servers", "top_k", "budgets"}:
         scenario = load_scenario(path, root)
         return {"path": str(path), "kind": "scenario", "ok": True,
-                "summary": f"{scenario.instance.n_experts} experts on {len(scenario.instance.server_names)} servers"}
+                "summary": f"{plural(scenario.instance.n_experts, 'expert')} on "
+                           f"{plural(len(scenario.instance.server_names), 'server')}"}
     if keys & {"llms", "device"}:
         profile = load_profile(path, root=root)
         return {"path": str(path), "kind": "profile", "ok": True,
-                "summary": f"{profile.id}: {len(profile.llms)} LLMs, {len(profile.categories)} categories"}
+                "summary": f"{profile.id}: {plural(len(profile.llms), 'LLM')}, "
+                           f"{plural(len(profile.categories), 'category', 'categories')}"}
     mark = root.start_mark
     raise InputError(Diagnostic(str(path), mark.line + 1, mark.column + 1,
                                 "not a moe2 profile or scenario (expected an 'llms' or 'servers' key)"))

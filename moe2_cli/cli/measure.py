@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, handles_errors, progress_bar
+from moe2_cli.cli.common import handles_errors, plural, progress_bar
+from moe2_cli.cli.options import FormatOpt, OutputFormat
 from moe2_cli.cli.render import Column, emit
 
 if TYPE_CHECKING:
@@ -49,14 +50,17 @@ def measure_command(
 
     Example: moe2 measure fleet.yaml --out measured/ && moe2 select measured/scenario.yaml
     """
-    from moe2_cli.measure import MeasureSettings, Retry, measure  # httpx loads only for this command
+    from moe2_cli.measure import MeasureInterrupted, MeasureSettings, Retry, measure  # httpx: this command only
 
     settings = MeasureSettings(prompts=prompts, concurrency=concurrency, retry=Retry(attempts=retries + 1,
                                backoff_s=retry_wait), max_failures=max_failures, latency_quantile=latency_quantile,
                                idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
                                resume=resume)
     with progress_bar("measuring") as progress:
-        result = measure(scenario, out, settings, progress=progress)
+        try:
+            result = measure(scenario, out, settings, progress=progress)
+        except MeasureInterrupted as err:
+            raise MeasureInterrupted(f"{err}; run the same command with --resume to continue") from None
     _report(result, format)
 
 
@@ -80,7 +84,7 @@ def _report(result: MeasureResult, format: OutputFormat) -> None:
                "new_requests": result.new_requests, "idle_watts": result.idle_watts,
                "files": [str(f) for f in result.files], "experts": rows}
     emit(format.value, payload=payload, rows=rows, columns=columns,
-         title=f"{result.scenario}: {result.prompts} prompts per expert, written to {result.out_dir}")
+         title=f"{result.scenario}: {plural(result.prompts, 'prompt')} per expert, written to {result.out_dir}")
     for expert in result.excluded:
         print(f"moe2: {expert.server}/{expert.llm} gets no profile entry: {expert.excluded}", file=sys.stderr)
     print(f"moe2: next: moe2 select {result.out_dir / 'scenario.yaml'}", file=sys.stderr)

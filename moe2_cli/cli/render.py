@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -20,19 +19,24 @@ from rich.console import Console, JustifyMethod
 from rich.measure import Measurement
 from rich.table import Table
 
+from moe2_cli.plain import jsonable
+
 FORMATS = ("table", "json", "csv")
 PIPED_WIDTH = 160
 
 
 @dataclass(frozen=True)
 class Column:
-    """A table/csv column: ``key`` into each row, a header, and a formatter for the table."""
+    """A table/csv column: ``key`` into each row, a header, and a formatter for the table.
+    ``drop`` above 0 lets a table too wide for the terminal leave the column out, highest
+    ``drop`` first; csv and json always have every column."""
 
     key: str
     header: str
     fmt: Callable[[Any], str] | None = None
     justify: JustifyMethod = "right"
     no_wrap: bool = False
+    drop: int = 0
 
 
 def stdout_console() -> Console:
@@ -45,19 +49,6 @@ def stdout_console() -> Console:
 
 def stderr_console() -> Console:
     return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN and infinities become null so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def to_json(payload: Any) -> str:
@@ -109,6 +100,21 @@ def _unbroken_width(console: Console, table: Table) -> int:
     return Measurement.get(console, console.options.update_width(10_000), table).minimum
 
 
+def fitted_table(console: Console, rows: list[dict], columns: list[Column],
+                 title: str | None = None) -> tuple[Table, list[Column]]:
+    """The table with as few droppable columns left out as lets it fit the console unbroken,
+    and the columns left out."""
+    kept = list(columns)
+    table = to_table(rows, kept, title)
+    # Highest drop first; among equals the rightmost, so the columns read left to right stay.
+    for column in sorted((c for c in columns if c.drop), key=lambda c: (-c.drop, -columns.index(c))):
+        if _unbroken_width(console, table) <= console.width:
+            break
+        kept.remove(column)
+        table = to_table(rows, kept, title)
+    return table, [c for c in columns if c not in kept]
+
+
 def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], title: str | None = None,
          extra: list | None = None) -> None:
     """Write one result to stdout in ``fmt``. ``extra`` renderables follow the table view only."""
@@ -118,10 +124,14 @@ def emit(fmt: str, *, payload: Any, rows: list[dict], columns: list[Column], tit
         sys.stdout.write(to_csv(rows, columns))
     else:
         console = stdout_console()
-        table = to_table(rows, columns, title)
+        table, left_out = fitted_table(console, rows, columns, title)
         # Wider than the terminal rather than cut: rich ellipsises a word that does not fit its
         # column, and an expert id or a number must never be cut.
         console.width = max(console.width, _unbroken_width(console, table))
         console.print(table)
+        if left_out:
+            names = ", ".join(c.header.replace("\n", " ") for c in left_out)
+            console.print(f"left out at this width: {names} (--format csv has every column)", soft_wrap=False,
+                          highlight=False)
         for item in extra or []:
             console.print(item)

@@ -10,10 +10,9 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import SeedOpt, handles_errors
-from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.common import handles_errors, plural
+from moe2_cli.cli.options import BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.plan import make_plan
 from moe2_cli.serve.queries import read_queries
@@ -72,5 +71,5 @@ def route(
                Column("weights", "weights", lambda ws: ", ".join(f"{w:.3f}" for w in ws)),
                Column("fallbacks", "fallbacks", justify="left"), Column("tags", "tags", justify="left")]
     emit(format.value, payload=records, rows=rows, columns=columns,
-         title=f"{plan.scenario.name}: top-{plan.k} {plan.router_name} routing inside {len(plan.selection)} "
-               f"selected experts")
+         title=f"{plan.scenario.name}: top-{plan.k} {plan.router_name} routing inside "
+               f"{plural(len(plan.selection), 'selected expert')}")

@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import SeedOpt, handles_errors
-from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.common import handles_errors
+from moe2_cli.cli.options import Aggregate, BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
-from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
+from moe2_cli.serve import DEFAULT_MAX_BODY
 
 
 def _api_key(name: str | None) -> str | None:
@@ -33,10 +32,11 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="top: the highest-weight expert's reply as it is "
-                                                               "(streams pass through as generated); vote: the "
-                                                               "majority of normalised text answers (streams are "
-                                                               "sent once the votes are in).")] = "top",
+    aggregate: Annotated[Aggregate, typer.Option("--aggregate", help="top: the highest-weight expert's reply as it "
+                                                                     "is (streams pass through as generated); vote: "
+                                                                     "the majority of normalised text answers "
+                                                                     "(streams are sent once the votes are in).")]
+    = Aggregate.top,
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
                               "being this environment variable's value.")] = None,
@@ -65,8 +65,6 @@ def serve(
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.upstream import targets_for
 
-    if aggregate not in AGGREGATES:
-        raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)} (got {aggregate!r})")
     for flag, seconds in (("--timeout", timeout), ("--ttft-timeout", ttft_timeout)):
         if seconds is not None and not seconds > 0:
             raise UsageError(f"{flag} must be > 0 seconds (got {seconds})")

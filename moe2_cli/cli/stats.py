@@ -12,13 +12,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from moe2_cli.cli.common import (
-    FormatOpt,
-    OutputFormat,
-    SeedOpt,
-    handles_errors,
-    progress_bar,
-)
+from moe2_cli.cli.common import handles_errors, plural, progress_bar
+from moe2_cli.cli.options import FormatOpt, OutputFormat, SeedOpt
 from moe2_cli.cli.render import Column, emit, stderr_console, to_table
 from moe2_cli.errors import Diagnostic, InputError, UsageError
 from moe2_cli.fileio import atomic_output, check_writable, write_atomic
@@ -142,7 +137,7 @@ def simulate(
     Example: moe2 stats simulate --preset ident-k3K2 -n 2000 --seed 1 --out samples.csv
     """
     if out is not None:
-        check_writable(out, "--out")
+        check_writable(out, "out")
     truth = _truth(preset_name, params)
     X, Y = truth.sample(stream(seed, "stats-sample"), n)
     if out is None and fmt is not OutputFormat.table:
@@ -151,7 +146,7 @@ def simulate(
     if out is None:
         rows = [{**{f"x{j + 1}": float(x[j]) for j in range(X.shape[1])}, "y": float(y)} for x, y in zip(X, Y)]
         columns = [Column(f"x{j + 1}", f"x{j + 1}") for j in range(X.shape[1])] + [Column("y", "y")]
-        emit(fmt.value, payload=rows, rows=rows, columns=columns, title=f"{n} samples from {truth.name}")
+        emit(fmt.value, payload=rows, rows=rows, columns=columns, title=f"{plural(n, 'sample')} from {truth.name}")
         return
     with atomic_output(out) as target:
         target.writelines(sample_chunks(X, Y, format_for(out)))
@@ -200,7 +195,7 @@ def fit(
     Example: moe2 stats fit samples.csv --preset ident-k3K2 --spec over --out fitted.yaml
     """
     if out is not None:
-        check_writable(out, "--out")
+        check_writable(out, "out")
     truth = _truth(preset_name, params, split)
     truth = replace(truth, params=to_reference(truth.params))
     X, Y = _read_samples(samples, truth.params.dim)

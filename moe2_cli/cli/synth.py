@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import FormatOpt, OutputFormat, SeedOpt, handles_errors
-from moe2_cli.cli.inspect import ScenarioArg
+from moe2_cli.cli.common import handles_errors, plural
+from moe2_cli.cli.options import FormatOpt, OutputFormat, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.fileio import check_writable
 from moe2_cli.gating.ensemble import share_weights
@@ -31,7 +31,7 @@ def synth(
 
     Example: moe2 synth --queries 5000 --seed 1 --out outcomes.jsonl
     """
-    check_writable(out, "--out")
+    check_writable(out, "out")
     loaded = load_scenario(scenario)
     table = synthesize_for(loaded.instance, queries, seed)
     write_outcomes(table, out)
@@ -48,5 +48,5 @@ def synth(
                Column("queries", "queries"), Column("profile", "profile", lambda x: f"{x:.3f}"),
                Column("synthetic", "synthetic", lambda x: f"{x:.3f}")]
     emit(format.value, payload=payload, rows=rows, columns=columns,
-         title=f"{out}: {queries} queries, seed {seed}; oracle {payload['oracle']:.3f}, "
+         title=f"{out}: {plural(queries, 'query', 'queries')}, seed {seed}; oracle {payload['oracle']:.3f}, "
                f"best single {payload['best_single']:.3f} (share-weighted)")

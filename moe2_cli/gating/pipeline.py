@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.errors import Diagnostic, InputError, UsageError
 from moe2_cli.gating.cache import GateCache, entry_key
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, gate_logits
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
@@ -222,7 +222,7 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
     """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split), of the gate
     or of another router restricted to S (``router``, a name of :data:`~.registry.ROUTERS`)."""
     if router not in ROUTERS:
-        raise InputError(f"--router must be one of {', '.join(ROUTERS)} (got {router!r})")
+        raise UsageError(f"must be one of {', '.join(ROUTERS)} (got {router!r})", "router")
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)

@@ -24,7 +24,7 @@ def gate_system(scenario: str | Path | None = None, outcomes: Path | None = None
                 progress: ProgressCallback | None = None) -> GateSystem:
     """The gate trained on every expert of a scenario, with its data split and F."""
     if metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
+        raise UsageError(f"must be one of {', '.join(METRICS)} (got {metric!r})", "metric")
     return train_system(load_scenario(scenario), top_k=top_k, seed=seed, outcomes_path=outcomes, metric=metric,
                         queries=queries, hidden=hidden, progress=progress)
 

@@ -28,7 +28,7 @@ _FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class MeasureInterrupted(Moe2Error):
-    """Ctrl-C: the log holds every finished request; ``--resume`` continues from it."""
+    """Ctrl-C: the log holds every finished request; resuming continues from it."""
 
     exit_code = EXIT_INTERRUPTED
 
@@ -90,8 +90,7 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
             run(plan, source, log_path, on_record)
         except KeyboardInterrupt:
             done = len(read_log(log_path).records)
-            raise MeasureInterrupted(f"interrupted: {done} requests are in {log_path}; run the same command with "
-                                     f"--resume to continue") from None
+            raise MeasureInterrupted(f"interrupted: {done} requests are in {log_path}") from None
     state = read_log(log_path)
     return _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs))
 
@@ -112,9 +111,9 @@ def _counter(total: int, done: int, progress: ProgressCallback | None) -> Callab
 
 def _check_settings(settings: MeasureSettings) -> None:
     if not 0.0 <= settings.latency_quantile <= 1.0:
-        raise UsageError(f"--latency-quantile must lie in [0, 1] (got {settings.latency_quantile:g})")
+        raise UsageError(f"must lie in [0, 1] (got {settings.latency_quantile:g})", "latency_quantile")
     if settings.subtract_idle and settings.idle_baseline_s <= 0:
-        raise UsageError("--subtract-idle needs --idle-baseline SECONDS to measure the idle power first")
+        raise UsageError("needs an idle baseline: seconds of idle power measured first", "subtract_idle")
 
 
 def _experts(scenario: Scenario, source: str, settings: MeasureSettings) -> tuple[Expert, ...]:
@@ -131,7 +130,8 @@ def _experts(scenario: Scenario, source: str, settings: MeasureSettings) -> tupl
             lines.append(f"server {server!r}: its endpoint states no power source (power: nvml[:GPU], "
                          f"tegrastats, file:PATH, or none with watts)")
         elif settings.subtract_idle and endpoint.power.derived:
-            lines.append(f"server {server!r}: --subtract-idle needs a measured power source (it has power: none)")
+            lines.append(f"server {server!r}: subtracting idle power needs a measured power source (it has "
+                         f"power: none)")
     if lines:
         raise InputError([Diagnostic(source, None, None, line) for line in lines])
     instance = scenario.instance
@@ -142,12 +142,13 @@ def _experts(scenario: Scenario, source: str, settings: MeasureSettings) -> tupl
 
 def _log_path(out_dir: Path, resume: bool) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
+        raise UsageError(f"{out_dir} is a file, not a folder", "out")
     log_path = out_dir / LOG_NAME
     if resume and not log_path.is_file():
-        raise UsageError(f"--resume: there is no {log_path} to continue")
+        raise UsageError(f"is on, but there is no {log_path} to continue", "resume")
     if not resume and log_path.is_file() and log_path.stat().st_size > 0:
-        raise UsageError(f"{log_path} exists: pass --resume to continue that run, or choose another --out")
+        raise UsageError(f"is off, but {log_path} exists: turn it on to continue that run, or choose another "
+                         f"output folder", "resume")
     return log_path
 
 
@@ -156,7 +157,7 @@ def _check_digests(state: LogState, prompts: list[Prompt], log_path: Path) -> No
     for record in state.records.values():
         if record.prompt_id in digests and record.prompt_digest != digests[record.prompt_id]:
             raise UsageError(f"{log_path} was written for other prompts (prompt {record.prompt_id!r} differs): "
-                             f"resume with the same prompt file, or choose another --out")
+                             f"resume with the same prompt file, or choose another output folder")
 
 
 def _done(state: LogState, expert: Expert, prompt: Prompt) -> bool:

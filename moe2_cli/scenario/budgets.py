@@ -1,8 +1,9 @@
-"""Command-line budgets: ``energy=150``, ``latency=2.5``, ``latency.math=4``, ``energy.code=90``.
+"""Budgets as specs, from the Python API or the command line: ``energy=150``, ``latency=2.5``,
+``latency.math=4``, ``energy.code=90``.
 
 They mean what the scenario file means. ``latency=3`` is the default cap, like ``budgets:
 latency_s: 3`` in the YAML: it holds for every category without a cap of its own, and a
-category's own cap (``latency_budget_s`` in the file, or ``latency.math=4`` on the command line)
+category's own cap (``latency_budget_s`` in the file, or a ``latency.math=4`` spec)
 overrides it, whatever the order. Of two specs for the same cap the later wins. ``none`` lifts
 a cap: ``latency=none`` the default, ``latency.math=none`` one category's.
 """
@@ -21,33 +22,35 @@ RESOURCES = ("energy", "latency")
 MAXIMA = {"energy": MAX_ENERGY_J, "latency": MAX_LATENCY_S}
 
 
-def parse_budget(spec: str, categories) -> tuple[str, str | None, float | None]:
-    """``latency.math=4`` as (resource, category or None, cap or None for ``none``)."""
+def parse_budget(spec: str, categories: Sequence[str] | None) -> tuple[str, str | None, float | None]:
+    """``latency.math=4`` as (resource, category or None, cap or None for ``none``). With
+    ``categories`` None, a category name is not checked (to refuse bad specs before any work)."""
     key, sep, raw = spec.partition("=")
     if not sep:
-        raise UsageError(f"--budget must look like energy=150 or latency.math=4 (got {spec!r})")
+        raise UsageError(f"must look like energy=150 or latency.math=4 (got {spec!r})", "budget")
     resource, _, category = key.strip().partition(".")
     if resource not in RESOURCES:
         hint = did_you_mean(resource, RESOURCES)
-        raise UsageError(f"--budget resource must be energy or latency (got {resource!r}{hint})")
-    if category and category not in categories:
-        raise UsageError(f"--budget names unknown category {category!r}{did_you_mean(category, categories)} "
-                         f"(categories: {', '.join(categories)})")
+        raise UsageError(f"resource must be energy or latency (got {resource!r}{hint})", "budget")
+    if category and categories is not None and category not in categories:
+        raise UsageError(f"names unknown category {category!r}{did_you_mean(category, categories)} "
+                         f"(categories: {', '.join(categories)})", "budget")
     if raw.strip().lower() == "none":
         return resource, category or None, None
-    return resource, category or None, budget_value(f"--budget {key}", resource, raw)
+    return resource, category or None, budget_value(key.strip(), resource, raw)
 
 
-def budget_value(option: str, resource: str, raw: str) -> float:
-    """A cap in J or s: a finite number above 0 and at most the bound every input file obeys."""
+def budget_value(key: str, resource: str, raw: str) -> float:
+    """The cap ``key`` (``energy``, ``latency.math``) in J or s: a finite number above 0 and at
+    most the bound every input file obeys."""
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"{option} must be a number (got {raw!r})") from None
+        raise UsageError(f"{key} must be a number (got {raw!r})", "budget") from None
     if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{option} must be a positive number (got {raw!r})")
+        raise UsageError(f"{key} must be a positive number (got {raw!r})", "budget")
     if value > MAXIMA[resource]:
-        raise UsageError(f"{option} must be at most {MAXIMA[resource]:g} (got {raw!r})")
+        raise UsageError(f"{key} must be at most {MAXIMA[resource]:g} (got {raw!r})", "budget")
     return value
 
 

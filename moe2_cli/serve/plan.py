@@ -126,7 +126,7 @@ def read_selection(path: Path, scenario: Scenario) -> Selected:
     except json.JSONDecodeError as err:
         raise InputError(Diagnostic(shown, err.lineno, err.colno, f"invalid JSON: {err.msg}")) from None
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
-        raise InputError(Diagnostic(shown, None, None, f"not a 'moe2 select --format json' output "
+        raise InputError(Diagnostic(shown, None, None, f"not the JSON record of moe2 select "
                                                        f"(schema {SELECT_SCHEMA} expected)"))
     return Selected(_mask(data, scenario, shown), _top_k(data, scenario, shown), _router(data, shown),
                     _seed(data, shown))

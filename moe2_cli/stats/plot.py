@@ -16,12 +16,12 @@ PLOT_SUFFIXES = (".png", ".svg")
 def check_plot_path(path: str | Path) -> None:
     """Fail before a long sweep if the plot cannot be written: bad suffix or no matplotlib."""
     if Path(path).suffix.lower() not in PLOT_SUFFIXES:
-        raise UsageError(f"--plot must name a .png or .svg file (got {path})")
-    check_writable(path, "--plot")
+        raise UsageError(f"must name a .png or .svg file (got {path})", "plot")
+    check_writable(path, "plot")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("--plot needs matplotlib; install it with: pip install 'moe2[plot]'") from None
+        raise UsageError("needs matplotlib; install it with: pip install 'moe2[plot]'", "plot") from None
 
 
 def plot_rates(result: RatesResult, path: str | Path) -> None:

@@ -82,7 +82,7 @@ def rates_config(spec: str, n_min: int | None, n_max: int | None, points: int | 
     default = default_sizes(spec)
     n_min, n_max = n_min or default[0], n_max or default[-1]
     if n_min > n_max:
-        raise UsageError(f"--n-min ({n_min}) must not exceed --n-max ({n_max})")
+        raise UsageError(f"({n_min}) must not exceed the largest size ({n_max})", "n_min")
     sizes = log_grid(n_min, n_max, points or len(default))
     return RatesConfig(spec=spec, sizes=sizes, reps=reps, **settings)
 

@@ -56,7 +56,7 @@ def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
     selection = tmp_path / "select.json"
     cases = {
         '{"schema": "moe2.select/1",\n "selection": [}': f"{selection}:2:16: invalid JSON",
-        '{"schema": "other"}': f"{selection}: not a 'moe2 select --format json' output",
+        '{"schema": "other"}': f"{selection}: not the JSON record of moe2 select",
         '{"schema": "moe2.select/1", "scenario": "edge-testbed", "selection": ["a"]}':
             f"{selection}: the selection is for scenario 'edge-testbed', not 'serve-test'",
         '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/nope"]}':

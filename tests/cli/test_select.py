@@ -67,7 +67,7 @@ def test_min_accuracy_gate(run_cli):
 @pytest.mark.parametrize("args, message", [
     (["--budget", "energy"], "must look like"),
     (["--budget", "latency.maths=3"], "unknown category"),
-    (["--solver", "polyblok"], "did you mean 'polyblock'"),
+    (["--solver", "polyblok"], "'polyblok' is not one of 'polyblock', 'brb'"),
     (["--top-k", "0"], "--top-k must be between 1 and 11"),
     (["--top-k", "999"], "--top-k must be between 1 and 11"),
     (["--seed", "-1"], "invalid value for '--seed'"),
@@ -78,7 +78,7 @@ def test_min_accuracy_gate(run_cli):
     (["--min-accuracy", "0.5", "--metric", "neg-cross-entropy"], "--min-accuracy needs --metric accuracy"),
     (["--sede", "1"], "no such option: --sede"),
     (["--folds", "1000"], "invalid value for '--folds'"),
-    (["--metric", "f1"], "--metric must be one of"),
+    (["--metric", "f1"], "invalid value for '--metric': 'f1' is not one of 'accuracy'"),
     (["--time-limit", "-1"], "--time-limit must be > 0"),
 ])
 def test_bad_usage_exits_2_with_one_line(run_cli, args, message):

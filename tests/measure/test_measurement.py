@@ -147,7 +147,7 @@ def test_an_existing_log_needs_resume(tmp_path, run_cli):
     (tmp_path / "out" / "requests.jsonl").write_text("{}\n")
     scenario = write_scenario(tmp_path / "fleet.yaml", unused_url(), unused_url())
     result = run_cli("measure", scenario, "--out", tmp_path / "out")
-    assert result.exit_code == 2 and "pass --resume" in result.stderr
+    assert result.exit_code == 2 and result.stderr.startswith("moe2: --resume is off, but ")
 
 
 def test_ctrl_c_leaves_whole_lines_and_resume_finishes(tmp_path):
