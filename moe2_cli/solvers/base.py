@@ -272,7 +272,7 @@ class SolveContext:
         objective = self.problem.objective
         if objective.monotone and not self.violations:
             if assumes_monotone and status is Status.OPTIMAL:
-                return (f"proof: {getattr(objective, 'monotone_proof', 'monotone F')}",)
+                return (f"proof: {objective.monotone_proof}",)
             return ()
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
