@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -305,18 +305,26 @@ class Budgets:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """What a solver gets: the instance, the budgets and the objective F."""
+    """What a solver gets: the instance, the budgets and the objective F. ``forbidden`` is a
+    mask of experts no feasible selection may hold (the best plan without some LLM, say)."""
 
     instance: Instance
     budgets: Budgets
     objective: Objective
+    forbidden: int = 0
+
+    def without(self, experts: int) -> Problem:
+        """The same problem with the experts of the mask ``experts`` forbidden as well."""
+        return replace(self, forbidden=self.forbidden | int(experts))
 
     def usage(self, masks: npt.ArrayLike) -> Usage:
         return self.instance.usage(masks)
 
     def feasible(self, masks: npt.ArrayLike) -> np.ndarray:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
-        return self.budgets.feasible(self.instance.usage(masks))
+        masks = np.asarray(masks, dtype=np.int64)
+        ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
+        return ok & (masks.reshape(-1) & self.forbidden == 0) if self.forbidden else ok
 
     def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)

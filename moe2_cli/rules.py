@@ -18,9 +18,11 @@ import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, Interval
-from moe2_cli.problem import Problem, members, popcount
+from moe2_cli.objective import Objective
+from moe2_cli.problem import Problem, mask_of, members, popcount
 from moe2_cli.solvers import Limits, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
+from moe2_cli.solvers.brb import BrbSolver
 
 RULES = ("best", "parsimonious")
 DEFAULT_RULE = "best"  # lower true regret than parsimonious in benchmarks/selection_regret.py (README)
@@ -63,20 +65,27 @@ def best_single(problem: Problem) -> int | None:
     return int(fits[int(np.argmax(problem.objective(fits)))])
 
 
-def runner_up(problem: Problem, mask: int, objective) -> int | None:
-    """The best feasible selection, by the gate's own F (``objective``, not an envelope), that
+def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
+    """The best feasible selection, by ``objective`` (the gate's own F, not an envelope), that
     does not offer the gate every LLM of ``mask``: a different plan, not the same one with an
-    LLM added (fewest experts, then lowest mask, on ties). None above the enumeration limit or
-    when there is none."""
-    if problem.instance.n_experts > ENUMERATION_LIMIT:
-        return None
-    masks, values, _ = feasible_selections(problem, objective)
-    chosen = objective.column_masks(np.array([mask]))[0]
-    other = (objective.column_masks(masks) & chosen) != chosen
-    if not other.any():
-        return None
-    masks, values = masks[other], values[other]
-    return int(masks[np.lexsort((masks, popcount(masks), -values))[0]])
+    LLM added (fewest experts, then lowest mask, on ties). None when there is none.
+
+    Such a selection lacks some class (LLM, see ``Objective.expert_classes``) of ``mask``, so it
+    is the best of the exact optima with each class forbidden in turn; brb proves each one and
+    resolves ties in the same order."""
+    own = Problem(problem.instance, problem.budgets, objective, problem.forbidden)
+    classes = np.asarray(objective.expert_classes())
+    solver = BrbSolver()
+    best: tuple[float, int, int] | None = None
+    for c in np.unique(classes[members(mask)]).tolist():
+        result = solver.solve(own.without(mask_of(np.flatnonzero(classes == c))))
+        if result.status is Status.INFEASIBLE or not result.mask:
+            continue
+        if result.status is not Status.OPTIMAL:
+            return None  # not proven: no runner-up rather than a wrong one
+        key = (-result.objective, popcount(np.int64(result.mask)).item(), result.mask)
+        best = key if best is None else min(best, key)
+    return None if best is None else best[2]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ in S; the latency of c is the max over used servers of transmission + the k larg
 S's experts there, plus aggregation. Both are written as rows "the k largest costs of S within a
 group stay within the group's cap": one group for energy, one group per server for latency (its
 cap with transmission and aggregation taken off, and no charge while the server is unused).
-Only capped categories give rows.
+Only capped categories give rows, and forbidden experts (``Problem.forbidden``) one more.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class FeasibilityModel:
         inst, budgets = problem.instance, problem.budgets
         self.n = inst.n_experts
         self.k = inst.top_k
-        self.rows = tuple(_energy_rows(inst, budgets) + _latency_rows(inst, budgets))
+        self.rows = tuple(_energy_rows(inst, budgets) + _latency_rows(inst, budgets)
+                          + _forbidden_rows(inst, problem.forbidden))
         self._servers = tuple(g.astype(np.int64) for g in inst.server_groups())
         # Usage of the empty selection is zero, so it is feasible unless a cap is negative.
         caps = np.concatenate([budgets.energy_units, budgets.latency_units])
@@ -211,6 +212,14 @@ def _latency_rows(inst, budgets) -> list[Row]:
             caps = tuple(cap - inst.aggregation_units - t for t in transmission)
             rows.append(Row(f"latency.{cat}", inst.latency_units[:, c].astype(np.int64), groups, caps, per_server=True))
     return rows
+
+
+def _forbidden_rows(inst, forbidden: int) -> list[Row]:
+    """Forbidden experts as a row every path already honours: each costs 1 against a cap of 0."""
+    if not forbidden:
+        return []
+    cost = ((forbidden >> np.arange(inst.n_experts, dtype=np.int64)) & 1).astype(np.int64)
+    return [Row("forbidden", cost, (np.arange(inst.n_experts, dtype=np.int64),), (0,), per_server=False)]
 
 
 # -------------------------------------------------------------------- doubling
