@@ -305,17 +305,21 @@ class Budgets:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """What a solver gets: the instance, the budgets and the objective F. ``forbidden`` is a
-    mask of experts no feasible selection may hold (the best plan without some LLM, say)."""
+    """What a solver gets: the instance, the budgets and the objective F. ``avoid``, when not
+    empty, holds masks of experts of which a feasible selection must miss at least one whole
+    mask (the best plan without some chosen LLM, say). Like the budgets it only ever rules out
+    the supersets of what it rules out, so the feasible selections still form a down-set."""
 
     instance: Instance
     budgets: Budgets
     objective: Objective
-    forbidden: int = 0
+    avoid: tuple[int, ...] = ()
 
-    def without(self, experts: int) -> Problem:
-        """The same problem with the experts of the mask ``experts`` forbidden as well."""
-        return replace(self, forbidden=self.forbidden | int(experts))
+    def avoiding_one_of(self, masks: Iterable[int]) -> Problem:
+        """The same problem in which a feasible selection holds no expert of at least one of ``masks``."""
+        if self.avoid:
+            raise ValueError("the problem already avoids a set of masks")
+        return replace(self, avoid=tuple(int(m) for m in masks))
 
     def usage(self, masks: npt.ArrayLike) -> Usage:
         return self.instance.usage(masks)
@@ -324,7 +328,12 @@ class Problem:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
         masks = np.asarray(masks, dtype=np.int64)
         ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
-        return ok & (masks.reshape(-1) & self.forbidden == 0) if self.forbidden else ok
+        return ok & avoids_one(masks.reshape(-1), self.avoid) if self.avoid else ok
+
+
+def avoids_one(masks: np.ndarray, avoid: tuple[int, ...]) -> np.ndarray:
+    """Boolean (B,): whether each mask holds no expert of at least one mask of ``avoid``."""
+    return np.asarray(((masks[:, None] & np.array(avoid, dtype=np.int64)[None, :]) == 0).any(axis=1))
 
     def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)

@@ -70,22 +70,17 @@ def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
     does not offer the gate every LLM of ``mask``: a different plan, not the same one with an
     LLM added (fewest experts, then lowest mask, on ties). None when there is none.
 
-    Such a selection lacks some class (LLM, see ``Objective.expert_classes``) of ``mask``, so it
-    is the best of the exact optima with each class forbidden in turn; brb proves each one and
-    resolves ties in the same order."""
-    own = Problem(problem.instance, problem.budgets, objective, problem.forbidden)
+    Such a selection misses every expert of some class (LLM, see ``Objective.expert_classes``)
+    of ``mask``: one exact solve by brb, which resolves ties in that order, of the problem
+    whose selections must miss one of those classes."""
     classes = np.asarray(objective.expert_classes())
-    solver = BrbSolver()
-    best: tuple[float, int, int] | None = None
-    for c in np.unique(classes[members(mask)]).tolist():
-        result = solver.solve(own.without(mask_of(np.flatnonzero(classes == c))))
-        if result.status is Status.INFEASIBLE or not result.mask:
-            continue
-        if result.status is not Status.OPTIMAL:
-            return None  # not proven: no runner-up rather than a wrong one
-        key = (-result.objective, popcount(np.int64(result.mask)).item(), result.mask)
-        best = key if best is None else min(best, key)
-    return None if best is None else best[2]
+    held = np.unique(classes[members(mask)]).tolist()
+    others = Problem(problem.instance, problem.budgets, objective).avoiding_one_of(
+        mask_of(np.flatnonzero(classes == c)) for c in held)
+    result = BrbSolver().solve(others)
+    if result.status is not Status.OPTIMAL or not result.mask:
+        return None  # none exists (or, for an F brb cannot prove on, none that is proven best)
+    return result.mask
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from moe2_cli.problem import (
 )
 from moe2_cli.progress import ProgressCallback as ProgressCallback  # re-exported for the solver modules
 from moe2_cli.progress import ProgressEvent
-from moe2_cli.solvers.feasibility import FeasibilityModel
+from moe2_cli.solvers.feasibility import AVOID, FeasibilityModel
 
 # F(S \ {i}) above F(S) by more than this counts as a monotonicity violation; it is far above
 # float round-off of a mean over queries and far below any difference a user would act on.
@@ -306,7 +306,7 @@ class SolveContext:
             return ()
         fewest = min(len(b) for b in blocked)
         names = set().union(*(b for b in blocked if len(b) == fewest))
-        order = [row.name for row in self.feas.rows]
+        order = [row.name for row in self.feas.rows] + [AVOID]
         return tuple(sorted(names, key=order.index))
 
 

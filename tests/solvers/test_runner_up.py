@@ -11,7 +11,7 @@ from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.rules import runner_up
 from moe2_cli.session import open_session
-from moe2_cli.solvers import Status, get_solver
+from moe2_cli.solvers import SOLVERS, Status, get_solver
 from tests.conftest import ROOT
 from tests.solvers.cases import budgets_between, random_instance
 
@@ -94,16 +94,33 @@ def test_the_runner_up_matches_enumeration_on_shipped_scenarios(path):
     assert other is not None and other == enumerated_runner_up(problem, best.mask, gated)
 
 
-@pytest.mark.parametrize("name", ["brb", "polyblock", "cpsat", "exhaustive-all"])
-def test_exact_solvers_never_choose_a_forbidden_expert(name):
+@pytest.mark.parametrize("name", SOLVERS)
+def test_every_solver_honours_masks_to_avoid(name):
     problem = gated_problem(8, 10, 2, llms=5, frac=0.6)
     best = get_solver("exhaustive-all").solve(problem).mask
-    forbidden = 1 << members(best)[0]
-    without = problem.without(forbidden)
+    avoid = [1 << i for i in members(best)]  # miss at least one expert of the optimum
+    others = problem.avoiding_one_of(avoid)
     masks = np.arange(1, 1 << 10, dtype=np.int64)
-    allowed = masks[problem.feasible(masks) & (masks & forbidden == 0)]
-    assert np.array_equal(allowed, masks[without.feasible(masks)])
-    result = get_solver(name).solve(without)
-    assert result.mask and not result.mask & forbidden
+    allowed = masks[problem.feasible(masks) & np.array([m & best != best for m in masks.tolist()])]
+    assert np.array_equal(allowed, masks[others.feasible(masks)])
+    result = get_solver(name).solve(others)
+    assert result.mask or name == "all-feasible"  # it answers only when every expert fits
+    if result.mask:
+        assert result.mask & best != best and others.feasible([result.mask])[0]
     if result.status is Status.OPTIMAL:
         assert result.objective == problem.objective(allowed).max()
+    if name in ("brb", "exhaustive-all"):  # proofs on F itself
+        assert result.status is Status.OPTIMAL
+
+
+def test_cpsat_enumerates_the_maximal_sets_that_miss_a_mask():
+    problem = gated_problem(9, 10, 2, frac=0.5)
+    others = problem.avoiding_one_of([0b1010, 0b10000001])
+
+    def maximal(p: Problem) -> int:
+        feasible = p.feasible(np.arange(1 << 10, dtype=np.int64))
+        return sum(not any(feasible[m | 1 << i] for i in range(10) if not m >> i & 1)
+                   for m in np.flatnonzero(feasible).tolist())
+
+    assert maximal(others) != maximal(problem)  # the masks change which sets are maximal
+    assert get_solver("cpsat").solve(others).iterations == maximal(others)
