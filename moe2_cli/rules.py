@@ -29,15 +29,14 @@ DEFAULT_RULE = "best"  # lower true regret than parsimonious in benchmarks/selec
 ENUMERATION_LIMIT = 20  # 2^20 selections are scored in a few seconds
 
 
-def feasible_selections(problem: Problem, objective=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every non-empty feasible mask, its F (the problem's, or ``objective``'s) and its
-    worst-case energy (integer units)."""
+def feasible_selections(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every non-empty feasible mask, its F and its worst-case energy (integer units)."""
     n = problem.instance.n_experts
     if n > ENUMERATION_LIMIT:
         raise ValueError(f"enumeration needs at most {ENUMERATION_LIMIT} experts (got {n})")
     masks = np.arange(1, 1 << n, dtype=np.int64)
     masks = masks[problem.feasible(masks)]
-    return masks, (objective or problem.objective)(masks), problem.usage(masks).energy.max(axis=1)
+    return masks, problem.objective(masks), problem.usage(masks).energy.max(axis=1)
 
 
 def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None) -> int:
