@@ -330,10 +330,10 @@ class Problem:
         ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
         return ok & avoids_one(masks.reshape(-1), self.avoid) if self.avoid else ok
 
+    def value(self, masks: npt.ArrayLike) -> np.ndarray:
+        return self.objective(masks)
+
 
 def avoids_one(masks: np.ndarray, avoid: tuple[int, ...]) -> np.ndarray:
     """Boolean (B,): whether each mask holds no expert of at least one mask of ``avoid``."""
     return np.asarray(((masks[:, None] & np.array(avoid, dtype=np.int64)[None, :]) == 0).any(axis=1))
-
-    def value(self, masks: npt.ArrayLike) -> np.ndarray:
-        return self.objective(masks)
