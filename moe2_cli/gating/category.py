@@ -135,6 +135,23 @@ class CategoryClassifier:
         return classifier
 
 
+def deployed_classifier(outcomes: Outcomes, seed: int = 0, use_cache: bool = True) -> CategoryClassifier:
+    """The classifier ``route`` and ``serve`` infer categories with: fitted on every query of
+    the table, from the gate cache when it holds it (an entry that does not load is a miss)."""
+    table_texts(outcomes)
+    cache = GateCache(use_cache)
+    key = entry_key("category", outcomes, {**CategoryClassifier(seed=seed).settings(), "fitted_on": "all"})
+    hit = cache.load_arrays(key)
+    if hit is not None:
+        try:
+            return CategoryClassifier.from_state(hit)
+        except ValueError:
+            pass
+    classifier = CategoryClassifier(seed=seed).fit(outcomes)
+    cache.store_arrays(key, classifier.state())
+    return classifier
+
+
 def held_out(outcomes: Outcomes, seed: int) -> np.ndarray:
     """The queries that choose the penalty: a quarter of the question texts, stratified by
     category, as the gate's early stopping holds out (none with fewer than 4 texts)."""
