@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from moe2_cli import cachedir
 from moe2_cli.cli.gating import _category_line
 from moe2_cli.errors import InputError
-from moe2_cli.gating.category import CATEGORY_L2, CategoryClassifier, category_inference
+from moe2_cli.gating.category import CATEGORY_L2, CategoryClassifier, category_inference, deployed_classifier
 from moe2_cli.gating.pipeline import scenario_outcomes
 from moe2_cli.measure.prompts import load_prompts
 from moe2_cli.outcomes import Outcomes, synthesize_for, write_outcomes
@@ -91,6 +92,18 @@ def test_damaged_state_is_a_clear_error():
         CategoryClassifier.from_state({**state, "coef": state["coef"][:-1]})
     with pytest.raises(ValueError, match="settings are unreadable"):
         CategoryClassifier.from_state({**state, "settings": np.array("{}")})
+
+
+def test_the_deployed_classifier_is_cached_and_a_hit_predicts_the_same_bits(tmp_path, monkeypatch):
+    monkeypatch.setenv(cachedir.CACHE_ENV, str(tmp_path / "cache"))
+    table = _vocabulary_table(300)
+    trained = deployed_classifier(table, seed=3)
+    assert len(list((tmp_path / "cache").glob("category-*"))) == 1
+    monkeypatch.setattr(CategoryClassifier, "fit", lambda *a, **k: pytest.fail("the cache should answer"))
+    cached = deployed_classifier(table, seed=3)
+    texts = list(table.texts[:40])
+    assert cached.predict_proba(texts).tobytes() == trained.predict_proba(texts).tobytes()
+    assert cached.categories_ == CATEGORIES and cached.seed == 3
 
 
 def test_a_table_without_text_has_no_classifier():
