@@ -24,8 +24,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from moe2_cli.serve import DEFAULT_MAX_BODY
-from moe2_cli.serve.intake import CHAT, COMPLETIONS, BadRequest, read_request, request_id
-from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
+from moe2_cli.serve.intake import CATEGORY_HEADER, CHAT, COMPLETIONS, BadRequest, read_request, request_id
+from moe2_cli.serve.proxy import EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
 
 OPEN_PATHS = ("/healthz",)  # readiness probes carry no key
 SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{id}"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CHAT, COMPLETIONS = "chat/completions", "completions"
 MAX_N = 128  # OpenAI's own limit on choices per request
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # what an echoed request id may hold
-CATEGORY_HEADER, SESSION_HEADER = "x-moe2-category", "x-moe2-session"
+CATEGORY_HEADER, SESSION_HEADER = "X-Moe2-Category", "X-Moe2-Session"
 
 
 class BadRequest(Exception):
@@ -102,7 +102,7 @@ def choices_asked(body: dict) -> int:
 def session_of(body: dict, headers: Mapping[str, str]) -> str | None:
     """The conversation a request continues: the ``X-Moe2-Session`` header, else the body's
     ``user`` (OpenAI's end-user id, which a chat front end sets per user)."""
-    named = headers.get(SESSION_HEADER) or body.get("user")
+    named = headers.get(SESSION_HEADER.lower()) or body.get("user")
     return named if isinstance(named, str) and named else None
 
 
@@ -113,7 +113,7 @@ def query_of(endpoint: str, body: dict, intake: Intake, headers: Mapping[str, st
         text = routed_text(body.get("messages"), intake.route_on) if endpoint == CHAT else completion_prompt(body)
     except ValueError as err:
         raise BadRequest(str(err)) from None
-    category, source = category_of(body, headers.get(CATEGORY_HEADER), intake)
+    category, source = category_of(body, headers.get(CATEGORY_HEADER.lower()), intake)
     return Query(id=rid, category=category, text=text, tags=tags_of(body), category_source=source)
 
 

@@ -35,7 +35,6 @@ from moe2_cli.serve.sessions import Sessions, steer
 from moe2_cli.serve.streams import Opened, open_stream
 from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete, probe
 
-CATEGORY_HEADER = "X-Moe2-Category"
 EXPERTS_HEADER = "X-Moe2-Experts"
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
