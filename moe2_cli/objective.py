@@ -2,8 +2,14 @@
 
 Every solver talks to F through :class:`Objective` alone. Concrete objectives implement
 :meth:`Objective._compute`; the optional parts of the contract have defaults that suit an
-objective without structure (not known to be monotone, deploys what it is asked about, no
-reference values), and an objective that knows better overrides them.
+objective without structure (not known to be monotone, no box bound, experts all distinct,
+deploys what it is asked about, no reference values), and an objective that knows better
+overrides them.
+
+The box bound is what exact solvers prove with: an upper bound on F over every selection S
+with low ⊆ S ⊆ high. For monotone F it is F(high). An objective that is not monotone may offer
+a bound of its own, named by :attr:`Objective.bound_proof`; without one, solvers fall back to
+assuming monotonicity and withdraw their proof when an evaluated edge contradicts it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import numpy as np
 
 from moe2_cli.problem import Instance, masks_to_bool
 
+MONOTONE_BOUND = "monotone"  # the bound_proof of a monotone F: F(high) bounds the box
+
 
 class Objective(ABC):
     """F over int64 bit masks: larger is better; F(empty) is the worst value."""
 
     name = "objective"
     monotone: bool = False  # True only where adding an expert can never lower F
+    monotone_proof = "monotone F"  # how a solver's notes name the proof monotonicity gives
 
     def __init__(self, instance: Instance):
         self.instance = instance
@@ -49,6 +58,31 @@ class Objective(ABC):
     @abstractmethod
     def _compute(self, masks: np.ndarray) -> np.ndarray:
         """F of distinct int64 masks that are not cached yet."""
+
+    @property
+    def bound_proof(self) -> str | None:
+        """What makes :meth:`box_bound` an upper bound: :data:`MONOTONE_BOUND`, the name of a
+        bound that holds without monotonicity, or None when the objective offers no bound."""
+        return MONOTONE_BOUND if self.monotone else None
+
+    def box_bound(self, low: object, high: object) -> np.ndarray:
+        """Upper bounds on F over the boxes of selections S with ``low_b`` ⊆ S ⊆ ``high_b`` (int64
+        masks, ``low`` ⊆ ``high``): F(high) for monotone F. Only where :attr:`bound_proof` is set."""
+        if self.bound_proof is None:
+            raise NotImplementedError(f"{self.name} offers no bound over a box of selections")
+        return self(high)
+
+    def box_bound_without(self, low: int, high: int, removed: object) -> np.ndarray:
+        """:meth:`box_bound` of the boxes [low, high minus removed_j], one per mask of
+        ``removed``; each removed_j takes whole classes (see :meth:`expert_classes`) of ``high``
+        that ``low`` does not meet. An objective may compute these faster than one by one."""
+        removed = np.asarray(removed, dtype=np.int64).reshape(-1)
+        return self.box_bound(np.full(removed.size, low, dtype=np.int64), np.int64(high) & ~removed)
+
+    def expert_classes(self) -> np.ndarray:
+        """(N,) int: F(S) depends only on which classes S meets (experts serving one LLM are one
+        class when F scores LLMs); by default every expert is a class of its own."""
+        return np.arange(self.instance.n_experts)
 
     def deployable(self, mask: int) -> int:
         """The selection to deploy when a solver returns ``mask``: ``mask`` itself, unless the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -305,18 +305,35 @@ class Budgets:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """What a solver gets: the instance, the budgets and the objective F."""
+    """What a solver gets: the instance, the budgets and the objective F. ``avoid``, when not
+    empty, holds masks of experts of which a feasible selection must miss at least one whole
+    mask (the best plan without some chosen LLM, say). Like the budgets it only ever rules out
+    the supersets of what it rules out, so the feasible selections still form a down-set."""
 
     instance: Instance
     budgets: Budgets
     objective: Objective
+    avoid: tuple[int, ...] = ()
+
+    def avoiding_one_of(self, masks: Iterable[int]) -> Problem:
+        """The same problem in which a feasible selection holds no expert of at least one of ``masks``."""
+        if self.avoid:
+            raise ValueError("the problem already avoids a set of masks")
+        return replace(self, avoid=tuple(int(m) for m in masks))
 
     def usage(self, masks: npt.ArrayLike) -> Usage:
         return self.instance.usage(masks)
 
     def feasible(self, masks: npt.ArrayLike) -> np.ndarray:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
-        return self.budgets.feasible(self.instance.usage(masks))
+        masks = np.asarray(masks, dtype=np.int64)
+        ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
+        return ok & avoids_one(masks.reshape(-1), self.avoid) if self.avoid else ok
 
     def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)
+
+
+def avoids_one(masks: np.ndarray, avoid: tuple[int, ...]) -> np.ndarray:
+    """Boolean (B,): whether each mask holds no expert of at least one mask of ``avoid``."""
+    return np.asarray(((masks[:, None] & np.array(avoid, dtype=np.int64)[None, :]) == 0).any(axis=1))

@@ -18,24 +18,25 @@ import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, Interval
-from moe2_cli.problem import Problem, members, popcount
+from moe2_cli.objective import Objective
+from moe2_cli.problem import Problem, mask_of, members, popcount
 from moe2_cli.solvers import Limits, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
+from moe2_cli.solvers.brb import BrbSolver
 
 RULES = ("best", "parsimonious")
 DEFAULT_RULE = "best"  # lower true regret than parsimonious in benchmarks/selection_regret.py (README)
 ENUMERATION_LIMIT = 20  # 2^20 selections are scored in a few seconds
 
 
-def feasible_selections(problem: Problem, objective=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every non-empty feasible mask, its F (the problem's, or ``objective``'s) and its
-    worst-case energy (integer units)."""
+def feasible_selections(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every non-empty feasible mask, its F and its worst-case energy (integer units)."""
     n = problem.instance.n_experts
     if n > ENUMERATION_LIMIT:
         raise ValueError(f"enumeration needs at most {ENUMERATION_LIMIT} experts (got {n})")
     masks = np.arange(1, 1 << n, dtype=np.int64)
     masks = masks[problem.feasible(masks)]
-    return masks, (objective or problem.objective)(masks), problem.usage(masks).energy.max(axis=1)
+    return masks, problem.objective(masks), problem.usage(masks).energy.max(axis=1)
 
 
 def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None) -> int:
@@ -63,20 +64,22 @@ def best_single(problem: Problem) -> int | None:
     return int(fits[int(np.argmax(problem.objective(fits)))])
 
 
-def runner_up(problem: Problem, mask: int, objective) -> int | None:
-    """The best feasible selection, by the gate's own F (``objective``, not an envelope), that
+def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
+    """The best feasible selection, by ``objective`` (the gate's own F, not an envelope), that
     does not offer the gate every LLM of ``mask``: a different plan, not the same one with an
-    LLM added (fewest experts, then lowest mask, on ties). None above the enumeration limit or
-    when there is none."""
-    if problem.instance.n_experts > ENUMERATION_LIMIT:
-        return None
-    masks, values, _ = feasible_selections(problem, objective)
-    chosen = objective.column_masks(np.array([mask]))[0]
-    other = (objective.column_masks(masks) & chosen) != chosen
-    if not other.any():
-        return None
-    masks, values = masks[other], values[other]
-    return int(masks[np.lexsort((masks, popcount(masks), -values))[0]])
+    LLM added (fewest experts, then lowest mask, on ties). None when there is none.
+
+    Such a selection misses every expert of some class (LLM, see ``Objective.expert_classes``)
+    of ``mask``: one exact solve by brb, which resolves ties in that order, of the problem
+    whose selections must miss one of those classes."""
+    classes = np.asarray(objective.expert_classes())
+    held = np.unique(classes[members(mask)]).tolist()
+    others = Problem(problem.instance, problem.budgets, objective).avoiding_one_of(
+        mask_of(np.flatnonzero(classes == c)) for c in held)
+    result = BrbSolver().solve(others)
+    if result.status is not Status.OPTIMAL or not result.mask:
+        return None  # none exists (or, for an F brb cannot prove on, none that is proven best)
+    return result.mask
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def test_compare_rows_are_select_records_plus_the_gap_to_the_best():
     (lambda: moe2_cli.select(metric="acc"), "metric must be one of accuracy, neg-cross-entropy (got 'acc')"),
     (lambda: moe2_cli.select(solver="polyblok"), "solver must be one of polyblock, brb"),
     (lambda: moe2_cli.select(rule="cheapest"), "rule must be one of best, parsimonious (got 'cheapest')"),
-    (lambda: moe2_cli.select(router="knn"), "router must be one of gate, lookup, logreg (got 'knn')"),
+    (lambda: moe2_cli.select(router="knn"), "router must be one of gate, lookup, label-lookup, logreg (got 'knn')"),
     (lambda: moe2_cli.select(confidence=1.5), "confidence must lie strictly between 0 and 1 (got 1.5)"),
     (lambda: moe2_cli.select(budgets={"energy": -3}), "budget energy must be a positive number (got '-3')"),
     (lambda: moe2_cli.select(budgets={"energi": 3}), "budget resource must be energy or latency"),

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
+from moe2_cli.gating.box_bound import GatedBound
 from moe2_cli.gating.model import floored, restrict
+from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Instance, masks_to_bool, popcount
 
@@ -45,7 +45,6 @@ MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
 _CHUNK_ELEMENTS = 1 << 17  # masks x queries per chunk: temporaries stay in a core's L2 cache (larger
 # chunks measured 5x slower when another process shared the last-level cache)
 _MAX_THREADS = 2
-T = TypeVar("T")
 
 
 def share_weights(category: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -115,14 +114,29 @@ class GatedObjective(Objective):
         self._fast = _RankTables(self, self._pair_values()) if self.k <= 2 else None
         self._sums = _SoftmaxSums(self) if self._fast is None else None
         self._all_columns: np.ndarray | None = None
-        self._derived: dict[Callable[[GatedObjective], Any], Any] = {}
+        self._bound: GatedBound | None = None
 
-    def derived(self, build: Callable[[GatedObjective], T]) -> T:
-        """``build(self)``, built on the first call and kept: tables (a solver's bounds) that
-        depend on nothing but this objective."""
-        if build not in self._derived:
-            self._derived[build] = build(self)
-        return self._derived[build]
+    # ------------------------------------------------------------ the contract's optional parts
+
+    @property
+    def bound_proof(self) -> str:
+        return "gated box bound"  # valid although F is not monotone (see moe2_cli.gating.box_bound)
+
+    def box_bound(self, low: object, high: object) -> np.ndarray:
+        return self._box().bound(low, high)
+
+    def box_bound_without(self, low: int, high: int, removed: object) -> np.ndarray:
+        return self._box().bound_without(low, high, removed)
+
+    def expert_classes(self) -> np.ndarray:
+        """Each expert's column: F depends only on the LLMs a selection offers the gate."""
+        return self.expert_columns
+
+    def _box(self) -> GatedBound:
+        # Built on first use and kept: a frontier solves the same F at many budgets.
+        if self._bound is None:
+            self._bound = GatedBound(self)
+        return self._bound
 
     def column_masks(self, masks) -> np.ndarray:
         """Expert masks to column masks: the columns (LLMs) the selected experts host."""
@@ -205,7 +219,7 @@ class GatedObjective(Objective):
         chosen = masks_to_bool(masks, self.n_columns)[:, self.order]  # (B, Q, M) in gate order
         keep = chosen & (np.cumsum(chosen, axis=2) <= self.k)
         sorted_logits = np.take_along_axis(self.logits, self.order, axis=1)
-        sorted_scores = np.take_along_axis(self._scores_for_metric(), self.order, axis=1)
+        sorted_scores = np.take_along_axis(self.scores_for_metric(), self.order, axis=1)
         z = np.where(keep, sorted_logits[None], -np.inf)
         top = np.max(z, axis=2, keepdims=True)
         w = np.exp(z - np.where(np.isfinite(top), top, 0.0))
@@ -215,7 +229,7 @@ class GatedObjective(Objective):
         values = _value(self.metric, np.where(total > 0, mixed, empty))
         return self._units(values * self.weights[None]).astype(np.int64).sum(axis=1)
 
-    def _scores_for_metric(self) -> np.ndarray:
+    def scores_for_metric(self) -> np.ndarray:
         return self.scores if self.metric == "accuracy" else floored(self.scores, self.floor)
 
     def _pair_values(self) -> np.ndarray:
@@ -224,7 +238,7 @@ class GatedObjective(Objective):
         counts."""
         m = self.n_columns
         logit = np.take_along_axis(self.logits, self.order, axis=1)
-        score = np.take_along_axis(self._scores_for_metric(), self.order, axis=1)
+        score = np.take_along_axis(self.scores_for_metric(), self.order, axis=1)
         table = np.empty((len(logit), m + 1, m + 1))
         if self.k == 1:
             table[:, :m, :] = score[:, :, None]
@@ -328,14 +342,14 @@ class _SoftmaxSums:
         q, m = objective.logits.shape
         order, rank = objective.order, objective.rank
         sorted_logits = np.take_along_axis(objective.logits, order, axis=1)
-        sorted_scores = np.take_along_axis(objective._scores_for_metric(), order, axis=1)
+        sorted_scores = np.take_along_axis(objective.scores_for_metric(), order, axis=1)
         # Terms relative to the query's best logit: at most 1, and 1 for its best column.
         ee = np.exp(sorted_logits - sorted_logits[:, :1])
         es = ee * sorted_scores
         bits = np.left_shift(np.uint64(1), rank.astype(np.uint64)).astype("<u8")
-        self.rank_bits = [_byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]
+        self.rank_bits = [byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]
         # Per rank byte, (Q, 256) flattened: sum e^h p + i sum e^h, one gather for both sums.
-        self.sums = [_byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]
+        self.sums = [byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]
         self.row_start = np.arange(q, dtype=np.intp) * 256
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
         first = _FIRST_BITS[(min(self.k, 8) << 8) + np.arange(256)]
@@ -343,7 +357,7 @@ class _SoftmaxSums:
         self.first_left = self.k - _POPCOUNT[first]
         # Column order, for masks with at most k columns: (256, Q) per byte of the column mask.
         by_column = np.take_along_axis(es + 1j * ee, rank, axis=1)
-        self.column_sums = [_byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T.copy() for s in range(0, m, 8)]
+        self.column_sums = [byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T.copy() for s in range(0, m, 8)]
         self.n = m
 
     def evaluate(self, masks: np.ndarray, chunked) -> np.ndarray:
@@ -432,22 +446,6 @@ def _first_bits() -> np.ndarray:
 
 
 _FIRST_BITS = _first_bits()
-
-
-def _byte_or(bits: np.ndarray) -> np.ndarray:
-    """(Q, h) uint64 bits of up to 8 columns to a (256, Q) table: the OR over each byte value."""
-    table = np.zeros((256, bits.shape[0]), dtype="<u8")
-    for b in range(bits.shape[1]):
-        # Byte values with bit b set are those without it, plus column b's bits (doubling).
-        table[1 << b: 2 << b] = table[: 1 << b] | bits[:, b]
-    return table
-
-
-def _byte_sum(terms: np.ndarray) -> np.ndarray:
-    """(Q, h) terms of up to 8 ranks to a flattened (Q, 256) table: the sum over each byte value's bits."""
-    h = terms.shape[1]
-    has = ((np.arange(256)[:, None] >> np.arange(h)) & 1).astype(float)
-    return (terms @ has.T).reshape(-1)
 
 
 def _merge(first_a, second_a, first_b, second_b):

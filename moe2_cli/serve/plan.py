@@ -73,12 +73,12 @@ def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None,
     if selection is None:
         name = router or DEFAULT_ROUTER
         if name not in ROUTERS:
-            raise UsageError(f"--router must be one of {', '.join(ROUTERS)} (got {name!r})")
+            raise UsageError(f"must be one of {', '.join(ROUTERS)} (got {name!r})", "router")
         mask, k = solve_selection(scenario_path, budget_specs, seed=seed, outcomes=outcomes, router=name)
         return Choice(scenario=scenario, mask=mask, k=k, budgets=budgets, router_name=name, seed=seed)
     read = read_selection(selection, scenario)
     if router is not None and router != read.router:
-        raise UsageError(f"--router {router} contradicts {selection}, planned with router {read.router!r}")
+        raise UsageError(f"{router} contradicts {selection}, planned with router {read.router!r}", "router")
     return Choice(scenario=scenario, mask=read.mask, k=read.k, budgets=budgets, router_name=read.router,
                   seed=seed if read.seed is None else read.seed)
 

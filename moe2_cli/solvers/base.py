@@ -29,7 +29,7 @@ from moe2_cli.problem import (
 )
 from moe2_cli.progress import ProgressCallback as ProgressCallback  # re-exported for the solver modules
 from moe2_cli.progress import ProgressEvent
-from moe2_cli.solvers.feasibility import FeasibilityModel
+from moe2_cli.solvers.feasibility import AVOID, FeasibilityModel
 
 # F(S \ {i}) above F(S) by more than this counts as a monotonicity violation; it is far above
 # float round-off of a mean over queries and far below any difference a user would act on.
@@ -272,7 +272,7 @@ class SolveContext:
         objective = self.problem.objective
         if objective.monotone and not self.violations:
             if assumes_monotone and status is Status.OPTIMAL:
-                return (f"proof: {getattr(objective, 'monotone_proof', 'monotone F')}",)
+                return (f"proof: {objective.monotone_proof}",)
             return ()
         if self.violations:
             found = (f"F is not monotone: {self.violations} evaluated subset(s) beat their superset "
@@ -306,7 +306,7 @@ class SolveContext:
             return ()
         fewest = min(len(b) for b in blocked)
         names = set().union(*(b for b in blocked if len(b) == fewest))
-        order = [row.name for row in self.feas.rows]
+        order = [row.name for row in self.feas.rows] + [AVOID]
         return tuple(sorted(names, key=order.index))
 
 

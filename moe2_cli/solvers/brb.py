@@ -1,13 +1,14 @@
 """Binary branch-reduce-and-bound (BRB) over boxes [p, q] of selections (p ⊆ S ⊆ q).
 
-For monotone F a box's bound is F(q). For the gated F, which is not monotone, it is the box
-bound of :mod:`moe2_cli.solvers.gated_bound`, so an ``optimal`` answer is proven on F itself
-(see :class:`GatedBrb`). Any other non-monotone F gets no proof. The best box is taken first. It is reduced from
-above (experts that cannot join p are dropped from q) and from below (experts without which F
-cannot beat the incumbent are forced into p), a greedy completion of p inside q offers an
-incumbent, and the box is split on one free expert. A box whose p is infeasible holds nothing
-feasible and is discarded: branching "expert in" can make p infeasible, and without that check
-infeasible selections would come back as optima.
+For monotone F a box's bound is F(q). An objective that is not monotone but offers a box bound
+of its own (``Objective.box_bound``, named by ``bound_proof``) is bounded by it, so an
+``optimal`` answer is proven on F itself (see :class:`BoundedBrb`). Any other non-monotone F
+gets no proof. The best box is taken first. It is reduced from above (experts that cannot join
+p are dropped from q) and from below (experts without which F cannot beat the incumbent are
+forced into p), a greedy completion of p inside q offers an incumbent, and the box is split on
+one free expert. A box whose p is infeasible holds nothing feasible and is discarded: branching
+"expert in" can make p infeasible, and without that check infeasible selections would come
+back as optima.
 
 Reference: Tuy, Al-Khayyal, Thach (2005), Monotonic optimization: branch and cut methods.
 """
@@ -19,7 +20,7 @@ import math
 
 import numpy as np
 
-from moe2_cli.gating.ensemble import GatedObjective
+from moe2_cli.objective import MONOTONE_BOUND, Objective
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.solvers.base import (
     Incumbent,
@@ -31,24 +32,34 @@ from moe2_cli.solvers.base import (
     Status,
 )
 from moe2_cli.solvers.baselines import greedy_mask
-from moe2_cli.solvers.gated_bound import GatedBound
 
 # Free experts probed per box for reduction from below (the most valuable alone first).
 _PROBES = 8
-GATED_PROOF = "proof: gated box bound on F itself (valid for non-monotone F)"
+
+
+def has_own_bound(objective: Objective) -> bool:
+    """Whether the objective bounds boxes without relying on monotonicity."""
+    return objective.bound_proof not in (None, MONOTONE_BOUND)
+
+
+def bound_notes(objective: Objective, status: Status) -> tuple[str, ...]:
+    """The notes of a solve proven (or bounded, under a limit) with the objective's own box bound."""
+    if status is Status.OPTIMAL:
+        return (f"proof: {objective.bound_proof} on F itself (valid for non-monotone F)",)
+    return (f"the bound is the {objective.bound_proof}",)
 
 
 class BrbSolver(Solver):
-    """BRB: exact for monotone F and for the gated F; anytime under time, open-box and
-    evaluation limits."""
+    """BRB: exact for monotone F and for F with a box bound of its own; anytime under time,
+    open-box and evaluation limits."""
 
     name = "brb"
 
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
-        if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
-            return GatedBrb(ctx, problem.objective, self.name).run(incumbent)
+        if has_own_bound(problem.objective):
+            return BoundedBrb(ctx, self.name).run(incumbent)
         return _Brb(ctx, self.name).run(incumbent)
 
 
@@ -136,27 +147,33 @@ class _Brb:
                                peak_vertices=self.peak, assumes_monotone=True)
 
 
-class GatedBrb:
-    """BRB on the gated F with box bounds that hold without monotonicity.
+class BoundedBrb:
+    """BRB on an F that is not monotone, with the objective's own box bounds.
 
-    A box [p, q] is bounded by :class:`GatedBound`. It is reduced from above: experts that
-    cannot join p leave q, and so do experts whose LLM p already holds (they change no query's
-    top k, so a selection with them has the same F and costs more). p, q and a greedy completion
-    of p inside q are offered as incumbents; a box is split on the LLM whose absence lowers
-    its bound most: no copy of it, or one of its copies forced in. Unlike the monotone case a feasible q does not close
-    its box: a subset of q can still be better, and only the bound can rule that out.
+    A box [p, q] is bounded by ``Objective.box_bound``. It is reduced from above: experts that
+    cannot join p leave q, and so do experts whose class (``Objective.expert_classes``: F
+    depends only on the classes a selection meets, e.g. its LLMs) p already holds; they change
+    nothing, so a selection with them has the same F and costs more. p, q and a greedy
+    completion of p inside q are offered as incumbents; a box is split on the class whose
+    absence lowers its bound most: no expert of it, or one of them forced in. Unlike the
+    monotone case a feasible q does not close its box: a subset of q can still be better, and
+    only the bound can rule that out.
+
+    Ties resolve as exhaustive search resolves them (larger F, then fewer experts, then the
+    smaller mask): a box bounded at exactly the incumbent's value is still searched while its p
+    comes first in that order, since a selection of the box can then tie F and win the tie.
     """
 
-    def __init__(self, ctx: SolveContext, objective: GatedObjective, name: str):
+    def __init__(self, ctx: SolveContext, name: str):
         self.ctx = ctx
         self.name = name
         self.best = Incumbent()
-        self.bounds = objective.derived(GatedBound)  # built once per F: a frontier solves it at many budgets
-        self.columns = np.asarray(objective.expert_columns, dtype=np.intp)
-        self.column = self.columns.tolist()
-        # Per LLM column, the mask of the experts hosting it.
-        self.column_mask = np.zeros(int(self.columns.max()) + 1, dtype=np.int64)
-        np.bitwise_or.at(self.column_mask, self.columns, np.left_shift(np.int64(1), np.arange(self.columns.size)))
+        self.objective = ctx.problem.objective
+        self.classes = np.asarray(self.objective.expert_classes(), dtype=np.intp)
+        self.class_of = self.classes.tolist()
+        # Per class, the mask of its experts.
+        self.class_mask = np.zeros(int(self.classes.max()) + 1, dtype=np.int64)
+        np.bitwise_or.at(self.class_mask, self.classes, np.left_shift(np.int64(1), np.arange(self.classes.size)))
         n = ctx.problem.instance.n_experts
         self.alone = ctx.F(np.left_shift(np.int64(1), np.arange(n, dtype=np.int64)))  # F of each expert alone
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
@@ -178,18 +195,30 @@ class GatedBrb:
     def settle(self, p: int, q: int) -> bool:
         """Search the box [p, q] until no open box can beat the incumbent; False if a limit
         stopped it (the open boxes stay in the heap)."""
-        self._push(float(self.bounds.bound([p], [q])[0]), q, p)
+        self._push(self._bound(p, q), q, p)
         while self.heap:
             if self.ctx.limit_hit(len(self.heap)) is not None:
                 return False
             neg, _, q, p = heapq.heappop(self.heap)
-            if -neg <= self.val:
+            if -neg < self.val:
                 self.heap.clear()  # no open box can beat the incumbent
                 break
+            if not self._may_beat(-neg, p):
+                continue
             self.iterations += 1
             self.ctx.report(self.iterations, self.val, -neg)
             self._visit(p, q)
         return True
+
+    def _bound(self, p: int, q: int) -> float:
+        return float(self.objective.box_bound(np.array([p], dtype=np.int64), np.array([q], dtype=np.int64))[0])
+
+    def _may_beat(self, bound: float, p: int) -> bool:
+        """Whether a box [p, ...] bounded by ``bound`` can hold a selection before the incumbent
+        in the canonical order: every selection of the box holds p, so none comes before p."""
+        if bound != self.val:
+            return bound > self.val
+        return (p.bit_count(), p) < (self.best.mask.bit_count(), self.best.mask)
 
     def _offer(self, *masks: int) -> None:
         masks = tuple(m for m in masks if m)
@@ -199,7 +228,7 @@ class GatedBrb:
                 self.best.offer(self.ctx, m)
 
     def _push(self, bound: float, q: int, p: int) -> None:
-        if bound > self.val:
+        if self._may_beat(bound, p):
             heapq.heappush(self.heap, (-bound, popcount(np.int64(q)).item(), q, p))
             self.peak = max(self.peak, len(self.heap))
 
@@ -212,53 +241,54 @@ class GatedBrb:
         if free.size == 0:
             self._offer(p)
             return
-        # Probe LLMs, not experts: F depends only on the set of LLMs, so leaving out one copy
-        # of an LLM that has others in the box changes no bound. One probe takes every free
-        # copy of an LLM out of q; only the LLMs best alone are probed, as each costs a bound.
+        # Probe classes, not experts: F depends only on the classes S meets, so leaving out one
+        # expert of a class that has others in the box changes no bound. One probe takes every
+        # free expert of a class out of q; only the classes best alone are probed, as each
+        # costs a bound.
         free = free[np.lexsort((free, -self.alone[free]))]
-        _, first = np.unique(self.columns[free], return_index=True)
-        probed = free[np.sort(first)][:_PROBES]  # one expert per LLM, best alone first
-        copies = self.column_mask[self.columns[probed]] & (q & ~p)
-        without = self.bounds.bound_without(p, q, copies)
-        # Reduce from below: an LLM whose absence bounds the box at the incumbent is in every
-        # improving selection; with one copy left, that expert joins p.
-        forced = (without <= self.val) & (copies == np.left_shift(np.int64(1), probed))
+        _, first = np.unique(self.classes[free], return_index=True)
+        probed = free[np.sort(first)][:_PROBES]  # one expert per class, best alone first
+        copies = self.class_mask[self.classes[probed]] & (q & ~p)
+        without = self.objective.box_bound_without(p, q, copies)
+        # Reduce from below: a class whose absence bounds the box below the incumbent is in
+        # every better selection; with one expert of it left, that expert joins p.
+        beaten = np.array([not self._may_beat(float(b), p) for b in without.tolist()], dtype=bool)
+        forced = beaten & (copies == np.left_shift(np.int64(1), probed))
         if forced.any():
             p |= int(np.bitwise_or.reduce(np.int64(1) << probed[forced]))
             if not feas.fits(p):
                 return
-            self._push(float(self.bounds.bound([p], [self._reduce_up(p, q)])[0]), q, p)
+            self._push(self._bound(p, self._reduce_up(p, q)), q, p)
             return  # revisited with the larger p (and its smaller bound) when its turn comes
-        best = np.lexsort((probed, without))  # the LLM whose absence lowers the bound most first
+        best = np.lexsort((probed, without))  # the class whose absence lowers the bound most first
         order = np.concatenate([probed[best], free[~np.isin(free, probed)]])
         self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p), order.tolist()))
         self._branch(p, q, int(copies[best[0]]), float(without[best[0]]))
 
     def _branch(self, p: int, q: int, copies: int, without: float) -> None:
-        """Split [p, q] on one LLM: no copy of it, or its j-th free copy in p and the earlier
-        copies out of q. The boxes are disjoint and cover [p, q]; the ones holding the LLM have
-        the same LLM sets and hence one bound."""
+        """Split [p, q] on one class: none of its experts, or its j-th free expert in p and the
+        earlier ones out of q. The boxes are disjoint and cover [p, q]; the ones holding the
+        class meet the same classes and hence have one bound."""
         self._push(without, q & ~copies, p)
         first = members(copies)[0]
-        inside = float(self.bounds.bound([p | (1 << first)], [q])[0])
+        inside = self._bound(p | (1 << first), q)
         for i in members(copies):
             self._push(inside, q, p | (1 << i))
             q &= ~(1 << i)
 
     def _reduce_up(self, p: int, q: int) -> int:
-        """Drop from q the experts that cannot join p, and those whose LLM p already holds."""
+        """Drop from q the experts that cannot join p, and those whose class p already holds."""
         packer = self.ctx.feas.packer(p)
-        held = {self.column[i] for i in members(p)}
-        return p | sum(1 << i for i in members(q & ~p) if self.column[i] not in held and packer.can_add(i))
+        held = {self.class_of[i] for i in members(p)}
+        return p | sum(1 << i for i in members(q & ~p) if self.class_of[i] not in held and packer.can_add(i))
 
     def _finish(self, status: Status) -> SolveResult:
         bound = math.nan
         if status is Status.LIMIT:
             bound = max(self.val, -self.heap[0][0]) if self.heap else self.val
         mask = self.ctx.drop_idle(self.best.mask) if status is Status.OPTIMAL else self.best.mask
-        notes = (GATED_PROOF,) if status is Status.OPTIMAL else ("the bound is the gated box bound",)
         return self.ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
-                               peak_vertices=self.peak, notes=notes)
+                               peak_vertices=self.peak, notes=bound_notes(self.objective, status))
 
 
 def _prefixes(packer, order: list[int]) -> list[int]:

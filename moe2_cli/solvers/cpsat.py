@@ -158,6 +158,24 @@ class _Model:
                 items = [int(i) for i in group if int(i) in self.x]
                 if items:
                     self._constrain(r, g, row, items, cap, determined)
+        self.meets = self._avoid(ctx.feas.avoid)
+
+    def _avoid(self, avoid: tuple[int, ...]) -> list[tuple[int, cp_model.IntVar]]:
+        """Problem.avoid: per mask a literal equal to "the selection meets it" (determined by the
+        selection, so enumeration sees each selection once), and one of them false."""
+        groups = [[self.x[i] for i in members(other) if i in self.x] for other in avoid]
+        if not all(groups):
+            return []  # a mask without an allowed expert: every selection misses it
+        meets = []
+        for a, (other, items) in enumerate(zip(avoid, groups)):
+            m = self.model.new_bool_var(f"meets{a}")
+            for x in items:
+                self.model.add_implication(x, m)
+            self.model.add_bool_or(items).only_enforce_if(m)
+            meets.append((other, m))
+        if meets:
+            self.model.add_bool_or([~m for _, m in meets])
+        return meets
 
     def _server_used(self, s: int, items: list[int]) -> cp_model.IntVar:
         if s not in self.used:
@@ -189,7 +207,19 @@ class _Model:
                 # Adding i to a feasible S breaks the row iff (k-1 largest of S) + cost_i > cap.
                 threshold = row.caps[g] - int(row.cost[i]) + 1
                 blockers.append(self._at_least(r, g, threshold))
+            blockers.append(self._meets_all_with(i))
             self.model.add_bool_or([self.x[i]] + [b for b in blockers if b is not None])
+
+    def _meets_all_with(self, i: int):
+        """A literal equal to "the selection plus expert i meets every mask of Problem.avoid",
+        or None without such masks."""
+        if not self.meets:
+            return None
+        others = [m for mask, m in self.meets if not mask >> i & 1]
+        b = self.model.new_bool_var(f"avoid_blocks{i}")
+        self.model.add_bool_and(others).only_enforce_if(b)
+        self.model.add_bool_or([~m for m in others] + [b])
+        return b
 
     def _at_least(self, r: int, g: int, threshold: int):
         """A literal equal to "(k-1 largest of group g in row r) >= threshold", or None if never."""

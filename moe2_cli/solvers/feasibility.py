@@ -11,7 +11,8 @@ in S; the latency of c is the max over used servers of transmission + the k larg
 S's experts there, plus aggregation. Both are written as rows "the k largest costs of S within a
 group stay within the group's cap": one group for energy, one group per server for latency (its
 cap with transmission and aggregation taken off, and no charge while the server is unused).
-Only capped categories give rows.
+Only capped categories give rows. ``Problem.avoid`` (a selection must miss one of some masks
+of experts) is checked beside the rows, by every path.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moe2_cli.problem import UNLIMITED, Problem, members
+from moe2_cli.problem import UNLIMITED, Problem, avoids_one, members
 
 _CHUNK = 1 << 14
+AVOID = "avoid"  # how blocking() names the rule of Problem.avoid
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class FeasibilityModel:
         self.n = inst.n_experts
         self.k = inst.top_k
         self.rows = tuple(_energy_rows(inst, budgets) + _latency_rows(inst, budgets))
+        self.avoid = problem.avoid
         self._servers = tuple(g.astype(np.int64) for g in inst.server_groups())
         # Usage of the empty selection is zero, so it is feasible unless a cap is negative.
         caps = np.concatenate([budgets.energy_units, budgets.latency_units])
@@ -74,6 +77,8 @@ class FeasibilityModel:
         for start in range(0, masks.size, _CHUNK):
             chunk = masks[start:start + _CHUNK]
             ok[start:start + chunk.size] = self._feasible_chunk(chunk)
+        if self.avoid:
+            ok &= avoids_one(masks, self.avoid)
         ok[masks == 0] = self.empty_ok
         return ok
 
@@ -96,6 +101,8 @@ class FeasibilityModel:
         """Feasibility of one mask, in plain Python."""
         if mask == 0:
             return self.empty_ok
+        if not self.avoids(mask):
+            return False
         mem = members(mask)
         k = self.k
         for cost, group, caps in zip(self._cost, self._group, self._caps):
@@ -107,6 +114,10 @@ class FeasibilityModel:
                 if total > caps[g]:
                     return False
         return True
+
+    def avoids(self, mask: int) -> bool:
+        """Whether ``mask`` misses one of the problem's masks to avoid (True when it has none)."""
+        return not self.avoid or any(not mask & other for other in self.avoid)
 
     def singles(self) -> int:
         """Mask of the experts that fit alone; the others can never be selected."""
@@ -121,9 +132,9 @@ class FeasibilityModel:
         return packer
 
     def blocking(self, mask: int, i: int) -> list[str]:
-        """Names of the rows that ``mask`` plus expert ``i`` violates."""
+        """Names of the rows that ``mask`` plus expert ``i`` violates (``avoid`` for that rule)."""
         mem = members(mask | (1 << i))
-        names = []
+        names = [] if self.avoids(mask | (1 << i)) else [AVOID]
         for row, cost, group, caps in zip(self.rows, self._cost, self._group, self._caps):
             g = group[i]
             vals = sorted((cost[j] for j in mem if group[j] == g), reverse=True)[: self.k]
@@ -154,8 +165,19 @@ class FeasibilityModel:
             if stop is not None and stop():
                 return None
             ok &= _combine_servers(servers, self._servers)
+        if self.avoid:
+            ok &= self._avoid_table()
         ok[0] = self.empty_ok
         return ok
+
+
+    def _avoid_table(self) -> np.ndarray:
+        """(2^N,) whether each mask misses one of the masks to avoid: a mask misses ``other``
+        when the k largest of its 0/1 membership costs in ``other`` sum to 0."""
+        table = np.zeros(1 << self.n, dtype=bool)
+        for other in self.avoid:
+            table |= _group_ok((np.int64(other) >> np.arange(self.n, dtype=np.int64)) & 1, self.k, 0)
+        return table
 
 
 class Packer:
@@ -173,7 +195,8 @@ class Packer:
 
     def can_add(self, i: int) -> bool:
         m = self._m
-        return all(sum(self._grown(r, i)) <= m._caps[r][m._group[r][i]] for r in range(len(m.rows)))
+        rows_ok = all(sum(self._grown(r, i)) <= m._caps[r][m._group[r][i]] for r in range(len(m.rows)))
+        return rows_ok and m.avoids(self.mask | (1 << i))
 
     def add(self, i: int) -> None:
         """Add expert ``i`` without checking."""

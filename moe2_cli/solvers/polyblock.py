@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 
-from moe2_cli.gating.ensemble import GatedObjective
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.solvers.base import (
     Incumbent,
@@ -33,7 +32,7 @@ from moe2_cli.solvers.base import (
     Status,
 )
 from moe2_cli.solvers.baselines import greedy_mask
-from moe2_cli.solvers.brb import GATED_PROOF, GatedBrb
+from moe2_cli.solvers.brb import BoundedBrb, bound_notes, has_own_bound
 
 # Children are scored in batches of this size, with a limit check between batches.
 _BATCH = 4096
@@ -44,7 +43,8 @@ _SMALL_PAIRS = 1 << 18
 
 
 class PolyblockSolver(Solver):
-    """DPOLY: exact for monotone F and for the gated F; anytime under time, vertex and evaluation limits.
+    """DPOLY: exact for monotone F and for F with a box bound of its own; anytime under time,
+    vertex and evaluation limits.
 
     Options: ``eps_abs`` / ``eps_rel`` stop once no vertex can beat the incumbent by more than
     that (0 = exact); ``lazy`` evaluates a child's F only when it is about to be expanded
@@ -69,8 +69,8 @@ class PolyblockSolver(Solver):
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
-        if isinstance(problem.objective, GatedObjective) and not problem.objective.monotone:
-            return _GatedDpoly(ctx, self, problem.objective).run(incumbent)
+        if has_own_bound(problem.objective):
+            return _BoundedDpoly(ctx, self).run(incumbent)
         return _Dpoly(ctx, self).run(incumbent)
 
 
@@ -360,27 +360,27 @@ class _Dpoly:
                           peak_vertices=self.peak, assumes_monotone=True)
 
 
-class _GatedDpoly(_Dpoly):
-    """DPOLY on the gated F, which is not monotone, with a proof on F itself.
+class _BoundedDpoly(_Dpoly):
+    """DPOLY on an F that is not monotone but has a box bound of its own, with a proof on F itself.
 
-    A vertex v with its ``low`` p stands for the box [p, v], and its bound is the gated box
-    bound (:mod:`moe2_cli.solvers.gated_bound`) instead of F(v), valid without monotonicity; a
+    A vertex v with its ``low`` p stands for the box [p, v], and its bound is the objective's
+    box bound (``Objective.box_bound``) instead of F(v), valid without monotonicity; a
     child's box lies inside its parent's, so inherited bounds stay valid. The reductions use
     the same bound: an expert joins ``low`` when the box without it cannot beat the incumbent.
     A vertex that fits no longer closes the search (a subset of it can be better): its box,
-    feasible throughout, is searched by the gated branch-and-bound and then dropped.
+    feasible throughout, is searched by the bounded branch-and-bound and then dropped.
     """
 
-    def __init__(self, ctx: SolveContext, solver: PolyblockSolver, objective: GatedObjective):
+    def __init__(self, ctx: SolveContext, solver: PolyblockSolver):
         super().__init__(ctx, solver)
-        self.boxes = GatedBrb(ctx, objective, solver.name)
+        self.boxes = BoundedBrb(ctx, solver.name)
         self.boxes.best = self.best  # one incumbent for the polyblock and the boxes it settles
 
     def _check_edges(self, parent: np.ndarray, child: np.ndarray) -> None:
         pass  # these are box bounds, not values of F: they say nothing about monotonicity
 
     def _box_bounds(self, low: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        return self.boxes.bounds.bound(low, masks)
+        return self.ctx.problem.objective.box_bound(low, masks)
 
     def _all_fit(self, full: int) -> SolveResult:
         self._offer(full)
@@ -399,7 +399,7 @@ class _GatedDpoly(_Dpoly):
             open_bounds += [-self.boxes.heap[0][0]] if self.boxes.heap else []
             bound = max([self.val, *open_bounds])
         mask = ctx.drop_idle(mask) if status is Status.OPTIMAL else mask
-        notes = (GATED_PROOF,) if status is Status.OPTIMAL else ("the bound is the gated box bound",)
+        notes = bound_notes(ctx.problem.objective, status)
         return ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations + self.boxes.iterations,
                           peak_vertices=max(self.peak, self.boxes.peak), notes=notes)
 

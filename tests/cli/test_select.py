@@ -270,15 +270,3 @@ def _table_rows(text: str) -> list[list[str]]:
     table = text.split("└", 1)[0]
     return [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in table.splitlines()
             if line.startswith("│")]
-
-
-def test_readme_select_example_is_true(run_cli):
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("$ moe2 select --budget energy=400 --budget latency=3\n", 1)[1].split("```", 1)[0]
-    shown = _table_rows(block)
-    result, payload = select_json(run_cli, "--budget", "energy=400", "--budget", "latency=3")
-    assert result.exit_code == 0, result.output
-    actual = [[e["id"], "yes" if e["selected"] else "", f"{100 * e['f_alone']:.2f}%", e["why"]]
-              for e in payload["experts"]]
-    assert shown == actual
-    assert f"selection of {len(payload['selection'])} experts" in block

@@ -1,5 +1,6 @@
-"""The README's "Serve the selection" walk-through, run: its fake experts, the shipped
-serve-local scenario with S solved from its budgets, and its curl request, sent as written."""
+"""docs/serve.md's walk-through, run in-process: its fake experts, the shipped serve-local
+scenario with S solved from its budgets, and its curl request, sent as written; the reply's
+``moe2`` field is the one the page shows. (tests/test_docs.py runs the same lines as commands.)"""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeOpenAI, _parse_model
 from tests.serve.conftest import running_proxy
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-SECTION = README.split("## Serve the selection", 1)[1].split("\n## ", 1)[0]
+SECTION = (ROOT / "docs" / "serve.md").read_text(encoding="utf-8")
 
 
 def _blocks(language: str) -> list[str]:
@@ -36,7 +36,7 @@ def _fake_commands() -> dict[int, list[str]]:
 
 
 def _curl() -> tuple[str, dict[str, str], str]:
-    """URL, headers and body of the README's curl command."""
+    """URL, headers and body of the page's curl command."""
     command = next(b for b in _blocks("bash") if b.startswith("curl "))
     words = shlex.split(command.replace("\\\n", " "))
     url = next(w for w in words if w.startswith("http://"))

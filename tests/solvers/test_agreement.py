@@ -13,7 +13,6 @@ from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.objective import CoverageObjective
 from moe2_cli.problem import Budgets, Problem
 from moe2_cli.solvers import SOLVERS, Limits, Status, get_solver
-from moe2_cli.solvers.brb import GATED_PROOF
 from moe2_cli.solvers.exhaustive import ExhaustiveSolver
 from moe2_cli.solvers.polyblock import PolyblockSolver
 from tests.conftest import ROOT
@@ -26,6 +25,7 @@ from tests.solvers.cases import (
 )
 
 EXACT = ("polyblock", "brb", "cpsat", "exhaustive")
+GATED_PROOF = "proof: gated box bound on F itself (valid for non-monotone F)"  # a stable note
 VARIANTS = {  # polyblock's options must not change the optimum
     "polyblock eager": lambda: PolyblockSolver(lazy=False),
     "polyblock single cut": lambda: PolyblockSolver(multi_cut=False),
@@ -171,6 +171,7 @@ def test_every_optimal_claim_on_gated_f_matches_exhaustive_all(problem):
             assert any(note.startswith("proof:") for note in result.notes), (name, result.notes)
     brb = get_solver("brb").solve(problem)
     assert brb.status is (Status.INFEASIBLE if math.isnan(truth.objective) else Status.OPTIMAL)
+    assert brb.mask == truth.mask  # ties too resolve as exhaustive search resolves them
 
 
 def test_cpsat_enumerates_every_maximal_set():
@@ -225,6 +226,8 @@ def test_gated_proofs_find_the_optimum_of_a_fleet_repeating_few_llms(seed, top_k
         inst, logits, probs, weights, expert_columns=np.arange(13) % 4)))
     assert result.status is Status.OPTIMAL and result.objective == truth.objective
     assert result.notes == (GATED_PROOF,)
+    if name == "brb":  # copies of one LLM tie: brb picks the one exhaustive search picks
+        assert result.mask == truth.mask
 
 
 @pytest.mark.parametrize(("seed", "n", "top_k"), [(3, 10, 3), (5, 14, 4), (8, 12, 2)])

@@ -187,17 +187,23 @@ def test_solve_leaves_inputs_alone():
 # ---------------------------------------------------------------- shared pieces
 
 
+@pytest.mark.parametrize("avoid", [False, True])
 @pytest.mark.parametrize("seed", range(12))
-def test_fast_feasibility_matches_instance_usage(seed):
+def test_fast_feasibility_matches_instance_usage(seed, avoid):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 11))
     inst = random_instance(rng, n, servers=int(rng.integers(1, 5)), top_k=int(rng.integers(1, 4)))
     budgets = budgets_for(inst, rng.uniform(0.1, 1.1), rng.uniform(0.2, 1.1),
                           math_latency=float(rng.uniform(0.2, 2.0)) if seed % 2 else None)
     problem = Problem(inst, budgets, None)
-    model = FeasibilityModel(problem)
     masks = np.arange(1 << n, dtype=np.int64)
     expected = budgets.feasible(inst.usage(masks))
+    if avoid:  # a selection must miss one of a few random masks
+        others = rng.integers(1, 1 << n, size=int(rng.integers(1, 4))).tolist()
+        problem = problem.avoiding_one_of(others)
+        expected &= np.array([any(not m & o for o in others) for m in masks.tolist()])
+        assert np.array_equal(problem.feasible(masks), expected)
+    model = FeasibilityModel(problem)
     assert np.array_equal(model.feasible(masks), expected)
     assert np.array_equal(model.all_masks(), expected)
     assert [model.fits(int(m)) for m in masks] == expected.tolist()

@@ -17,15 +17,23 @@ the query's value itself. The box bound sums the queries' bounds, each rounded u
 units, so it is never below F of any selection in the box, bit for bit.
 
 Selections of the same columns have the same F (a second copy of an LLM neither takes a top-k
-slot nor changes a weight), which the solvers exploit: an expert whose LLM p already holds adds
-nothing and can leave the box.
+slot nor changes a weight): the objective names the columns as its expert classes, and the
+solvers let an expert whose class p already holds leave the box.
+
+:class:`~moe2_cli.gating.ensemble.GatedObjective` offers this bound through the objective
+contract (``box_bound``); solvers never use this module directly.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from moe2_cli.gating.ensemble import GatedObjective, _byte_or, _byte_sum
+from moe2_cli.gating.tables import byte_or, byte_sum
+
+if TYPE_CHECKING:  # the objective builds its bound: named for type checking only
+    from moe2_cli.gating.ensemble import GatedObjective
 
 _TINY = 1e-280  # forced softmax weights below this (relative to the best logit) may have underflowed
 _ELEMENTS = 1 << 18  # (box, query, column) elements per block: temporaries stay small
@@ -45,19 +53,19 @@ class GatedBound:
         q, m = objective.logits.shape
         order, rank = objective.order, objective.rank  # (Q, M): columns in gate order, and back
         logits = np.take_along_axis(objective.logits, order, axis=1)
-        scores = np.take_along_axis(objective._scores_for_metric(), order, axis=1)
+        scores = np.take_along_axis(objective.scores_for_metric(), order, axis=1)
         ee = np.exp(logits - logits[:, :1])  # relative to the query's best logit: at most 1
         es = ee * scores
         bits = np.left_shift(np.uint64(1), rank.astype(np.uint64))
-        self.rank_bits = [_byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]  # (256, Q) per column byte
-        self.sums = [_byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]  # per rank byte
+        self.rank_bits = [byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]  # (256, Q) per column byte
+        self.sums = [byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]  # per rank byte
         self.row_start = np.arange(q, dtype=np.intp) * 256
         by_score = np.argsort(-scores, axis=1, kind="stable")  # gate positions by descending score
         self.ee_by_score = np.take_along_axis(ee, by_score, axis=1)
         self.es_by_score = np.take_along_axis(es, by_score, axis=1)
         # Per gate-rank byte, (Q, 256) flattened: the same ranks as bits at their score positions.
         score_bits = np.left_shift(np.uint64(1), np.argsort(by_score, axis=1).astype(np.uint64))
-        self.score_bits = [_byte_or(score_bits[:, s:s + 8]).T.reshape(-1) for s in range(0, m, 8)]
+        self.score_bits = [byte_or(score_bits[:, s:s + 8]).T.reshape(-1) for s in range(0, m, 8)]
         self.scores = scores
         self.sorted_scores = np.take_along_axis(scores, by_score, axis=1)
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
