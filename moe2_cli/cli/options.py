@@ -146,10 +146,11 @@ RouterOpt = Annotated[RouterName, typer.Option(
                      "or logreg (per-LLM logistic regression).")]
 
 
-CategoryPolicyOpt = Annotated[str, typer.Option(
+CategoryPolicyOpt = Annotated[str | None, typer.Option(
     "--category-policy", help="What a query naming no category gets: infer (from its text, by a classifier fitted "
                               "on the outcomes' categories; needs outcomes with text), require (a refusal), or "
-                              "default:NAME (that category). The category's source is always reported.")]
+                              "default:NAME (that category). Default: infer where the outcomes have question "
+                              "text, else require. The category's source is always reported.", show_default=False)]
 RouteOnOpt = Annotated[RouteOn, typer.Option(
     "--route-on", help="What of a conversation is routed and categorised: last (the last user message), user "
                        "(every user turn joined) or all (every message). No multi-turn outcomes ship to compare "

@@ -56,7 +56,7 @@ def route(
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
     format: Annotated[RouteFormat, typer.Option("--format", "-f", help="jsonl, csv or table.")] = RouteFormat.jsonl,
-    category_policy: CategoryPolicyOpt = "infer",
+    category_policy: CategoryPolicyOpt = None,
     route_on: RouteOnOpt = RouteOn.last,
 ) -> None:
     """Print the experts the router restricted to the selection calls for each query, with weights.
@@ -65,7 +65,7 @@ def route(
     """
     # The query file is checked before the router is fitted: a typo costs no waiting.
     categories = load_scenario(scenario).instance.categories
-    policy = parse_policy(category_policy, categories)
+    policy = parse_policy(category_policy or "infer", categories)
     asked = read_queries(queries, categories, policy, route_on.value)
     # The classifier is fitted only when some query leaves its category to be inferred.
     needs = policy if any(q.category is None for q in asked) else None

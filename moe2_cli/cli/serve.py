@@ -24,6 +24,12 @@ from moe2_cli.errors import UsageError
 from moe2_cli.serve import DEFAULT_MAX_BODY
 
 
+def _policy_note(effective, asked) -> str:
+    if effective == asked:
+        return str(effective)
+    return f"{effective} (the outcomes carry no question text to infer a category from)"
+
+
 def _api_key(name: str | None) -> str | None:
     if name is None:
         return None
@@ -61,7 +67,7 @@ def serve(
     router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
-    category_policy: CategoryPolicyOpt = "infer",
+    category_policy: CategoryPolicyOpt = None,
     route_on: RouteOnOpt = RouteOn.last,
     sticky: Annotated[bool, typer.Option(
         "--sticky/--no-sticky", help="Send a conversation's later turns (named by the X-Moe2-Session header or "
@@ -87,16 +93,18 @@ def serve(
             raise UsageError(f"{flag} must be > 0 seconds (got {seconds})")
     key = _api_key(api_key_env)
     choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
-    policy = parse_policy(category_policy, choice.scenario.instance.categories)
+    policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
     # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
-    plan = with_router(choice, outcomes=outcomes, category_policy=policy)
+    plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
-                  category_policy=policy, route_on=route_on.value, sessions=Sessions() if sticky else None)
+                  category_policy=plan.category_policy or policy, route_on=route_on.value,
+                  sessions=Sessions() if sticky else None)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
-          f"{', '.join(plan.selection)}; a request naming no category: {policy}", file=sys.stderr, flush=True)
+          f"{', '.join(plan.selection)}; a request naming no category: {_policy_note(plan.category_policy, policy)}",
+          file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, api_key=key, max_body=max_body)

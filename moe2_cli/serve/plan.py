@@ -55,6 +55,7 @@ class Plan(Choice):
 
     router: Router
     classifier: CategoryClassifier | None = None
+    category_policy: CategoryPolicy | None = None  # what a query naming no category gets
 
     def route(self, queries: Sequence[Query], source: str = "queries") -> list[Route]:
         """The routing core on ``queries`` with this plan's router, S and k, once the queries
@@ -83,15 +84,20 @@ def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None,
                   seed=seed if read.seed is None else read.seed)
 
 
-def with_router(choice: Choice, *, outcomes: Path | None = None, category_policy: CategoryPolicy | None = None) -> Plan:
+def with_router(choice: Choice, *, outcomes: Path | None = None, category_policy: CategoryPolicy | None = None,
+                strict: bool = True) -> Plan:
     """The choice with its router fitted on every query of the scenario's outcomes (cached),
-    with the seed the plan was made with; a policy that infers categories fits the classifier
-    too (outcomes without question text are then a UsageError)."""
+    with the seed the plan was made with. A policy that infers categories fits the classifier
+    too; outcomes without question text are then a UsageError, or, unless ``strict`` (the policy
+    was not asked for by name), turn the policy into ``require``: never a silent guess."""
     infer = category_policy is not None and category_policy.kind == "infer"
     fitted, classifier = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=choice.seed,
-                                         outcomes_path=outcomes, categories=infer)
+                                         outcomes_path=outcomes, categories=infer if strict or not infer else None)
+    if infer and classifier is None:
+        category_policy = CategoryPolicy("require")
     return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets,
-                router_name=choice.router_name, seed=choice.seed, router=fitted, classifier=classifier)
+                router_name=choice.router_name, seed=choice.seed, router=fitted, classifier=classifier,
+                category_policy=category_policy)
 
 
 def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,

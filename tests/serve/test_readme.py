@@ -55,8 +55,7 @@ def test_the_readme_curl_request_is_answered_as_shown(tmp_path):
         scenario.write_text(scenario_text)
         plan = make_plan(scenario)  # S solved from the scenario's budgets, as `moe2 select` does
         url, headers, body = _curl()
-        # serve-local's outcomes are synthesised, without text: the walk-through requires a category.
-        assert "--category-policy require" in SECTION
+        # serve-local's outcomes are synthesised, without text: the default policy requires a category.
         with running_proxy(plan, category_policy=CategoryPolicy("require")) as (base, _):
             reply = httpx.post(url.replace("http://127.0.0.1:8000", base), headers=headers, content=body)
     assert reply.status_code == 200, reply.text
