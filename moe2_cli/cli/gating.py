@@ -90,7 +90,21 @@ def train(
     emit(format.value, payload=payload, rows=payload["routers"], columns=columns,
          title=f"{payload['scenario']}: top-{payload['top_k']} gate and simple routers over "
                f"{plural(len(payload['llms']), 'LLM')}, {payload['folds']}-fold cross-validated on "
-               f"{plural(payload['queries'], 'query', 'queries')}")
+               f"{plural(payload['queries'], 'query', 'queries')}",
+         extra=[_category_line(payload["category_inference"])])
+
+
+def _category_line(inference: dict | None) -> str:
+    """The table view's line on inferring a request's category from its text."""
+    if inference is None:
+        return "category inferred from text: unavailable (the outcomes carry no question text)"
+    per = ", ".join(f"{c['category']} {_pct1(c['accuracy'])}" for c in inference["per_category"])
+    return (f"category inferred from text: {_pct1(inference['accuracy'])} cross-fitted accuracy on "
+            f"{plural(inference['queries'], 'query', 'queries')} ({inference['folds']} folds; {per})")
+
+
+def _pct1(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
 
 
 def _pts(x: float | None) -> str:

@@ -4,7 +4,7 @@ depends on the scenario (budgets, k) is checked by the core, whose errors name t
 the error boundary names the flag instead.
 
 The choice enums list the core's registries (``SOLVERS``, ``METRICS``, ``RULES``, ``ROUTERS``,
-``AGGREGATES``) by value rather than importing them, so that a command's help loads no numpy;
+``AGGREGATES``, ``ROUTE_ON``) by value rather than importing them, so that a command's help loads no numpy;
 a test keeps the two in step.
 """
 
@@ -69,6 +69,12 @@ class RouterName(Choice):
 class Aggregate(Choice):
     top = "top"
     vote = "vote"
+
+
+class RouteOn(Choice):
+    last = "last"
+    user = "user"
+    all = "all"
 
 
 DEFAULT_SOLVER = SolverName.brb
@@ -138,3 +144,14 @@ RouterOpt = Annotated[RouterName, typer.Option(
     "--router", help="The level-2 model restricted to S that defines F(S), recorded in the output for route and "
                      "serve to run: gate, lookup (per category), label-lookup (per query tags, else per category) "
                      "or logreg (per-LLM logistic regression).")]
+
+
+CategoryPolicyOpt = Annotated[str | None, typer.Option(
+    "--category-policy", help="What a query naming no category gets: infer (from its text, by a classifier fitted "
+                              "on the outcomes' categories; needs outcomes with text), require (a refusal), or "
+                              "default:NAME (that category). Default: infer where the outcomes have question "
+                              "text, else require. The category's source is always reported.", show_default=False)]
+RouteOnOpt = Annotated[RouteOn, typer.Option(
+    "--route-on", help="What of a conversation is routed and categorised: last (the last user message), user "
+                       "(every user turn joined) or all (every message). No multi-turn outcomes ship to compare "
+                       "them with 'gating eval', so the default is last.")]

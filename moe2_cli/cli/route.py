@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 
 from moe2_cli.cli.common import handles_errors, plural
-from moe2_cli.cli.options import BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
+from moe2_cli.cli.options import BudgetOpt, CategoryPolicyOpt, OutcomesOpt, RouteOn, RouteOnOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.scenario.scenario import load_scenario
+from moe2_cli.serve.categories import parse_policy
 from moe2_cli.serve.plan import make_plan
 from moe2_cli.serve.queries import read_queries
 from moe2_cli.serve.routing import Route
@@ -33,17 +34,21 @@ class RouteFormat(str, Enum):
 
 
 def route_record(route: Route) -> dict:
-    """One query's routing: the top-k experts with their weights, then the rest of S in order."""
+    """One query's routing: its category and where that came from (with the classifier's
+    probability when inferred), the top-k experts with their weights, then the rest of S in order."""
     q = route.query
-    return {"id": q.id, "category": q.category, "tags": list(q.tags),
+    probability = None if q.category_probability is None else round(q.category_probability, 4)
+    return {"id": q.id, "category": q.category, "category_source": q.category_source,
+            "category_probability": probability, "tags": list(q.tags),
             "experts": [{"expert": p.expert, "weight": p.weight} for p in route.chosen],
             "fallbacks": [p.expert for p in route.fallbacks]}
 
 
 @handles_errors
 def route(
-    queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: one query a line with id, category, "
-                                                                   "text and optional tags.")],
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: one query a line with id, text (or "
+                                                                   "messages, a chat conversation), optional "
+                                                                   "category and optional tags.")],
     scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     selection: SelectionOpt = None,
@@ -51,22 +56,31 @@ def route(
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
     format: Annotated[RouteFormat, typer.Option("--format", "-f", help="jsonl, csv or table.")] = RouteFormat.jsonl,
+    category_policy: CategoryPolicyOpt = None,
+    route_on: RouteOnOpt = RouteOn.last,
 ) -> None:
     """Print the experts the router restricted to the selection calls for each query, with weights.
 
     Example: moe2 route --queries queries.jsonl --selection select.json --format table
     """
     # The query file is checked before the router is fitted: a typo costs no waiting.
-    asked = read_queries(queries, load_scenario(scenario).instance.categories)
-    plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
+    categories = load_scenario(scenario).instance.categories
+    policy = parse_policy(category_policy or "infer", categories)
+    asked = read_queries(queries, categories, policy, route_on.value)
+    # The classifier is fitted only when some query leaves its category to be inferred.
+    needs = policy if any(q.category is None for q in asked) else None
+    plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router,
+                     category_policy=needs)
     records = [route_record(r) for r in plan.route(asked, source=str(queries))]
     if format is RouteFormat.jsonl:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
         return
-    rows = [{"id": r["id"], "category": r["category"], "experts": [e["expert"] for e in r["experts"]],
+    rows = [{"id": r["id"], "category": r["category"], "source": r["category_source"],
+             "experts": [e["expert"] for e in r["experts"]],
              "weights": [e["weight"] for e in r["experts"]], "fallbacks": r["fallbacks"], "tags": r["tags"]}
             for r in records]
     columns = [Column("id", "id", justify="left"), Column("category", "category", justify="left"),
+               Column("source", "source", justify="left"),
                Column("experts", "experts", justify="left"),
                Column("weights", "weights", lambda ws: ", ".join(f"{w:.3f}" for w in ws)),
                Column("fallbacks", "fallbacks", justify="left"), Column("tags", "tags", justify="left")]

@@ -9,10 +9,25 @@ from typing import Annotated
 import typer
 
 from moe2_cli.cli.common import handles_errors
-from moe2_cli.cli.options import Aggregate, BudgetOpt, OutcomesOpt, ScenarioArg, SeedOpt
+from moe2_cli.cli.options import (
+    Aggregate,
+    BudgetOpt,
+    CategoryPolicyOpt,
+    OutcomesOpt,
+    RouteOn,
+    RouteOnOpt,
+    ScenarioArg,
+    SeedOpt,
+)
 from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
 from moe2_cli.errors import UsageError
 from moe2_cli.serve import DEFAULT_MAX_BODY
+
+
+def _policy_note(effective, asked) -> str:
+    if effective == asked:
+        return str(effective)
+    return f"{effective} (the outcomes carry no question text to infer a category from)"
 
 
 def _api_key(name: str | None) -> str | None:
@@ -52,6 +67,12 @@ def serve(
     router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
+    category_policy: CategoryPolicyOpt = None,
+    route_on: RouteOnOpt = RouteOn.last,
+    sticky: Annotated[bool, typer.Option(
+        "--sticky/--no-sticky", help="Send a conversation's later turns (named by the X-Moe2-Session header or "
+                                     "the body's 'user') to the expert that answered it, while that expert is in "
+                                     "S and did not fail its last call.")] = False,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz and /metrics. Stops on SIGTERM once the requests in flight are answered.
@@ -59,10 +80,12 @@ def serve(
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.serve.categories import parse_policy
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
     from moe2_cli.serve.server import bind
     from moe2_cli.serve.server import serve as run_server
+    from moe2_cli.serve.sessions import Sessions
     from moe2_cli.serve.upstream import targets_for
 
     for flag, seconds in (("--timeout", timeout), ("--ttft-timeout", ttft_timeout)):
@@ -70,14 +93,18 @@ def serve(
             raise UsageError(f"{flag} must be > 0 seconds (got {seconds})")
     key = _api_key(api_key_env)
     choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
+    policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
     # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
-    plan = with_router(choice, outcomes=outcomes)
-    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout)
+    plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
+    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
+                  category_policy=plan.category_policy or policy, route_on=route_on.value,
+                  sessions=Sessions() if sticky else None)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
-          f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)
+          f"{', '.join(plan.selection)}; a request naming no category: {_policy_note(plan.category_policy, policy)}",
+          file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, api_key=key, max_body=max_body)

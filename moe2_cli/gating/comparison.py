@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.gating.category import category_inference
 from moe2_cli.gating.confidence import Bootstrap, Interval, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, gate_logits
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
@@ -121,7 +122,8 @@ def compare_for_scenario(scenario, *, outcomes_path=None, top_k: int | None = No
                          use_cache: bool = True, confidence: float = 0.95,
                          progress: ProgressCallback | None = None) -> dict:
     """The cross-validated comparison of ``moe2 gating train`` as a record: expected accuracy
-    of the gate and of every router on all LLMs, out of fold, with paired intervals."""
+    of the gate and of every router on all LLMs, out of fold, with paired intervals; and how
+    well a request's category is inferred from its text (None for a table without text)."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, queries=queries, seed=seed,
                                  instance=instance)
@@ -131,7 +133,8 @@ def compare_for_scenario(scenario, *, outcomes_path=None, top_k: int | None = No
                              confidence=confidence, seed=seed)
     return {"scenario": instance.name, "top_k": instance.top_k, "llms": list(outcomes.columns),
             "experts": instance.n_experts, "queries": int(fit.rows.size), "folds": folds, "seed": seed,
-            "confidence": confidence, "routers": score_record(scores)}
+            "confidence": confidence, "routers": score_record(scores),
+            "category_inference": category_inference(outcomes, folds=folds, seed=seed, use_cache=use_cache)}
 
 
 def _selection_mask(path: Path, instance: Instance) -> int:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 DEFAULT_TEXT_DIM = 2**14
+WORDS = r"(?u)\b\w\w+\b"  # scikit-learn's default: words of two or more characters
+WORDS_AND_MARKS = r"(?u)\b\w+\b|[^\w\s]"  # every word, and each punctuation mark on its own
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class FeatureSpec:
     tfidf: bool = True  # sublinear TF x IDF (else raw counts), then L2-normalised
     numeric_dim: int = 0
     tags: tuple[str, ...] = ()  # the labels that become one-hot features
+    punctuation: bool = False  # also one-character words and punctuation marks as tokens
 
     @classmethod
     def for_outcomes(cls, outcomes: Outcomes, text_dim: int = DEFAULT_TEXT_DIM, **options) -> FeatureSpec:
@@ -71,15 +74,13 @@ class QueryFeaturizer:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         return HashingVectorizer(n_features=self.spec.text_dim, ngram_range=(1, self.spec.ngram_max),
+                                 token_pattern=WORDS_AND_MARKS if self.spec.punctuation else WORDS,
                                  alternate_sign=False, norm=None, dtype=np.float64)
 
     def fit(self, outcomes: Outcomes) -> QueryFeaturizer:
         self._check(outcomes)
         if self.spec.text_dim:
-            from sklearn.feature_extraction.text import TfidfTransformer
-
-            counts = self._hasher().transform(outcomes.texts)
-            self.idf_ = TfidfTransformer(sublinear_tf=True).fit(counts).idf_ if self.spec.tfidf else None
+            self.fit_text(self.text_counts(outcomes.texts))
         if self.spec.numeric_dim:
             features = _present(outcomes.features)
             self.mean_ = features.mean(axis=0)
@@ -87,12 +88,28 @@ class QueryFeaturizer:
             self.scale_ = np.where(std > 0, std, 1.0)
         return self
 
+    def text_counts(self, texts) -> sp.csr_matrix:
+        """Hashed n-gram counts of ``texts``, (len(texts), text_dim), before any weighting: a
+        caller fitting on several parts of one table hashes each text once."""
+        return _sparse().csr_matrix(self._hasher().transform(texts))
+
+    def fit_text(self, counts: sp.csr_matrix) -> QueryFeaturizer:
+        """Learn the text part's IDF weights from training :meth:`text_counts` alone: all a
+        text-only featuriser (a spec with no categories, tags or numbers) fits."""
+        if self.spec.tfidf:
+            from sklearn.feature_extraction.text import TfidfTransformer
+
+            self.idf_ = TfidfTransformer(sublinear_tf=True).fit(counts).idf_
+        else:
+            self.idf_ = None
+        return self
+
     def transform(self, outcomes: Outcomes) -> sp.csr_matrix:
         self._check(outcomes)
         sp = _sparse()
         parts = []
         if self.spec.text_dim:
-            parts.append(self._text(outcomes.texts))
+            parts.append(self.text_matrix(self.text_counts(outcomes.texts)))
         if self.spec.numeric_dim:
             parts.append(sp.csr_matrix((_present(outcomes.features) - _present(self.mean_)) / _present(self.scale_)))
         rows = np.arange(outcomes.n_queries)
@@ -108,9 +125,11 @@ class QueryFeaturizer:
         rows, cols = (np.array(v, dtype=np.int64) for v in zip(*pairs)) if pairs else (np.zeros(0, int),) * 2
         return _sparse().csr_matrix((np.ones(rows.size), (rows, cols)), shape=(outcomes.n_queries, len(index)))
 
-    def _text(self, texts) -> sp.csr_matrix:
+    def text_matrix(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """The text part alone from :meth:`text_counts`: TF-IDF weighted (sublinear counts) and
+        L2-normalised row by row; ``counts`` is left as it was."""
         sp = _sparse()
-        counts = sp.csr_matrix(self._hasher().transform(texts))
+        counts = sp.csr_matrix(counts, copy=True)
         if self.spec.tfidf:
             # The same weighting as TfidfTransformer(sublinear_tf=True), applied with the saved IDF.
             counts.data = (np.log(counts.data) + 1.0) * _present(self.idf_)[counts.indices]

@@ -16,6 +16,7 @@ import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError, UsageError
 from moe2_cli.gating.cache import GateCache, entry_key
+from moe2_cli.gating.category import CategoryClassifier, deployed_classifier
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, gate_logits
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
@@ -156,12 +157,22 @@ def deployed_gate(scenario, *, top_k: int | None = None, seed: int = 0, outcomes
 
 
 def deployed_router(scenario, router: str = DEFAULT_ROUTER, *, top_k: int | None = None, seed: int = 0,
-                    outcomes_path: str | Path | None = None, use_cache: bool = True) -> Router:
+                    outcomes_path: str | Path | None = None, categories: bool | None = False,
+                    use_cache: bool = True) -> tuple[Router, CategoryClassifier | None]:
     """The router ``route`` and ``serve`` run: ``router`` fitted on every query of the scenario's
-    outcomes (one column per LLM), from the cache when it holds it."""
+    outcomes (one column per LLM), from the cache when it holds it; with ``categories``, also the
+    classifier that infers a query's category from its text (fitted and cached alike). With
+    ``categories=None`` the classifier is fitted where the outcomes have text, and is None where
+    they have none; with ``True``, outcomes without text are a UsageError."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     outcomes = scenario_outcomes(scenario, outcomes_path=outcomes_path, seed=seed, instance=instance)
-    return make_router(router, k=instance.top_k, seed=seed).fit_cached(outcomes, use_cache)
+    # The classifier first: outcomes without text are refused before a router is trained.
+    if categories and outcomes.texts is None:
+        raise UsageError(f"infer needs question text in the outcomes to learn categories from ({outcomes.source} "
+                         f"has none): use require, or default:NAME", "category_policy")
+    wanted = outcomes.texts is not None if categories is None else categories
+    classifier = deployed_classifier(outcomes, seed, use_cache) if wanted else None
+    return make_router(router, k=instance.top_k, seed=seed).fit_cached(outcomes, use_cache), classifier
 
 
 def fitted_objective(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, metric: str = "accuracy",

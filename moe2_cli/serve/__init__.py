@@ -7,3 +7,8 @@ before starting a server live here, so it can check them without loading either.
 
 AGGREGATES = ("top", "vote")
 DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB
+# What of a conversation is routed: the last user message, every user turn, or every message.
+# No multi-turn outcomes ship, so `gating eval` cannot rank them; "last" is what single-turn
+# outcomes were scored on.
+ROUTE_ON = ("last", "user", "all")
+DEFAULT_ROUTE_ON = "last"

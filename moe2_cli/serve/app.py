@@ -24,8 +24,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from moe2_cli.serve import DEFAULT_MAX_BODY
-from moe2_cli.serve.intake import CHAT, COMPLETIONS, BadRequest, read_request, request_id
-from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
+from moe2_cli.serve.intake import CATEGORY_HEADER, CHAT, COMPLETIONS, BadRequest, read_request, request_id
+from moe2_cli.serve.proxy import EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
 
 OPEN_PATHS = ("/healthz",)  # readiness probes carry no key
 SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{id}"
@@ -99,15 +99,13 @@ async def _read_json(request: Request, limit: int) -> dict:
 
 def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> ASGIApp:
     """The app; ``api_key`` (the token itself, not a variable name) protects every route but /healthz."""
-    categories = proxy.plan.scenario.instance.categories
-
     def completion_route(endpoint: str):
         async def handle(request: Request) -> Response:
             rid = request_id(request.headers.get("x-request-id"), uuid.uuid4().hex)
             try:
                 body = await _read_json(request, max_body)
-                asked = read_request(endpoint, body, models=(proxy.model_name,), categories=categories,
-                                     category_header=request.headers.get(CATEGORY_HEADER), rid=rid)
+                asked = read_request(endpoint, body, models=(proxy.model_name,), intake=proxy.intake,
+                                     headers=request.headers, rid=rid)
                 response = _response(await proxy.complete(asked))
             except TooLarge:
                 response = _too_large(max_body)
@@ -172,6 +170,8 @@ def _model(proxy: Proxy) -> dict:
 
 def _response(reply: Reply | Streamed) -> Response:
     headers = {EXPERTS_HEADER: ",".join(reply.experts)} if reply.experts else {}
+    if reply.category is not None and reply.category.isascii() and reply.category.isprintable():
+        headers[CATEGORY_HEADER] = reply.category  # a header holds ASCII; the moe2 field has any name
     if isinstance(reply, Streamed):
         return StreamingResponse(reply.events, media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})

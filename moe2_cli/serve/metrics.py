@@ -82,9 +82,14 @@ class Metrics:
                              "the profiles (J per query of the category), by category.", "counter")
         self.overruns = Family("moe2_budget_overruns_total", "Requests over their category's budget, by "
                                "resource (latency, energy).", "counter")
+        self.categories = Family("moe2_request_categories_total", "Completion requests by category and where the "
+                                 "category came from (given, inferred from the text, or the default).", "counter")
+        self.sticky = Family("moe2_sticky_turns_total", "Turns sent to their conversation's expert, by whether the "
+                             "router ranked that expert first (agreed) or another (overrode).", "counter")
         self.in_flight.inc((), 0.0)
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
-                    self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns)
+                    self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
+                    self.categories, self.sticky)
         return "\n".join(line for f in families for line in f.render()) + "\n"

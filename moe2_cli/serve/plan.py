@@ -1,5 +1,7 @@
 """What ``route`` and ``serve`` run: the scenario, the selection S and its k, the router S was
-planned with (fitted on every query), and the budgets each request is checked against.
+planned with (fitted on every query), the classifier that infers a category a query does not
+name (fitted on every query's text, when the category policy infers), and the budgets each
+request is checked against.
 
 S and its router come from a saved ``moe2 select --format json`` file, or S is solved from the
 budgets for a named router. Nothing here knows a concrete router: the registry builds it.
@@ -15,6 +17,7 @@ from typing import NamedTuple
 
 from moe2_cli import api
 from moe2_cli.errors import Diagnostic, InfeasibleError, InputError, UsageError
+from moe2_cli.gating.category import CategoryClassifier
 from moe2_cli.gating.pipeline import deployed_router
 from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS
 from moe2_cli.gating.router import Router
@@ -22,6 +25,7 @@ from moe2_cli.problem import Budgets, mask_of
 from moe2_cli.report import SELECT_SCHEMA
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.serve.categories import CategoryPolicy, infer_missing
 from moe2_cli.serve.queries import Query
 from moe2_cli.serve.routing import Route, route_queries
 from moe2_cli.solvers import DEFAULT_SOLVER
@@ -46,13 +50,18 @@ class Choice:
 
 @dataclass(frozen=True, eq=False)
 class Plan(Choice):
-    """A choice with its router fitted: what routes inside S."""
+    """A choice with its router fitted: what routes inside S; ``classifier`` (None when
+    categories are not inferred) gives a query without a category the likeliest one."""
 
     router: Router
+    classifier: CategoryClassifier | None = None
+    category_policy: CategoryPolicy | None = None  # what a query naming no category gets
 
     def route(self, queries: Sequence[Query], source: str = "queries") -> list[Route]:
-        """The routing core on ``queries`` with this plan's router, S and k."""
-        return route_queries(self.router, self.scenario.instance, self.mask, self.k, queries, source)
+        """The routing core on ``queries`` with this plan's router, S and k, once the queries
+        that name no category have one inferred (each route carries its query so completed)."""
+        known = infer_missing(queries, self.classifier, source)
+        return route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source)
 
 
 def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
@@ -75,21 +84,29 @@ def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None,
                   seed=seed if read.seed is None else read.seed)
 
 
-def with_router(choice: Choice, *, outcomes: Path | None = None) -> Plan:
+def with_router(choice: Choice, *, outcomes: Path | None = None, category_policy: CategoryPolicy | None = None,
+                strict: bool = True) -> Plan:
     """The choice with its router fitted on every query of the scenario's outcomes (cached),
-    with the seed the plan was made with."""
-    fitted = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=choice.seed,
-                             outcomes_path=outcomes)
+    with the seed the plan was made with. A policy that infers categories fits the classifier
+    too; outcomes without question text are then a UsageError, or, unless ``strict`` (the policy
+    was not asked for by name), turn the policy into ``require``: never a silent guess."""
+    infer = category_policy is not None and category_policy.kind == "infer"
+    fitted, classifier = deployed_router(choice.scenario, choice.router_name, top_k=choice.k, seed=choice.seed,
+                                         outcomes_path=outcomes, categories=infer if strict or not infer else None)
+    if infer and classifier is None:
+        category_policy = CategoryPolicy("require")
     return Plan(scenario=choice.scenario, mask=choice.mask, k=choice.k, budgets=choice.budgets,
-                router_name=choice.router_name, seed=choice.seed, router=fitted)
+                router_name=choice.router_name, seed=choice.seed, router=fitted, classifier=classifier,
+                category_policy=category_policy)
 
 
 def make_plan(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
-              seed: int = 0, outcomes: Path | None = None, router: str | None = None) -> Plan:
-    """:func:`choose`, then the router."""
+              seed: int = 0, outcomes: Path | None = None, router: str | None = None,
+              category_policy: CategoryPolicy | None = None) -> Plan:
+    """:func:`choose`, then the router (and the classifier, for a policy that infers)."""
     choice = choose(scenario_path, budget_specs=budget_specs, selection=selection, seed=seed, outcomes=outcomes,
                     router=router)
-    return with_router(choice, outcomes=outcomes)
+    return with_router(choice, outcomes=outcomes, category_policy=category_policy)
 
 
 def solve_selection(scenario_path: Path | None, budget_specs: list[str] | None, *, seed: int = 0,

@@ -5,7 +5,8 @@ energy against its budgets.
 The proxy knows nothing of HTTP framing (that is :mod:`moe2_cli.serve.app`); it turns a parsed
 request into a :class:`Reply` or a :class:`Streamed` and keeps the counters ``/metrics`` shows.
 The reply is the answering expert's own (tool calls, finish reason, logprobs, usage), under the
-served model's name, with a ``moe2`` field saying who answered.
+served model's name, with a ``moe2`` field saying who answered, the category and where it came
+from, and whether the conversation's expert was kept (stickiness).
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from moe2_cli.serve import DEFAULT_ROUTE_ON
 from moe2_cli.serve.aggregate import combine
 from moe2_cli.serve.batching import RouteBatcher
+from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.dispatch import Dispatch, dispatch
-from moe2_cli.serve.intake import CHAT, Asked
+from moe2_cli.serve.intake import CHAT, Asked, Intake
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.queries import Query
 from moe2_cli.serve.routing import Pick, Route
+from moe2_cli.serve.sessions import Sessions, steer
 from moe2_cli.serve.streams import Opened, open_stream
 from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete, probe
 
-CATEGORY_HEADER = "x-moe2-category"
 EXPERTS_HEADER = "X-Moe2-Experts"
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -41,6 +44,7 @@ class Reply:
     status: int
     body: dict
     experts: tuple[str, ...] = ()
+    category: str | None = None  # the request's, given or inferred
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Streamed:
 
     events: AsyncIterator[str]
     experts: tuple[str, ...]
+    category: str | None = None
 
 
 @dataclass
@@ -79,13 +84,23 @@ class Proxy:
     ttft_s: float | None = None  # longest wait for a stream's first event (None: the expert's timeout)
     log: Callable[..., None] = json_log
     metrics: Metrics = field(default_factory=Metrics)
+    category_policy: CategoryPolicy = field(default_factory=CategoryPolicy)
+    route_on: str = DEFAULT_ROUTE_ON
+    sessions: Sessions | None = None  # None: no stickiness
     states: dict[str, ExpertState] = field(init=False)
     pools: Pools = field(default_factory=Pools)
     router: RouteBatcher = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.category_policy.kind == "infer" and self.plan.classifier is None:
+            raise ValueError("the category policy infers categories, but the plan has no category classifier")
         self.router = RouteBatcher(self.plan)
         self.states = {e: ExpertState() for e in self.targets}
+
+    @property
+    def intake(self) -> Intake:
+        """How this server reads a request into a query."""
+        return Intake(self.plan.scenario.instance.categories, self.category_policy, self.route_on)
 
     @property
     def model_name(self) -> str:
@@ -103,6 +118,13 @@ class Proxy:
     async def complete(self, asked: Asked) -> Reply | Streamed:
         started = time.perf_counter()
         route = await self.router.route(asked.query)
+        # The routed query carries the category inferred for a request that named none.
+        asked, route = self._steered(replace(asked, query=route.query), route)
+        self.metrics.categories.inc((("category", str(asked.query.category)), ("source", asked.query.category_source)))
+        reply = await self._routed(asked, route, started)
+        return replace(reply, category=asked.query.category)
+
+    async def _routed(self, asked: Asked, route: Route, started: float) -> Reply | Streamed:
         if asked.stream and (self.aggregate == "top" or len(route.chosen) == 1 or asked.n > 1):
             return await self._stream(asked, route, started)
         self.metrics.in_flight.inc((), 1)
@@ -137,29 +159,30 @@ class Proxy:
         tell the proxy's own share of the latency."""
         failed = _failures(done)
         if not done.answered:
-            return self._no_answer(asked.query, done, failed)
+            return self._no_answer(asked, done, failed)
         combined = combine(done.answered, self.aggregate, asked.n)
+        self._remember(asked, combined.source.expert)
         experts = tuple(p.expert for p, _ in done.answered)
         body = {**combined.answer.reply, "id": self._completion_id(asked), "model": self.model_name}
         if not body.get("system_fingerprint"):
             body["system_fingerprint"] = self.fingerprint
-        body["moe2"] = {"category": asked.query.category, "experts": list(experts),
+        body["moe2"] = {**_about(asked), "experts": list(experts),
                         "answer_from": combined.source.expert, "aggregate": combined.how, "note": combined.note,
                         "votes": combined.votes, "weights": combined.weights, "failed": failed,
                         "upstream_s": round(upstream_s, 6), "tokens_spent": summed_usage(a.usage for _, a in
                                                                                          done.answered)}
         return Reply(status=200, body=body, experts=experts)
 
-    def _no_answer(self, query: Query, done: Dispatch, failed: list[dict]) -> Reply:
+    def _no_answer(self, asked: Asked, done: Dispatch, failed: list[dict]) -> Reply:
         """The first refusal, as the expert gave it (the client's mistake), else a 502."""
         if done.refused:
             pick, refusal = done.refused[0]
             return Reply(status=refusal.status, body={**refusal.body, "moe2": {
-                "category": query.category, "refused_by": pick.expert, "failed": failed}})
+                **_about(asked), "refused_by": pick.expert, "failed": failed}})
         tried = "; ".join(f"{f['expert']}: {f['reason']}" for f in failed)
         payload = error_body(f"no expert of the selection answered ({tried})", "upstream_error",
                              "experts_unavailable")
-        payload["moe2"] = {"category": query.category, "failed": failed}
+        payload["moe2"] = {**_about(asked), "failed": failed}
         return Reply(status=502, body=payload)
 
     def _completion_id(self, asked: Asked) -> str:
@@ -179,12 +202,13 @@ class Proxy:
             raise
         if opened is None:
             self.metrics.in_flight.inc((), -1)
-            reply = self._no_answer(asked.query, done, _failures(done))
+            reply = self._no_answer(asked, done, _failures(done))
             self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
             return reply
         pick = done.called[-1]
+        self._remember(asked, pick.expert)
         relabel = Relabel(id=self._completion_id(asked), model=self.model_name, wants_usage=asked.wants_usage,
-                          moe2={"category": asked.query.category, "experts": [pick.expert],
+                          moe2={**_about(asked), "experts": [pick.expert],
                                 "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)})
         return Streamed(self._relay(asked, opened, relabel, done, started), (pick.expert,))
 
@@ -229,18 +253,40 @@ class Proxy:
             self.metrics.in_flight.inc((), -1)
             self._account(asked.query, done.called, 200, time.perf_counter() - started)
 
+    # ------------------------------------------------------------------ sessions
+
+    def _steered(self, asked: Asked, route: Route) -> tuple[Asked, Route]:
+        """The route, sent to the conversation's expert when stickiness is on and that expert
+        is in S and did not fail its last call (a failed one is not waited for: the router
+        decides, and the expert that answers keeps the conversation)."""
+        if self.sessions is None or asked.session is None:
+            return asked, route
+        expert = self.sessions.expert(asked.session)
+        state = self.states.get(expert) if expert is not None else None
+        steered = steer(route, expert) if expert is not None and state and not state.consecutive_failures else None
+        if steered is None:
+            return asked, route
+        route, stuck = steered
+        self.metrics.sticky.inc((("outcome", "overrode" if stuck.overrode else "agreed"),))
+        return replace(asked, sticky=stuck), route
+
+    def _remember(self, asked: Asked, expert: str) -> None:
+        if self.sessions is not None and asked.session is not None:
+            self.sessions.remember(asked.session, expert)
+
     # ------------------------------------------------------------------ counting
 
     def _called(self, expert: str) -> None:
         self.states[expert].calls += 1
         self.metrics.expert_calls.inc((("expert", expert),))
 
-    def _answered(self, expert: str, category: str, usage: dict, latency_s: float) -> None:
+    def _answered(self, expert: str, category: str | None, usage: dict, latency_s: float) -> None:
+        # A routed query's category is never None: routing infers it or refuses the query.
         self.states[expert].consecutive_failures = 0
         self.metrics.expert_latency.observe((("expert", expert),), latency_s)
         spent = summed_usage([usage])
         for kind in ("prompt", "completion"):
-            self.metrics.tokens.inc((("category", category), ("type", kind)), spent[f"{kind}_tokens"])
+            self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
     def _failed(self, expert: str, err: BaseException) -> None:
         if isinstance(err, ClientError):  # the request's fault, not the expert's
@@ -283,6 +329,15 @@ class Proxy:
         ready = any(u["state"] == "up" for u in upstreams.values())
         return {"status": "ready" if ready else "unavailable", "model": self.model_name,
                 "selection": self.plan.selection, "top_k": self.plan.k, "upstreams": upstreams}
+
+
+def _about(asked: Asked) -> dict:
+    """The ``moe2`` field's account of the request: its category, where that came from (and the
+    classifier's probability, when inferred), and the conversation's expert kept, if any."""
+    query, stuck, probability = asked.query, asked.sticky, asked.query.category_probability
+    return {"category": query.category, "category_source": query.category_source,
+            "category_probability": None if probability is None else round(probability, 4),
+            "sticky": None if stuck is None else {"expert": stuck.expert, "overrode_router": stuck.overrode}}
 
 
 def _failures(done: Dispatch) -> list[dict]:

@@ -85,7 +85,8 @@ def _route(names: tuple[str, ...], query: Query, experts: list[int], columns: np
 
 def query_table(router: Router, queries: Sequence[Query], source: str) -> Outcomes:
     """The queries in the form routers read (scores are not used: zeros)."""
-    index = {c: i for i, c in enumerate(router.categories_)}
+    # A query whose category is still None (not yet inferred) is one the router cannot read.
+    index: dict[str | None, int] = {c: i for i, c in enumerate(router.categories_)}
     bad = [q for q in queries if q.category not in index]
     if bad:
         raise InputError([Diagnostic(source, q.line, None, f"category {q.category!r} is not one the router knows "

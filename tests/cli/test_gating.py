@@ -34,10 +34,12 @@ def test_train_reports_gate_best_single_and_oracle_and_saves_weights(cli, tmp_pa
     overall = {r["router"]: r["objective"] for r in payload["routers"]}
     assert overall["best-single"] < overall["gate"] < overall["oracle"]
     assert payload["queries"] == 600 and payload["folds"] == 3
+    assert payload["category_inference"] is None  # synthetic outcomes carry no text to infer it from
     assert load_gate(out).columns == tuple(payload["llms"])
     table = cli("gating", "train", "--queries", "600", "--folds", "3")
     assert table.exit_code == 0, table.output
     assert "lookup" in table.stdout and "oracle" in table.stdout
+    assert "category inferred from text: unavailable" in table.stdout
 
 
 def test_check_reports_gap_distribution_and_violation_rate(cli):

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from moe2_cli.cli import app
 from moe2_cli.cli.app import COMMANDS, _load_command
 from moe2_cli.cli.common import plural
-from moe2_cli.cli.options import Aggregate, Metric, RouterName, Rule, SolverName, shipped_scenarios
+from moe2_cli.cli.options import Aggregate, Metric, RouteOn, RouterName, Rule, SolverName, shipped_scenarios
 from moe2_cli.gating.pipeline import ROUTERS
 from moe2_cli.rules import DEFAULT_RULE, RULES
-from moe2_cli.serve import AGGREGATES
+from moe2_cli.serve import AGGREGATES, DEFAULT_ROUTE_ON, ROUTE_ON
 from moe2_cli.session import METRICS
 from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS
 from tests.conftest import CLI_ENV, ROOT
@@ -122,6 +122,7 @@ def test_choices_are_the_registries():
     assert [r.value for r in Rule] == list(RULES) and DEFAULT_RULE in RULES
     assert [r.value for r in RouterName] == list(ROUTERS)
     assert [a.value for a in Aggregate] == list(AGGREGATES)
+    assert [r.value for r in RouteOn] == list(ROUTE_ON) and DEFAULT_ROUTE_ON in ROUTE_ON
     assert shipped_scenarios() == sorted(p.stem for p in (ROOT / "examples").glob("*.yaml"))
 
 

@@ -102,3 +102,27 @@ def test_a_selection_is_routed_with_the_seed_it_was_planned_with(tmp_path):
     assert choose(scenario, selection=selection, seed=0).seed == 7
     selection.write_text(json.dumps(planned))  # an older file without a seed: the option's
     assert choose(scenario, selection=selection, seed=3).seed == 3
+
+
+def test_a_query_without_a_category_is_inferred_and_its_source_recorded(run_cli, tmp_path):
+    scenario = write_scenario(tmp_path, URLS)
+    selection = write_selection(tmp_path, EXPERTS)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "algebra", "text": "solve the algebra equation"}\n'
+                       '{"id": "poetry", "text": "a poetry sonnet please"}\n'
+                       '{"id": "named", "category": "math", "text": "a poetry sonnet please"}\n')
+    result = run_cli("route", scenario, "--queries", queries, "--selection", selection)
+    assert result.exit_code == 0, result.stderr
+    records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert {k: (r["category"], r["category_source"]) for k, r in records.items()} == {
+        "algebra": ("math", "inferred"), "poetry": ("mcq", "inferred"), "named": ("math", "given")}
+    assert 0.5 < records["algebra"]["category_probability"] <= 1 and records["named"]["category_probability"] is None
+    required = run_cli("route", scenario, "--queries", queries, "--selection", selection,
+                       "--category-policy", "require")
+    assert required.exit_code == 2 and required.stdout == ""
+    assert required.stderr.startswith(f"{queries}:1: category must be one of mcq, math (got nothing)")
+    defaulted = run_cli("route", scenario, "--queries", queries, "--selection", selection,
+                        "--category-policy", "default:mcq", "--format", "csv")
+    assert defaulted.exit_code == 0, defaulted.stderr
+    rows = list(csv.DictReader(io.StringIO(defaulted.stdout)))
+    assert [(r["category"], r["source"]) for r in rows] == [("mcq", "default"), ("mcq", "default"), ("math", "given")]

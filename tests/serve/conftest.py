@@ -1,7 +1,9 @@
 """A small scenario whose servers are loopback fake experts, and the proxy running on loopback.
 
 Outcomes have question text, so the gate's ranking depends on the words of each query: routing
-differs from query to query, which is what the route/serve agreement test needs.
+differs from query to query, which is what the route/serve agreement test needs. A topic's
+questions share a category (algebra and chemistry are math, history and poetry mcq), so a
+category can be inferred from the text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uvicorn
 
 from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.app import build_app
+from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.plan import Plan, make_plan, read_selection
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.server import bind
@@ -43,7 +46,7 @@ def write_outcomes(path: Path, n: int = 240, seed: int = 0) -> None:
             words = rng.choice(["what", "is", "the", "about", "explain", "why", "how", "a"], size=4)
             text = f"{' '.join(words)} {TOPICS[topic]} number {q}"
             scores = {llm: float(llm == topic or rng.random() < 0.2) for llm in llms}
-            out.write(json.dumps({"qid": f"t{q}", "category": ["mcq", "math"][q % 2], "text": text,
+            out.write(json.dumps({"qid": f"t{q}", "category": ["math", "mcq"][q % 2], "text": text,
                                   "scores": scores}) + "\n")
 
 
@@ -96,10 +99,12 @@ def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...]
 
 @contextmanager
 def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
-                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None):
-    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
+                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
+                  **options):
+    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy). ``options``
+    go to :class:`Proxy` (the category policy, ``route_on``, sessions)."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
-                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}))
+                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}), **options)
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=2)
@@ -119,11 +124,11 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
 
 @pytest.fixture(scope="session")
 def base_plan(tmp_path_factory) -> Plan:
-    """The plan over every expert, with its gate (the default router) trained once for the whole
-    session."""
+    """The plan over every expert, with its gate (the default router) and its category classifier
+    trained once for the whole session."""
     directory = tmp_path_factory.mktemp("serve-base")
     scenario = write_scenario(directory, dict.fromkeys(SERVERS, "http://127.0.0.1:9"))
-    return make_plan(scenario, selection=write_selection(directory, EXPERTS))
+    return make_plan(scenario, selection=write_selection(directory, EXPERTS), category_policy=CategoryPolicy())
 
 
 def plan_for(base: Plan, directory: Path, urls: dict[str, str], experts: list[str] | None = None,

@@ -157,8 +157,6 @@ def test_client_errors_are_openai_style_and_never_500(base_plan, tmp_path):
         assert client.get("/v1/nowhere").json()["error"]["type"] == "invalid_request_error"
         assert client.post(CHAT, json={"messages": [{"role": "user", "content": "ok"}]},
                            headers={"X-Moe2-Category": "math"}).json()["moe2"]["category"] == "math"
-        assert client.post(CHAT, json={"messages": [{"role": "user", "content": "ok"}]}).json()["moe2"][
-            "category"] == "mcq", "the scenario's first category is the default"
 
 
 def test_bearer_token_on_every_route_but_healthz(base_plan, tmp_path):

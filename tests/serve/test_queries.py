@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from moe2_cli.errors import InputError
+from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.queries import read_queries
 
 CATS = ("mcq", "math")
@@ -44,3 +47,30 @@ def test_empty_file_is_an_error(tmp_path):
     path.write_text("\n")
     with pytest.raises(InputError, match="no queries"):
         read_queries(path, CATS)
+
+
+def test_a_line_without_a_category_follows_the_policy_and_messages_follow_route_on(tmp_path):
+    path = tmp_path / "q.jsonl"
+    conversation = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
+                    {"role": "user", "content": "second"}]
+    path.write_text('{"id": "a", "text": "2+2?"}\n' + json.dumps({"id": "b", "messages": conversation}) + "\n")
+    inferred, last = read_queries(path, CATS, CategoryPolicy("infer"))
+    assert (inferred.category, inferred.category_source) == (None, "inferred") and last.text == "second"
+    defaulted, every = read_queries(path, CATS, CategoryPolicy("default", "math"), route_on="all")
+    assert (defaulted.category, defaulted.category_source) == ("math", "default")
+    assert every.text == "first\nok\nsecond"
+    assert read_queries(path, CATS, CategoryPolicy("infer"), route_on="user")[1].text == "first\nsecond"
+    for policy in (None, CategoryPolicy("require")):
+        with pytest.raises(InputError) as err:
+            read_queries(path, CATS, policy)
+        assert err.value.lines()[0] == f"{path}:1: category must be one of mcq, math (got nothing)"
+
+
+def test_text_or_messages_not_both_and_messages_must_be_a_conversation(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "category": "math", "text": "t", "messages": [{"role": "user", "content": "u"}]}\n'
+                    '{"id": "b", "category": "math", "messages": []}\n')
+    with pytest.raises(InputError) as err:
+        read_queries(path, CATS)
+    assert err.value.lines() == [f"{path}:1: give text or messages, not both",
+                                 f"{path}:2: 'messages' must be a non-empty list of message objects"]

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 
 import httpx
 
+from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.plan import make_plan
 from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeOpenAI, _parse_model
@@ -54,7 +55,8 @@ def test_the_readme_curl_request_is_answered_as_shown(tmp_path):
         scenario.write_text(scenario_text)
         plan = make_plan(scenario)  # S solved from the scenario's budgets, as `moe2 select` does
         url, headers, body = _curl()
-        with running_proxy(plan) as (base, _):
+        # serve-local's outcomes are synthesised, without text: the default policy requires a category.
+        with running_proxy(plan, category_policy=CategoryPolicy("require")) as (base, _):
             reply = httpx.post(url.replace("http://127.0.0.1:8000", base), headers=headers, content=body)
     assert reply.status_code == 200, reply.text
     answer = reply.json()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from moe2_cli.gating.registry import ROUTERS
+from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.plan import make_plan
 from tests.serve.conftest import TOPICS, running_proxy, write_scenario
 from tests.serve.test_app import CHAT, ask, called_experts, fake_experts
@@ -31,7 +32,9 @@ def test_serve_calls_the_experts_route_prints_for_the_planned_router(run_cli, tm
         printed = {r["id"]: [e["expert"] for e in r["experts"]] for r in map(json.loads, routed.stdout.splitlines())}
         plan = make_plan(scenario, selection=selection)
         assert plan.router_name == plan.router.name == name
-        with running_proxy(plan) as (url, _), httpx.Client(base_url=url) as client:
+        # Every request names its category: no classifier is needed.
+        with running_proxy(plan, category_policy=CategoryPolicy("require")) as (url, _), \
+                httpx.Client(base_url=url) as client:
             for q in queries:
                 reply = client.post(CHAT, json=ask(q["text"], q["category"]))
                 assert reply.status_code == 200, reply.text
