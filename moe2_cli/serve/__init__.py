@@ -7,3 +7,4 @@ before starting a server live here, so it can check them without loading either.
 
 AGGREGATES = ("top", "vote")
 DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB
+DEFAULT_QUEUE_TIMEOUT_S = 5.0  # longest wait for an admission slot

@@ -1,18 +1,55 @@
-"""Run the proxy under uvicorn on a socket bound here, so a busy port is a clean error."""
+"""Run the proxy under uvicorn on a socket bound here, so a busy port is a clean error.
+
+The server holds under load: admission control bounds the work (:mod:`.admission`), uvicorn's
+``limit_concurrency`` is a backstop far above it, a request's headers must arrive within
+:data:`HEADER_TIMEOUT_S` and fit in :data:`MAX_HEADER_BYTES`, and SIGTERM or SIGINT drains:
+new requests are refused, the ones in flight get ``grace_s`` seconds, and any still running
+then are answered with a 503 and make the exit status :data:`EXIT_CUT`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import resource
 import signal
 import socket
+from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from moe2_cli.errors import UsageError
+from moe2_cli.errors import Moe2Error, UsageError
+from moe2_cli.serve import DEFAULT_MAX_BODY
+from moe2_cli.serve.admission import Admission, Bounds
 from moe2_cli.serve.app import build_app
 from moe2_cli.serve.proxy import Proxy
+from moe2_cli.serve.queries import Query
 
 KEEP_ALIVE_S = 30
+HEADER_TIMEOUT_S = 10  # a connection's first request, or a later one once begun, must finish its headers
+MAX_HEADER_BYTES = 16 * 1024  # the request line and headers together (h11's own default, made explicit)
+CONNECTIONS_FLOOR = 4096  # uvicorn's backstop never refuses below this many connections
+FD_RESERVE = 64  # file descriptors left for upstream connections, logs and the gate cache
+CUT_MARGIN_S = 5  # after the grace, time to write the 503s before uvicorn cancels what is left
+EXIT_CUT = 75  # EX_TEMPFAIL: the drain had to cut requests; retrying them elsewhere is safe
+
+
+class DrainCut(Moe2Error):
+    exit_code = EXIT_CUT
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the server holds: the admission bounds, the drain's grace, the client key and the
+    request limits."""
+
+    bounds: Bounds
+    grace_s: float
+    api_key: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    header_timeout_s: float = HEADER_TIMEOUT_S
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -38,17 +75,107 @@ def grace_seconds(proxy: Proxy) -> int:
     return math.ceil(slowest * (1 + proxy.fallbacks)) + 5
 
 
-def serve(proxy: Proxy, sock: socket.socket, *, api_key: str | None, max_body: int) -> None:
-    """Serve until SIGTERM or SIGINT; uvicorn then stops accepting and lets requests in flight finish."""
-    app = build_app(proxy, api_key=api_key, max_body=max_body)
+def warm_up(proxy: Proxy) -> None:
+    """What the first request would otherwise pay, paid before the socket listens: one routing
+    call per category (it loads the router's lazy imports: scikit-learn, scipy, the featuriser)
+    and each expert server's client."""
+    categories = proxy.plan.scenario.instance.categories
+    proxy.plan.route([Query(id=f"warm-up-{c}", category=c, text="warm up") for c in categories], source="warm-up")
+    for target in proxy.targets.values():
+        proxy.pools.client(target)
+
+
+def backstop(bounds: Bounds) -> int:
+    """uvicorn's ``limit_concurrency``: it counts open connections, idle ones included, and its
+    503 carries no ``Retry-After``, so it sits far above the admission bounds and below the file
+    descriptor limit (past which connections would not even be accepted)."""
+    wanted = max(CONNECTIONS_FLOOR, 8 * (bounds.max_inflight + bounds.max_queue))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(bounds.max_inflight + bounds.max_queue + 1, min(wanted, soft - FD_RESERVE))
+
+
+class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    """uvicorn's HTTP protocol with a deadline on headers: from a connection's opening, or the
+    first byte of a later request on it, to the end of that request's headers. A slow or silent
+    client cannot hold a connection (and a file descriptor) for ever."""
+
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    _deadline: asyncio.TimerHandle | None = None
+    _awaited: object = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # a new request begins on a kept-alive connection
+        super().data_received(data)
+        if self._deadline is not None and self.cycle is not self._awaited:  # its headers are in
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._awaited = self.cycle  # the headers are in once uvicorn starts a new request cycle
+        self._deadline = self.loop.call_later(self.header_timeout_s, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.cycle is self._awaited and not self.transport.is_closing():
+            self.transport.close()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server; its exit signal also starts the admission drain."""
+
+    def __init__(self, config: uvicorn.Config, proxy: Proxy, admission: Admission, grace_s: float):
+        super().__init__(config)
+        self.proxy, self.admission, self.grace_s = proxy, admission, grace_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None and not self.should_exit:
+            self._loop.call_soon_threadsafe(self.admission.drain, self.grace_s)
+        super().handle_exit(sig, frame)
+
+
+def build_server(proxy: Proxy, options: Options) -> DrainingServer:
+    admission = Admission(options.bounds)
+    app = build_app(proxy, api_key=options.api_key, max_body=options.max_body, admission=admission)
     # Idle client connections are kept longer than clients keep them (httpx, hence the openai
     # package, drops its own after 5 s): a server closing one as the client reuses it loses a request.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=grace_seconds(proxy), timeout_keep_alive=KEEP_ALIVE_S)
-    # uvicorn re-raises SIGTERM once it has stopped gracefully, which would end the process as
-    # killed; a handler of our own turns that into the clean exit (status 0) it is.
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    protocol = type("HTTPProtocol", (HeaderDeadline,), {"header_timeout_s": options.header_timeout_s})
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=protocol,
+                            timeout_graceful_shutdown=math.ceil(options.grace_s) + CUT_MARGIN_S,
+                            timeout_keep_alive=KEEP_ALIVE_S, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                            limit_concurrency=backstop(options.bounds))
+    return DrainingServer(config, proxy, admission, options.grace_s)
+
+
+def serve(proxy: Proxy, sock: socket.socket, options: Options) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; :class:`DrainCut` if requests had to be cut."""
+    server = build_server(proxy, options)
+    # uvicorn re-raises the signal once it has stopped gracefully, which would end the process
+    # as killed; handlers of our own turn that into the clean exit it is.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    cut = server.admission.cut_count
+    if cut:
+        raise DrainCut(f"{cut} request(s) still running {options.grace_s:g} s after the stop signal were "
+                       f"answered with a 503")

@@ -32,7 +32,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, limit_s: float = 60) -> None:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -99,8 +99,11 @@ def test_setup_errors_exit_2_before_training(run_cli, tmp_path, monkeypatch):
     assert run_cli("serve", scenario, "--selection", selection, "--api-key-env", "MOE2_TEST_UNSET_KEY",
                    ).stderr == "moe2: --api-key-env names MOE2_TEST_UNSET_KEY, which is not set (or empty)\n"
     assert run_cli("serve", scenario, "--aggregate", "mean").exit_code == 2
-    no_wait = run_cli("serve", scenario, "--selection", selection, "--ttft-timeout", "0")
-    assert no_wait.exit_code == 2 and no_wait.stderr == "moe2: --ttft-timeout must be > 0 seconds (got 0.0)\n"
+    for flag in ("--timeout", "--ttft-timeout", "--queue-timeout", "--grace"):
+        for value, shown in (("inf", "inf"), ("nan", "nan"), ("0", "0.0"), ("-1", "-1.0")):
+            bad = run_cli("serve", scenario, "--selection", selection, flag, value)
+            assert bad.exit_code == 2, (flag, value, bad.stderr)
+            assert bad.stderr == f"moe2: {flag} must be a finite number of seconds > 0 (got {shown})\n"
     monkeypatch.setenv("MOE2_TEST_UNSET_KEY", "k")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
