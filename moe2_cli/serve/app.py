@@ -41,6 +41,7 @@ SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and
 # still sending resets the connection, and the client never sees the status), up to this many
 # times the body limit; past that the connection is closed after the refusal.
 DRAIN_FACTOR = 4
+MAX_HEADER_BYTES = 16 * 1024  # names and values of a request's headers together
 
 
 class TooLarge(Exception):
@@ -69,8 +70,8 @@ class Front:
             await self.app(scope, receive, send)
             return
         path, headers = scope["path"], dict(scope["headers"])
-        refusal = self._unauthorised(path, headers) or self._probe(path, scope["method"])
-        refusal = refusal or self._bad_length(headers)
+        refusal = _big_headers(scope["headers"]) or self._unauthorised(path, headers)
+        refusal = refusal or self._probe(path, scope["method"]) or self._bad_length(headers)
         if refusal is not None:
             await self._refuse(refusal, scope, receive, send)
         elif path in COMPLETION_PATHS and scope["method"] == "POST":
@@ -160,15 +161,23 @@ class Watched:
 
     async def cut_short(self, scope: Scope, receive: Receive) -> None:
         if not self.started:
-            reply = _unavailable("stopped")
-            reply.headers["Connection"] = "close"
-            await reply(scope, receive, self.send)
+            await _unavailable("stopped")(scope, receive, self.send)
             return
         if self.finished:
             return
         last = error_event("the server stopped before the reply was complete", "server_error",
                            "server_shutting_down") if self.stream else ""
         await self.send({"type": "http.response.body", "body": last.encode(), "more_body": False})
+
+
+def _big_headers(headers: list[tuple[bytes, bytes]]) -> Response | None:
+    """A 431 for headers over the limit that arrived in one read, before the HTTP parser's own
+    limit (which bounds what it buffers) could see them."""
+    size = sum(len(name) + len(value) for name, value in headers)
+    if size <= MAX_HEADER_BYTES:
+        return None
+    return error(431, f"request headers larger than {MAX_HEADER_BYTES} bytes", "invalid_request_error",
+                 "headers_too_large")
 
 
 async def discard_body(receive: Receive, cap: int) -> bool:
@@ -193,9 +202,12 @@ _UNAVAILABLE = {"busy": "the server is at its limit of requests in flight and qu
 
 
 def _unavailable(reason: str) -> JSONResponse:
-    reply = error(503, _UNAVAILABLE[reason], "server_error", "server_shutting_down"
-                  if reason in ("draining", "stopped") else "server_overloaded")
+    stopping = reason in ("draining", "stopped")
+    reply = error(503, _UNAVAILABLE[reason], "server_error", "server_shutting_down" if stopping else
+                  "server_overloaded")
     reply.headers["Retry-After"] = str(RETRY_AFTER_S)
+    if stopping:  # a client keeping the connection would send its retry to a server going away
+        reply.headers["Connection"] = "close"
     return reply
 
 

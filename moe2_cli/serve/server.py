@@ -2,9 +2,10 @@
 
 The server holds under load: admission control bounds the work (:mod:`.admission`), uvicorn's
 ``limit_concurrency`` is a backstop far above it, a request's headers must arrive within
-:data:`HEADER_TIMEOUT_S` and fit in :data:`MAX_HEADER_BYTES`, and SIGTERM or SIGINT drains:
-new requests are refused, the ones in flight get ``grace_s`` seconds, and any still running
-then are answered with a 503 and make the exit status :data:`EXIT_CUT`.
+:data:`HEADER_TIMEOUT_S` and fit in ``MAX_HEADER_BYTES`` (the parser's buffer; the app sends a
+431), and SIGTERM or SIGINT drains: new requests are refused, the ones in flight get ``grace_s``
+seconds, and any still running then are answered with a 503 and make the exit status
+:data:`EXIT_CUT`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from moe2_cli.errors import Moe2Error, UsageError
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.admission import Admission, Bounds
-from moe2_cli.serve.app import build_app
+from moe2_cli.serve.app import MAX_HEADER_BYTES, build_app
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.queries import Query
 
 KEEP_ALIVE_S = 30
 HEADER_TIMEOUT_S = 10  # a connection's first request, or a later one once begun, must finish its headers
-MAX_HEADER_BYTES = 16 * 1024  # the request line and headers together (h11's own default, made explicit)
 CONNECTIONS_FLOOR = 4096  # uvicorn's backstop never refuses below this many connections
 FD_RESERVE = 64  # file descriptors left for upstream connections, logs and the gate cache
 CUT_MARGIN_S = 5  # after the grace, time to write the 503s before uvicorn cancels what is left
@@ -139,15 +139,15 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, proxy: Proxy, admission: Admission, grace_s: float):
         super().__init__(config)
         self.proxy, self.admission, self.grace_s = proxy, admission, grace_s
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._loop is not None and not self.should_exit:
-            self._loop.call_soon_threadsafe(self.admission.drain, self.grace_s)
+        if self.loop is not None and not self.should_exit:
+            self.loop.call_soon_threadsafe(self.admission.drain, self.grace_s)
         super().handle_exit(sig, frame)
 
 
