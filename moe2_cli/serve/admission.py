@@ -88,6 +88,15 @@ class Admission:
         self.admitted.inc(())
         return ticket
 
+    def refuse_at_once(self) -> str | None:
+        """Why a request arriving now would be refused without waiting (counted as refused), or
+        None: lets the HTTP layer refuse before parsing the request, when that is cheaper."""
+        full = len(self.running) >= self.bounds.max_inflight and self._queued >= self.bounds.max_queue
+        reason = "draining" if self.draining else "busy" if full else None
+        if reason is not None:
+            self.rejected.inc((("reason", reason),))
+        return reason
+
     def leave(self, ticket: Ticket) -> None:
         self.running.discard(ticket)
         while self._waiting and len(self.running) < self.bounds.max_inflight:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,11 @@ SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and
 # times the body limit; past that the connection is closed after the refusal.
 DRAIN_FACTOR = 4
 MAX_HEADER_BYTES = 16 * 1024  # names and values of a request's headers together
+
+
+_COMPLETIONS = tuple(b"POST " + path.encode() for path in COMPLETION_PATHS)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 
 
 class TooLarge(Exception):
@@ -209,6 +215,27 @@ def _unavailable(reason: str) -> JSONResponse:
     if stopping:  # a client keeping the connection would send its retry to a server going away
         reply.headers["Connection"] = "close"
     return reply
+
+
+def unavailable_bytes(reason: str) -> bytes:
+    """The whole HTTP/1.1 503 of :func:`_unavailable`, for a connection refused before parsing."""
+    reply = _unavailable(reason)
+    reply.headers["Connection"] = "close"
+    head = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
+    return f"HTTP/1.1 503 Service Unavailable\r\n{head}\r\n".encode("latin-1") + bytes(reply.body)
+
+
+def whole_completion(data: bytes) -> bool:
+    """Whether ``data`` holds one whole completion request (its request line, headers and a body of
+    the declared length), recognised without an HTTP parser."""
+    line = data[:data.find(b"\r\n")]
+    if not any(line.startswith(path) and line[len(path):len(path) + 1] in (b" ", b"?") for path in _COMPLETIONS):
+        return False
+    end = data.find(b"\r\n\r\n")
+    length = _CONTENT_LENGTH.search(data, 0, end + 2) if end > 0 else None
+    if length is None or _TRANSFER_ENCODING.search(data, 0, end + 2):
+        return False
+    return len(data) - (end + 4) >= int(length.group(1))
 
 
 def _too_large(limit: int) -> JSONResponse:

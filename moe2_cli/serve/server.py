@@ -11,6 +11,7 @@ seconds, and any still running then are answered with a 503 and make the exit st
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import resource
 import signal
@@ -24,7 +25,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from moe2_cli.errors import Moe2Error, UsageError
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.admission import Admission, Bounds
-from moe2_cli.serve.app import MAX_HEADER_BYTES, build_app
+from moe2_cli.serve.app import MAX_HEADER_BYTES, build_app, unavailable_bytes, whole_completion
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.queries import Query
 
@@ -32,6 +33,8 @@ KEEP_ALIVE_S = 30
 HEADER_TIMEOUT_S = 10  # a connection's first request, or a later one once begun, must finish its headers
 CONNECTIONS_FLOOR = 4096  # uvicorn's backstop never refuses below this many connections
 FD_RESERVE = 64  # file descriptors left for upstream connections, logs and the gate cache
+ACCEPT_BATCH = 32  # connections accepted per event-loop turn
+LISTEN_BACKLOG = 4096  # connections the kernel holds until they are accepted
 CUT_MARGIN_S = 5  # after the grace, time to write the 503s before uvicorn cancels what is left
 EXIT_CUT = 75  # EX_TEMPFAIL: the drain had to cut requests; retrying them elsewhere is safe
 
@@ -83,6 +86,10 @@ def warm_up(proxy: Proxy) -> None:
     proxy.plan.route([Query(id=f"warm-up-{c}", category=c, text="warm up") for c in categories], source="warm-up")
     for target in proxy.targets.values():
         proxy.pools.client(target)
+    # What start-up made (the router, numpy, scikit-learn) lives as long as the process; a full
+    # collection would walk all of it, a pause of about 150 ms on the event loop, every time.
+    gc.collect()
+    gc.freeze()
 
 
 def backstop(bounds: Bounds) -> int:
@@ -102,6 +109,7 @@ class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     client cannot hold a connection (and a file descriptor) for ever."""
 
     header_timeout_s: float = HEADER_TIMEOUT_S
+    admission: Admission | None = None
     _deadline: asyncio.TimerHandle | None = None
     _awaited: object = None
 
@@ -110,6 +118,8 @@ class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.cycle is None and self._refused_at_once(data):
+            return
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # a new request begins on a kept-alive connection
         super().data_received(data)
@@ -122,6 +132,19 @@ class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
+
+    def _refused_at_once(self, data: bytes) -> bool:
+        """A new connection's completion request with no slot and no queue place is answered
+        503 here, before it is parsed and given a task: under a burst of thousands, that work,
+        not the answer, is what would hold the event loop (and /healthz) back."""
+        if self.admission is None or not whole_completion(data):
+            return False
+        reason = self.admission.refuse_at_once()
+        if reason is None:
+            return False
+        self.transport.write(unavailable_bytes(reason))
+        self.transport.close()
+        return True
 
     def _arm(self) -> None:
         self._awaited = self.cycle  # the headers are in once uvicorn starts a new request cycle
@@ -144,6 +167,12 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
+        # asyncio accepts up to its backlog argument of connections per event-loop turn, and
+        # then works through all of them before reading anything else: a burst of thousands
+        # would hold /healthz back for a second. The argument stays small (ACCEPT_BATCH);
+        # the kernel's queue of connections waiting to be accepted is set long here.
+        for sock in sockets or ():
+            sock.listen(LISTEN_BACKLOG)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.loop is not None and not self.should_exit:
@@ -156,11 +185,12 @@ def build_server(proxy: Proxy, options: Options) -> DrainingServer:
     app = build_app(proxy, api_key=options.api_key, max_body=options.max_body, admission=admission)
     # Idle client connections are kept longer than clients keep them (httpx, hence the openai
     # package, drops its own after 5 s): a server closing one as the client reuses it loses a request.
-    protocol = type("HTTPProtocol", (HeaderDeadline,), {"header_timeout_s": options.header_timeout_s})
+    protocol = type("HTTPProtocol", (HeaderDeadline,), {"header_timeout_s": options.header_timeout_s,
+                                                        "admission": admission})
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=protocol,
                             timeout_graceful_shutdown=math.ceil(options.grace_s) + CUT_MARGIN_S,
                             timeout_keep_alive=KEEP_ALIVE_S, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-                            limit_concurrency=backstop(options.bounds))
+                            limit_concurrency=backstop(options.bounds), backlog=ACCEPT_BATCH)
     return DrainingServer(config, proxy, admission, options.grace_s)
 
 

@@ -72,11 +72,17 @@ def test_past_the_bounds_a_503_at_once_while_the_probes_still_answer(base_plan, 
         started = time.perf_counter()
         refused = httpx.post(url + CHAT, json=ask("chemistry molecule"), timeout=5)
         refused_s = time.perf_counter() - started
+        content = json.dumps(ask("in one piece")).encode()
+        raw = raw_exchange(url, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\n\r\n%b" % (len(content), content))
         probes = {path: timed_get(url + path) for path in ("/healthz", "/readyz", "/metrics")}
         gate.set()
         answered = [f.result() for f in working + queued]
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "server_overloaded" and refused_s < PROBE_LIMIT_S
+    head, _, payload = raw.partition(b"\r\n\r\n")  # refused before parsing: the same answer
+    assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
+    assert json.loads(payload) == refused.json()
     assert [r.status_code for r in answered] == [200] * 5, "the queue is served as slots free up"
     for path, (reply, seconds) in probes.items():
         assert reply.status_code == 200 and seconds < PROBE_LIMIT_S, (path, seconds)
@@ -85,7 +91,7 @@ def test_past_the_bounds_a_503_at_once_while_the_probes_still_answer(base_plan, 
     values = metric_values(probes["/metrics"][0].text)
     assert values["moe2_admitted_total"] == 3 and values["moe2_admitted_in_flight"] == 3
     assert values["moe2_queued_requests"] == 2
-    assert values['moe2_rejected_total{reason="busy"}'] == 1
+    assert values['moe2_rejected_total{reason="busy"}'] == 2
 
 
 def test_a_request_waits_in_the_queue_no_longer_than_the_queue_timeout(base_plan, tmp_path):
