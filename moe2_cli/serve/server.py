@@ -35,6 +35,7 @@ CONNECTIONS_FLOOR = 4096  # uvicorn's backstop never refuses below this many con
 FD_RESERVE = 64  # file descriptors left for upstream connections, logs and the gate cache
 ACCEPT_BATCH = 32  # connections accepted per event-loop turn
 LISTEN_BACKLOG = 4096  # connections the kernel holds until they are accepted
+IDLE_CLOSE_S = 1.0  # at the stop, how long a connection between requests is left open
 CUT_MARGIN_S = 5  # after the grace, time to write the 503s before uvicorn cancels what is left
 EXIT_CUT = 75  # EX_TEMPFAIL: the drain had to cut requests; retrying them elsewhere is safe
 
@@ -132,6 +133,19 @@ class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """Called as the server stops. A connection between requests may have one on its way,
+        or already here and unread, and closing it now would reset that request: it is left open
+        a moment, so the drain answers such a request with a 503, then closed if still idle."""
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(IDLE_CLOSE_S, self._close_if_idle)
+        else:
+            super().shutdown()
+
+    def _close_if_idle(self) -> None:
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            super().shutdown()
 
     def _refused_at_once(self, data: bytes) -> bool:
         """A new connection's completion request with no slot and no queue place is answered
