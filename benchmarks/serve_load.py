@@ -1,21 +1,31 @@
-"""Load on `moe2 serve`: lost requests, the latency the proxy adds over its experts, requests/s.
+"""Load on `moe2 serve`: a suite of scenarios, each against fake OpenAI-compatible experts.
 
-Two fake OpenAI-compatible servers (separate processes) stand in for the experts of
-``examples/serve-local.yaml`` and answer after ``--delay`` seconds; ``moe2 serve`` runs as a
-third process with every expert selected (top-2: two upstream calls per request); this process
-sends ``--requests`` chat completions, ``--concurrency`` at a time. Every reply carries
-``moe2.upstream_s``, the time the proxy waited for its experts, so the overhead of a request is
-its latency seen by the client minus that wait: routing, parsing, aggregation, both HTTP hops
-and the client's own queueing, all charged to the proxy. The same load is then sent straight to
-one fake expert, and the p50 latencies compared.
+Two fake servers (separate processes) stand in for the experts of ``examples/serve-local.yaml``
+and answer after ``--delay`` seconds; ``moe2 serve`` runs as a third process with every expert
+selected (top-2: two upstream calls per request). Scenarios (``--scenario``, repeatable; the
+registry :data:`SCENARIOS` is where more are added):
 
-With ``--stream`` the experts stream ``--tokens`` tokens, ``--token-delay`` seconds apart, after
-``--delay``; the requests stream (``top`` passes the highest-weight expert's stream through),
-and the time to the first content token is compared, sent straight to a fake expert and through
-``moe2 serve``.
+- ``load`` (default): ``--requests`` chat completions, ``--concurrency`` at a time. Every reply
+  carries ``moe2.upstream_s``, the time the proxy waited for its experts, so the overhead of a
+  request is its latency at the client minus that wait. The same load is then sent straight to
+  one fake expert, and the p50 latencies compared.
+- ``stream`` (or ``--stream``): the experts stream ``--tokens`` tokens, ``--token-delay`` apart,
+  and the time to the first content token is compared, straight and through ``moe2 serve``.
+- ``overload``: ``--clients`` clients (default 2,000) each send one request at once, each on its
+  own connection, while a separate process asks ``/healthz`` every 20 ms.
+- ``sigterm``: ``--clients`` clients send requests back to back; after ``--sigterm-after``
+  seconds the proxy gets SIGTERM, and every request's fate is counted until it has exited.
+- ``overhead``: ``--concurrency`` clients (100 in the acceptance run) through this tree's proxy
+  and, with ``--baseline DIR`` (an export of an earlier commit), through that one's, in
+  alternating blocks against the same experts; the p50 overheads are compared.
+
+The suite reports per scenario: answered, 503 (each with ``Retry-After``), errors, resets, p50
+and p99 latency of answered requests, the proxy's peak RSS, and the /healthz p99 during the run.
 
     python benchmarks/serve_load.py [--requests 2000] [--concurrency 64] [--delay 0.02]
     python benchmarks/serve_load.py --stream --requests 200 --concurrency 1 [--tokens 50] [--token-delay 0.01]
+    python benchmarks/serve_load.py --scenario overload --scenario sigterm [--clients 2000]
+    python benchmarks/serve_load.py --scenario overhead --concurrency 100 --baseline DIR
 """
 
 from __future__ import annotations
@@ -25,117 +35,25 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = ROOT / "examples" / "serve-local.yaml"
-FAKES = {8081: ["qwen2.5-1.5b-instruct", "phi-3.5-mini-instruct"], 8082: ["qwen2.5-3b-instruct", "qwen2.5-7b-instruct"]}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    # Logs go to a file: a pipe nobody reads would fill up and stall the process.
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def wait_until_up(url: str, limit_s: float = 120) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
-def setup(directory: Path, delay: float, answer: str, token_delay: float) -> tuple[list[subprocess.Popen], str, str]:
-    """Fake experts and ``moe2 serve``; returns the processes, the proxy's URL and the first
-    fake expert's URL."""
-    text, processes, direct = SCENARIO.read_text(), [], ""
-    for port, llms in FAKES.items():
-        new = free_port()
-        text = text.replace(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{new}")
-        specs = [arg for llm in llms for arg in ("--model", f"{llm}={delay}:{answer}")]
-        processes.append(start(["-m", "tests.fakes.openai_server", "--port", str(new), "--token-delay",
-                                str(token_delay), *specs], directory / f"expert-{port}.log"))
-        wait_until_up(f"http://127.0.0.1:{new}/v1/models")
-        direct = direct or f"http://127.0.0.1:{new}"
-    scenario = directory / "serve-local.yaml"
-    scenario.write_text(text)
-    experts = [f"{server}/{llm}" for server, llms in zip(("orin", "rtx"), FAKES.values()) for llm in llms]
-    selection = directory / "select.json"
-    selection.write_text(json.dumps({"schema": "moe2.select/1", "scenario": "local-pair", "selection": experts,
-                                     "top_k": 2}))
-    port = free_port()
-    processes.append(start(["-m", "moe2_cli", "serve", str(scenario), "--selection", str(selection),
-                            "--port", str(port)], directory / "serve.log"))
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + "/healthz")
-    return processes, url, direct
-
-
-async def load(url: str, requests: int, concurrency: int, model: str = "local-pair",
-               answer: str = "B") -> tuple[list[tuple[float, float]], list[str], float]:
-    """(client latency, upstream wait) of each answered request, why each lost one was lost, and
-    wall time; a reply without ``moe2`` (an expert asked directly) waited for its expert throughout."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    results: list[tuple[float, float]] = []
-    lost: list[str] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            started = time.perf_counter()
-            try:
-                reply = await client.post(url + "/v1/chat/completions", json=question(i, model), timeout=30)
-            except httpx.HTTPError as err:
-                lost.append(f"{type(err).__name__}: {err}")
-                continue
-            elapsed = time.perf_counter() - started
-            if reply.status_code != 200 or reply.json()["choices"][0]["message"]["content"] != answer:
-                lost.append(f"HTTP {reply.status_code}: {reply.text[:300]}")
-                continue
-            results.append((elapsed, reply.json().get("moe2", {}).get("upstream_s", elapsed)))
-
-    async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return results, lost, time.perf_counter() - started
-
-
-def question(i: int, model: str, stream: bool = False) -> dict:
-    return {"model": model, "metadata": {"category": ("mcq", "math")[i % 2]}, "stream": stream,
-            "messages": [{"role": "user", "content": f"question {i}: pick A or B"}]}
+from serve_holds import Row, overhead, overload, sigterm, table
+from serve_stack import (
+    FAKES,
+    cpu_seconds,
+    load,
+    own_cpu_seconds,
+    question,
+    start_experts,
+    start_proxy,
+    stop,
+)
 
 
 async def stream_load(url: str, requests: int, model: str, answer: str) -> tuple[list[tuple[float, float]], list[str]]:
@@ -167,7 +85,7 @@ async def stream_load(url: str, requests: int, model: str, answer: str) -> tuple
     return results, lost
 
 
-def streamed(args: argparse.Namespace, url: str, direct: str) -> None:
+def compare_streams(args: argparse.Namespace, url: str, direct: str) -> None:
     """Time to the first token, straight to an expert and through ``moe2 serve``, alternating
     blocks so a change in the machine's load falls on both."""
     answer = " ".join(["B"] * args.tokens)
@@ -195,39 +113,39 @@ def streamed(args: argparse.Namespace, url: str, direct: str) -> None:
     print(f"added to the time to first token by moe2 serve, p50: {added * 1e3:.1f} ms")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--delay", type=float, default=0.02, help="seconds each fake expert takes")
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--stream", action="store_true", help="stream, and compare the time to the first token")
-    parser.add_argument("--tokens", type=int, default=50, help="tokens each expert streams (with --stream)")
-    parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
-    args = parser.parse_args()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    with tempfile.TemporaryDirectory() as directory:
-        answer = " ".join(["B"] * args.tokens) if args.stream else "B"
-        processes, url, direct = setup(Path(directory), args.delay, answer, args.token_delay if args.stream else 0)
-        try:
-            if args.stream:
-                streamed(args, url, direct)
-                return
-            asyncio.run(load(url, args.warmup, args.concurrency))
-            before = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
-            results, lost, wall = asyncio.run(load(url, args.requests, args.concurrency))
-            cpu = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
-            cpu = [(b - a) * 1e3 / args.requests for a, b in zip(before, cpu)]
-            overruns = (Path(directory) / "serve.log").read_text().count('"event": "budget_overrun"')
-            straight, _, _ = asyncio.run(load(direct, args.requests, args.concurrency, FAKES[8081][0]))
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=30)
+def streams(args: argparse.Namespace, directory: Path) -> list[Row]:
+    answer = " ".join(["B"] * args.tokens)
+    experts = start_experts(directory, args.delay, answer, args.token_delay)
+    proxy, url = start_proxy(directory, experts)
+    try:
+        compare_streams(args, url, experts.direct)
+    finally:
+        stop([proxy, *experts.processes])
+    return []
+
+
+def throughput(args: argparse.Namespace, directory: Path) -> list[Row]:
+    """Lost requests, requests/s, the overhead over the experts and the CPU per request."""
+    experts = start_experts(directory, args.delay, "B")
+    proxy, url = start_proxy(directory, experts)
+    processes = [*experts.processes, proxy]
+    try:
+        asyncio.run(load(url, args.warmup, args.concurrency))
+        before = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
+        results, lost, wall = asyncio.run(load(url, args.requests, args.concurrency))
+        cpu = [cpu_seconds(p.pid) for p in processes] + [own_cpu_seconds()]
+        cpu = [(b - a) * 1e3 / args.requests for a, b in zip(before, cpu)]
+        overruns = (directory / "serve.log").read_text().count('"event": "budget_overrun"')
+        straight, _, _ = asyncio.run(load(experts.direct, args.requests, args.concurrency, FAKES[8081][0]))
+    finally:
+        stop(processes)
+    report_throughput(args, results, lost, wall, cpu, overruns, straight)
+    return []
+
+
+def report_throughput(args, results, lost, wall, cpu, overruns, straight) -> None:
     latency = np.array([r[0] for r in results]) * 1e3
-    overhead = np.array([r[0] - r[1] for r in results]) * 1e3
+    added = np.array([r[0] - r[1] for r in results]) * 1e3
     print(f"{args.requests} requests, concurrency {args.concurrency}, experts answer after {args.delay * 1e3:g} ms, "
           f"top-2 (two expert calls per request)")
     print(f"lost requests: {len(lost)}")
@@ -235,14 +153,48 @@ def main() -> None:
         print(f"  {lost.count(reason)} x {reason}")
     print(f"requests/s: {args.requests / wall:.0f} ({wall:.2f} s)")
     print(f"latency seen by the client, ms: p50 {np.percentile(latency, 50):.1f}, p99 {np.percentile(latency, 99):.1f}")
-    print(f"overhead over the experts, ms: p50 {np.percentile(overhead, 50):.1f}, "
-          f"p99 {np.percentile(overhead, 99):.1f}")
+    print(f"overhead over the experts, ms: p50 {np.percentile(added, 50):.1f}, "
+          f"p99 {np.percentile(added, 99):.1f}")
     direct_p50 = np.percentile([r[0] for r in straight], 50) * 1e3
     print(f"straight to one expert, ms: p50 {direct_p50:.1f}; added by moe2 serve, p50: "
           f"{np.percentile(latency, 50) - direct_p50:.1f}")
     print(f"CPU per request, ms: proxy {cpu[-2]:.2f}, fake experts {cpu[0] + cpu[1]:.2f}, load generator "
           f"{cpu[-1]:.2f} (the proxy alone could serve {1000 / cpu[-2]:.0f} requests/s per core)")
     print(f"budget overruns logged (warm-up included): {overruns}")
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], list[Row]]] = {
+    "load": throughput, "stream": streams, "overload": overload, "sigterm": sigterm, "overhead": overhead}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="what to run (repeatable; default: load)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--delay", type=float, default=0.02, help="seconds each fake expert takes")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--stream", action="store_true", help="the stream scenario")
+    parser.add_argument("--tokens", type=int, default=50, help="tokens each expert streams (stream)")
+    parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens (stream)")
+    parser.add_argument("--clients", type=int, default=2000, help="clients sending at once (overload)")
+    parser.add_argument("--client-timeout", type=float, default=120, help="seconds a client waits for an answer")
+    parser.add_argument("--sigterm-after", type=float, default=3.0, help="seconds of load before SIGTERM (sigterm)")
+    parser.add_argument("--grace", type=float, default=10.0, help="the proxy's --grace (sigterm)")
+    parser.add_argument("--baseline", help="a source tree of an earlier moe2 to compare with (overhead)")
+    args = parser.parse_args()
+    chosen = args.scenario or (["stream"] if args.stream else ["load"])
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"command: python benchmarks/serve_load.py {' '.join(sys.argv[1:])}")
+    rows: list[Row] = []
+    for name in chosen:
+        with tempfile.TemporaryDirectory() as directory:
+            rows += SCENARIOS[name](args, Path(directory))
+    if rows:
+        print(f"experts answer after {args.delay * 1e3:g} ms; top-2 (two expert calls per request)")
+        print(table(rows))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Annotated
@@ -21,7 +22,7 @@ from moe2_cli.cli.options import (
 )
 from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve import DEFAULT_MAX_BODY
+from moe2_cli.serve import DEFAULT_MAX_BODY, DEFAULT_QUEUE_TIMEOUT_S
 
 
 def _policy_note(effective, asked) -> str:
@@ -64,6 +65,17 @@ def serve(
                                "(default: the whole --timeout).")] = None,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
                                                                        "the next in the router's ranking.")] = 2,
+    max_inflight: Annotated[int | None, typer.Option(
+        "--max-inflight", min=1, help="Completion requests worked on at once (default: 4 x the experts of S x k, "
+                                      "at least 16).")] = None,
+    max_queue: Annotated[int | None, typer.Option(
+        "--max-queue", min=0, help="Requests waiting for a slot beyond those; past both, a 503 with Retry-After "
+                                   "at once (default: --max-inflight).")] = None,
+    queue_timeout: Annotated[float, typer.Option(
+        "--queue-timeout", help="Longest wait for a slot, in seconds, before a 503.")] = DEFAULT_QUEUE_TIMEOUT_S,
+    grace: Annotated[float | None, typer.Option(
+        "--grace", help="Seconds the requests in flight get to finish after SIGTERM or SIGINT (default: the "
+                        "slowest expert's timeout x (1 + --fallbacks) + 5).")] = None,
     router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,
@@ -75,22 +87,27 @@ def serve(
                                      "S and did not fail its last call.")] = False,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
-    GET /v1/models, /healthz and /metrics. Stops on SIGTERM once the requests in flight are answered.
+    GET /v1/models, /healthz (alive), /readyz (ready: warm and not draining) and /metrics.
+
+    On SIGTERM or SIGINT it drains: new requests get a 503, those in flight get --grace seconds,
+    and any still running then are answered with a 503. Exit status: 0 when none had to be cut,
+    75 when some were, 2 on bad usage or input.
 
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.serve.admission import Bounds, default_max_inflight
     from moe2_cli.serve.categories import parse_policy
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
-    from moe2_cli.serve.server import bind
+    from moe2_cli.serve.server import Options, bind, grace_seconds, warm_up
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.sessions import Sessions
-    from moe2_cli.serve.upstream import targets_for
+    from moe2_cli.serve.upstream import Pools, targets_for
 
-    for flag, seconds in (("--timeout", timeout), ("--ttft-timeout", ttft_timeout)):
-        if seconds is not None and not seconds > 0:
-            raise UsageError(f"{flag} must be > 0 seconds (got {seconds})")
+    waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
+    for flag, seconds in waits.items():
+        _check_seconds(flag, seconds)
     key = _api_key(api_key_env)
     choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
     policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
@@ -98,13 +115,25 @@ def serve(
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
+    inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
+    bounds = Bounds(max_inflight=inflight, max_queue=inflight if max_queue is None else max_queue,
+                    queue_timeout_s=queue_timeout)
+    # A request calls at most k experts at once (a fallback replaces a failed one), so pools this
+    # size never make an admitted request wait for a connection.
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
-                  category_policy=plan.category_policy or policy, route_on=route_on.value,
-                  sessions=Sessions() if sticky else None)
+                  pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
+                  route_on=route_on.value, sessions=Sessions() if sticky else None)
+    warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}; a request naming no category: {_policy_note(plan.category_policy, policy)}",
           file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
-    run_server(proxy, sock, api_key=key, max_body=max_body)
+    run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,
+                                    api_key=key, max_body=max_body))
+
+
+def _check_seconds(flag: str, seconds: float | None) -> None:
+    if seconds is not None and not 0 < seconds < math.inf:
+        raise UsageError(f"{flag} must be a finite number of seconds > 0 (got {seconds})")

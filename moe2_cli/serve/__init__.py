@@ -12,3 +12,4 @@ DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB
 # outcomes were scored on.
 ROUTE_ON = ("last", "user", "all")
 DEFAULT_ROUTE_ON = "last"
+DEFAULT_QUEUE_TIMEOUT_S = 5.0  # longest wait for an admission slot

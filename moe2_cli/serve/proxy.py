@@ -11,7 +11,6 @@ from, and whether the conversation's expert was kept (stickiness).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sys
@@ -33,7 +32,7 @@ from moe2_cli.serve.queries import Query
 from moe2_cli.serve.routing import Pick, Route
 from moe2_cli.serve.sessions import Sessions, steer
 from moe2_cli.serve.streams import Opened, open_stream
-from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete, probe
+from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete
 
 EXPERTS_HEADER = "X-Moe2-Experts"
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -313,22 +312,6 @@ class Proxy:
                 self.metrics.overruns.inc((*category, ("resource", resource)))
                 self.log("budget_overrun", request=query.id, category=query.category, resource=resource,
                          used=round(used, 6), budget=cap, experts=[p.expert for p in called])
-
-    async def health(self) -> dict:
-        """Each expert's server probed now, with its call record since start."""
-        by_base = {t.api_base: t for t in self.targets.values()}
-        probes = (probe(self.pools.client(t), t) for t in by_base.values())
-        errors = dict(zip(by_base, await asyncio.gather(*probes)))
-        upstreams = {}
-        for expert, target in self.targets.items():
-            state, error = self.states[expert], errors[target.api_base]
-            upstreams[expert] = {"state": "up" if error is None else "down", "error": error,
-                                 "calls": state.calls, "failures": state.failures,
-                                 "consecutive_failures": state.consecutive_failures,
-                                 "last_error": state.last_error}
-        ready = any(u["state"] == "up" for u in upstreams.values())
-        return {"status": "ready" if ready else "unavailable", "model": self.model_name,
-                "selection": self.plan.selection, "top_k": self.plan.k, "upstreams": upstreams}
 
 
 def _about(asked: Asked) -> dict:

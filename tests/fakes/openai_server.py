@@ -45,7 +45,8 @@ class FakeModel:
     is None, an HTTP status ("500", "400", ...), "hang" (before the first byte), "stall" (after
     the first token) or "garbage" (a 200 that is not a completion). ``uses_tools``: answer
     offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do);
-    ``hold``: a stream waits after its first token until the test sets this event."""
+    ``hold``: a stream waits after its first token until the test sets this event; ``gate``: every
+    reply, whole or streamed, waits before its first byte until the test sets this event."""
 
     answer: str | Answer = "ok"
     delay_s: float = 0.0
@@ -54,6 +55,7 @@ class FakeModel:
     uses_tools: bool = True
     ignores_n: bool = False
     hold: threading.Event | None = None
+    gate: threading.Event | None = None
 
     def reply(self, prompt: str) -> str:
         return self.answer(prompt) if callable(self.answer) else self.answer
@@ -111,7 +113,7 @@ class FakeOpenAI:
         self.models = models
         self.api_key = api_key
         self.calls: list[Call] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -151,6 +153,9 @@ class FakeOpenAI:
             self.calls.append(Call(model=name, prompt=prompt, stream=bool(body.get("stream")),
                                    started=time.monotonic(), body=body,
                                    request_id=request.headers.get("x-request-id")))
+            self._lock.notify_all()
+        if model.gate is not None:
+            await asyncio.to_thread(model.gate.wait)
         failed = await self._failure(model, body)
         if failed is not None:
             return failed
@@ -187,6 +192,11 @@ class FakeOpenAI:
             await asyncio.sleep(model.token_delay_s)
         for line in replies.closing(planned, include_usage):
             yield line
+
+    def wait_for_calls(self, count: int, timeout_s: float = 30) -> bool:
+        """Block until ``count`` completion requests have arrived; False if they did not in time."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.calls) >= count, timeout=timeout_s)
 
     # ------------------------------------------------------------------ start and stop
 

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 from moe2_cli.scenario.scenario import load_scenario
-from moe2_cli.serve.app import build_app
+from moe2_cli.serve.admission import Bounds, default_max_inflight
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.plan import Plan, make_plan, read_selection
 from moe2_cli.serve.proxy import Proxy
-from moe2_cli.serve.server import bind
+from moe2_cli.serve.server import HEADER_TIMEOUT_S, Options, bind, build_server
 from moe2_cli.serve.upstream import targets_for
 from tests.fakes.openai_server import FakeModel, FakeOpenAI, unused_url
 
@@ -100,15 +99,30 @@ def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...]
 @contextmanager
 def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
                   max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
+                  bounds: Bounds | None = None, grace_s: float = 2.0, header_timeout_s: float = HEADER_TIMEOUT_S,
                   **options):
-    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy). ``options``
-    go to :class:`Proxy` (the category policy, ``route_on``, sessions)."""
+    """The proxy under uvicorn, as ``moe2 serve`` runs it, on 127.0.0.1 in a thread; yields
+    (base URL, proxy). ``options`` go to :class:`Proxy` (the category policy, ``route_on``, sessions)."""
+    with running_server(plan, aggregate=aggregate, fallbacks=fallbacks, api_key=api_key, max_body=max_body,
+                        timeout_s=timeout_s, ttft_s=ttft_s, log=log, bounds=bounds, grace_s=grace_s,
+                        header_timeout_s=header_timeout_s, **options) as (url, server):
+        yield url, server.proxy
+
+
+@contextmanager
+def running_server(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
+                   max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
+                   bounds: Bounds | None = None, grace_s: float = 2.0, header_timeout_s: float = HEADER_TIMEOUT_S,
+                   **options):
+    """:func:`running_proxy`, yielding (base URL, server): ``server.admission`` is its admission
+    control, ``server.proxy`` the proxy."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
                   fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}), **options)
     sock = bind("127.0.0.1", 0)
-    config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+    inflight = default_max_inflight(len(plan.selection), plan.k)
+    bounds = bounds or Bounds(max_inflight=inflight, max_queue=inflight)
+    server = build_server(proxy, Options(bounds=bounds, grace_s=grace_s, api_key=api_key, max_body=max_body,
+                                         header_timeout_s=header_timeout_s))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -116,7 +130,7 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
         assert time.monotonic() < deadline and thread.is_alive(), "proxy did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", proxy
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
     finally:
         server.should_exit = True
         thread.join(timeout=10)

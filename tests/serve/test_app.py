@@ -90,7 +90,7 @@ def test_a_down_server_hands_over_to_the_next_experts(base_plan, tmp_path):
             assert all(e.startswith("rtx-1/") for e in body["experts"])
             assert all(f["expert"].startswith("orin-1/") and f["reason"].startswith("unreachable")
                        for f in body["failed"])
-        health = httpx.get(url + "/healthz").json()
+        health = httpx.get(url + "/readyz").json()
     assert health["status"] == "ready"
     assert {e: u["state"] for e, u in health["upstreams"].items()} == {
         e: "down" if e.startswith("orin-1/") else "up" for e in EXPERTS}
@@ -159,7 +159,7 @@ def test_client_errors_are_openai_style_and_never_500(base_plan, tmp_path):
                            headers={"X-Moe2-Category": "math"}).json()["moe2"]["category"] == "math"
 
 
-def test_bearer_token_on_every_route_but_healthz(base_plan, tmp_path):
+def test_bearer_token_on_every_route_but_the_probes(base_plan, tmp_path):
     with fake_experts() as (_, urls), \
             running_proxy(plan_for(base_plan, tmp_path, urls), api_key="s3cret-token") as (url, _), \
             httpx.Client(base_url=url) as client:
@@ -170,6 +170,7 @@ def test_bearer_token_on_every_route_but_healthz(base_plan, tmp_path):
                 assert reply.status_code == 401, (headers, path)
                 assert reply.json()["error"]["code"] == "invalid_api_key"
         assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
         assert client.post(CHAT, json=ask("history"), headers=good).status_code == 200
         models = client.get("/v1/models", headers=good).json()
         assert [m["id"] for m in models["data"]] == ["serve-test"]
@@ -182,7 +183,7 @@ def test_upstream_keys_are_sent_and_never_shown(base_plan, tmp_path, monkeypatch
             running_proxy(plan_for(base_plan, tmp_path, urls, key_env="FAKE_EXPERT_KEY", latency_budget_s=0.001),
                           log=lambda event, **f: logged.append((event, f))) as (url, _):
         reply = httpx.post(url + CHAT, json=ask("history empire"))
-        shown = reply.text + httpx.get(url + "/healthz").text + httpx.get(url + "/metrics").text + repr(logged)
+        shown = reply.text + httpx.get(url + "/readyz").text + httpx.get(url + "/metrics").text + repr(logged)
     assert reply.status_code == 200 and not reply.json()["moe2"]["failed"]
     assert logged, "a budget overrun was logged"
     assert "upstream-secret-123" not in shown
