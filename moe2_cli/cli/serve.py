@@ -13,7 +13,7 @@ from moe2_cli.cli.inspect import ScenarioArg
 from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
 from moe2_cli.cli.select import BudgetOpt, OutcomesOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY
+from moe2_cli.serve import AGGREGATES, DEFAULT_MAX_BODY, DEFAULT_MAX_REPLY_BYTES
 
 
 def _api_key(name: str | None) -> str | None:
@@ -43,10 +43,21 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body in bytes (413 above).")]
     = DEFAULT_MAX_BODY,
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
+        "--timeout", help="Seconds a request may take in all, fallbacks included, however slowly experts "
+                          "answer; a client's own shorter timeout shortens it (default: each endpoint's timeout_s "
+                          "per expert, and the slowest times 1 + --fallbacks for the whole).")] = None,
     ttft_timeout: Annotated[float | None, typer.Option(
-        "--ttft-timeout", help="Seconds to wait for a stream's first event before the next expert stands in "
-                               "(default: the whole --timeout).")] = None,
+        "--ttft-timeout", help="Seconds to wait for an expert's first byte (a stream's first event) before the "
+                               "next expert stands in (default: the whole --timeout).")] = None,
+    max_upstream_bytes: Annotated[int, typer.Option(
+        "--max-upstream-bytes", min=1024, help="Largest expert reply read, in bytes; a larger one is the "
+                                               "expert's failure.")] = DEFAULT_MAX_REPLY_BYTES,
+    breaker_failures: Annotated[int, typer.Option(
+        "--breaker-failures", min=1, help="Failures in a row after which an expert is skipped for the "
+                                          "cooldown.")] = 3,
+    breaker_cooldown: Annotated[float, typer.Option(
+        "--breaker-cooldown", min=0.001, help="Seconds a failing expert is skipped before one request "
+                                              "tries it again.")] = 30.0,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
                                                                        "the next in the router's ranking.")] = 2,
     router: PlanRouterOpt = None,
@@ -59,6 +70,7 @@ def serve(
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.serve.breaker import BreakerSettings
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
     from moe2_cli.serve.server import bind
@@ -76,7 +88,9 @@ def serve(
     targets = targets_for(choice.scenario, choice.selection, timeout)
     sock = bind(host, port)
     plan = with_router(choice, seed=seed, outcomes=outcomes)
-    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout)
+    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
+                  deadline_s=timeout, max_reply_bytes=max_upstream_bytes,
+                  breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}", file=sys.stderr, flush=True)

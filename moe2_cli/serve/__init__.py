@@ -7,3 +7,4 @@ before starting a server live here, so it can check them without loading either.
 
 AGGREGATES = ("top", "vote")
 DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB
+DEFAULT_MAX_REPLY_BYTES = 8 << 20  # bytes of one expert's reply: a long completion with logprobs is under 1 MiB

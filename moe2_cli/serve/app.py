@@ -11,7 +11,7 @@ also sent to the experts.
 from __future__ import annotations
 
 import hmac
-import json
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.intake import CHAT, COMPLETIONS, BadRequest, read_request, request_id
 from moe2_cli.serve.proxy import CATEGORY_HEADER, EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
+from moe2_cli.serve.requests import client_timeout, read_body
 
 OPEN_PATHS = ("/healthz",)  # readiness probes carry no key
 SUPPORTED = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{id}"
@@ -80,21 +81,15 @@ def _too_large(limit: int) -> JSONResponse:
     return error(413, f"request body larger than {limit} bytes", "invalid_request_error", "request_too_large")
 
 
-async def _read_json(request: Request, limit: int) -> dict:
-    """The body as a JSON object, counting bytes as they arrive (chunked bodies have no length)."""
+async def _read_json(request: Request, limit: int, endpoint: str) -> dict:
+    """The body as a checked JSON object, counting bytes as they arrive (chunked bodies have no length)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise TooLarge
         chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadRequest(f"the body is not valid JSON ({err})") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object (got {type(body).__name__})")
-    return body
+    return read_body(b"".join(chunks), endpoint)
 
 
 def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> ASGIApp:
@@ -105,10 +100,10 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
         async def handle(request: Request) -> Response:
             rid = request_id(request.headers.get("x-request-id"), uuid.uuid4().hex)
             try:
-                body = await _read_json(request, max_body)
+                body = await _read_json(request, max_body, endpoint)
                 asked = read_request(endpoint, body, models=(proxy.model_name,), categories=categories,
                                      category_header=request.headers.get(CATEGORY_HEADER), rid=rid)
-                response = _response(await proxy.complete(asked))
+                response = _response(await proxy.complete(asked, client_timeout(body, request.headers)))
             except TooLarge:
                 response = _too_large(max_body)
             except BadRequest as err:
@@ -172,6 +167,8 @@ def _model(proxy: Proxy) -> dict:
 
 def _response(reply: Reply | Streamed) -> Response:
     headers = {EXPERTS_HEADER: ",".join(reply.experts)} if reply.experts else {}
+    if isinstance(reply, Reply) and reply.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(reply.retry_after_s)))
     if isinstance(reply, Streamed):
         return StreamingResponse(reply.events, media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
