@@ -196,6 +196,7 @@ class Proxy:
         body["moe2"] = {"category": asked.query.category, "experts": list(experts),
                         "answer_from": combined.source.expert, "aggregate": combined.how, "note": combined.note,
                         "votes": combined.votes, "weights": combined.weights, "failed": failed,
+                        "skipped": [p.expert for p in done.skipped],
                         "upstream_s": round(upstream_s, 6), "tokens_spent": summed_usage(a.usage for _, a in
                                                                                          done.answered)}
         return Reply(status=200, body=body, experts=experts)

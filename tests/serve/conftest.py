@@ -96,10 +96,12 @@ def fake_experts(behaviour: dict[str, dict] | None = None, down: tuple[str, ...]
 
 @contextmanager
 def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
-                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None):
-    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy)."""
+                  max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
+                  **proxy_options):
+    """The proxy app under uvicorn on 127.0.0.1 in a thread; yields (base URL, proxy).
+    ``proxy_options`` go to :class:`Proxy` as they are (deadline, byte cap, breaker, clock)."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
-                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}))
+                  fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}), **proxy_options)
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(build_app(proxy, api_key=api_key, max_body=max_body), log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=2)
