@@ -16,6 +16,14 @@ and the time to the first content token is compared, sent straight to a fake exp
 
     python benchmarks/serve_load.py [--requests 2000] [--concurrency 64] [--delay 0.02]
     python benchmarks/serve_load.py --stream --requests 200 --concurrency 1 [--tokens 50] [--token-delay 0.01]
+
+With ``--faults`` the highest-ranked expert misbehaves, one scenario at a time (see
+:data:`FAULTS`): it is dead (accepts, never answers), drips its reply a byte a second, sends
+1 GiB, or answers 500. Each scenario starts fresh processes and reports the requests answered,
+503s, other errors and resets, the latency percentiles, the latency once the breaker has opened
+(the second half of the requests), and the proxy's peak RSS growth over the run.
+
+    python benchmarks/serve_load.py --faults [--requests 200] [--concurrency 4] [--timeout 5]
 """
 
 from __future__ import annotations
@@ -75,14 +83,16 @@ def wait_until_up(url: str, limit_s: float = 120) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def setup(directory: Path, delay: float, answer: str, token_delay: float) -> tuple[list[subprocess.Popen], str, str]:
-    """Fake experts and ``moe2 serve``; returns the processes, the proxy's URL and the first
-    fake expert's URL."""
+def setup(directory: Path, delay: float, answer: str, token_delay: float, fail: tuple[str, ...] = (),
+          serve_args: tuple[str, ...] = ()) -> tuple[list[subprocess.Popen], str, str]:
+    """Fake experts (``fail``: their ``--fail`` specs) and ``moe2 serve`` (with ``serve_args``);
+    returns the processes, the proxy's URL and the first fake expert's URL."""
     text, processes, direct = SCENARIO.read_text(), [], ""
     for port, llms in FAKES.items():
         new = free_port()
         text = text.replace(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{new}")
         specs = [arg for llm in llms for arg in ("--model", f"{llm}={delay}:{answer}")]
+        specs += [arg for spec in fail if spec.split("=")[0] in llms for arg in ("--fail", spec)]
         processes.append(start(["-m", "tests.fakes.openai_server", "--port", str(new), "--token-delay",
                                 str(token_delay), *specs], directory / f"expert-{port}.log"))
         wait_until_up(f"http://127.0.0.1:{new}/v1/models")
@@ -95,7 +105,7 @@ def setup(directory: Path, delay: float, answer: str, token_delay: float) -> tup
                                      "top_k": 2}))
     port = free_port()
     processes.append(start(["-m", "moe2_cli", "serve", str(scenario), "--selection", str(selection),
-                            "--port", str(port)], directory / "serve.log"))
+                            "--port", str(port), *serve_args], directory / "serve.log"))
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url + "/healthz")
     return processes, url, direct
@@ -195,6 +205,86 @@ def streamed(args: argparse.Namespace, url: str, direct: str) -> None:
     print(f"added to the time to first token by moe2 serve, p50: {added * 1e3:.1f} ms")
 
 
+# The expert every request of this load ranks first (the router's choice for these questions).
+FAULTY = "phi-3.5-mini-instruct"
+# Scenario -> how the faulty expert fails (a ``--fail`` mode of the fake server), None: healthy.
+FAULTS: dict[str, str | None] = {"healthy": None, "dead": "hang", "dripping": "drip", "1 GiB": "huge",
+                                 "500-ing": "500"}
+
+
+def rss_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (the peak so far) of a process, in KiB (Linux /proc)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+async def fault_load(url: str, requests: int, concurrency: int, limit_s: float) -> list[tuple[int, float, str]]:
+    """(request number, latency, outcome) of each request: its HTTP status, or "reset"."""
+    out: list[tuple[int, float, str]] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                reply = await client.post(url + "/v1/chat/completions", json=question(i, "local-pair"),
+                                          timeout=limit_s)
+                outcome = str(reply.status_code)
+            except httpx.HTTPError:
+                outcome = "reset"
+            out.append((i, time.perf_counter() - started, outcome))
+
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return sorted(out)
+
+
+def fault_scenario(name: str, args: argparse.Namespace) -> dict:
+    """One scenario on fresh processes: outcomes, latencies and the proxy's RSS growth."""
+    how = FAULTS[name]
+    fail = (f"{FAULTY}={how}",) if how else ()
+    serve_args = ("--timeout", str(args.timeout), "--breaker-cooldown", str(args.cooldown))
+    with tempfile.TemporaryDirectory() as directory:
+        processes, url, _ = setup(Path(directory), args.delay, "B", 0.0, fail, serve_args)
+        proxy = processes[-1].pid
+        try:
+            asyncio.run(fault_load(url, 1, 1, args.timeout + 30))  # the router's first route, untimed
+            before = rss_kib(proxy, "VmRSS")
+            started = time.perf_counter()
+            results = asyncio.run(fault_load(url, args.requests, args.concurrency, args.timeout + 30))
+            wall = time.perf_counter() - started
+            peak = rss_kib(proxy, "VmHWM")
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+    latency = np.array([r[1] for r in results]) * 1e3
+    later = latency[len(latency) // 2:]
+    outcomes = [r[2] for r in results]
+    return {"scenario": name, "answered": outcomes.count("200"), "503": outcomes.count("503"),
+            "errors": sum(o not in ("200", "503", "reset") for o in outcomes), "resets": outcomes.count("reset"),
+            "p50": np.percentile(latency, 50), "p99": np.percentile(latency, 99), "max": latency.max(),
+            "later_p50": np.percentile(later, 50), "rss_growth_mb": max(peak - before, 0) / 1024, "wall": wall}
+
+
+def faulted(args: argparse.Namespace) -> None:
+    print(f"{args.requests} requests per scenario, concurrency {args.concurrency}, experts answer after "
+          f"{args.delay * 1e3:g} ms, top-2; {FAULTY} (ranked first for every request) misbehaves; moe2 serve "
+          f"--timeout {args.timeout:g} --breaker-cooldown {args.cooldown:g}")
+    print("| scenario | answered | 503 | errors | resets | p50 ms | p99 ms | max ms | p50 once open, ms | "
+          "peak RSS growth, MB | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in FAULTS:
+        r = fault_scenario(name, args)
+        print(f"| {name} | {r['answered']} | {r['503']} | {r['errors']} | {r['resets']} | {r['p50']:.1f} | "
+              f"{r['p99']:.1f} | {r['max']:.1f} | {r['later_p50']:.1f} | {r['rss_growth_mb']:.1f} | "
+              f"{r['wall']:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -204,9 +294,16 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="stream, and compare the time to the first token")
     parser.add_argument("--tokens", type=int, default=50, help="tokens each expert streams (with --stream)")
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
+    parser.add_argument("--faults", action="store_true", help="the fault scenarios (dead, dripping, 1 GiB, 500)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="moe2 serve --timeout (with --faults)")
+    parser.add_argument("--cooldown", type=float, default=30.0, help="moe2 serve --breaker-cooldown (with --faults)")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.faults:
+        faulted(args)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     with tempfile.TemporaryDirectory() as directory:
         answer = " ".join(["B"] * args.tokens) if args.stream else "B"
         processes, url, direct = setup(Path(directory), args.delay, answer, args.token_delay if args.stream else 0)

@@ -16,6 +16,7 @@ for a server that refuses connections. It is test code on a real socket, not a m
 Run it by hand to try ``moe2 serve`` or ``moe2 measure`` without GPUs::
 
     python -m tests.fakes.openai_server --port 8081 --model qwen=0.05:B --model llama=0.08:C [--token-delay 0.01]
+        [--fail qwen=drip] [--drip 1.0]
 """
 
 from __future__ import annotations
@@ -259,8 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model", action="append", default=[], help="NAME=DELAY_S:ANSWER (repeatable)")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds after each streamed token")
+    parser.add_argument("--fail", action="append", default=[], help="NAME=HOW: a model that fails (hang, drip, "
+                                                                      "huge, deep, garbage or an HTTP status)")
+    parser.add_argument("--drip", type=float, default=1.0, help="seconds between the bytes of a dripping reply")
     args = parser.parse_args(argv)
     models = dict(_parse_model(spec, args.token_delay) for spec in args.model) or {"fake": FakeModel()}
+    for spec in args.fail:
+        name, _, how = spec.partition("=")
+        models[name].fail, models[name].drip_s = how, args.drip
     with FakeOpenAI(models, port=args.port) as server:
         print(f"serving {', '.join(models)} at {server.url}", flush=True)
         try:
