@@ -5,7 +5,9 @@ see ``tests/fuzzing.py``) gets N mutated inputs, and each command-line option ta
 sweep and numeric options; see ``tests/fuzz_options.py``) N drawn option sets. One line per
 target reports the exit codes, and the counts that must be zero: exit-70 (internal errors),
 hangs, tracebacks, and diagnostics that do not name the file (for options: lines not in the
-``moe2: ...`` style). Exit status 1 when any of them is not zero.
+``moe2: ...`` style). The ``serve`` target sends N hostile requests to a live ``moe2 serve``
+(see ``tests/fuzz_serve.py``) and counts HTTP statuses, 500s, resets, hangs and malformed
+answers. Exit status 1 when any of them is not zero.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fuzz_options import OPTIONS, fuzz_options  # noqa: E402
+from tests.fuzz_serve import describe_serve, fuzz_serve  # noqa: E402
 from tests.fuzzing import READERS, describe, fuzz  # noqa: E402
 
-TARGETS = {**{name: fuzz for name in READERS}, **{name: fuzz_options for name in OPTIONS}}
+# target -> (run, describe its report)
+TARGETS = {**{name: (fuzz, describe) for name in READERS}, **{name: (fuzz_options, describe) for name in OPTIONS},
+           "serve": (fuzz_serve, describe_serve)}
 
 
 def main() -> int:
@@ -34,18 +39,19 @@ def main() -> int:
     clean = True
     for name in args.reader or list(TARGETS):
         start = time.perf_counter()
-        report = TARGETS[name](name, args.examples, args.seed, on_example=_progress(name, args.every))
-        print(f"{describe(name, report)}  {time.perf_counter() - start:.0f} s", flush=True)
+        run, line = TARGETS[name]
+        report = run(name, args.examples, args.seed, on_example=_progress(name, args.every, line))
+        print(f"{line(name, report)}  {time.perf_counter() - start:.0f} s", flush=True)
         clean = clean and report.clean
         for failure in report.failures if args.failures else ():
             print("    " + failure)
     return 0 if clean else 1
 
 
-def _progress(name: str, every: int):
+def _progress(name: str, every: int, line):
     def show(report) -> None:
         if every and report.examples % every == 0:
-            print(f"  ... {describe(name, report)}", flush=True)
+            print(f"  ... {line(name, report)}", flush=True)
 
     return show
 

@@ -15,6 +15,8 @@ registry :data:`SCENARIOS` is where more are added):
   own connection, while a separate process asks ``/healthz`` every 20 ms.
 - ``sigterm``: ``--clients`` clients send requests back to back; after ``--sigterm-after``
   seconds the proxy gets SIGTERM, and every request's fate is counted until it has exited.
+- ``faults``: the expert every request ranks first is dead, drips, sends 1 GiB or answers 500,
+  one scenario at a time (:mod:`serve_faults`).
 - ``overhead``: ``--concurrency`` clients (100 in the acceptance run) through this tree's proxy
   and, with ``--baseline DIR`` (an export of an earlier commit), through that one's, in
   alternating blocks against the same experts; the p50 overheads are compared.
@@ -26,6 +28,7 @@ and p99 latency of answered requests, the proxy's peak RSS, and the /healthz p99
     python benchmarks/serve_load.py --stream --requests 200 --concurrency 1 [--tokens 50] [--token-delay 0.01]
     python benchmarks/serve_load.py --scenario overload --scenario sigterm [--clients 2000]
     python benchmarks/serve_load.py --scenario overhead --concurrency 100 --baseline DIR
+    python benchmarks/serve_load.py --scenario faults --requests 200 --concurrency 4 [--timeout 5]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from serve_faults import faults
 from serve_holds import Row, overhead, overload, sigterm, table
 from serve_stack import (
     FAKES,
@@ -164,7 +168,8 @@ def report_throughput(args, results, lost, wall, cpu, overruns, straight) -> Non
 
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], list[Row]]] = {
-    "load": throughput, "stream": streams, "overload": overload, "sigterm": sigterm, "overhead": overhead}
+    "load": throughput, "stream": streams, "overload": overload, "sigterm": sigterm, "overhead": overhead,
+    "faults": faults}
 
 
 def main() -> None:
@@ -183,6 +188,8 @@ def main() -> None:
     parser.add_argument("--sigterm-after", type=float, default=3.0, help="seconds of load before SIGTERM (sigterm)")
     parser.add_argument("--grace", type=float, default=10.0, help="the proxy's --grace (sigterm)")
     parser.add_argument("--baseline", help="a source tree of an earlier moe2 to compare with (overhead)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="the proxy's --timeout (faults)")
+    parser.add_argument("--cooldown", type=float, default=30.0, help="the proxy's --breaker-cooldown (faults)")
     args = parser.parse_args()
     chosen = args.scenario or (["stream"] if args.stream else ["load"])
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "

@@ -76,12 +76,15 @@ class Experts:
     direct: str
 
 
-def start_experts(directory: Path, delay: float, answer: str, token_delay: float = 0.0) -> Experts:
+def start_experts(directory: Path, delay: float, answer: str, token_delay: float = 0.0,
+                  fail: tuple[str, ...] = ()) -> Experts:
+    """The fake experts; ``fail`` holds ``LLM=MODE`` specs of the fake server's ``--fail``."""
     text, processes, direct = SCENARIO.read_text(), [], ""
     for port, llms in FAKES.items():
         new = free_port()
         text = text.replace(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{new}")
         specs = [arg for llm in llms for arg in ("--model", f"{llm}={delay}:{answer}")]
+        specs += [arg for spec in fail if spec.split("=")[0] in llms for arg in ("--fail", spec)]
         processes.append(start(["-m", "tests.fakes.openai_server", "--port", str(new), "--token-delay",
                                 str(token_delay), *specs], directory / f"expert-{port}.log"))
         wait_until_up(f"http://127.0.0.1:{new}/v1/models")

@@ -22,7 +22,7 @@ from moe2_cli.cli.options import (
 )
 from moe2_cli.cli.route import PlanRouterOpt, SelectionOpt
 from moe2_cli.errors import UsageError
-from moe2_cli.serve import DEFAULT_MAX_BODY, DEFAULT_QUEUE_TIMEOUT_S
+from moe2_cli.serve import DEFAULT_MAX_BODY, DEFAULT_MAX_REPLY_BYTES, DEFAULT_QUEUE_TIMEOUT_S
 
 
 def _policy_note(effective, asked) -> str:
@@ -59,10 +59,21 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body in bytes (413 above).")]
     = DEFAULT_MAX_BODY,
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Seconds to wait for one expert (default: each endpoint's timeout_s).")] = None,
+        "--timeout", help="Seconds a request may take in all, fallbacks included, however slowly experts "
+                          "answer; a client's own shorter timeout shortens it (default: each endpoint's timeout_s "
+                          "per expert, and the slowest times 1 + --fallbacks for the whole).")] = None,
     ttft_timeout: Annotated[float | None, typer.Option(
-        "--ttft-timeout", help="Seconds to wait for a stream's first event before the next expert stands in "
-                               "(default: the whole --timeout).")] = None,
+        "--ttft-timeout", help="Seconds to wait for an expert's first byte (a stream's first event) before the "
+                               "next expert stands in (default: the whole --timeout).")] = None,
+    max_upstream_bytes: Annotated[int, typer.Option(
+        "--max-upstream-bytes", min=1024, help="Largest expert reply read, in bytes; a larger one is the "
+                                               "expert's failure.")] = DEFAULT_MAX_REPLY_BYTES,
+    breaker_failures: Annotated[int, typer.Option(
+        "--breaker-failures", min=1, help="Failures in a row after which an expert is skipped for the "
+                                          "cooldown.")] = 3,
+    breaker_cooldown: Annotated[float, typer.Option(
+        "--breaker-cooldown", min=0.001, help="Seconds a failing expert is skipped before one request "
+                                              "tries it again.")] = 30.0,
     fallbacks: Annotated[int, typer.Option("--fallbacks", min=0, help="Failed experts replaced, per request, by "
                                                                        "the next in the router's ranking.")] = 2,
     max_inflight: Annotated[int | None, typer.Option(
@@ -97,6 +108,7 @@ def serve(
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
     from moe2_cli.serve.admission import Bounds, default_max_inflight
+    from moe2_cli.serve.breaker import BreakerSettings
     from moe2_cli.serve.categories import parse_policy
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
@@ -122,7 +134,9 @@ def serve(
     # size never make an admitted request wait for a connection.
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
-                  route_on=route_on.value, sessions=Sessions() if sticky else None)
+                  route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
+                  max_reply_bytes=max_upstream_bytes,
+                  breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "

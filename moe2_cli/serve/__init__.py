@@ -13,3 +13,4 @@ DEFAULT_MAX_BODY = 1 << 20  # bytes: 1 MiB
 ROUTE_ON = ("last", "user", "all")
 DEFAULT_ROUTE_ON = "last"
 DEFAULT_QUEUE_TIMEOUT_S = 5.0  # longest wait for an admission slot
+DEFAULT_MAX_REPLY_BYTES = 8 << 20  # bytes of one expert's reply: a long completion with logprobs is under 1 MiB

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +33,7 @@ from moe2_cli.serve.chunks import error_event
 from moe2_cli.serve.intake import CATEGORY_HEADER, CHAT, COMPLETIONS, BadRequest, read_request, request_id
 from moe2_cli.serve.proxy import EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
 from moe2_cli.serve.readiness import Readiness
+from moe2_cli.serve.requests import client_timeout, read_body
 
 OPEN_PATHS = ("/healthz", "/readyz")  # probes carry no key
 PROBES = ("/healthz", "/readyz", "/metrics")
@@ -242,9 +243,10 @@ def _too_large(limit: int) -> JSONResponse:
     return error(413, f"request body larger than {limit} bytes", "invalid_request_error", "request_too_large")
 
 
-async def _read_json(request: Request, limit: int, cap: int) -> dict:
-    """The body as a JSON object, counting bytes as they arrive (chunked bodies have no length);
-    an oversized one is still read to its end, up to ``cap`` bytes, so the client hears the 413."""
+async def _read_json(request: Request, limit: int, cap: int, endpoint: str) -> dict:
+    """The body as a checked JSON object, counting bytes as they arrive (chunked bodies have no
+    length); an oversized one is still read to its end, up to ``cap`` bytes, so the client hears
+    the 413."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -254,13 +256,7 @@ async def _read_json(request: Request, limit: int, cap: int) -> dict:
             chunks.append(chunk)
     if size > limit:
         raise TooLarge(whole=True)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadRequest(f"the body is not valid JSON ({err})") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object (got {type(body).__name__})")
-    return body
+    return read_body(b"".join(chunks), endpoint)
 
 
 def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
@@ -276,10 +272,10 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
         async def handle(request: Request) -> Response:
             rid = request_id(request.headers.get("x-request-id"), uuid.uuid4().hex)
             try:
-                body = await _read_json(request, max_body, DRAIN_FACTOR * max_body)
+                body = await _read_json(request, max_body, DRAIN_FACTOR * max_body, endpoint)
                 asked = read_request(endpoint, body, models=(proxy.model_name,), intake=proxy.intake,
                                      headers=request.headers, rid=rid)
-                response = _response(await proxy.complete(asked))
+                response = _response(await proxy.complete(asked, client_timeout(body, request.headers)))
             except TooLarge as err:
                 response = _too_large(max_body)
                 if not err.whole:
@@ -340,6 +336,8 @@ def _response(reply: Reply | Streamed) -> Response:
     headers = {EXPERTS_HEADER: ",".join(reply.experts)} if reply.experts else {}
     if reply.category is not None and reply.category.isascii() and reply.category.isprintable():
         headers[CATEGORY_HEADER] = reply.category  # a header holds ASCII; the moe2 field has any name
+    if isinstance(reply, Reply) and reply.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(reply.retry_after_s)))
     if isinstance(reply, Streamed):
         return StreamingResponse(reply.events, media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Seconds: from a loopback hop to a slow edge answer.
@@ -35,6 +36,7 @@ class Family:
     values: dict[Labels, float] = field(default_factory=dict)
     buckets: tuple[float, ...] = ()
     counts: dict[Labels, list[int]] = field(default_factory=dict)
+    sample: Callable[[], dict[Labels, float]] | None = None  # a gauge read when rendered, not kept
 
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
         self.values[labels] = self.values.get(labels, 0.0) + amount
@@ -47,7 +49,8 @@ class Family:
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         if self.kind != "histogram":
-            lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(self.values.items())]
+            values = self.sample() if self.sample is not None else self.values
+            lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(values.items())]
             return lines
         for labels, counts in sorted(self.counts.items()):
             running = 0
@@ -70,7 +73,10 @@ class Metrics:
                               "histogram", buckets=LATENCY_BUCKETS)
         self.expert_calls = Family("moe2_expert_calls_total", "Calls to each expert.", "counter")
         self.expert_failures = Family("moe2_expert_failures_total", "Failed expert calls by kind (timeout, "
-                                      "ttft_timeout, unreachable, http, malformed); each may fall back.", "counter")
+                                      "ttft_timeout, unreachable, http, malformed, too_large); each may fall "
+                                      "back.", "counter")
+        self.expert_state = Family("moe2_expert_state", "Each expert's circuit breaker: 0 closed (called), 1 "
+                                   "half-open (one probe call), 2 open (skipped).", "gauge")
         self.client_errors = Family("moe2_upstream_client_errors_total", "Requests an expert refused as the "
                                     "client's mistake (HTTP 400, 404, 413, 422), passed back to the client, by "
                                     "status; never a fallback.", "counter")
@@ -90,6 +96,6 @@ class Metrics:
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
-                    self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
+                    self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
                     self.categories, self.sticky)
         return "\n".join(line for f in families for line in f.render()) + "\n"

@@ -7,12 +7,19 @@ request into a :class:`Reply` or a :class:`Streamed` and keeps the counters ``/m
 The reply is the answering expert's own (tool calls, finish reason, logprobs, usage), under the
 served model's name, with a ``moe2`` field saying who answered, the category and where it came
 from, and whether the conversation's expert was kept (stickiness).
+
+Each request has a deadline (``deadline_s``, shortened by a client that will not wait so long);
+each expert call is bounded by it, by the expert's own timeout and by the time-to-first-byte
+limit. A failed call counts against the expert's circuit breaker, and an expert held open is
+skipped for the next in the ranking. When no expert answers: 503 if every one was held open,
+504 if the deadline passed, else 502.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 import uuid
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from moe2_cli.serve import DEFAULT_ROUTE_ON
 from moe2_cli.serve.aggregate import combine
 from moe2_cli.serve.batching import RouteBatcher
+from moe2_cli.serve.breaker import Breaker, BreakerSettings
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.dispatch import Dispatch, dispatch
@@ -32,7 +40,16 @@ from moe2_cli.serve.queries import Query
 from moe2_cli.serve.routing import Pick, Route
 from moe2_cli.serve.sessions import Sessions, steer
 from moe2_cli.serve.streams import Opened, open_stream
-from moe2_cli.serve.upstream import Answer, ClientError, Pools, Target, UpstreamFailure, complete
+from moe2_cli.serve.upstream import (
+    DEFAULT_MAX_REPLY_BYTES,
+    Answer,
+    Bounds,
+    ClientError,
+    Pools,
+    Target,
+    UpstreamFailure,
+    complete,
+)
 
 EXPERTS_HEADER = "X-Moe2-Experts"
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -44,6 +61,7 @@ class Reply:
     body: dict
     experts: tuple[str, ...] = ()
     category: str | None = None  # the request's, given or inferred
+    retry_after_s: float | None = None  # a 503's advice: when an expert may be tried again
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,6 @@ class Streamed:
 class ExpertState:
     calls: int = 0
     failures: int = 0
-    consecutive_failures: int = 0
     last_error: str | None = None
 
 
@@ -80,13 +97,18 @@ class Proxy:
     targets: dict[str, Target]
     aggregate: str = "top"
     fallbacks: int = 2
-    ttft_s: float | None = None  # longest wait for a stream's first event (None: the expert's timeout)
+    ttft_s: float | None = None  # longest wait for an expert's first byte (a stream's first event)
+    deadline_s: float | None = None  # a request's whole time, fallbacks included (None: every call's limit, in a row)
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    breaker_settings: BreakerSettings = field(default_factory=BreakerSettings)
+    clock: Callable[[], float] = time.monotonic  # the breakers' clock
     log: Callable[..., None] = json_log
     metrics: Metrics = field(default_factory=Metrics)
     category_policy: CategoryPolicy = field(default_factory=CategoryPolicy)
     route_on: str = DEFAULT_ROUTE_ON
     sessions: Sessions | None = None  # None: no stickiness
     states: dict[str, ExpertState] = field(init=False)
+    breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
     router: RouteBatcher = field(init=False)
 
@@ -95,6 +117,13 @@ class Proxy:
             raise ValueError("the category policy infers categories, but the plan has no category classifier")
         self.router = RouteBatcher(self.plan)
         self.states = {e: ExpertState() for e in self.targets}
+        self.breaker = Breaker(self.targets, self.breaker_settings, self.clock)
+        if self.deadline_s is None:  # time for the slowest chain: the first round and every fallback
+            self.deadline_s = max((t.timeout_s for t in self.targets.values()), default=60.0) * (1 + self.fallbacks)
+        self.metrics.expert_state.sample = self._breaker_states
+
+    def _breaker_states(self) -> dict[tuple[tuple[str, str], ...], float]:
+        return {(("expert", e),): float(s) for e, s in self.breaker.states().items()}
 
     @property
     def intake(self) -> Intake:
@@ -114,51 +143,72 @@ class Proxy:
     async def close(self) -> None:
         await self.pools.aclose()
 
-    async def complete(self, asked: Asked) -> Reply | Streamed:
+    async def complete(self, asked: Asked, patience_s: float | None = None) -> Reply | Streamed:
+        """The reply to ``asked``; ``patience_s`` is how long the client said it will wait (it
+        shortens the deadline of a whole reply; a stream's client reads as it goes)."""
         started = time.perf_counter()
+        ends_at, client_cut = self._deadline(None if asked.stream else patience_s)
         route = await self.router.route(asked.query)
         # The routed query carries the category inferred for a request that named none.
         asked, route = self._steered(replace(asked, query=route.query), route)
         self.metrics.categories.inc((("category", str(asked.query.category)), ("source", asked.query.category_source)))
-        reply = await self._routed(asked, route, started)
+        reply = await self._routed(asked, route, started, ends_at, client_cut)
         return replace(reply, category=asked.query.category)
 
-    async def _routed(self, asked: Asked, route: Route, started: float) -> Reply | Streamed:
+    async def _routed(self, asked: Asked, route: Route, started: float, ends_at: float,
+                      client_cut: bool) -> Reply | Streamed:
         if asked.stream and (self.aggregate == "top" or len(route.chosen) == 1 or asked.n > 1):
-            return await self._stream(asked, route, started)
+            return await self._stream(asked, route, started, ends_at)
         self.metrics.in_flight.inc((), 1)
         waiting = time.perf_counter()
         try:
-            done = await dispatch(route, lambda pick: self._call(pick, asked), self.fallbacks)
+            done = await dispatch(route, lambda pick: self._call(pick, asked, self._bounds(pick, ends_at, client_cut)),
+                                  self.fallbacks, self._allow, lambda: ends_at - time.monotonic())
         finally:
             self.metrics.in_flight.inc((), -1)
-        reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting)
+        reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting, ends_at=ends_at)
         self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
         if asked.stream and reply.status == 200:
             events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
             return Streamed(_replay(events), reply.experts)
         return reply
 
+    def _deadline(self, patience_s: float | None) -> tuple[float, bool]:
+        """When the request must be answered by (``time.monotonic()``), and whether that is the
+        client's patience rather than the server's deadline."""
+        limit = self.deadline_s or math.inf
+        client_cut = patience_s is not None and patience_s < limit
+        return time.monotonic() + (patience_s if client_cut and patience_s is not None else limit), client_cut
+
+    def _bounds(self, pick: Pick, ends_at: float, client_cut: bool) -> Bounds:
+        """One call's bounds: the request's deadline or the expert's own timeout, if sooner."""
+        own = time.monotonic() + self.targets[pick.expert].timeout_s
+        return Bounds(ends_at=min(ends_at, own), first_s=self.ttft_s, max_bytes=self.max_reply_bytes,
+                      client_cut=client_cut and ends_at <= own)
+
+    def _allow(self, pick: Pick) -> bool:
+        return self.breaker.allow(pick.expert)
+
     # ------------------------------------------------------------------ whole replies
 
-    async def _call(self, pick: Pick, asked: Asked) -> Answer:
+    async def _call(self, pick: Pick, asked: Asked, bounds: Bounds) -> Answer:
         self._called(pick.expert)
         target = self.targets[pick.expert]
         try:
-            answer = await complete(self.pools.client(target), target, asked.body, endpoint=asked.endpoint,
+            answer = await complete(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
                                     n=asked.n, request_id=asked.query.id)
-        except Exception as err:
+        except BaseException as err:
             self._failed(pick.expert, err)
             raise
         self._answered(pick.expert, asked.query.category, answer.usage, answer.latency_s)
         return answer
 
-    def _reply(self, asked: Asked, done: Dispatch, upstream_s: float) -> Reply:
+    def _reply(self, asked: Asked, done: Dispatch, upstream_s: float, ends_at: float) -> Reply:
         """The reply; ``upstream_s`` is the time spent waiting for the experts, so a client can
         tell the proxy's own share of the latency."""
         failed = _failures(done)
         if not done.answered:
-            return self._no_answer(asked, done, failed)
+            return self._no_answer(asked, done, failed, ends_at)
         combined = combine(done.answered, self.aggregate, asked.n)
         self._remember(asked, combined.source.expert)
         experts = tuple(p.expert for p, _ in done.answered)
@@ -168,40 +218,51 @@ class Proxy:
         body["moe2"] = {**_about(asked), "experts": list(experts),
                         "answer_from": combined.source.expert, "aggregate": combined.how, "note": combined.note,
                         "votes": combined.votes, "weights": combined.weights, "failed": failed,
+                        "skipped": [p.expert for p in done.skipped],
                         "upstream_s": round(upstream_s, 6), "tokens_spent": summed_usage(a.usage for _, a in
                                                                                          done.answered)}
         return Reply(status=200, body=body, experts=experts)
 
-    def _no_answer(self, asked: Asked, done: Dispatch, failed: list[dict]) -> Reply:
-        """The first refusal, as the expert gave it (the client's mistake), else a 502."""
+    def _no_answer(self, asked: Asked, done: Dispatch, failed: list[dict], ends_at: float) -> Reply:
+        """The first refusal, as the expert gave it (the client's mistake); else a 503 when every
+        expert was held open by its breaker, a 504 when the deadline passed, a 502 otherwise."""
         if done.refused:
             pick, refusal = done.refused[0]
             return Reply(status=refusal.status, body={**refusal.body, "moe2": {
                 **_about(asked), "refused_by": pick.expert, "failed": failed}})
+        moe2 = {**_about(asked), "failed": failed, "skipped": [p.expert for p in done.skipped]}
+        if not done.called:
+            wait = self.breaker.retry_after()
+            payload = error_body(f"every expert of the selection is resting after failures; retry in {wait:.0f} s",
+                                 "upstream_error", "experts_resting")
+            return Reply(status=503, body={**payload, "moe2": moe2}, retry_after_s=wait)
         tried = "; ".join(f"{f['expert']}: {f['reason']}" for f in failed)
+        if time.monotonic() >= ends_at:
+            payload = error_body(f"no expert of the selection answered before the deadline ({tried})",
+                                 "upstream_error", "deadline_exceeded")
+            return Reply(status=504, body={**payload, "moe2": moe2})
         payload = error_body(f"no expert of the selection answered ({tried})", "upstream_error",
                              "experts_unavailable")
-        payload["moe2"] = {**_about(asked), "failed": failed}
-        return Reply(status=502, body=payload)
+        return Reply(status=502, body={**payload, "moe2": moe2})
 
     def _completion_id(self, asked: Asked) -> str:
         return f"{'chatcmpl' if asked.endpoint == CHAT else 'cmpl'}-moe2-{uuid.uuid4().hex}"
 
     # ------------------------------------------------------------------ streams passed through
 
-    async def _stream(self, asked: Asked, route: Route, started: float) -> Reply | Streamed:
+    async def _stream(self, asked: Asked, route: Route, started: float, ends_at: float) -> Reply | Streamed:
         """The highest-weight expert's stream, relayed as it arrives. Until its first event the
         next expert in the ranking may stand in; after it, a failure ends the stream."""
         self.metrics.in_flight.inc((), 1)
         done = Dispatch()
         try:
-            opened = await self._open_first(asked, [*route.chosen, *route.fallbacks][:1 + self.fallbacks], done)
+            opened = await self._open_first(asked, [*route.chosen, *route.fallbacks], done, ends_at)
         except BaseException:
             self.metrics.in_flight.inc((), -1)
             raise
         if opened is None:
             self.metrics.in_flight.inc((), -1)
-            reply = self._no_answer(asked, done, _failures(done))
+            reply = self._no_answer(asked, done, _failures(done), ends_at)
             self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
             return reply
         pick = done.called[-1]
@@ -211,14 +272,22 @@ class Proxy:
                                 "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)})
         return Streamed(self._relay(asked, opened, relabel, done, started), (pick.expert,))
 
-    async def _open_first(self, asked: Asked, candidates: list[Pick], done: Dispatch) -> Opened | None:
+    async def _open_first(self, asked: Asked, candidates: list[Pick], done: Dispatch, ends_at: float) -> Opened | None:
+        """The first candidate's stream that opens; experts held open are skipped, and at most
+        ``fallbacks`` failures are replaced while the deadline has time left."""
         for pick in candidates:
+            if len(done.failed) > self.fallbacks or time.monotonic() >= ends_at:
+                break
+            if not self.breaker.allow(pick.expert):
+                done.skipped.append(pick)
+                continue
             done.called.append(pick)
             self._called(pick.expert)
             target = self.targets[pick.expert]
             try:
-                return await open_stream(self.pools.client(target), target, asked.body, endpoint=asked.endpoint,
-                                         ttft_s=self.ttft_s, request_id=asked.query.id)
+                opened = await open_stream(self.pools.client(target), target, asked.body,
+                                           self._bounds(pick, ends_at, False), endpoint=asked.endpoint,
+                                           request_id=asked.query.id)
             except ClientError as err:
                 self._failed(pick.expert, err)
                 done.refused.append((pick, err))
@@ -226,6 +295,12 @@ class Proxy:
             except UpstreamFailure as err:
                 self._failed(pick.expert, err)
                 done.failed.append((pick, err))
+                continue
+            except BaseException:
+                self.breaker.abandoned(pick.expert)
+                raise
+            self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
+            return opened
         return None
 
     async def _relay(self, asked: Asked, opened: Opened, relabel: Relabel, done: Dispatch,
@@ -261,8 +336,8 @@ class Proxy:
         if self.sessions is None or asked.session is None:
             return asked, route
         expert = self.sessions.expert(asked.session)
-        state = self.states.get(expert) if expert is not None else None
-        steered = steer(route, expert) if expert is not None and state and not state.consecutive_failures else None
+        healthy = expert in self.states and not self.breaker.in_a_row(expert)
+        steered = steer(route, expert) if expert is not None and healthy else None
         if steered is None:
             return asked, route
         route, stuck = steered
@@ -281,21 +356,29 @@ class Proxy:
 
     def _answered(self, expert: str, category: str | None, usage: dict, latency_s: float) -> None:
         # A routed query's category is never None: routing infers it or refuses the query.
-        self.states[expert].consecutive_failures = 0
+        self.breaker.succeeded(expert)
         self.metrics.expert_latency.observe((("expert", expert),), latency_s)
         spent = summed_usage([usage])
         for kind in ("prompt", "completion"):
             self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
     def _failed(self, expert: str, err: BaseException) -> None:
-        if isinstance(err, ClientError):  # the request's fault, not the expert's
+        if isinstance(err, ClientError):  # the request's fault, not the expert's: it is alive
+            self.breaker.succeeded(expert)
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
             return
+        kind = getattr(err, "kind", "internal")
+        if not isinstance(err, Exception) or kind == "deadline":
+            # Cancelled (the client left, or another answer made it moot) or cut short by the
+            # client's own timeout: nothing is known of the expert, and a client must not be
+            # able to open breakers by asking for a tiny timeout.
+            self.breaker.abandoned(expert)
+            return
+        self.breaker.failed(expert)
         state = self.states[expert]
         state.failures += 1
-        state.consecutive_failures += 1
         state.last_error = getattr(err, "reason", type(err).__name__)
-        self.metrics.expert_failures.inc((("expert", expert), ("kind", getattr(err, "kind", "internal"))))
+        self.metrics.expert_failures.inc((("expert", expert), ("kind", kind)))
 
     def _account(self, query: Query, called: list[Pick], status: int, latency_s: float) -> None:
         """Count the request, and check its latency and estimated energy against the budgets."""

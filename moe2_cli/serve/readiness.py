@@ -27,8 +27,8 @@ class Readiness:
         self.proxy, self.admission, self.probe_every_s = proxy, admission, probe_every_s
         self.started = False
         self.probed: dict[str, str | None] = {}  # an expert server's base URL -> why its last probe failed
-        # Further conditions (a circuit breaker per expert, say) are appended here.
-        self.checks: list[Check] = [self._warm, self._not_draining, self._reachable]
+        # Further conditions are appended here.
+        self.checks: list[Check] = [self._warm, self._not_draining, self._reachable, self._not_all_resting]
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task | None = None
 
@@ -45,8 +45,9 @@ class Readiness:
         for expert, target in self.proxy.targets.items():
             state, error = self.proxy.states[expert], self.probed.get(target.api_base, "not probed yet")
             upstreams[expert] = {"state": "up" if error is None else "down", "error": error,
+                                 "breaker": self.proxy.breaker.state(expert).name.lower().replace("_", "-"),
                                  "calls": state.calls, "failures": state.failures,
-                                 "consecutive_failures": state.consecutive_failures,
+                                 "consecutive_failures": self.proxy.breaker.in_a_row(expert),
                                  "last_error": state.last_error}
         return {"status": "not_ready" if reasons else "ready", "reasons": reasons, "model": self.proxy.model_name,
                 "selection": self.proxy.plan.selection, "top_k": self.proxy.plan.k, "upstreams": upstreams}
@@ -86,3 +87,6 @@ class Readiness:
         if any(error is None for error in self.probed.values()):
             return None
         return "no expert's server answered its last probe"
+
+    def _not_all_resting(self) -> str | None:
+        return "every expert's circuit breaker is open" if self.proxy.breaker.all_open() else None

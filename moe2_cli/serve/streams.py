@@ -1,5 +1,6 @@
 """A streamed completion from one expert: opened, its first event awaited within the
-time-to-first-token limit, then read event by event until the total deadline.
+time-to-first-token limit, then read event by event until the total deadline, no more than the
+byte cap in all, each event strict JSON no deeper than the nesting limit.
 
 Until the first event has arrived nothing has gone to the client, so every failure up to then
 is an :class:`UpstreamFailure` (or a :class:`ClientError`) that the proxy may still hand to the
@@ -9,15 +10,18 @@ next expert; after it, a failure can only end the stream.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
+import codecs
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 
-from moe2_cli.serve.upstream import Target, UpstreamFailure, headers_for, refusal, upstream_body
+from moe2_cli.serve.requests import MalformedJSON, parse_json
+from moe2_cli.serve.upstream import Bounds, Target, UpstreamFailure, capped, read_capped, refusal, send
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the three line ends server-sent events allow
 
 
 @dataclass
@@ -28,22 +32,20 @@ class Opened:
     response: httpx.Response
     events: AsyncIterator[str]
     first: str
-    deadline: float  # time.monotonic() by which the whole stream must be read
+    bounds: Bounds
 
     async def rest(self) -> AsyncGenerator[str, None]:
         """The data of each later event; an :class:`UpstreamFailure` if the deadline passes or
         the connection breaks."""
         while True:
             try:
-                data = await asyncio.wait_for(anext(self.events), self.deadline - time.monotonic())
+                data = await asyncio.wait_for(anext(self.events), max(self.bounds.left(), 0.0))
             except StopAsyncIteration:
                 return
-            except (asyncio.TimeoutError, httpx.TimeoutException):
-                raise UpstreamFailure(self.target.expert, f"stream not finished within "
-                                      f"{self.target.timeout_s:g} s", "timeout") from None
-            except httpx.HTTPError as err:
-                raise UpstreamFailure(self.target.expert, f"stream broken ({type(err).__name__})",
-                                      "unreachable") from None
+            except asyncio.TimeoutError:
+                raise self.bounds.late(self.target.expert) from None
+            if data.strip() != "[DONE]" and not _is_json(data):
+                raise UpstreamFailure(self.target.expert, "malformed stream (an event is not JSON)", "malformed")
             yield data
 
     async def aclose(self) -> None:
@@ -51,50 +53,55 @@ class Opened:
         await self.response.aclose()
 
 
-async def open_stream(client: httpx.AsyncClient, target: Target, body: dict, *, endpoint: str,
-                      ttft_s: float | None, request_id: str | None) -> Opened:
-    """Ask ``target`` for a stream and wait for its first event."""
-    started = time.monotonic()
-    first_s = min(ttft_s or math.inf, target.timeout_s)
-    kind = "ttft_timeout" if first_s < target.timeout_s else "timeout"
-    late = UpstreamFailure(target.expert, f"no first token within {first_s:g} s", kind)
-    request = client.build_request("POST", f"{target.api_base}/{endpoint}", json=upstream_body(body, target, True),
-                                   headers=headers_for(target, request_id), timeout=target.timeout_s)
+async def open_stream(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, *, endpoint: str,
+                      request_id: str | None) -> Opened:
+    """Ask ``target`` for a stream and wait for its first event (within the time-to-first-byte
+    limit, which here bounds the first event)."""
+    first_s, is_ttfb = bounds.first_within()
+    late = (UpstreamFailure(target.expert, f"no first token within {first_s:g} s", "ttft_timeout") if is_ttfb
+            else bounds.late(target.expert))
+    first_by = time.monotonic() + first_s
+    response = await send(client, target, body, bounds, endpoint=endpoint, stream=True, request_id=request_id)
     try:
-        response = await asyncio.wait_for(client.send(request, stream=True), first_s)
-    except (asyncio.TimeoutError, httpx.TimeoutException):
-        raise late from None
-    except httpx.HTTPError as err:
-        raise UpstreamFailure(target.expert, f"unreachable ({type(err).__name__})", "unreachable") from None
-    try:
-        return await _first_event(target, response, started + first_s, started + target.timeout_s, late)
+        return await _first_event(target, response, bounds, first_by, late)
     except BaseException:
         await response.aclose()
         raise
 
 
-async def _first_event(target: Target, response: httpx.Response, first_by: float, deadline: float,
+async def _first_event(target: Target, response: httpx.Response, bounds: Bounds, first_by: float,
                        late: UpstreamFailure) -> Opened:
     if response.status_code != 200:
-        raise refusal(target, response.status_code, await response.aread())
-    events = data_of(response.aiter_lines())
+        try:
+            content = await asyncio.wait_for(read_capped(response, bounds.max_bytes, target.expert),
+                                             max(bounds.left(), 0.0))
+        except asyncio.TimeoutError:
+            raise bounds.late(target.expert) from None
+        raise refusal(target, response.status_code, content)
+    events = data_of(lines_of(capped(response, bounds.max_bytes, target.expert)))
     try:
         first = await asyncio.wait_for(anext(events), first_by - time.monotonic())
-    except (asyncio.TimeoutError, httpx.TimeoutException):
+    except asyncio.TimeoutError:
         raise late from None
     except StopAsyncIteration:
         raise UpstreamFailure(target.expert, "malformed stream (no event)", "malformed") from None
-    except httpx.HTTPError as err:
-        raise UpstreamFailure(target.expert, f"stream broken ({type(err).__name__})", "unreachable") from None
     if not _is_chunk(first):
         raise UpstreamFailure(target.expert, "malformed stream (the first event is not a chunk)", "malformed")
-    return Opened(target=target, response=response, events=events, first=first, deadline=deadline)
+    return Opened(target=target, response=response, events=events, first=first, bounds=bounds)
+
+
+def _is_json(data: str) -> bool:
+    try:
+        parse_json(data.encode())
+    except MalformedJSON:
+        return False
+    return True
 
 
 def _is_chunk(data: str) -> bool:
     try:
-        chunk = json.loads(data)
-    except ValueError:
+        chunk = parse_json(data.encode())
+    except MalformedJSON:
         return False
     return isinstance(chunk, dict) and "error" not in chunk and isinstance(chunk.get("choices"), list)
 
@@ -111,3 +118,23 @@ async def data_of(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             data = []
     if data:
         yield "\n".join(data)
+
+
+async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The lines of a byte stream (UTF-8), whichever line end it uses."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending: list[str] = []
+    async for chunk in chunks:
+        text = decoder.decode(chunk)
+        if not _LINE_BREAK.search(text):
+            pending.append(text)
+            continue
+        # A "\r" that ends a chunk may be the first half of a "\r\n": it waits for the next.
+        carry = "\r" if text.endswith("\r") else ""
+        lines = _LINE_BREAK.split("".join(pending) + text[:len(text) - len(carry)])
+        pending = [lines.pop(), carry]
+        for line in lines:
+            yield line
+    rest = "".join(pending) + decoder.decode(b"", final=True)
+    for line in _LINE_BREAK.split(rest) if rest else ():
+        yield line

@@ -3,26 +3,36 @@
 Each expert is reached at its server's ``endpoint`` with its served model id, a per-endpoint
 timeout and, when ``api_key_env`` names a variable, its bearer key. Keys are read once at start
 and never appear in a message, a log line or an error.
+
+A call is bounded in time and size whatever the expert does (:class:`Bounds`): its first byte
+must come within the time-to-first-byte limit, the whole reply by an absolute deadline, however
+slowly it drips, and the reply is read no further than a byte cap and parsed no deeper than a
+nesting limit. Past any of them the call is an :class:`UpstreamFailure` another expert may mend.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from moe2_cli.errors import Diagnostic, InputError, Moe2Error
 from moe2_cli.scenario.scenario import Scenario
+from moe2_cli.serve import DEFAULT_MAX_REPLY_BYTES
+from moe2_cli.serve.requests import MalformedJSON, parse_json
 
 # Fields of a client request that only the proxy acts on, or that would change the upstream's reply format.
-_PROXY_ONLY = ("model", "stream", "stream_options", "metadata", "extra_body")
+_PROXY_ONLY = ("model", "stream", "stream_options", "metadata", "extra_body", "timeout")
 # Upstream statuses that blame the request, not the expert: they go back to the client as they are.
 CLIENT_ERRORS = frozenset({400, 404, 413, 422})
 _ERROR_TEXT_LIMIT = 2000  # characters of a non-JSON error body kept for the client
+CONNECT_S = 5.0  # a loopback or LAN expert connects in milliseconds; a blackholed one never does
+# Compressed replies are refused: a small gzip body can inflate a thousandfold past the byte cap.
+_UPSTREAM_HEADERS = {"Accept-Encoding": "identity"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,35 @@ class Answer:
         choice = self.reply["choices"][0]
         message = choice.get("message")
         return choice["text"] if message is None else message.get("content") or ""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long and how much one call may take: its reply complete by ``ends_at``
+    (``time.monotonic()``), its first byte within ``first_s`` seconds, at most ``max_bytes`` read.
+    ``client_cut``: ``ends_at`` is the client's own patience, not the expert's limit, so running
+    out of it is not the expert's failure."""
+
+    ends_at: float
+    first_s: float | None = None
+    max_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    client_cut: bool = False
+
+    def left(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    def first_within(self) -> tuple[float, bool]:
+        """Seconds the first byte may take, and whether that is the time-to-first-byte limit
+        (rather than what is left of the whole)."""
+        left = self.left()
+        if self.first_s is not None and self.first_s < left:
+            return self.first_s, True
+        return left, False
+
+    def late(self, expert: str) -> UpstreamFailure:
+        if self.client_cut:
+            return UpstreamFailure(expert, "the client's timeout passed", "deadline")
+        return UpstreamFailure(expert, "reply not complete by the deadline", "timeout")
 
 
 class UpstreamFailure(Moe2Error):
@@ -147,33 +186,87 @@ def upstream_body(body: dict, target: Target, stream: bool = False) -> dict:
 
 
 def headers_for(target: Target, request_id: str | None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    headers = {**_UPSTREAM_HEADERS, **({"Authorization": f"Bearer {target.api_key}"} if target.api_key else {})}
     return {**headers, "X-Request-Id": request_id} if request_id else headers
 
 
-async def complete(client: httpx.AsyncClient, target: Target, body: dict, *, endpoint: str = "chat/completions",
-                   n: int = 1, request_id: str | None = None) -> Answer:
-    """One whole completion from one expert: a :class:`ClientError` when the upstream blames the
-    request, an :class:`UpstreamFailure` for anything else that is not a completion."""
-    started = time.perf_counter()
+async def send(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, *, endpoint: str,
+               stream: bool, request_id: str | None) -> httpx.Response:
+    """The expert's response with its headers read, within the time-to-first-byte limit; the
+    body is left to read (and the response to close) by the caller."""
+    left = bounds.left()
+    if left <= 0:
+        raise bounds.late(target.expert)
+    first_s, is_ttfb = bounds.first_within()
+    # httpx's own timeouts only back the deadline up: each of them restarts with every byte.
+    request = client.build_request("POST", f"{target.api_base}/{endpoint}", json=upstream_body(body, target, stream),
+                                   headers=headers_for(target, request_id),
+                                   timeout=httpx.Timeout(left, connect=min(CONNECT_S, left)))
     try:
-        response = await client.post(f"{target.api_base}/{endpoint}", json=upstream_body(body, target),
-                                     headers=headers_for(target, request_id), timeout=target.timeout_s)
-    except httpx.TimeoutException:
-        raise UpstreamFailure(target.expert, f"no answer within {target.timeout_s:g} s", "timeout") from None
+        return await asyncio.wait_for(client.send(request, stream=True), first_s)
+    except (asyncio.TimeoutError, httpx.TimeoutException):
+        if is_ttfb:
+            raise UpstreamFailure(target.expert, f"no first byte within {first_s:g} s", "ttft_timeout") from None
+        raise bounds.late(target.expert) from None
     except httpx.HTTPError as err:
         raise UpstreamFailure(target.expert, f"unreachable ({type(err).__name__})", "unreachable") from None
-    latency = time.perf_counter() - started
-    if response.status_code != 200:
-        raise refusal(target, response.status_code, response.content)
+
+
+async def capped(response: httpx.Response, limit: int, expert: str) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive, until more than ``limit`` have come: then an
+    :class:`UpstreamFailure` (so memory holds at most ``limit`` of one reply)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UpstreamFailure(expert, f"reply of {declared} bytes, over the {limit}-byte cap", "too_large")
+    size = 0
     try:
-        reply = response.json()
-    except ValueError:
-        raise UpstreamFailure(target.expert, "malformed reply (not JSON)", "malformed") from None
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamFailure(expert, f"reply over the {limit}-byte cap", "too_large")
+            yield chunk
+    except httpx.TimeoutException:
+        raise UpstreamFailure(expert, "reply stalled", "timeout") from None
+    except httpx.HTTPError as err:
+        raise UpstreamFailure(expert, f"reply broken ({type(err).__name__})", "unreachable") from None
+
+
+async def read_capped(response: httpx.Response, limit: int, expert: str) -> bytes:
+    return b"".join([chunk async for chunk in capped(response, limit, expert)])
+
+
+async def complete(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, *,
+                   endpoint: str = "chat/completions", n: int = 1, request_id: str | None = None) -> Answer:
+    """One whole completion from one expert, within ``bounds``: a :class:`ClientError` when the
+    upstream blames the request, an :class:`UpstreamFailure` for anything else that is not a
+    completion."""
+    started = time.perf_counter()
+    left = bounds.left()
+    try:
+        status, content = await asyncio.wait_for(_fetch(client, target, body, bounds, endpoint, request_id),
+                                                 max(left, 0.0))
+    except asyncio.TimeoutError:
+        raise bounds.late(target.expert) from None
+    latency = time.perf_counter() - started
+    if status != 200:
+        raise refusal(target, status, content)
+    try:
+        reply = parse_json(content)
+    except MalformedJSON as err:
+        raise UpstreamFailure(target.expert, f"malformed reply ({err})", "malformed") from None
     problem = reply_problem(reply, chat=endpoint == "chat/completions", n=n)
     if problem:
         raise UpstreamFailure(target.expert, f"malformed reply ({problem})", "malformed")
     return Answer(reply=reply, latency_s=latency)
+
+
+async def _fetch(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, endpoint: str,
+                 request_id: str | None) -> tuple[int, bytes]:
+    response = await send(client, target, body, bounds, endpoint=endpoint, stream=False, request_id=request_id)
+    try:
+        return response.status_code, await read_capped(response, bounds.max_bytes, target.expert)
+    finally:
+        await response.aclose()
 
 
 def refusal(target: Target, status: int, content: bytes) -> ClientError | UpstreamFailure:
@@ -182,8 +275,8 @@ def refusal(target: Target, status: int, content: bytes) -> ClientError | Upstre
     if status not in CLIENT_ERRORS:
         return UpstreamFailure(target.expert, f"HTTP {status}", "http")
     try:
-        body = json.loads(content)
-    except ValueError:
+        body = parse_json(content)
+    except MalformedJSON:
         body = None
     if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
         text = content.decode("utf-8", "replace")[:_ERROR_TEXT_LIMIT] or f"HTTP {status}"

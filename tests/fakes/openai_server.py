@@ -4,7 +4,9 @@ It speaks ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/compl
 (streaming and not), serves any number of model ids, and answers each with a configured delay
 and answer, honouring ``tools``, ``n``, ``logprobs`` and ``max_tokens`` (see
 :mod:`tests.fakes.openai_replies`). A model can be made to fail with any HTTP status, to hang
-before its first byte, to stall after its first token, or to send a malformed reply; a
+before its first byte, to stall after its first token, to send a malformed reply, to drip its
+reply a byte at a time, to send a reply of any size (never held in memory) or one nested
+deeper than any parser allows; a
 ``temperature`` above 2 is refused with OpenAI's 400. A closed port (``unused_url``) stands in
 for a server that refuses connections. It is test code on a real socket, not a mock of the client.
 
@@ -14,6 +16,7 @@ for a server that refuses connections. It is test code on a real socket, not a m
 Run it by hand to try ``moe2 serve`` or ``moe2 measure`` without GPUs::
 
     python -m tests.fakes.openai_server --port 8081 --model qwen=0.05:B --model llama=0.08:C [--token-delay 0.01]
+        [--fail qwen=drip] [--drip 1.0]
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class FakeModel:
     """How one served model behaves. ``answer`` is the reply, or a function of the prompt;
     ``delay_s`` passes before the first token and ``token_delay_s`` after each token; ``fail``
     is None, an HTTP status ("500", "400", ...), "hang" (before the first byte), "stall" (after
-    the first token) or "garbage" (a 200 that is not a completion). ``uses_tools``: answer
+    the first token), "garbage" (a 200 that is not a completion), "drip" (a 200 whose body comes
+    one byte every ``drip_s`` seconds, for an hour), "huge" (a 200 of ``huge_bytes`` bytes,
+    generated as it is sent) or "deep" (a 200 whose JSON nests 100,000 deep). ``uses_tools``: answer
     offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do);
     ``hold``: a stream waits after its first token until the test sets this event; ``gate``: every
     reply, whole or streamed, waits before its first byte until the test sets this event."""
@@ -56,6 +61,8 @@ class FakeModel:
     ignores_n: bool = False
     hold: threading.Event | None = None
     gate: threading.Event | None = None
+    drip_s: float = 1.0
+    huge_bytes: int = 1 << 30
 
     def reply(self, prompt: str) -> str:
         return self.answer(prompt) if callable(self.answer) else self.answer
@@ -174,6 +181,9 @@ class FakeOpenAI:
             await asyncio.sleep(3600)
         if model.fail == "garbage":
             return PlainTextResponse("<html>gateway says hello</html>")
+        if model.fail in _HOSTILE:
+            media = "text/event-stream" if body.get("stream") else "application/json"
+            return StreamingResponse(_HOSTILE[model.fail](model, bool(body.get("stream"))), media_type=media)
         if model.fail is not None and model.fail.isdigit():
             return JSONResponse({"error": {"message": f"the fake says {model.fail}", "type": "fake_error",
                                            "param": None, "code": None}}, status_code=int(model.fail))
@@ -225,6 +235,29 @@ class FakeOpenAI:
         self._thread.join(timeout=10)
 
 
+async def _drip(model: FakeModel, stream: bool):
+    """A reply that never ends in time: one byte every ``drip_s`` seconds."""
+    for byte in ('data: {"choices": [' if stream else '{"choices": [') + " " * 3600:
+        yield byte
+        await asyncio.sleep(model.drip_s)
+
+
+async def _huge(model: FakeModel, stream: bool):
+    """``huge_bytes`` of one JSON string that never closes, 64 KiB at a time (no length declared)."""
+    yield 'data: {"choices": [], "x": "' if stream else '{"choices": [{"message": {"content": "'
+    block = "x" * (64 << 10)
+    for _ in range(model.huge_bytes // len(block)):
+        yield block
+
+
+async def _deep(model: FakeModel, stream: bool):
+    depth = 100_000
+    yield ("data: " if stream else "") + '{"choices": ' + "[" * depth + "]" * depth + "}" + ("\n\n" if stream else "")
+
+
+_HOSTILE = {"drip": _drip, "huge": _huge, "deep": _deep}
+
+
 def _parse_model(spec: str, token_delay_s: float = 0.0) -> tuple[str, FakeModel]:
     """``NAME=DELAY:ANSWER``, e.g. ``qwen=0.05:B``."""
     name, _, rest = spec.partition("=")
@@ -237,8 +270,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model", action="append", default=[], help="NAME=DELAY_S:ANSWER (repeatable)")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds after each streamed token")
+    parser.add_argument("--fail", action="append", default=[], help="NAME=HOW: a model that fails (hang, drip, "
+                                                                      "huge, deep, garbage or an HTTP status)")
+    parser.add_argument("--drip", type=float, default=1.0, help="seconds between the bytes of a dripping reply")
     args = parser.parse_args(argv)
     models = dict(_parse_model(spec, args.token_delay) for spec in args.model) or {"fake": FakeModel()}
+    for spec in args.fail:
+        name, _, how = spec.partition("=")
+        models[name].fail, models[name].drip_s = how, args.drip
     with FakeOpenAI(models, port=args.port) as server:
         print(f"serving {', '.join(models)} at {server.url}", flush=True)
         try:

@@ -102,7 +102,8 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
                   bounds: Bounds | None = None, grace_s: float = 2.0, header_timeout_s: float = HEADER_TIMEOUT_S,
                   **options):
     """The proxy under uvicorn, as ``moe2 serve`` runs it, on 127.0.0.1 in a thread; yields
-    (base URL, proxy). ``options`` go to :class:`Proxy` (the category policy, ``route_on``, sessions)."""
+    (base URL, proxy). ``options`` go to :class:`Proxy` (the category policy, ``route_on``,
+    sessions, deadline, byte cap, breaker, clock)."""
     with running_server(plan, aggregate=aggregate, fallbacks=fallbacks, api_key=api_key, max_body=max_body,
                         timeout_s=timeout_s, ttft_s=ttft_s, log=log, bounds=bounds, grace_s=grace_s,
                         header_timeout_s=header_timeout_s, **options) as (url, server):
