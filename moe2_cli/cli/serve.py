@@ -54,8 +54,8 @@ def serve(
                                                                      "(streams are sent once the votes are in).")]
     = Aggregate.top,
     api_key_env: Annotated[str | None, typer.Option(
-        "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz, the key "
-                              "being this environment variable's value.")] = None,
+        "--api-key-env", help="Require 'Authorization: Bearer <key>' on every route but /healthz and "
+                              "/readyz, the key being this environment variable's value.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body in bytes (413 above).")]
     = DEFAULT_MAX_BODY,
     timeout: Annotated[float | None, typer.Option(
@@ -98,7 +98,8 @@ def serve(
                                      "S and did not fail its last call.")] = False,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
-    GET /v1/models, /healthz (alive), /readyz (ready: warm and not draining) and /metrics.
+    GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
+    not every circuit breaker open) and /metrics.
 
     On SIGTERM or SIGINT it drains: new requests get a 503, those in flight get --grace seconds,
     and any still running then are answered with a 503. Exit status: 0 when none had to be cut,

@@ -306,7 +306,7 @@ def reply_problem(reply: object, *, chat: bool, n: int) -> str | None:
 
 
 async def probe(client: httpx.AsyncClient, target: Target, timeout_s: float = 2.0) -> str | None:
-    """None when the expert's server lists models, else why not (for ``/healthz``)."""
+    """None when the expert's server lists models, else why not (for ``/readyz``)."""
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     try:
         response = await client.get(f"{target.api_base}/models", headers=headers, timeout=timeout_s)
