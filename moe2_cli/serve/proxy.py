@@ -3,7 +3,8 @@ expert's stream passed through), aggregation, and the request's latency, tokens 
 energy against its budgets.
 
 The proxy knows nothing of HTTP framing (that is :mod:`moe2_cli.serve.app`); it turns a parsed
-request into a :class:`Reply` or a :class:`Streamed` and keeps the counters ``/metrics`` shows.
+request into a :class:`Reply` or a :class:`Streamed`, keeps the counters ``/metrics`` shows and
+hands each request's account to the request log, if there is one.
 The reply is the answering expert's own (tool calls, finish reason, logprobs, usage), under the
 served model's name, with a ``moe2`` field saying who answered, the category and where it came
 from, and whether the conversation's expert was kept (stickiness).

@@ -120,7 +120,7 @@ class Gated:
     """A sink whose first write waits until the test opens the gate."""
 
     def __init__(self):
-        self.entered, self.gate, self.data = threading.Event(), threading.Event(), []
+        self.entered, self.gate, self.closed, self.data = threading.Event(), threading.Event(), threading.Event(), []
 
     def write(self, data: bytes) -> None:
         self.entered.set()
@@ -131,7 +131,7 @@ class Gated:
         pass
 
     def close(self) -> None:
-        pass
+        self.closed.set()
 
 
 def test_a_full_queue_drops_and_counts_lines():
@@ -156,6 +156,8 @@ def test_a_full_queue_costs_no_request(base_plan, tmp_path):
         replies += [httpx.post(url + CHAT, json=ask(f"poetry {i}", metadata={"category": "mcq"})) for i in range(3)]
         counts = log_counts(url)
         sink.gate.set()
+    assert sink.closed.is_set(), "the server's shutdown closes the log"
+    assert [json.loads(d)["status"] for d in sink.data] == [200, 200]
     assert [r.status_code for r in replies] == [200] * 4
     assert counts == {"written": 0, "dropped": 2}  # one line held by the writer, one queued
 
