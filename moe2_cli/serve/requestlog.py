@@ -24,6 +24,9 @@ from moe2_cli.serve.intake import Asked
 LOG_NAME = "requests.jsonl"
 KEEP_FILES = 5  # the file written and the four before it
 QUEUE_LINES = 10_000  # records waiting for the writer before new ones are dropped
+# The writer wakes at most this often, and then writes what has queued up. Woken for every line,
+# it would take the interpreter lock from the event loop once per request.
+BATCH_S = 0.1
 _STOP = object()
 
 
@@ -121,13 +124,15 @@ class RequestLog:
     """Records in, JSON lines out on a writer thread; :meth:`counts` says how many lines were
     written and dropped (``/metrics`` shows them)."""
 
-    def __init__(self, sink: Sink, with_text: bool = False, queue_lines: int = QUEUE_LINES):
-        self.sink, self.with_text = sink, with_text
+    def __init__(self, sink: Sink, with_text: bool = False, queue_lines: int = QUEUE_LINES,
+                 batch_s: float = BATCH_S):
+        self.sink, self.with_text, self.batch_s = sink, with_text, batch_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_lines)
         self._lock = threading.Lock()  # the counts change on both the event loop and the writer
         self._counts = {"written": 0, "dropped": 0}
         self._pending = 0  # lines written to the sink since its last flush
         self._closed = False
+        self._closing = threading.Event()  # cuts the writer's wait short
         self._thread = threading.Thread(target=self._drain, name="moe2-request-log", daemon=True)
         self._thread.start()
 
@@ -146,6 +151,7 @@ class RequestLog:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         self._queue.put(_STOP)
         self._thread.join()
 
@@ -158,11 +164,16 @@ class RequestLog:
             self._counts[outcome] += lines
 
     def _drain(self) -> None:
-        while (record := self._queue.get()) is not _STOP:
-            self._put((json.dumps(record, ensure_ascii=False) + "\n").encode())
-            if self._queue.empty():  # flush once a burst is written, not line by line
-                self._settle(self.sink.flush)
-        self._settle(self.sink.flush)
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]  # an idle server's writer sleeps here
+            self._closing.wait(self.batch_s)
+            while batch[-1] is not _STOP and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stopping = batch[-1] is _STOP
+            for record in batch[:-1] if stopping else batch:
+                self._put((json.dumps(record, ensure_ascii=False) + "\n").encode())
+            self._settle(self.sink.flush)
         self._settle(self.sink.close)
 
     def _put(self, line: bytes) -> None:
