@@ -122,7 +122,6 @@ def serve(
     from moe2_cli.serve.categories import parse_policy
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
-    from moe2_cli.serve.requestlog import open_log
     from moe2_cli.serve.server import Options, bind, grace_seconds, warm_up
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.sessions import Sessions
@@ -138,7 +137,7 @@ def serve(
     policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
-    request_log = None if log is None else open_log(log, log_max_mb, with_text=log_text)
+    request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
@@ -160,6 +159,17 @@ def serve(
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,
                                     api_key=key, max_body=max_body))
+
+
+def _request_log(directory: Path, max_mb: float, with_text: bool):
+    from moe2_cli.serve.requestlog import open_log
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--log {directory}: not a directory")
+    try:
+        return open_log(directory, max_mb, with_text=with_text)
+    except OSError as err:
+        raise UsageError(f"--log {directory}: cannot write a log there ({err.strerror or err})") from None
 
 
 def _check_seconds(flag: str, seconds: float | None) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from moe2_cli.errors import UsageError
 from moe2_cli.serve.intake import Asked
 
 LOG_NAME = "requests.jsonl"
@@ -204,14 +203,7 @@ class RequestLog:
             pass
 
 
-def open_log(directory: str | Path, max_mb: float, with_text: bool = False) -> RequestLog:
-    """The request log in ``directory`` (made if missing); a :class:`UsageError` if it cannot be."""
-    where = Path(directory)
-    if where.exists() and not where.is_dir():
-        raise UsageError(f"--log {where}: not a directory")
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        sink = RotatingFile(where, max(1, int(max_mb * 1024 * 1024)))
-    except OSError as err:
-        raise UsageError(f"--log {where}: cannot write there ({err.strerror or err})") from None
-    return RequestLog(sink, with_text=with_text)
+def open_log(directory: Path, max_mb: float, with_text: bool = False) -> RequestLog:
+    """The request log in ``directory`` (made if missing); an ``OSError`` if it cannot be written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return RequestLog(RotatingFile(directory, max(1, int(max_mb * 1024 * 1024))), with_text=with_text)

@@ -194,5 +194,8 @@ def test_a_log_directory_that_is_a_file_stops_serve_at_start(run_cli, tmp_path):
     bad = run_cli("serve", scenario, "--selection", selection, "--port", "0", "--log", taken)
     assert bad.exit_code == 2 and bad.stdout == ""
     assert bad.stderr == f"moe2: --log {taken}: not a directory\n"
+    below = run_cli("serve", scenario, "--selection", selection, "--port", "0", "--log", taken / "sub")
+    assert below.exit_code == 2
+    assert below.stderr == f"moe2: --log {taken / 'sub'}: cannot write a log there (Not a directory)\n"
     small = run_cli("serve", scenario, "--selection", selection, "--log", tmp_path / "d", "--log-max-mb", "0")
     assert small.exit_code == 2 and small.stderr == "moe2: --log-max-mb must be a finite number > 0 (got 0.0)\n"
