@@ -20,6 +20,9 @@ registry :data:`SCENARIOS` is where more are added):
 - ``overhead``: ``--concurrency`` clients (100 in the acceptance run) through this tree's proxy
   and, with ``--baseline DIR`` (an export of an earlier commit), through that one's, in
   alternating blocks against the same experts; the p50 overheads are compared.
+- ``log``: the ``load`` scenario's requests, ``--concurrency`` at a time, through a proxy without
+  ``--log`` and one with ``--log DIR``, in alternating blocks (:mod:`serve_log`); the throughputs
+  and latencies are compared.
 
 The suite reports per scenario: answered, 503 (each with ``Retry-After``), errors, resets, p50
 and p99 latency of answered requests, the proxy's peak RSS, and the /healthz p99 during the run.
@@ -29,6 +32,7 @@ and p99 latency of answered requests, the proxy's peak RSS, and the /healthz p99
     python benchmarks/serve_load.py --scenario overload --scenario sigterm [--clients 2000]
     python benchmarks/serve_load.py --scenario overhead --concurrency 100 --baseline DIR
     python benchmarks/serve_load.py --scenario faults --requests 200 --concurrency 4 [--timeout 5]
+    python benchmarks/serve_load.py --scenario log --requests 4000 --concurrency 100
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import httpx
 import numpy as np
 from serve_faults import faults
 from serve_holds import Row, overhead, overload, sigterm, table
+from serve_log import logged
 from serve_stack import (
     FAKES,
     cpu_seconds,
@@ -169,7 +174,7 @@ def report_throughput(args, results, lost, wall, cpu, overruns, straight) -> Non
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], list[Row]]] = {
     "load": throughput, "stream": streams, "overload": overload, "sigterm": sigterm, "overhead": overhead,
-    "faults": faults}
+    "faults": faults, "log": logged}
 
 
 def main() -> None:

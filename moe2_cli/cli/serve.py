@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -96,6 +97,14 @@ def serve(
         "--sticky/--no-sticky", help="Send a conversation's later turns (named by the X-Moe2-Session header or "
                                      "the body's 'user') to the expert that answered it, while that expert is in "
                                      "S and did not fail its last call.")] = False,
+    log: Annotated[Path | None, typer.Option(
+        "--log", help="Write one JSON line per completion request to DIR/requests.jsonl (made if missing): id, "
+                      "time, category, experts, status, latency, tokens, estimated energy and budget overruns; "
+                      "a line that cannot be written is dropped and counted, the request still answered.")] = None,
+    log_max_mb: Annotated[float, typer.Option(
+        "--log-max-mb", help="Size in MB at which the request log rotates (5 files are kept).")] = 100.0,
+    log_text: Annotated[bool, typer.Option(
+        "--log-text/--no-log-text", help="Also log each request's prompt and answer text.")] = False,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -121,11 +130,14 @@ def serve(
     waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
     for flag, seconds in waits.items():
         _check_seconds(flag, seconds)
+    if not 0 < log_max_mb < math.inf:
+        raise UsageError(f"--log-max-mb must be a finite number > 0 (got {log_max_mb})")
     key = _api_key(api_key_env)
     choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
     policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
-    # Endpoints, keys and the port are checked before the router is fitted: a typo costs no waiting.
+    # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
+    request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
@@ -136,7 +148,7 @@ def serve(
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
-                  max_reply_bytes=max_upstream_bytes,
+                  max_reply_bytes=max_upstream_bytes, request_log=request_log,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
@@ -147,6 +159,17 @@ def serve(
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,
                                     api_key=key, max_body=max_body))
+
+
+def _request_log(directory: Path, max_mb: float, with_text: bool):
+    from moe2_cli.serve.requestlog import open_log
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--log {directory}: not a directory")
+    try:
+        return open_log(directory, max_mb, with_text=with_text)
+    except OSError as err:
+        raise UsageError(f"--log {directory}: cannot write a log there ({err.strerror or err})") from None
 
 
 def _check_seconds(flag: str, seconds: float | None) -> None:

@@ -30,6 +30,13 @@ class Relabel:
     wants_usage: bool
     moe2: dict | None
     usage: dict = field(default_factory=dict)
+    texts: dict[int, list[str]] | None = None  # each choice's pieces, kept only when asked for
+
+    def answer(self) -> list[str | None] | None:
+        """Each choice's text so far, by index, when ``texts`` are kept."""
+        if self.texts is None:
+            return None
+        return ["".join(self.texts[i]) for i in sorted(self.texts)]
 
     def __call__(self, data: str) -> str | None:
         """The event to send for one upstream event's data, or None to send nothing."""
@@ -43,6 +50,8 @@ class Relabel:
             return None
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        if self.texts is not None:
+            _keep(self.texts, chunk)
         if not self.wants_usage:
             chunk.pop("usage", None)
             if chunk.get("choices") == []:
@@ -51,6 +60,17 @@ class Relabel:
         if self.moe2 is not None:
             chunk["moe2"], self.moe2 = self.moe2, None
         return event(chunk)
+
+
+def _keep(texts: dict[int, list[str]], chunk: dict) -> None:
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        index = choice.get("index", 0)
+        if isinstance(piece, str) and isinstance(index, int):
+            texts.setdefault(index, []).append(piece)
 
 
 def told_as_chunks(reply: dict, wants_usage: bool, chat: bool) -> list[str]:

@@ -92,10 +92,13 @@ class Metrics:
                                  "category came from (given, inferred from the text, or the default).", "counter")
         self.sticky = Family("moe2_sticky_turns_total", "Turns sent to their conversation's expert, by whether the "
                              "router ranked that expert first (agreed) or another (overrode).", "counter")
+        self.log_lines = Family("moe2_log_lines_total", "Lines of the request log (--log) written, and dropped "
+                                "(the writer's queue was full or the disk failed); the requests were answered.",
+                                "counter")
         self.in_flight.inc((), 0.0)
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
-                    self.categories, self.sticky)
+                    self.categories, self.sticky, self.log_lines)
         return "\n".join(line for f in families for line in f.render()) + "\n"

@@ -3,7 +3,8 @@ expert's stream passed through), aggregation, and the request's latency, tokens 
 energy against its budgets.
 
 The proxy knows nothing of HTTP framing (that is :mod:`moe2_cli.serve.app`); it turns a parsed
-request into a :class:`Reply` or a :class:`Streamed` and keeps the counters ``/metrics`` shows.
+request into a :class:`Reply` or a :class:`Streamed`, keeps the counters ``/metrics`` shows and
+hands each request's account to the request log, if there is one.
 The reply is the answering expert's own (tool calls, finish reason, logprobs, usage), under the
 served model's name, with a ``moe2`` field saying who answered, the category and where it came
 from, and whether the conversation's expert was kept (stickiness).
@@ -17,6 +18,7 @@ skipped for the next in the ranking. When no expert answers: 503 if every one wa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -36,7 +38,7 @@ from moe2_cli.serve.dispatch import Dispatch, dispatch
 from moe2_cli.serve.intake import CHAT, Asked, Intake
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
-from moe2_cli.serve.queries import Query
+from moe2_cli.serve.requestlog import RequestLog, Served, entry
 from moe2_cli.serve.routing import Pick, Route
 from moe2_cli.serve.sessions import Sessions, steer
 from moe2_cli.serve.streams import Opened, open_stream
@@ -107,6 +109,7 @@ class Proxy:
     category_policy: CategoryPolicy = field(default_factory=CategoryPolicy)
     route_on: str = DEFAULT_ROUTE_ON
     sessions: Sessions | None = None  # None: no stickiness
+    request_log: RequestLog | None = None  # None: no line per request
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -121,6 +124,8 @@ class Proxy:
         if self.deadline_s is None:  # time for the slowest chain: the first round and every fallback
             self.deadline_s = max((t.timeout_s for t in self.targets.values()), default=60.0) * (1 + self.fallbacks)
         self.metrics.expert_state.sample = self._breaker_states
+        if self.request_log is not None:
+            self.metrics.log_lines.sample = self.request_log.counts
 
     def _breaker_states(self) -> dict[tuple[tuple[str, str], ...], float]:
         return {(("expert", e),): float(s) for e, s in self.breaker.states().items()}
@@ -142,6 +147,8 @@ class Proxy:
 
     async def close(self) -> None:
         await self.pools.aclose()
+        if self.request_log is not None:  # its writer drains the queue and flushes: off the event loop
+            await asyncio.to_thread(self.request_log.close)
 
     async def complete(self, asked: Asked, patience_s: float | None = None) -> Reply | Streamed:
         """The reply to ``asked``; ``patience_s`` is how long the client said it will wait (it
@@ -167,7 +174,8 @@ class Proxy:
         finally:
             self.metrics.in_flight.inc((), -1)
         reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting, ends_at=ends_at)
-        self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
+        latency_s = time.perf_counter() - started
+        self._account(asked, done.called, reply.status, latency_s, self._served(asked, reply, latency_s))
         if asked.stream and reply.status == 200:
             events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
             return Streamed(_replay(events), reply.experts)
@@ -263,14 +271,16 @@ class Proxy:
         if opened is None:
             self.metrics.in_flight.inc((), -1)
             reply = self._no_answer(asked, done, _failures(done), ends_at)
-            self._account(asked.query, done.called, reply.status, time.perf_counter() - started)
+            self._account(asked, done.called, reply.status, time.perf_counter() - started, Served())
             return reply
+        ttft_s = time.perf_counter() - started
         pick = done.called[-1]
         self._remember(asked, pick.expert)
         relabel = Relabel(id=self._completion_id(asked), model=self.model_name, wants_usage=asked.wants_usage,
                           moe2={**_about(asked), "experts": [pick.expert],
-                                "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)})
-        return Streamed(self._relay(asked, opened, relabel, done, started), (pick.expert,))
+                                "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)},
+                          texts={} if self._logs_text else None)
+        return Streamed(self._relay(asked, opened, relabel, done, started, ttft_s), (pick.expert,))
 
     async def _open_first(self, asked: Asked, candidates: list[Pick], done: Dispatch, ends_at: float) -> Opened | None:
         """The first candidate's stream that opens; experts held open are skipped, and at most
@@ -304,7 +314,7 @@ class Proxy:
         return None
 
     async def _relay(self, asked: Asked, opened: Opened, relabel: Relabel, done: Dispatch,
-                     started: float) -> AsyncIterator[str]:
+                     started: float, ttft_s: float) -> AsyncIterator[str]:
         expert = opened.target.expert
         rest = opened.rest()
         try:
@@ -325,7 +335,9 @@ class Proxy:
             await rest.aclose()
             await opened.aclose()
             self.metrics.in_flight.inc((), -1)
-            self._account(asked.query, done.called, 200, time.perf_counter() - started)
+            served = Served(answer_from=expert, usage=relabel.usage, tokens_spent=summed_usage([relabel.usage]),
+                            ttft_s=ttft_s, answer=relabel.answer())
+            self._account(asked, done.called, 200, time.perf_counter() - started, served)
 
     # ------------------------------------------------------------------ sessions
 
@@ -380,21 +392,37 @@ class Proxy:
         state.last_error = getattr(err, "reason", type(err).__name__)
         self.metrics.expert_failures.inc((("expert", expert), ("kind", kind)))
 
-    def _account(self, query: Query, called: list[Pick], status: int, latency_s: float) -> None:
-        """Count the request, and check its latency and estimated energy against the budgets."""
-        inst, budgets = self.plan.scenario.instance, self.plan.budgets
+    @property
+    def _logs_text(self) -> bool:
+        return self.request_log is not None and self.request_log.with_text
+
+    def _served(self, asked: Asked, reply: Reply, latency_s: float) -> Served:
+        """A whole reply, for the log; a stream told from it has its first token at the end."""
+        moe2, usage = reply.body.get("moe2", {}), reply.body.get("usage")
+        answer = [_text(choice) for choice in reply.body.get("choices", [])] if self._logs_text else None
+        return Served(answer_from=moe2.get("answer_from"), usage=usage if isinstance(usage, dict) else None,
+                      tokens_spent=moe2.get("tokens_spent"), ttft_s=latency_s if asked.stream else None,
+                      answer=answer if reply.status == 200 else None)
+
+    def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
+        """Count the request, check its latency and estimated energy against the budgets, and
+        log it."""
+        query, inst, budgets = asked.query, self.plan.scenario.instance, self.plan.budgets
         c = inst.categories.index(query.category)
-        energy = float(sum(inst.energy_j[p.index, c] for p in called))
+        energy_j = {p.expert: float(inst.energy_j[p.index, c]) for p in called}
+        energy = sum(energy_j.values())
         category = (("category", query.category),)
         self.metrics.requests.inc((*category, ("status", str(status))))
         self.metrics.latency.observe(category, latency_s)
         self.metrics.energy.inc(category, energy)
         checks = (("latency", latency_s, budgets.latency_s[c]), ("energy", energy, budgets.energy_j[c]))
-        for resource, used, cap in checks:
-            if cap is not None and used > cap:
-                self.metrics.overruns.inc((*category, ("resource", resource)))
-                self.log("budget_overrun", request=query.id, category=query.category, resource=resource,
-                         used=round(used, 6), budget=cap, experts=[p.expert for p in called])
+        overruns = [{"resource": r, "used": round(used, 6), "budget": cap} for r, used, cap in checks
+                    if cap is not None and used > cap]
+        for over in overruns:
+            self.metrics.overruns.inc((*category, ("resource", over["resource"])))
+            self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
+        if self.request_log is not None:
+            self.request_log.write(entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text))
 
 
 def _about(asked: Asked) -> dict:
@@ -404,6 +432,12 @@ def _about(asked: Asked) -> dict:
     return {"category": query.category, "category_source": query.category_source,
             "category_probability": None if probability is None else round(probability, 4),
             "sticky": None if stuck is None else {"expert": stuck.expert, "overrode_router": stuck.overrode}}
+
+
+def _text(choice: dict) -> str | None:
+    """A choice's text: a chat message's content or a completion's text."""
+    message = choice.get("message")
+    return message.get("content") if isinstance(message, dict) else choice.get("text")
 
 
 def _failures(done: Dispatch) -> list[dict]:

@@ -4,6 +4,7 @@ before any training, with one line and exit 2."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -112,6 +113,15 @@ def test_sigterm_stops_accepting_and_lets_requests_in_flight_finish(tmp_path):
     assert [getattr(r, "status_code", r) for r in replies] == [200] * IN_FLIGHT
     assert all(r.json()["choices"][0]["message"]["content"] == "held" for r in replies)
     assert "Traceback" not in stderr
+
+
+def test_the_requests_answered_during_the_drain_are_in_the_log_once_serve_exits(tmp_path):
+    directory = tmp_path / "log"  # made by serve
+    replies, code, stderr = _sigterm_with_requests_held(tmp_path, True, "--grace", "30", "--log", str(directory))
+    assert code == 0, stderr
+    records = [json.loads(line) for line in (directory / "requests.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(r.headers["x-request-id"] for r in replies)
+    assert {r["status"] for r in records} == {200} and len(records) == IN_FLIGHT
 
 
 def test_past_the_grace_requests_still_running_get_a_503_and_the_exit_status_says_so(tmp_path):
