@@ -90,7 +90,7 @@ def read_mix(mix: str | Path | Mapping, instance: Instance, read_table) -> Mix:
     YAML/JSON file holding one, or an outcome file (read by ``read_table``) as :func:`mix_of`
     gives it."""
     if isinstance(mix, Mapping):
-        return mapping_mix(dict(mix), "mix", lambda where, message: UsageError(message, "mix"))
+        return mapping_mix(dict(mix), "mix", lambda where, message: UsageError(f"is not a valid mix: {message}", "mix"))
     path = Path(mix)
     if path.suffix.lower() in _MAPPING_SUFFIXES:
         value, marks = to_python(read_yaml(path), str(path))
@@ -147,8 +147,8 @@ def weighting(mix: Mix | None, table: Outcomes, instance_shares) -> Weighting:
     unseen = {k: v for k, v in wanted.items() if k not in seen and v > 0}
     covered = sum(v for k, v in wanted.items() if k in seen)
     if covered <= 0:
-        raise UsageError(f"no {kind} with a positive share in the mix occurs in the training outcomes "
-                         f"(they have: {', '.join(seen)})", "mix")
+        raise UsageError(f"has no {kind} with a positive share that the training outcomes have (they have: "
+                         f"{', '.join(seen)})", "mix")
     index = {name: i for i, name in enumerate(seen)}
     strata = np.array([index.get(label, len(seen)) if label is not None else len(seen) for label in labels])
     shares = np.array([wanted.get(name, 0.0) / covered for name in seen] + [0.0])

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from moe2_cli import api
 from tests.conftest import ROOT
 
 
@@ -61,7 +62,7 @@ def test_an_outcome_file_as_the_mix_gives_its_tag_shares(run_cli, data):
     ("tags: {gsm8k: -1}\n", "finite number >= 0"),
     ("tags: {gsm8k: .nan}\n", "finite number >= 0"),
     ("tags: {gsm8k: 0}\n", "must not all be 0"),
-    ("tags: {nosuch: 1}\n", "no tag with a positive share"),
+    ("tags: {nosuch: 1}\n", "no tag with a positive share that the training"),
     ("tags: {gsm8k: 1\n", "mix.yaml"),
 ])
 def test_a_bad_mix_is_one_line_and_exit_2(run_cli, data, tmp_path, text, message):
@@ -75,6 +76,13 @@ def test_a_bad_mix_is_one_line_and_exit_2(run_cli, data, tmp_path, text, message
 def test_a_missing_mix_file_is_one_line_and_exit_2(run_cli, data, tmp_path):
     result = run_cli("select", data / "scenario.yaml", "--mix", tmp_path / "nowhere.yaml")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+
+
+def test_the_api_takes_a_mix_mapping(data):
+    record = api.select(data / "scenario.yaml", folds=3, timing=False, mix={"categories": {"math": 1.0}})
+    assert record["mix"]["by"] == "category" and record["mix"]["shares"]["math"] == 1.0
+    with pytest.raises(ValueError, match="mix is not a valid mix: share of category 'math'"):
+        api.select(data / "scenario.yaml", folds=3, mix={"categories": {"math": "a lot"}})
 
 
 def _degraded(data, tmp_path, llms) -> str:

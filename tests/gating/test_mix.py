@@ -49,7 +49,7 @@ def test_tags_of_the_mix_without_training_queries_are_noted_and_the_rest_renorma
 
 def test_a_mix_none_of_whose_tags_were_seen_or_tags_without_tagged_outcomes_is_refused():
     table, shares = _tagged()
-    with pytest.raises(UsageError, match="no tag with a positive share"):
+    with pytest.raises(UsageError, match="no tag with a positive share that the training"):
         weighting(Mix(categories=None, tags={"t9": 1.0}, source="m"), table, shares)
     untagged = Outcomes(qids=table.qids, categories=table.categories, category=table.category,
                         columns=table.columns, scores=table.scores, source="t")
