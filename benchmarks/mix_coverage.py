@@ -10,7 +10,9 @@ category keeps queries) and one more task is cut to a third. moe2 then
 - scores each plan's selection on the test part with the gate trained on every training query,
   as ``moe2 gating eval --selection`` does (the test F).
 
-Coverage = how often the plan's 95 % interval holds the test F of its own selection.
+Coverage = how often the plan's 95 % interval holds the test F of its own selection, and how
+often the prediction interval of ``gating eval``'s drift check does: the plan's interval widened
+by the test F's own bootstrap error (the test part is a finite sample of its mix).
 
     python benchmarks/mix_coverage.py --splits 50
 
@@ -32,7 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from moe2_cli import api
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE as CONFIDENCE
+from moe2_cli.gating.confidence import Bootstrap, Interval
 from moe2_cli.gating.crossfit import gate_logits
+from moe2_cli.gating.drift import prediction
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.pipeline import expert_columns, read_with_task_map, scenario_outcomes, train_deployed
 from moe2_cli.outcomes import LLMROUTER_TASK_MAP
@@ -73,8 +78,9 @@ def write_split(root: Path, train: list[dict], test: list[dict]) -> tuple[Path, 
     return root / "scenario.yaml", root / "test.jsonl"
 
 
-def test_f(scenario_path: Path, test_path: Path, selections: list[list[str]]) -> list[float]:
-    """F of each selection on the test queries, by the gate trained on every training query."""
+def test_f(scenario_path: Path, test_path: Path, selections: list[list[str]]) -> list[Interval]:
+    """F of each selection on the test queries, by the gate trained on every training query,
+    with its bootstrap interval over those queries."""
     scenario = load_scenario(scenario_path)
     instance = scenario.instance
     training = scenario_outcomes(scenario, instance=instance)
@@ -82,7 +88,8 @@ def test_f(scenario_path: Path, test_path: Path, selections: list[list[str]]) ->
     gate = train_deployed(training, instance.top_k)
     objective = GatedObjective(instance, gate_logits(gate, test), test.scores,
                                share_weights(test.category, instance.shares), expert_columns=expert_columns(instance))
-    return [objective.value(mask_of(instance.expert_ids.index(e) for e in names)) for names in selections]
+    bootstrap = Bootstrap(objective, test.category)
+    return [bootstrap.of(mask_of(instance.expert_ids.index(e) for e in names)) for names in selections]
 
 
 def one_split(rows: list[dict], seed: int, drop: int) -> dict:
@@ -94,8 +101,10 @@ def one_split(rows: list[dict], seed: int, drop: int) -> dict:
     out = {"seed": seed, **resplit(rows, seed, drop)[2]}
     for name, record, f in (("mix", mixed, truth[0]), ("plain", plain, truth[1])):
         ci = record["objective_ci"]
-        out[name] = {"estimate": ci["estimate"], "low": ci["low"], "high": ci["high"], "test_f": f,
-                     "covered": ci["low"] <= f <= ci["high"]}
+        expected = prediction(ci, f.se, CONFIDENCE)
+        out[name] = {"estimate": ci["estimate"], "low": ci["low"], "high": ci["high"], "test_f": f.estimate,
+                     "test_se": f.se, "covered": ci["low"] <= f.estimate <= ci["high"],
+                     "predicted": expected["low"] <= f.estimate <= expected["high"]}
     return out
 
 
@@ -105,6 +114,8 @@ def summary(results: list[dict]) -> dict:
         parts = [r[name] for r in results]
         out[name] = {"coverage": float(np.mean([p["covered"] for p in parts])),
                      "covered": int(sum(p["covered"] for p in parts)),
+                     "prediction_coverage": float(np.mean([p["predicted"] for p in parts])),
+                     "mean_test_se_pts": float(100 * np.mean([p["test_se"] for p in parts])),
                      "mean_error_pts": float(100 * np.mean([p["estimate"] - p["test_f"] for p in parts])),
                      "mean_width_pts": float(100 * np.mean([p["high"] - p["low"] for p in parts])),
                      "below": int(sum(p["test_f"] < p["low"] for p in parts)),

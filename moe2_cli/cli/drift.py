@@ -29,9 +29,11 @@ def drift_lines(payload: dict) -> list[str]:
     if chosen is None:
         return lines
     plan, f = chosen["plan"]["objective"], chosen["objective"]["estimate"]
+    expected = chosen["plan"]["prediction"]
     level = f"{100 * payload['confidence']:g}%"
     lines.append(f"plan's F reweighted to the new mix: {_pct(plan['estimate'])}, {level} interval "
-                 f"{_pct(plan['low'])} to {_pct(plan['high'])}; F on the new queries {_pct(f)}: "
-                 f"{chosen['drift']} the interval")
+                 f"{_pct(plan['low'])} to {_pct(plan['high'])}; with the new queries' own sampling error "
+                 f"{_pct(expected['low'])} to {_pct(expected['high'])}; F on the new queries {_pct(f)}: "
+                 f"{chosen['drift']} it")
     lines += [f"note: {n}" for n in chosen["plan"]["notes"]]
     return lines

@@ -20,7 +20,7 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.category import category_inference
 from moe2_cli.gating.confidence import Bootstrap, Interval, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, gate_logits
-from moe2_cli.gating.drift import mix_shift, plan_settings, reweighted_plan, verdict
+from moe2_cli.gating.drift import mix_shift, plan_settings, prediction, reweighted_plan, verdict
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.mix import mix_of
 from moe2_cli.gating.model import SavedGate
@@ -198,6 +198,8 @@ def evaluate_on(scenario, path: Path, *, selection: Path | None = None, top_k: i
             "gain_over_best_single": bootstrap.difference(mask, 1 << single).as_dict()}
         plan = reweighted_plan(scenario, instance, mask, mix_of(other, instance, str(path)), plan_settings(selection),
                                confidence=confidence, use_cache=use_cache)
+        new = record["selection"]["objective"]
+        plan["prediction"] = prediction(plan["objective"], new["se"], confidence)
         record["selection"]["plan"] = plan
-        record["selection"]["drift"] = verdict(record["selection"]["objective"]["estimate"], plan["objective"])
+        record["selection"]["drift"] = verdict(new["estimate"], plan["prediction"])
     return record

@@ -3,15 +3,18 @@ ones, the plan's F reweighted to the new mix, and where the selection's F on the
 falls against that interval.
 
 The plan's interval covers queries drawn like its training ones; reweighted to the new mix it
-covers queries drawn like those with the new proportions of tasks and categories. F on the new
-queries below it means the selection does worse than its plan allows for the new mix (the
-experts or the queries within a task changed); above it, better.
+covers F for the new proportions of tasks and categories. The new file is itself a finite
+sample of that mix, so the verdict compares its F with the prediction interval: the reweighted
+interval widened by the new F's own sampling error. Below it, the selection does worse than its
+plan allows for the new mix (the experts or the queries within a task changed); above, better.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from moe2_cli.gating.confidence import Bootstrap
@@ -70,6 +73,16 @@ def reweighted_plan(scenario, instance: Instance, mask: int, mix: Mix, settings:
                           fold=estimate.fold, shares=weights.shares)
     return {"objective": bootstrap.of(mask).as_dict(), "mix": weights.record, "notes": list(weights.notes),
             **settings}
+
+
+def prediction(plan: dict[str, float], new_se: float, confidence: float) -> dict[str, float]:
+    """The interval F on the new queries should fall in: the plan's (reweighted) interval, each
+    side widened in quadrature by the normal half-width of the new F's own sampling error (a
+    finite sample of the new mix scatters around the F the plan estimates)."""
+    half = (NormalDist().inv_cdf(0.5 + confidence / 2) * new_se) ** 2
+    estimate = plan["estimate"]
+    return {"low": estimate - math.sqrt((estimate - plan["low"]) ** 2 + half),
+            "high": estimate + math.sqrt((plan["high"] - estimate) ** 2 + half)}
 
 
 def verdict(value: float, interval: dict[str, float]) -> str:

@@ -7,6 +7,7 @@ import pytest
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, query_values
+from moe2_cli.gating.drift import prediction, verdict
 from moe2_cli.gating.ensemble import share_weights
 from moe2_cli.gating.mix import Mix, mix_of, weighting
 from moe2_cli.gating.pipeline import estimate_objective, scenario_outcomes
@@ -92,3 +93,13 @@ def test_a_category_mix_moves_f_to_the_mix_of_per_category_fs(default_estimate):
     assert bootstrap.weights[:, outside].sum() == 0.0
     interval = bootstrap.of(mask)
     assert interval.low <= per[low] <= interval.high
+
+
+def test_the_drift_check_widens_the_plan_by_the_new_queries_sampling_error():
+    plan = {"estimate": 0.6, "low": 0.57, "high": 0.64}
+    assert prediction(plan, 0.0, 0.95) == pytest.approx({"low": 0.57, "high": 0.64})
+    wide = prediction(plan, 0.02, 0.95)
+    half = 1.959964 * 0.02
+    assert wide["low"] == pytest.approx(0.6 - np.hypot(0.03, half)) and wide["high"] == pytest.approx(
+        0.6 + np.hypot(0.04, half))
+    assert [verdict(f, wide) for f in (0.5, 0.56, 0.7)] == ["below", "inside", "above"]
