@@ -23,6 +23,7 @@ from typing import Any, cast
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
+from moe2_cli.gating.mix import coverage_note
 from moe2_cli.pareto import (
     FrontierPoint,
     check_grid,
@@ -41,6 +42,8 @@ from moe2_cli.solvers import DEFAULT_SOLVER, SOLVERS, Limits, SolveResult, Statu
 ScenarioRef = str | Path | None
 # {"energy": 400, "latency.math": 4, "latency": None}, or the command line's ["energy=400", ...]
 Budgets = Mapping[str, float | None] | Sequence[str] | None
+# {"categories": {"math": 0.5, "mcq": 0.5}, "tags": {"gsm8k": 0.3, ...}}, or a mix or outcome file
+MixSpec = Mapping[str, Mapping[str, float]] | str | Path | None
 BASELINES = ("greedy", "best-single", "random")
 
 
@@ -58,13 +61,16 @@ def budget_specs(budgets: Budgets) -> list[str] | None:
 def session_for(scenario: ScenarioRef = None, budgets: Budgets = None, *, top_k: int | None = None, seed: int = 0,
                 limits: Limits = Limits(), outcomes: str | Path | None = None, metric: str = "accuracy",
                 envelope: bool | None = None, solver: str | None = None, folds: int = DEFAULT_FOLDS,
-                router: str = "gate", cache: bool = True, progress: ProgressCallback | None = None) -> Session:
+                router: str = "gate", cache: bool = True, mix: MixSpec = None,
+                progress: ProgressCallback | None = None) -> Session:
     """The scenario loaded, budgets and k applied, and F built (see :func:`open_session`); ``solver``
-    names the one that will run, if known (it decides whether the monotone envelope pays)."""
+    names the one that will run, if known (it decides whether the monotone envelope pays); ``mix``
+    reweights F to a traffic mix (``{"tags": {"gsm8k": 0.3, ...}}``, or a file)."""
     return open_session(None if scenario is None else Path(scenario), budget_specs(budgets), top_k=top_k,
                         seed=seed, outcomes=None if outcomes is None else Path(outcomes), metric=metric,
                         envelope=envelope, time_limit=limits.time_s, solver=solver, folds=folds,
-                        use_cache=cache, router=router, progress=progress)
+                        use_cache=cache, router=router, progress=progress,
+                        mix=mix if mix is None or isinstance(mix, Mapping) else Path(mix))
 
 
 def solve(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limits(), *,
@@ -77,18 +83,19 @@ def select(scenario: ScenarioRef = None, budgets: Budgets = None, solver: str = 
            top_k: int | None = None, seed: int = 0, limits: Limits = Limits(), *,
            outcomes: str | Path | None = None, metric: str = "accuracy", envelope: bool | None = None,
            folds: int = DEFAULT_FOLDS, rule: str = DEFAULT_RULE, router: str = "gate",
-           confidence: float = DEFAULT_CONFIDENCE, cache: bool = True, timing: bool = True,
+           confidence: float = DEFAULT_CONFIDENCE, cache: bool = True, timing: bool = True, mix: MixSpec = None,
            progress: ProgressCallback | None = None) -> SelectionRecord:
     """The experts that maximise F within the budgets, as ``moe2 select`` chooses and reports them.
 
     ``scenario`` is a file or a shipped name (``"large"``); ``None`` is the shipped default.
     ``budgets`` override the scenario's, e.g. ``{"energy": 400, "latency.math": 4}``.
+    ``mix`` plans for a stated traffic mix: F and its interval are reweighted to it.
     """
     check_choice("rule", rule, RULES)
     _check_confidence(confidence)
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
                           metric=metric, envelope=envelope, solver=solver, folds=folds, router=router, cache=cache,
-                          progress=progress)
+                          mix=mix, progress=progress)
     return choose(session, solver, limits, rule=rule, confidence=confidence, timing=timing, progress=progress)
 
 
@@ -116,8 +123,11 @@ def selection_record(session: Session, result: SolveResult, interval_keys: Mappi
                              metric=session.metric, timing=timing, notes=session.notes)
     payload.update({"folds": session.folds, "rule": rule, "router": session.router})
     payload.update(_NO_INTERVALS if interval_keys is None else interval_keys)
+    payload["mix"] = None if session.estimate is None else session.estimate.weighting.record
     if note := significance_note(payload):
         payload["notes"].append(note)
+    if payload["objective_ci"] is not None:
+        payload["notes"].append(coverage_note(payload["mix"]))
     payload["experts"] = explain_experts(problem, result.mask if result.feasible else 0)
     payload.update(extra or {})
     return cls.of(result, payload)
@@ -176,8 +186,8 @@ def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
     estimate = session.estimate
     if estimate is None:
         raise ValueError("the session was built without an out-of-fold estimate of F")
-    return Bootstrap(estimate.objective, estimate.category, resamples=resamples, confidence=confidence,
-                     seed=session.seed, fold=estimate.fold)
+    return Bootstrap(estimate.objective, estimate.weighting.strata, resamples=resamples, confidence=confidence,
+                     seed=session.seed, fold=estimate.fold, shares=estimate.weighting.shares)
 
 
 def intervals(session: Session, bootstrap: Bootstrap, result: SolveResult,

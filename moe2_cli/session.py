@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.ensemble import MonotoneEnvelope
-from moe2_cli.gating.pipeline import ROUTERS, Estimate, estimate_objective
+from moe2_cli.gating.mix import read_mix
+from moe2_cli.gating.pipeline import ROUTERS, Estimate, estimate_objective, read_with_task_map
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback
@@ -44,9 +46,10 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
                  seed: int = 0, outcomes: Path | None = None, metric: str = "accuracy",
                  envelope: bool | None = None, time_limit: float | None = None, folds: int = DEFAULT_FOLDS,
                  use_cache: bool = True, router: str = "gate", progress: ProgressCallback | None = None,
-                 solver: str | None = None) -> Session:
+                 solver: str | None = None, mix: Path | Mapping[str, Any] | None = None) -> Session:
     """Load the scenario, apply budgets and k, and build the objective F (cross-fitted over
-    ``folds`` folds, trained gates from the cache unless ``use_cache`` is False).
+    ``folds`` folds, trained gates from the cache unless ``use_cache`` is False), reweighted to
+    the traffic ``mix`` (a mapping, or a file: see :func:`~moe2_cli.gating.mix.read_mix`).
 
     A gate restricted to S is not monotone in S in general, and the polyblock, CP-SAT and
     exhaustive proofs need monotone F. ``envelope`` has the solvers maximise F-hat(S) = max over
@@ -67,18 +70,20 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     scenario = load_scenario(scenario_path)
     budgets = apply_budget_specs(scenario.budgets, budget_specs, scenario.own_caps)
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
+    # Read before the gate is trained: a bad mix file fails fast.
+    target = None if mix is None else read_mix(mix, instance, lambda path: read_with_task_map(scenario, path))
     estimate = estimate_objective(scenario, top_k=instance.top_k, seed=seed, outcomes_path=outcomes, metric=metric,
-                                  folds=folds, use_cache=use_cache, router=router, progress=progress)
+                                  folds=folds, use_cache=use_cache, router=router, progress=progress, mix=target)
     gated = estimate.objective
     objective: Objective = gated
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = estimate.weighting.notes
     if envelope is None:
         envelope = _envelope_pays(solver, instance.n_experts, instance.top_k)
     if envelope:
         if instance.n_experts > ENVELOPE_LIMIT:
             raise UsageError(f"needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})", "envelope")
         objective = MonotoneEnvelope(gated)
-        notes = (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
+        notes += (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
     problem = Problem(instance=instance, budgets=budgets, objective=objective)
     own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)

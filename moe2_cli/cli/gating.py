@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import difference_cell, handles_errors, objective_cell, plural, progress_bar
+from moe2_cli.cli.common import difference_cell, handles_errors, objective_cell, plural, progress_bar, report
+from moe2_cli.cli.drift import drift_lines
 from moe2_cli.cli.options import (
     CacheOpt,
     ConfidenceOpt,
@@ -23,7 +24,7 @@ from moe2_cli.cli.options import (
     TopKOpt,
 )
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.errors import UsageError
+from moe2_cli.errors import EXIT_UNMET, UsageError
 from moe2_cli.fileio import check_writable
 from moe2_cli.gating.comparison import compare_for_scenario, evaluate_on
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE
@@ -196,15 +197,24 @@ def eval_command(
     seed: SeedOpt = 0,
     cache: CacheOpt = True,
     confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when the selection's F on the new "
+                                                "queries is below the plan's interval reweighted to their mix "
+                                                "(needs --selection).")] = False,
     format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Score the deployed gate, every simple router and (with --selection) a saved selection on
-    another outcome file: how a plan holds up on next month's queries.
+    another outcome file: how a plan holds up on next month's queries. Also shows how the mix of
+    categories and tags shifted since training and, with --selection, whether the selection's F
+    is inside, above or below the plan's interval reweighted to the new mix.
 
     Example: moe2 gating eval examples/llmrouter-edge.yaml --outcomes new.jsonl --selection plan.json
+
+    Exit codes: 0 scored; 1 --fail-on-drift and F fell below the plan's interval; 2 bad usage or input.
     """
     if outcomes is None:
         raise UsageError("gating eval needs --outcomes FILE: the queries to score on")
+    if fail_on_drift and selection is None:
+        raise UsageError("--fail-on-drift needs --selection SELECT.json: the plan to check against")
     payload = evaluate_on(load_scenario(scenario), outcomes, selection=selection, top_k=top_k, seed=seed,
                           use_cache=cache, confidence=confidence)
     rows = list(payload["routers"])
@@ -226,4 +236,7 @@ def eval_command(
                Column("versus_gate_high", f"{level} high", _pts)]
     emit(format.value, payload=payload, rows=rows, columns=columns,
          title=f"{payload['scenario']}: trained on {payload['trained_on']:,} queries, scored on "
-               f"{payload['queries']:,} from {payload['outcomes']}")
+               f"{payload['queries']:,} from {payload['outcomes']}", extra=drift_lines(payload))
+    if fail_on_drift and chosen["drift"] == "below":
+        report(f"drift: the selection's F on {payload['outcomes']} is below the plan's interval for its mix")
+        raise typer.Exit(EXIT_UNMET)

@@ -121,6 +121,9 @@ TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", help="Experts the 
 OutcomesOpt = Annotated[Path | None, typer.Option(
     "--outcomes", help="Per-query outcomes (JSONL or CSV) to train the gate on, instead of the scenario's own or "
                        "synthetic ones.")]
+MixOpt = Annotated[Path | None, typer.Option(
+    "--mix", help="Plan for this traffic mix: a YAML/JSON mapping {categories: {NAME: SHARE}, tags: {NAME: SHARE}} "
+                  "or an outcome file to take its queries' shares from. F and its interval are reweighted to it.")]
 TimeLimitOpt = Annotated[float | None, typer.Option("--time-limit", help="Seconds; the solver returns its best "
                                                                           "selection and proven gap.")]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="Objective F: accuracy (expected accuracy) or "

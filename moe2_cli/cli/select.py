@@ -28,6 +28,7 @@ from moe2_cli.cli.options import (
     FormatOpt,
     Metric,
     MetricOpt,
+    MixOpt,
     OutcomesOpt,
     OutputFormat,
     RouterName,
@@ -91,6 +92,9 @@ def _interval_lines(payload: dict) -> list[str]:
     level, ci = f"at level {payload['confidence']:g}", payload["objective_ci"]
     lines = [f"F interval {level}: {cell(ci['low'])} to {cell(ci['high'])} (SE {diff(ci['se'])}; "
              f"{payload['folds']}-fold cross-fitted, rule {payload['rule']}, router {payload['router']})"]
+    if payload["mix"] is not None:
+        lines.append(f"mix ({payload['mix']['source']}, by {payload['mix']['by']}): " + ", ".join(
+            f"{name} {100 * share:.1f}%" for name, share in payload["mix"]["shares"].items() if share > 0))
     gain = payload["gain_over_best_single"]
     if gain is not None:
         lines.append(f"gain over the best single expert that fits ({gain['expert']}): {signed(gain['estimate'])}, "
@@ -124,10 +128,12 @@ def select(
     confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
     rule: RuleOpt = Rule.best,
     router: RouterOpt = RouterName.gate,
+    mix: MixOpt = None,
 ) -> None:
     """Choose the experts that maximise F within the energy and latency budgets.
 
     Example: moe2 select --budget energy=150 --budget latency=3 --format json
+    Example: moe2 select examples/llmrouter-edge.yaml --mix next-month.yaml
 
     Exit codes: 0 a selection was found; 1 nothing meets the budgets, the time limit came before any
     selection, or F is below --min-accuracy; 2 bad usage or input.
@@ -136,7 +142,7 @@ def select(
     with progress_bar("cross-fitting the gate") as progress:
         session = api.session_for(scenario, budget, top_k=top_k, seed=seed, limits=Limits(time_s=time_limit),
                                   outcomes=outcomes, metric=metric, envelope=envelope, solver=solver, folds=folds,
-                                  router=router, cache=cache, progress=progress)
+                                  router=router, cache=cache, mix=mix, progress=progress)
     with solver_status(f"solving with {solver}") as progress:
         record = api.choose(session, solver, Limits(time_s=time_limit), rule=rule, confidence=confidence,
                             timing=timing, progress=progress)

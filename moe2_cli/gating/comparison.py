@@ -20,7 +20,9 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.gating.category import category_inference
 from moe2_cli.gating.confidence import Bootstrap, Interval, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, gate_logits
+from moe2_cli.gating.drift import mix_shift, plan_settings, prediction, reweighted_plan, verdict
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
+from moe2_cli.gating.mix import mix_of
 from moe2_cli.gating.model import SavedGate
 from moe2_cli.gating.pipeline import (
     DEFAULT_QUERIES,
@@ -166,7 +168,9 @@ def _check_llms(other: Outcomes, instance: Instance) -> None:
 def evaluate_on(scenario, path: Path, *, selection: Path | None = None, top_k: int | None = None, seed: int = 0,
                 use_cache: bool = True, confidence: float = 0.95) -> dict:
     """Routers fitted on all of the scenario's outcomes and the deployed gate, scored on the
-    outcome file ``path``; with ``selection``, that selection and its best single expert too."""
+    outcome file ``path``, and the mix shift from the training outcomes to it; with
+    ``selection``, that selection and its best single expert too, the plan's F reweighted to
+    the new mix and where the selection's new F falls against it (see :mod:`.drift`)."""
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
     training = scenario_outcomes(scenario, seed=seed, instance=instance)
     other = read_with_task_map(scenario, path)
@@ -178,7 +182,7 @@ def evaluate_on(scenario, path: Path, *, selection: Path | None = None, top_k: i
                       confidence=confidence, seed=seed)
     record = {"scenario": instance.name, "outcomes": str(path), "queries": other.n_queries,
               "trained_on": training.n_queries, "confidence": confidence, "seed": seed,
-              "routers": score_record(scores), "selection": None}
+              "routers": score_record(scores), "mix_shift": mix_shift(instance, training, other), "selection": None}
     if selection is not None:
         mask = _selection_mask(selection, instance)
         objective = GatedObjective(instance, gate_logits(gate, other), other.scores,
@@ -192,4 +196,10 @@ def evaluate_on(scenario, path: Path, *, selection: Path | None = None, top_k: i
             "objective": bootstrap.of(mask).as_dict(),
             "best_single": {"expert": instance.expert_ids[single], **bootstrap.of(1 << single).as_dict()},
             "gain_over_best_single": bootstrap.difference(mask, 1 << single).as_dict()}
+        plan = reweighted_plan(scenario, instance, mask, mix_of(other, instance, str(path)), plan_settings(selection),
+                               confidence=confidence, use_cache=use_cache)
+        new = record["selection"]["objective"]
+        plan["prediction"] = prediction(plan["objective"], new["se"], confidence)
+        record["selection"]["plan"] = plan
+        record["selection"]["drift"] = verdict(new["estimate"], plan["prediction"])
     return record

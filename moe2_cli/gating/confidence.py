@@ -120,16 +120,19 @@ class Bootstrap:
     """Paired bootstrap of F over one objective's queries (``category`` of each of them)."""
 
     def __init__(self, objective: GatedObjective, category: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES,
-                 confidence: float = DEFAULT_CONFIDENCE, seed: int = 0, fold: np.ndarray | None = None):
+                 confidence: float = DEFAULT_CONFIDENCE, seed: int = 0, fold: np.ndarray | None = None,
+                 shares=None):
         """``fold``: each query's cross-fitting fold; with two folds or more the intervals also
-        cover the gate-to-gate noise (without it, or with one fold, query sampling only)."""
+        cover the gate-to-gate noise (without it, or with one fold, query sampling only).
+        ``category`` may be any strata with their ``shares`` (default: the instance's category
+        traffic shares), as F's weights were built from (a traffic mix, see :mod:`.mix`)."""
         if not 0.0 < confidence < 1.0:
             raise ValueError(f"confidence must lie strictly between 0 and 1 (got {confidence})")
         self.objective = objective
         self.confidence = confidence
-        self.weights = bootstrap_weights(category, objective.instance.shares, resamples, seed)
-        spread = None if fold is None else FoldSpread(np.asarray(category), np.asarray(fold),
-                                                      objective.instance.shares)
+        shares = objective.instance.shares if shares is None else shares
+        self.weights = bootstrap_weights(category, shares, resamples, seed)
+        spread = None if fold is None else FoldSpread(np.asarray(category), np.asarray(fold), shares)
         self.spread = spread if spread is not None and spread.folds >= 2 else None
         self._intervals: dict[tuple[int, ...], Interval] = {}  # a sweep asks about the same masks again and again
 

@@ -21,6 +21,7 @@ from moe2_cli.gating.crossfit import DEFAULT_FOLDS, CrossFit, cross_fit, gate_lo
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.gating.features import FeatureSpec, QueryFeaturizer
 from moe2_cli.gating.gate_router import gate_settings, train_deployed
+from moe2_cli.gating.mix import Mix, Weighting, by_category, weighting
 from moe2_cli.gating.model import SavedGate, TopKGate
 from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS, make_router
 from moe2_cli.gating.router import Router
@@ -176,11 +177,13 @@ def deployed_router(scenario, router: str = DEFAULT_ROUTER, *, top_k: int | None
 
 
 def fitted_objective(instance: Instance, outcomes: Outcomes, fit: CrossFit, *, metric: str = "accuracy",
-                     floor: float = 1e-3) -> GatedObjective:
-    """F on the queries scored out of fold, weighted by the instance's category shares;
-    ``outcomes`` has one column per distinct LLM of the instance, as :func:`scenario_outcomes` gives."""
+                     floor: float = 1e-3, weights: Weighting | None = None) -> GatedObjective:
+    """F on the queries scored out of fold, weighted by the instance's category shares (or by
+    ``weights`` of those queries, for a traffic mix); ``outcomes`` has one column per distinct
+    LLM of the instance, as :func:`scenario_outcomes` gives."""
     scored = outcomes.subset(fit.rows)
-    return GatedObjective(instance, fit.logits, scored.scores, share_weights(scored.category, instance.shares),
+    weights = weights or by_category(scored, instance.shares)
+    return GatedObjective(instance, fit.logits, scored.scores, share_weights(weights.strata, weights.shares),
                           expert_columns=expert_columns(instance), metric=metric, floor=floor)
 
 
@@ -210,13 +213,14 @@ def train_system(scenario, *, top_k: int | None = None, seed: int = 0, outcomes_
 
 @dataclass(frozen=True, eq=False)
 class Estimate:
-    """F(S) estimated out of fold, with what a bootstrap of it needs: the category and the
-    cross-fitting fold of every scored query."""
+    """F(S) estimated out of fold, with what a bootstrap of it needs: the category, the
+    stratum and share it is weighted by, and the cross-fitting fold of every scored query."""
 
     objective: GatedObjective
     category: np.ndarray
     folds: int
     fold: np.ndarray
+    weighting: Weighting
 
 
 def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, k: int, seed: int) -> CrossFit:
@@ -229,9 +233,11 @@ def router_fit(outcomes: Outcomes, fit: CrossFit, router: str, k: int, seed: int
 def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
                        outcomes_path: str | Path | None = None, metric: str = "accuracy",
                        queries: int = DEFAULT_QUERIES, folds: int = DEFAULT_FOLDS, use_cache: bool = True,
-                       router: str = "gate", progress: ProgressCallback | None = None) -> Estimate:
+                       router: str = "gate", mix: Mix | None = None,
+                       progress: ProgressCallback | None = None) -> Estimate:
     """F(S) for a scenario, cross-fitted over ``folds`` folds (one: a plain split), of the gate
-    or of another router restricted to S (``router``, a name of :data:`~.registry.ROUTERS`)."""
+    or of another router restricted to S (``router``, a name of :data:`~.registry.ROUTERS`),
+    reweighted to ``mix`` when given."""
     if router not in ROUTERS:
         raise UsageError(f"must be one of {', '.join(ROUTERS)} (got {router!r})", "router")
     instance = scenario.instance if top_k is None else scenario.instance.with_top_k(top_k)
@@ -242,8 +248,9 @@ def estimate_objective(scenario, *, top_k: int | None = None, seed: int = 0,
                       use_cache=use_cache, progress=progress)
     if router != "gate":
         fit = router_fit(outcomes, fit, router, instance.top_k, seed)
-    return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric),
-                    category=outcomes.category[fit.rows], folds=folds, fold=fit.fold[fit.rows])
+    weights = weighting(mix, outcomes.subset(fit.rows), instance.shares)
+    return Estimate(objective=fitted_objective(instance, outcomes, fit, metric=metric, weights=weights),
+                    category=outcomes.category[fit.rows], folds=folds, fold=fit.fold[fit.rows], weighting=weights)
 
 
 def build_objective(scenario, **options) -> GatedObjective:
