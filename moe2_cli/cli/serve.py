@@ -86,8 +86,8 @@ def serve(
     queue_timeout: Annotated[float, typer.Option(
         "--queue-timeout", help="Longest wait for a slot, in seconds, before a 503.")] = DEFAULT_QUEUE_TIMEOUT_S,
     grace: Annotated[float | None, typer.Option(
-        "--grace", help="Seconds the requests in flight get to finish after SIGTERM or SIGINT (default: the "
-                        "slowest expert's timeout x (1 + --fallbacks) + 5).")] = None,
+        "--grace", help="Seconds the requests in flight get to finish after SIGTERM or SIGINT (default: a "
+                        "request's deadline, --timeout or its default, + 5).")] = None,
     router: PlanRouterOpt = None,
     outcomes: OutcomesOpt = None,
     seed: SeedOpt = 0,

@@ -73,10 +73,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def grace_seconds(proxy: Proxy) -> int:
-    """Long enough for a request in flight when SIGTERM arrives to finish: its slowest chain
-    of expert calls (the first round and every fallback), plus a margin."""
-    slowest = max((t.timeout_s for t in proxy.targets.values()), default=0.0)
-    return math.ceil(slowest * (1 + proxy.fallbacks)) + 5
+    """Long enough for a request in flight when SIGTERM arrives to finish: its deadline (every
+    fallback included), plus a margin."""
+    return math.ceil(proxy.deadline_s or 0.0) + 5
 
 
 def warm_up(proxy: Proxy) -> None:
