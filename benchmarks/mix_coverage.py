@@ -102,9 +102,12 @@ def one_split(rows: list[dict], seed: int, drop: int) -> dict:
     for name, record, f in (("mix", mixed, truth[0]), ("plain", plain, truth[1])):
         ci = record["objective_ci"]
         expected = prediction(ci, f.se, CONFIDENCE)
+        sample = (record["mix"] or {}).get("sample")
         out[name] = {"estimate": ci["estimate"], "low": ci["low"], "high": ci["high"], "test_f": f.estimate,
                      "test_se": f.se, "covered": ci["low"] <= f.estimate <= ci["high"],
-                     "predicted": expected["low"] <= f.estimate <= expected["high"]}
+                     "predicted": expected["low"] <= f.estimate <= expected["high"],
+                     "sample": None if sample is None else {k: sample[k] for k in ("low", "high", "se")},
+                     "sample_covered": None if sample is None else sample["low"] <= f.estimate <= sample["high"]}
     return out
 
 
@@ -115,6 +118,8 @@ def summary(results: list[dict]) -> dict:
         out[name] = {"coverage": float(np.mean([p["covered"] for p in parts])),
                      "covered": int(sum(p["covered"] for p in parts)),
                      "prediction_coverage": float(np.mean([p["predicted"] for p in parts])),
+                     "sample_covered": None if parts[0]["sample"] is None else
+                     int(sum(p["sample_covered"] for p in parts)),
                      "mean_test_se_pts": float(100 * np.mean([p["test_se"] for p in parts])),
                      "mean_error_pts": float(100 * np.mean([p["estimate"] - p["test_f"] for p in parts])),
                      "mean_width_pts": float(100 * np.mean([p["high"] - p["low"] for p in parts])),

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from moe2_cli.errors import UsageError
-from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap
+from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
-from moe2_cli.gating.mix import coverage_note
+from moe2_cli.gating.drift import prediction
+from moe2_cli.gating.mix import coverage_note, sample_se
 from moe2_cli.pareto import (
     FrontierPoint,
     check_grid,
@@ -123,7 +124,7 @@ def selection_record(session: Session, result: SolveResult, interval_keys: Mappi
                              metric=session.metric, timing=timing, notes=session.notes)
     payload.update({"folds": session.folds, "rule": rule, "router": session.router})
     payload.update(_NO_INTERVALS if interval_keys is None else interval_keys)
-    payload["mix"] = None if session.estimate is None else session.estimate.weighting.record
+    payload["mix"] = _mix_record(session, result.mask, payload)
     if note := significance_note(payload):
         payload["notes"].append(note)
     if payload["objective_ci"] is not None:
@@ -131,6 +132,23 @@ def selection_record(session: Session, result: SolveResult, interval_keys: Mappi
     payload["experts"] = explain_experts(problem, result.mask if result.feasible else 0)
     payload.update(extra or {})
     return cls.of(result, payload)
+
+
+def _mix_record(session: Session, mask: int, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``mix`` key; a mix taken from a file of queries also gets the interval F on those
+    queries themselves should fall in (the plan's, widened by their own sampling error)."""
+    estimate = session.estimate
+    record = None if estimate is None else estimate.weighting.record
+    ci = payload["objective_ci"]
+    if record is None or ci is None or estimate is None:
+        return record
+    se = sample_se(query_values(estimate.objective, [mask])[0], estimate.weighting)
+    if se is None:
+        return record
+    assert estimate.weighting.sample_counts is not None
+    expected = prediction(ci, se, payload["confidence"])
+    sample = {"queries": int(estimate.weighting.sample_counts.sum()), "se": se, **expected}
+    return {**record, "sample": sample}
 
 
 _NO_INTERVALS = {"confidence": None, "objective_ci": None, "gain_over_best_single": None, "runner_up": None}

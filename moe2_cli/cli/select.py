@@ -95,6 +95,10 @@ def _interval_lines(payload: dict) -> list[str]:
     if payload["mix"] is not None:
         lines.append(f"mix ({payload['mix']['source']}, by {payload['mix']['by']}): " + ", ".join(
             f"{name} {100 * share:.1f}%" for name, share in payload["mix"]["shares"].items() if share > 0))
+        if (sample := payload["mix"]["sample"]) is not None:
+            lines.append(f"F on the {sample['queries']} queries of {payload['mix']['source']} themselves: "
+                         f"{cell(sample['low'])} to {cell(sample['high'])} (the interval widened by their own "
+                         f"sampling error, SE {diff(sample['se'])})")
     gain = payload["gain_over_best_single"]
     if gain is not None:
         lines.append(f"gain over the best single expert that fits ({gain['expert']}): {signed(gain['estimate'])}, "

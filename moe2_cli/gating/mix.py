@@ -37,6 +37,9 @@ class Mix:
     categories: dict[str, float] | None
     tags: dict[str, float] | None
     source: str
+    # Queries per category and per tag when the mix is taken from a file of queries: a finite
+    # sample of the mix, whose own F scatters around the mix's F.
+    counts: dict[str, dict[str, int]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "categories": self.categories, "tags": self.tags}
@@ -51,6 +54,7 @@ class Weighting:
     shares: np.ndarray
     notes: tuple[str, ...] = ()
     record: dict[str, Any] | None = None
+    sample_counts: np.ndarray | None = None  # queries per stratum in the mix's own file, if it has one
 
 
 def by_category(table: Outcomes, shares) -> Weighting:
@@ -72,9 +76,19 @@ def mix_of(table: Outcomes, instance: Instance, source: str) -> Mix:
                                     f"{instance.name!r} (it has: {', '.join(instance.categories)})"))
     shares = [instance.shares[instance.categories.index(name)] for name in table.categories]
     weights = share_weights(table.category, np.asarray(shares, dtype=float))
-    categories = _sums([table.categories[c] for c in table.category], weights)
+    labels = [table.categories[c] for c in table.category]
+    categories = _sums(labels, weights)
     tags = _sums(first_tags(table), weights) if table.tags is not None else None
-    return Mix(categories=categories, tags=tags or None, source=source)
+    counts = {"categories": _counts(labels), "tags": _counts(first_tags(table)) if tags else {}}
+    return Mix(categories=categories, tags=tags or None, source=source, counts=counts)
+
+
+def _counts(labels: list[str | None]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for label in labels:
+        if label is not None:
+            out[label] = out.get(label, 0) + 1
+    return out
 
 
 def _sums(labels: list[str | None], weights: np.ndarray) -> dict[str, float]:
@@ -161,13 +175,34 @@ def weighting(mix: Mix | None, table: Outcomes, instance_shares) -> Weighting:
     if untagged:
         notes.append(f"mix: {untagged} training queries without a tag carry no weight")
     record = {**mix.as_dict(), "by": kind, "shares": {name: float(s) for name, s in zip(seen, shares.tolist())},
-              "unseen": dict(sorted(unseen.items()))}
-    return Weighting(strata=strata, shares=shares, notes=tuple(notes), record=record)
+              "unseen": dict(sorted(unseen.items())), "sample": None}
+    sample = None if mix.counts is None else mix.counts["tags" if kind == "tag" else "categories"]
+    counts = None if sample is None else np.array([sample.get(name, 0) for name in seen] + [0])
+    return Weighting(strata=strata, shares=shares, notes=tuple(notes), record=record, sample_counts=counts)
 
 
 def coverage_note(mix: dict[str, Any] | None) -> str:
     """What an interval covers, said plainly."""
     if mix is None:
         return "the interval covers queries drawn like those it was estimated on; another task mix: --mix"
-    return (f"the interval covers queries drawn like those it was estimated on, reweighted to the mix of "
+    note = (f"the interval covers queries drawn like those it was estimated on, reweighted to the mix of "
             f"{mix['source']} (by {mix['by']}); tasks the mix leaves out are not covered")
+    if mix.get("sample") is not None:
+        note += (f"; F on that file's own {mix['sample']['queries']} queries, a finite sample of the mix, has the "
+                 f"wider sample interval (mix.sample in JSON)")
+    return note
+
+
+def sample_se(values: np.ndarray, weighting: Weighting) -> float | None:
+    """The standard error of F over the mix's own file of queries, a finite sample of the mix:
+    each stratum's mean over its queries there scatters with the spread of the training
+    queries' ``values`` (per-query values of F for one selection) in that stratum. None
+    unless the mix came from a file."""
+    if weighting.sample_counts is None:
+        return None
+    variance = 0.0
+    for s, (share, n) in enumerate(zip(weighting.shares.tolist(), weighting.sample_counts.tolist())):
+        inside = values[weighting.strata == s]
+        if share > 0 and n > 0 and inside.size >= 2:
+            variance += share ** 2 * float(inside.var(ddof=1)) / n
+    return math.sqrt(variance)

@@ -43,6 +43,7 @@ def test_select_records_the_mix_and_says_what_its_interval_covers(run_cli, data,
     assert shares == {"gsm8k": pytest.approx(2 / 3), "mmlu": pytest.approx(1 / 3)}
     assert any("unheard_of" in n and "cannot cover" in n for n in mixed["notes"])
     assert any(f"reweighted to the mix of {mix}" in n for n in mixed["notes"])
+    assert mixed["mix"]["sample"] is None  # stated shares: no finite sample to allow for
     ci = mixed["objective_ci"]
     assert ci["low"] <= mixed["objective"] <= ci["high"]
 
@@ -51,8 +52,12 @@ def test_an_outcome_file_as_the_mix_gives_its_tag_shares(run_cli, data):
     record = _select(run_cli, data, "--mix", data / "other.jsonl")
     assert record["mix"]["by"] == "tag" and record["mix"]["source"] == str(data / "other.jsonl")
     assert sum(record["mix"]["shares"].values()) == pytest.approx(1.0)
+    sample, ci = record["mix"]["sample"], record["objective_ci"]
+    assert sample["queries"] == sum(1 for line in (data / "other.jsonl").open() if line.strip())
+    assert sample["low"] < ci["low"] <= ci["high"] < sample["high"] and sample["se"] > 0
     table = run_cli("select", data / "scenario.yaml", "--folds", "3", "--mix", data / "other.jsonl")
     assert table.exit_code == 0 and "mix (" in table.stdout and "by tag" in table.stdout
+    assert f"F on the {sample['queries']} queries of" in table.stdout
 
 
 @pytest.mark.parametrize("text, message", [

@@ -9,7 +9,7 @@ from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, query_values
 from moe2_cli.gating.drift import prediction, verdict
 from moe2_cli.gating.ensemble import share_weights
-from moe2_cli.gating.mix import Mix, mix_of, weighting
+from moe2_cli.gating.mix import Mix, mix_of, sample_se, weighting
 from moe2_cli.gating.pipeline import estimate_objective, scenario_outcomes
 from moe2_cli.outcomes import Outcomes
 from moe2_cli.scenario.scenario import load_scenario
@@ -103,3 +103,19 @@ def test_the_drift_check_widens_the_plan_by_the_new_queries_sampling_error():
     assert wide["low"] == pytest.approx(0.6 - np.hypot(0.03, half)) and wide["high"] == pytest.approx(
         0.6 + np.hypot(0.04, half))
     assert [verdict(f, wide) for f in (0.5, 0.56, 0.7)] == ["below", "inside", "above"]
+
+
+def test_a_mix_file_is_a_finite_sample_whose_f_scatters_by_its_strata_counts():
+    table, shares = _tagged()
+    mix = mix_of(table, _Instance(), "t")
+    assert mix.counts == {"categories": {"a": 8, "b": 4}, "tags": {"t1": 6, "t2": 2, "t3": 4}}
+    w = weighting(mix, table, shares)
+    values = np.array([1.0, 0.0] * 3 + [1.0, 1.0] + [0.0, 1.0, 1.0, 0.0])
+    expected = 0.525 ** 2 * values[:6].var(ddof=1) / 6 + 0.3 ** 2 * values[8:].var(ddof=1) / 4  # t2: no spread
+    assert sample_se(values, w) == pytest.approx(np.sqrt(expected))
+    halved = weighting(Mix(categories=None, tags=mix.tags, source="t", counts={"categories": {},
+                                                                              "tags": {"t1": 24, "t2": 8, "t3": 16}}),
+                       table, shares)
+    assert sample_se(values, halved) == pytest.approx(np.sqrt(expected) / 2)  # 4x the queries, half the SE
+    stated = weighting(Mix(categories=None, tags=mix.tags, source="t"), table, shares)
+    assert sample_se(values, stated) is None
