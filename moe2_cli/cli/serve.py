@@ -135,6 +135,9 @@ def serve(
     waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
     for flag, seconds in waits.items():
         _check_seconds(flag, seconds)
+    # Two sockets with SO_REUSEADDR may both bind one port until one listens: it is said here.
+    if probe_port == port != 0:
+        raise UsageError(f"--probe-port {port} is the --port too; give the probes a port of their own")
     if not 0 < log_max_mb < math.inf:
         raise UsageError(f"--log-max-mb must be a finite number > 0 (got {log_max_mb})")
     key = _api_key(api_key_env)
@@ -144,7 +147,7 @@ def serve(
     targets = targets_for(choice.scenario, choice.selection, timeout)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
-    probe_sock = None if probe_port is None else _probe_socket(host, probe_port, port)
+    probe_sock = None if probe_port is None else _probe_socket(host, probe_port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
     bounds = Bounds(max_inflight=inflight, max_queue=inflight if max_queue is None else max_queue,
@@ -170,12 +173,9 @@ def serve(
                                     api_key=key, max_body=max_body), probe_sock)
 
 
-def _probe_socket(host: str, port: int, main_port: int):
+def _probe_socket(host: str, port: int):
     from moe2_cli.serve.server import bind
 
-    # Two sockets with SO_REUSEADDR may both bind one port until one listens: say so here.
-    if port == main_port and port != 0:
-        raise UsageError(f"--probe-port {port} is the --port too; give the probes a port of their own")
     try:
         return bind(host, port)
     except UsageError as err:

@@ -13,6 +13,7 @@ client's, or a new one), which is also sent to the experts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import math
 import re
@@ -227,6 +228,7 @@ def _unavailable(reason: str) -> JSONResponse:
     return reply
 
 
+@functools.cache  # a burst refuses thousands: the same few bytes, made once per reason
 def unavailable_bytes(reason: str) -> bytes:
     """The whole HTTP/1.1 503 of :func:`_unavailable`, for a connection refused before parsing."""
     reply = _unavailable(reason)
