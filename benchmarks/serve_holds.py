@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from serve_stack import cpu_seconds, load, peak_rss_mb, question, start_experts, start_proxy, stop
+from serve_stack import (
+    cpu_seconds,
+    free_port,
+    load,
+    peak_rss_mb,
+    question,
+    start_experts,
+    start_proxy,
+    stop,
+)
 
 HEALTH_EVERY_S = 0.02
 HEALTH_TIMEOUT_S = 5.0
@@ -156,22 +165,26 @@ class HealthSampler:
 
 
 def overload(args, directory: Path) -> list[Row]:
-    """--clients clients send one request each, all at once."""
+    """--clients clients send one request each, all at once; /healthz is asked on the probe
+    listener (``--probe-port``) unless ``--probe-at main``."""
     experts = start_experts(directory, args.delay, "B")
-    proxy, url = start_proxy(directory, experts)
+    probe_port = free_port()
+    proxy, url = start_proxy(directory, experts, *(("--probe-port", str(probe_port)) if args.probe_at == "probe-port"
+                                                     else ()))
     port = int(url.rsplit(":", 1)[1])
     try:
         asyncio.run(_burst(port, args.warmup, args.client_timeout))
         cpu = cpu_seconds(proxy.pid)
         started = time.perf_counter()
-        with HealthSampler(port) as health:
+        with HealthSampler(probe_port if args.probe_at == "probe-port" else port) as health:
             outcomes = asyncio.run(_burst(port, args.clients, args.client_timeout))
         wall = time.perf_counter() - started
         cpu = cpu_seconds(proxy.pid) - cpu
         rss = peak_rss_mb(proxy.pid)
     finally:
         stop([proxy, *experts.processes])
-    note = f"default bounds; {wall:.1f} s; proxy CPU {cpu * 1e3 / args.clients:.2f} ms per request"
+    note = (f"default bounds; {wall:.1f} s; proxy CPU {cpu * 1e3 / args.clients:.2f} ms per request; /healthz asked "
+            f"on the {'probe port' if args.probe_at == 'probe-port' else 'main port'}")
     return [Row("overload", args.clients, outcomes, rss, health.seconds, note)]
 
 

@@ -12,7 +12,8 @@ registry :data:`SCENARIOS` is where more are added):
 - ``stream`` (or ``--stream``): the experts stream ``--tokens`` tokens, ``--token-delay`` apart,
   and the time to the first content token is compared, straight and through ``moe2 serve``.
 - ``overload``: ``--clients`` clients (default 2,000) each send one request at once, each on its
-  own connection, while a separate process asks ``/healthz`` every 20 ms.
+  own connection, while a separate process asks ``/healthz`` every 20 ms: on the proxy's probe
+  listener (``--probe-port``), or with ``--probe-at main`` on the port the clients use.
 - ``sigterm``: ``--clients`` clients send requests back to back; after ``--sigterm-after``
   seconds the proxy gets SIGTERM, and every request's fate is counted until it has exited.
 - ``faults``: the expert every request ranks first is dead, drips, sends 1 GiB or answers 500,
@@ -29,7 +30,7 @@ and p99 latency of answered requests, the proxy's peak RSS, and the /healthz p99
 
     python benchmarks/serve_load.py [--requests 2000] [--concurrency 64] [--delay 0.02]
     python benchmarks/serve_load.py --stream --requests 200 --concurrency 1 [--tokens 50] [--token-delay 0.01]
-    python benchmarks/serve_load.py --scenario overload --scenario sigterm [--clients 2000]
+    python benchmarks/serve_load.py --scenario overload --scenario sigterm [--clients 2000] [--probe-at main]
     python benchmarks/serve_load.py --scenario overhead --concurrency 100 --baseline DIR
     python benchmarks/serve_load.py --scenario faults --requests 200 --concurrency 4 [--timeout 5]
     python benchmarks/serve_load.py --scenario log --requests 4000 --concurrency 100
@@ -189,6 +190,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=50, help="tokens each expert streams (stream)")
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens (stream)")
     parser.add_argument("--clients", type=int, default=2000, help="clients sending at once (overload)")
+    parser.add_argument("--probe-at", choices=("probe-port", "main"), default="probe-port",
+                        help="where /healthz is asked during the burst (overload)")
     parser.add_argument("--client-timeout", type=float, default=120, help="seconds a client waits for an answer")
     parser.add_argument("--sigterm-after", type=float, default=3.0, help="seconds of load before SIGTERM (sigterm)")
     parser.add_argument("--grace", type=float, default=10.0, help="the proxy's --grace (sigterm)")

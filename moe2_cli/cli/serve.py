@@ -49,6 +49,11 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback unless you say otherwise.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    probe_port: Annotated[int | None, typer.Option(
+        "--probe-port", min=0, max=65535, help="Also answer /healthz, /readyz and /metrics on this port (same --host), "
+                                               "from a thread of their own: probes stay fast however busy the main "
+                                               "port is, and keep answering through the drain (default: off; the "
+                                               "main port answers them either way).")] = None,
     aggregate: Annotated[Aggregate, typer.Option("--aggregate", help="top: the highest-weight expert's reply as it "
                                                                      "is (streams pass through as generated); vote: "
                                                                      "the majority of normalised text answers "
@@ -108,7 +113,7 @@ def serve(
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
-    not every circuit breaker open) and /metrics.
+    not every circuit breaker open) and /metrics, the last three also on --probe-port if given.
 
     On SIGTERM or SIGINT it drains: new requests get a 503, those in flight get --grace seconds,
     and any still running then are answered with a 503. Exit status: 0 when none had to be cut,
@@ -130,6 +135,9 @@ def serve(
     waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
     for flag, seconds in waits.items():
         _check_seconds(flag, seconds)
+    # Two sockets with SO_REUSEADDR may both bind one port until one listens: it is said here.
+    if probe_port == port != 0:
+        raise UsageError(f"--probe-port {port} is the --port too; give the probes a port of their own")
     if not 0 < log_max_mb < math.inf:
         raise UsageError(f"--log-max-mb must be a finite number > 0 (got {log_max_mb})")
     key = _api_key(api_key_env)
@@ -139,6 +147,7 @@ def serve(
     targets = targets_for(choice.scenario, choice.selection, timeout)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
+    probe_sock = None if probe_port is None else _probe_socket(host, probe_port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
     bounds = Bounds(max_inflight=inflight, max_queue=inflight if max_queue is None else max_queue,
@@ -155,10 +164,22 @@ def serve(
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}; a request naming no category: {_policy_note(plan.category_policy, policy)}",
           file=sys.stderr, flush=True)
+    if probe_sock is not None:
+        print(f"moe2 serve: probes also at http://{host}:{probe_sock.getsockname()[1]} (/healthz, /readyz, /metrics)",
+              file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,
-                                    api_key=key, max_body=max_body))
+                                    api_key=key, max_body=max_body), probe_sock)
+
+
+def _probe_socket(host: str, port: int):
+    from moe2_cli.serve.server import bind
+
+    try:
+        return bind(host, port)
+    except UsageError as err:
+        raise UsageError(f"--probe-port: {err}") from None
 
 
 def _request_log(directory: Path, max_mb: float, with_text: bool):

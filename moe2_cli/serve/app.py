@@ -13,6 +13,7 @@ client's, or a new one), which is also sent to the experts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import math
 import re
@@ -85,6 +86,15 @@ class Front:
             await self._admitted(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def probe_answer(self, scope: Scope) -> Response | None:
+        """A probe's answer, or its refusal (headers too large, no key for /metrics, a method other
+        than GET or HEAD); None off the probe paths. Safe to call from another thread: it reads
+        only what can be read while the event loop changes it."""
+        if scope["path"] not in PROBES:
+            return None
+        return (_big_headers(scope["headers"]) or self._unauthorised(scope["path"], dict(scope["headers"]))
+                or self._probe(scope["path"], scope["method"]))
 
     def _unauthorised(self, path: str, headers: dict[bytes, bytes]) -> Response | None:
         if self.expected is None or path in OPEN_PATHS:
@@ -218,6 +228,7 @@ def _unavailable(reason: str) -> JSONResponse:
     return reply
 
 
+@functools.cache  # a burst refuses thousands: the same few bytes, made once per reason
 def unavailable_bytes(reason: str) -> bytes:
     """The whole HTTP/1.1 503 of :func:`_unavailable`, for a connection refused before parsing."""
     reply = _unavailable(reason)
@@ -260,7 +271,7 @@ async def _read_json(request: Request, limit: int, cap: int, endpoint: str) -> d
 
 
 def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-              admission: Admission | None = None) -> ASGIApp:
+              admission: Admission | None = None) -> Front:
     """The app; ``api_key`` (the token itself, not a variable name) protects every route but the
     probes. ``admission`` bounds the completions worked on (default: derived from S and k)."""
     if admission is None:

@@ -60,9 +60,10 @@ class Breaker:
 
     def state(self, expert: str) -> State:
         record = self._records[expert]
-        if record.opened_at is None:
+        opened_at = record.opened_at  # read once: the probe listener's thread asks while the loop changes it
+        if opened_at is None:
             return State.CLOSED
-        if record.probing or self.clock() - record.opened_at >= self.settings.cooldown_s:
+        if record.probing or self.clock() - opened_at >= self.settings.cooldown_s:
             return State.HALF_OPEN
         return State.OPEN
 

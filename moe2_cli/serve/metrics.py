@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,33 +38,43 @@ class Family:
     buckets: tuple[float, ...] = ()
     counts: dict[Labels, list[int]] = field(default_factory=dict)
     sample: Callable[[], dict[Labels, float]] | None = None  # a gauge read when rendered, not kept
+    # The probe listener renders from a thread of its own while the event loop counts: a render
+    # copies the family under the lock, so it never iterates a dict that grows, nor shows a
+    # histogram's buckets and sum from different observations.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
-        self.values[labels] = self.values.get(labels, 0.0) + amount
+        with self._lock:
+            self.values[labels] = self.values.get(labels, 0.0) + amount
 
     def observe(self, labels: Labels, value: float) -> None:
-        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.inc(labels, value)
+        with self._lock:
+            counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
+            counts[bisect.bisect_left(self.buckets, value)] += 1
+            self.values[labels] = self.values.get(labels, 0.0) + value
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+        with self._lock:
+            values = dict(self.values)
+            histogram = {labels: list(counts) for labels, counts in self.counts.items()}
         if self.kind != "histogram":
-            values = self.sample() if self.sample is not None else self.values
+            values = self.sample() if self.sample is not None else values
             lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(values.items())]
             return lines
-        for labels, counts in sorted(self.counts.items()):
+        for labels, counts in sorted(histogram.items()):
             running = 0
             for bound, count in zip((*self.buckets, math.inf), counts):
                 running += count
                 lines.append(f"{self.name}_bucket{_labels(labels, (('le', _number(bound)),))} {running}")
-            lines.append(f"{self.name}_sum{_labels(labels)} {_number(self.values[labels])}")
+            lines.append(f"{self.name}_sum{_labels(labels)} {_number(values[labels])}")
             lines.append(f"{self.name}_count{_labels(labels)} {running}")
         return lines
 
 
 class Metrics:
-    """The proxy's counters; the event loop is single-threaded, so no locks are needed."""
+    """The proxy's counters, changed by the event loop; each family is safe to render from
+    another thread (the probe listener's)."""
 
     def __init__(self):
         self.requests = Family("moe2_requests_total", "Completion requests (chat and text) by category and HTTP "

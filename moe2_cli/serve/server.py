@@ -26,6 +26,7 @@ from moe2_cli.errors import Moe2Error, UsageError
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.admission import Admission, Bounds
 from moe2_cli.serve.app import MAX_HEADER_BYTES, build_app, unavailable_bytes, whole_completion
+from moe2_cli.serve.probes import ProbeListener
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.queries import Query
 
@@ -169,17 +170,35 @@ class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self.transport.close()
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server; its exit signal also starts the admission drain."""
+class ProbeProtocol(HeaderDeadline):
+    """The probe listener's: the header deadline, no admission, and at the stop a connection
+    between probes is closed at once (a prober reconnects; nothing on it is left to answer)."""
 
-    def __init__(self, config: uvicorn.Config, proxy: Proxy, admission: Admission, grace_s: float):
+    def shutdown(self) -> None:
+        super(HeaderDeadline, self).shutdown()  # uvicorn's own, past the idle delay
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server; its exit signal also starts the admission drain. With a probe listener
+    (:mod:`.probes`), that starts once this server has and stops after it."""
+
+    def __init__(self, config: uvicorn.Config, proxy: Proxy, admission: Admission, grace_s: float,
+                 probes: ProbeListener | None = None):
         super().__init__(config)
-        self.proxy, self.admission, self.grace_s = proxy, admission, grace_s
+        self.proxy, self.admission, self.grace_s, self.probes = proxy, admission, grace_s, probes
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
-        await super().startup(sockets=sockets)
+        if self.probes is not None:
+            # First, so that the probes answer (/readyz "starting") by the time this server does;
+            # the wait is milliseconds, before this loop has anything to serve.
+            self.probes.start()
+        try:
+            await super().startup(sockets=sockets)
+        except BaseException:  # a failed start (uvicorn exits) is followed by no shutdown
+            self._stop_probes()
+            raise
         # asyncio accepts up to its backlog argument of connections per event-loop turn, and
         # then works through all of them before reading anything else: a burst of thousands
         # would hold /healthz back for a second. The argument stays small (ACCEPT_BATCH);
@@ -187,13 +206,24 @@ class DrainingServer(uvicorn.Server):
         for sock in sockets or ():
             sock.listen(LISTEN_BACKLOG)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            self._stop_probes()
+
+    def _stop_probes(self) -> None:
+        if self.probes is not None:
+            self.probes.stop()  # blocks this loop briefly: it has nothing left to serve
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.loop is not None and not self.should_exit:
             self.loop.call_soon_threadsafe(self.admission.drain, self.grace_s)
         super().handle_exit(sig, frame)
 
 
-def build_server(proxy: Proxy, options: Options) -> DrainingServer:
+def build_server(proxy: Proxy, options: Options, probe_sock: socket.socket | None = None) -> DrainingServer:
+    """The server; with ``probe_sock``, a probe listener on it too."""
     admission = Admission(options.bounds)
     app = build_app(proxy, api_key=options.api_key, max_body=options.max_body, admission=admission)
     # Idle client connections are kept longer than clients keep them (httpx, hence the openai
@@ -204,12 +234,17 @@ def build_server(proxy: Proxy, options: Options) -> DrainingServer:
                             timeout_graceful_shutdown=math.ceil(options.grace_s) + CUT_MARGIN_S,
                             timeout_keep_alive=KEEP_ALIVE_S, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
                             limit_concurrency=backstop(options.bounds), backlog=ACCEPT_BATCH)
-    return DrainingServer(config, proxy, admission, options.grace_s)
+    probes = None
+    if probe_sock is not None:
+        prober = type("ProbeHTTPProtocol", (ProbeProtocol,), {"header_timeout_s": options.header_timeout_s})
+        probes = ProbeListener(app, probe_sock, prober)
+    return DrainingServer(config, proxy, admission, options.grace_s, probes)
 
 
-def serve(proxy: Proxy, sock: socket.socket, options: Options) -> None:
-    """Serve until SIGTERM or SIGINT, then drain; :class:`DrainCut` if requests had to be cut."""
-    server = build_server(proxy, options)
+def serve(proxy: Proxy, sock: socket.socket, options: Options, probe_sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; :class:`DrainCut` if requests had to be cut.
+    With ``probe_sock``, the probes are answered on it too, from a thread of their own."""
+    server = build_server(proxy, options, probe_sock)
     # uvicorn re-raises the signal once it has stopped gracefully, which would end the process
     # as killed; handlers of our own turn that into the clean exit it is.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -135,6 +135,34 @@ def test_past_the_grace_requests_still_running_get_a_503_and_the_exit_status_say
     assert "Traceback" not in stderr
 
 
+def test_the_probe_port_answers_through_the_drain_and_closes_with_the_process(tmp_path):
+    gate, probe_port = threading.Event(), _free_port()
+    try:
+        with _serving(tmp_path, FakeModel(answer="held", gate=gate), ORIN, "--probe-port", str(probe_port)) as (
+                url, proc, orin), ThreadPoolExecutor(1) as pool:
+            probes = f"http://127.0.0.1:{probe_port}"
+            assert httpx.get(probes + "/readyz").status_code == 200
+            reply = pool.submit(httpx.post, url + "/v1/chat/completions", timeout=60,
+                                json={"messages": [{"role": "user", "content": "history empire"}]})
+            assert orin.wait_for_calls(2), "the request is at its two experts"
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while not _refuses_connections(int(url.rsplit(":", 1)[1])):
+                assert time.monotonic() < deadline, "the server still accepts connections"
+                time.sleep(0.02)
+            ready = httpx.get(probes + "/readyz")
+            assert ready.status_code == 503 and ready.json()["reasons"] == ["draining"]
+            assert httpx.get(probes + "/healthz").status_code == 200
+            gate.set()
+            assert reply.result().status_code == 200
+            code, stderr = proc.wait(timeout=60), proc.communicate()[1]
+    finally:
+        gate.set()
+    assert code == 0, stderr
+    assert f"moe2 serve: probes also at http://127.0.0.1:{probe_port} (/healthz, /readyz, /metrics)" in stderr
+    assert _refuses_connections(probe_port)
+
+
 def test_the_first_request_after_start_is_as_fast_as_the_next(tmp_path):
     """Everything the first request would load (the router's imports, the clients) is loaded
     before the server reports ready."""
@@ -175,7 +203,13 @@ def test_setup_errors_exit_2_before_training(run_cli, tmp_path, monkeypatch):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = run_cli("serve", scenario, "--selection", selection, "--port", str(busy.getsockname()[1]))
+        probe_taken = run_cli("serve", scenario, "--selection", selection, "--port", "0", "--probe-port",
+                              str(busy.getsockname()[1]))
     assert taken.exit_code == 2 and taken.stderr.startswith("moe2: cannot listen on 127.0.0.1:")
+    assert probe_taken.exit_code == 2 and probe_taken.stderr.startswith("moe2: --probe-port: cannot listen on ")
+    same = run_cli("serve", scenario, "--selection", selection, "--port", "8123", "--probe-port", "8123")
+    assert same.exit_code == 2
+    assert same.stderr == "moe2: --probe-port 8123 is the --port too; give the probes a port of their own\n"
 
 
 def write_default_selection(directory) -> str:

@@ -114,16 +114,16 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
 def running_server(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
                    max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
                    bounds: Bounds | None = None, grace_s: float = 2.0, header_timeout_s: float = HEADER_TIMEOUT_S,
-                   **options):
+                   probe_sock=None, **options):
     """:func:`running_proxy`, yielding (base URL, server): ``server.admission`` is its admission
-    control, ``server.proxy`` the proxy."""
+    control, ``server.proxy`` the proxy; with ``probe_sock``, ``server.probes`` listens on it."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
                   fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}), **options)
     sock = bind("127.0.0.1", 0)
     inflight = default_max_inflight(len(plan.selection), plan.k)
     bounds = bounds or Bounds(max_inflight=inflight, max_queue=inflight)
     server = build_server(proxy, Options(bounds=bounds, grace_s=grace_s, api_key=api_key, max_body=max_body,
-                                         header_timeout_s=header_timeout_s))
+                                         header_timeout_s=header_timeout_s), probe_sock)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
