@@ -99,15 +99,15 @@ def test_a_down_server_hands_over_to_the_next_experts(base_plan, tmp_path):
 def test_a_slow_expert_times_out_and_the_next_one_answers(base_plan, tmp_path):
     hang = {llm: {"fail": "hang"} for llm in SERVERS["rtx-1"][1]}
     with fake_experts({"rtx-1": hang}) as (_, urls), \
-            running_proxy(plan_for(base_plan, tmp_path, urls, timeout_s=0.3)) as (url, _):
+            running_proxy(plan_for(base_plan, tmp_path, urls, timeout_s=1.0)) as (url, _):
         started = time.monotonic()
-        reply = httpx.post(url + CHAT, json=ask("poetry sonnet"), timeout=10)  # gemma on rtx-1 ranks first
+        reply = httpx.post(url + CHAT, json=ask("poetry sonnet"), timeout=30)  # gemma on rtx-1 ranks first
         elapsed = time.monotonic() - started
     body = reply.json()["moe2"]
     assert reply.status_code == 200
     assert "rtx-1/gemma-2-9b-it" in {f["expert"] for f in body["failed"]}
     assert all(e.startswith("orin-1/") for e in body["experts"]) and len(body["experts"]) == 2
-    assert elapsed < 3, "the timeout, not the hang, decides"
+    assert elapsed < 20, "the timeout, not the hang (an hour), decides"
 
 
 def test_a_500_is_a_failure_and_when_nobody_answers_502(base_plan, tmp_path):

@@ -123,11 +123,11 @@ def test_the_breaker_skips_a_dead_expert_until_one_probe_after_the_cooldown(base
     settings = BreakerSettings(failures=2, cooldown_s=30.0)
     gemma = "rtx-1/gemma-2-9b-it"
     with fake_experts({"rtx-1": {"gemma-2-9b-it": {"fail": "hang"}}}) as (servers, urls), \
-            running_proxy(plan_for(base_plan, tmp_path, urls, timeout_s=0.3), breaker_settings=settings,
+            running_proxy(plan_for(base_plan, tmp_path, urls, timeout_s=1.0), breaker_settings=settings,
                           clock=lambda: now[0]) as (url, proxy):
         waits = [timed_post(url, ask(f"poetry sonnet {i}"))[1] for i in range(2)]
         assert proxy.breaker.state(gemma) == 2
-        skipped, skipped_s = timed_post(url, ask("poetry sonnet 2"))
+        skipped, _ = timed_post(url, ask("poetry sonnet 2"))
         calls = len([c for c in servers["rtx-1"].calls if c.model == "gemma-2-9b-it"])
         open_metrics = httpx.get(url + "/metrics").text
         now[0] += 30.0
@@ -137,8 +137,10 @@ def test_the_breaker_skips_a_dead_expert_until_one_probe_after_the_cooldown(base
         now[0] += 30.0
         servers["rtx-1"].models["gemma-2-9b-it"].fail = None
         healed, _ = timed_post(url, ask("poetry sonnet 4"))
-    assert all(w >= 0.3 for w in waits)
-    assert skipped.status_code == 200 and skipped_s < 0.3, "an open expert is not waited for"
+    assert all(w >= 1.0 for w in waits)
+    # Not called at all (calls == 2 below), so not waited for: a count, where a clock would
+    # depend on the machine's load.
+    assert skipped.status_code == 200
     assert skipped.json()["moe2"]["skipped"] == [gemma]
     assert gemma not in skipped.json()["moe2"]["experts"] and calls == 2
     assert metric(open_metrics, f'moe2_expert_state{{expert="{gemma}"}}') == 2
