@@ -99,7 +99,7 @@ class Reloader(Companion):
         started = time.perf_counter()
         old = self.proxy.plan
         try:
-            built = await asyncio.to_thread(self.build)
+            built = await asyncio.to_thread(self._build)
             problem = _changed_scenario(old, built.plan)
         except Exception as err:  # noqa: BLE001 - whatever went wrong, the plan served goes on
             problem = _one_line(err)
@@ -114,6 +114,14 @@ class Reloader(Companion):
                        router=built.plan.router_name, top_k=built.plan.k, previous=plan_hash(old),
                        seconds=round(time.perf_counter() - started, 3))
         return True
+
+
+    def _build(self) -> Built:
+        # What the build reads is what the watcher has seen: a change caught half-written, before
+        # this read, asks for no second reload of the same file.
+        if self.watched is not None:
+            self.seen = _digest(self.watched) or self.seen
+        return self.build()
 
 
 def _changed_scenario(old: Plan, new: Plan) -> str | None:
