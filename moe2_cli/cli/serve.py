@@ -148,8 +148,6 @@ def serve(
         _check_seconds(flag, seconds)
     if not 0 < log_max_mb < math.inf:
         raise UsageError(f"--log-max-mb must be a finite number > 0 (got {log_max_mb})")
-    if not 0 <= shadow_rate <= 1:
-        raise UsageError(f"--shadow-rate must be a fraction in [0, 1] (got {shadow_rate})")
     if shadow_rate > 0 and (log is None or not log_text):
         raise UsageError("--shadow-rate needs --log DIR and --log-text: shadow answers are logged for scoring, "
                          "which needs their text")
