@@ -15,7 +15,7 @@ import numpy as np
 StreamName = Literal[
     "synthetic-outcomes", "gate-init", "random-solver", "stats-sample", "em-start",
     "split", "gate-check", "rates-replicate", "rates-bootstrap", "rates-timing", "folds", "bootstrap",
-    "router-holdout",
+    "router-holdout", "shadow",
 ]
 
 STREAMS: dict[str, tuple[int, ...]] = {
@@ -32,6 +32,7 @@ STREAMS: dict[str, tuple[int, ...]] = {
     "folds": (3,),  # cross-fitting folds (and the early-stopping part inside each fold's training queries)
     "bootstrap": (4,),  # resamples of the queries for the intervals of F
     "router-holdout": (5,),  # the logistic router's held-out quarter for its penalty
+    "shadow": (6,),  # `moe2 serve --shadow-rate`: which answered requests are shadowed, to which experts
 }
 
 

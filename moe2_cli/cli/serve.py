@@ -110,6 +110,19 @@ def serve(
         "--log-max-mb", help="Size in MB at which the request log rotates (5 files are kept).")] = 100.0,
     log_text: Annotated[bool, typer.Option(
         "--log-text/--no-log-text", help="Also log each request's prompt and answer text.")] = False,
+    shadow_rate: Annotated[float, typer.Option(
+        "--shadow-rate", min=0.0, max=1.0, help="Fraction of answered requests sent again, after the reply, to the "
+                                                "experts with an endpoint that the request did not call; their "
+                                                "answers are logged for scoring (needs --log and --log-text). "
+                                                "Which requests is drawn with --seed.")] = 0.0,
+    shadow_experts: Annotated[int | None, typer.Option(
+        "--shadow-experts", min=1, help="At most this many experts per shadowed request, drawn at random "
+                                        "(default: every one it did not call).")] = None,
+    shadow_concurrency: Annotated[int, typer.Option(
+        "--shadow-concurrency", min=1, help="Shadow calls running at once; one more is dropped and counted.")] = 4,
+    watch: Annotated[bool, typer.Option(
+        "--watch/--no-watch", help="Reload the plan when the --selection file changes (checked every second). "
+                                   "SIGHUP reloads it either way.")] = True,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -117,20 +130,23 @@ def serve(
 
     On SIGTERM or SIGINT it drains: new requests get a 503, those in flight get --grace seconds,
     and any still running then are answered with a 503. Exit status: 0 when none had to be cut,
-    75 when some were, 2 on bad usage or input.
+    75 when some were, 2 on bad usage or input. SIGHUP (or a change of the --selection file)
+    rebuilds the plan and serves it from the next request on; a plan that fails to build leaves
+    the old one serving.
 
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
     from moe2_cli.serve.admission import Bounds, default_max_inflight
     from moe2_cli.serve.breaker import BreakerSettings
-    from moe2_cli.serve.categories import parse_policy
-    from moe2_cli.serve.plan import choose, with_router
+    from moe2_cli.serve.planning import PlanRecipe
     from moe2_cli.serve.proxy import Proxy
+    from moe2_cli.serve.reload import Reloader
     from moe2_cli.serve.server import Options, bind, grace_seconds, warm_up
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.sessions import Sessions
-    from moe2_cli.serve.upstream import Pools, targets_for
+    from moe2_cli.serve.shadow import Shadow, ShadowSettings
+    from moe2_cli.serve.upstream import Pools
 
     waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
     for flag, seconds in waits.items():
@@ -140,25 +156,33 @@ def serve(
         raise UsageError(f"--probe-port {port} is the --port too; give the probes a port of their own")
     if not 0 < log_max_mb < math.inf:
         raise UsageError(f"--log-max-mb must be a finite number > 0 (got {log_max_mb})")
+    if shadow_rate > 0 and (log is None or not log_text):
+        raise UsageError("--shadow-rate needs --log DIR and --log-text: shadow answers are logged for scoring, "
+                         "which needs their text")
     key = _api_key(api_key_env)
-    choice = choose(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router)
-    policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
+    recipe = PlanRecipe(scenario, tuple(budget or ()), selection, seed, outcomes, router, category_policy, timeout)
+    chosen = recipe.choose()
+    policy = chosen.policy
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
-    targets = targets_for(choice.scenario, choice.selection, timeout)
+    fleet = _fleet_targets(chosen.choice.scenario, timeout) if shadow_rate > 0 else None
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
     probe_sock = None if probe_port is None else _probe_socket(host, probe_port)
-    plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
+    plan = recipe.fit(chosen)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
     bounds = Bounds(max_inflight=inflight, max_queue=inflight if max_queue is None else max_queue,
                     queue_timeout_s=queue_timeout)
     # A request calls at most k experts at once (a fallback replaces a failed one), so pools this
     # size never make an admitted request wait for a connection.
-    proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
+    proxy = Proxy(plan=plan, targets=chosen.targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
                   max_reply_bytes=max_upstream_bytes, request_log=request_log,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
+    if fleet is not None and request_log is not None:
+        settings = ShadowSettings(rate=shadow_rate, experts=shadow_experts, concurrency=shadow_concurrency, seed=seed)
+        proxy.attach(Shadow(settings, fleet, plan.scenario, request_log, max_reply_bytes=max_upstream_bytes))
+    proxy.attach(Reloader(proxy, recipe.build, watched=selection if watch else None))
     warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
@@ -180,6 +204,14 @@ def _probe_socket(host: str, port: int):
         return bind(host, port)
     except UsageError as err:
         raise UsageError(f"--probe-port: {err}") from None
+
+
+def _fleet_targets(scenario, timeout: float | None):
+    """Where the fleet's experts answer: every expert whose server has an endpoint."""
+    from moe2_cli.serve.shadow import fleet
+    from moe2_cli.serve.upstream import targets_for
+
+    return targets_for(scenario, fleet(scenario), timeout)
 
 
 def _request_log(directory: Path, max_mb: float, with_text: bool):

@@ -322,10 +322,14 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
     @asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
         await readiness.start()
+        for companion in proxy.companions:
+            await companion.start()
         try:
             yield
         finally:
             await readiness.stop()
+            for companion in proxy.companions:
+                await companion.stop()
             await proxy.close()  # the upstream connection pools
 
     anything = ["GET", "POST", "PUT", "PATCH", "DELETE"]

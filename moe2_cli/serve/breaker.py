@@ -58,6 +58,11 @@ class Breaker:
         self.clock = clock
         self._records = {expert: _Record() for expert in experts}
 
+    def add(self, experts: Iterable[str]) -> None:
+        """Breakers for experts not yet known (closed); known ones keep their record."""
+        for expert in experts:
+            self._records.setdefault(expert, _Record())
+
     def state(self, expert: str) -> State:
         record = self._records[expert]
         opened_at = record.opened_at  # read once: the probe listener's thread asks while the loop changes it

@@ -106,10 +106,11 @@ class Metrics:
         self.log_lines = Family("moe2_log_lines_total", "Lines of the request log (--log) written, and dropped "
                                 "(the writer's queue was full or the disk failed); the requests were answered.",
                                 "counter")
+        self.extra: list[Family] = []  # families of the proxy's companions
         self.in_flight.inc((), 0.0)
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
-                    self.categories, self.sticky, self.log_lines)
+                    self.categories, self.sticky, self.log_lines, *self.extra)
         return "\n".join(line for f in families for line in f.render()) + "\n"

@@ -63,6 +63,12 @@ class Plan(Choice):
         known = infer_missing(queries, self.classifier, source)
         return route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source)
 
+    def warm(self) -> None:
+        """One routing call per category: it loads the router's lazy imports (scikit-learn,
+        scipy, the featuriser), which the first request would otherwise wait for."""
+        categories = self.scenario.instance.categories
+        self.route([Query(id=f"warm-up-{c}", category=c, text="warm up") for c in categories], source="warm-up")
+
 
 def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,
            seed: int = 0, outcomes: Path | None = None, router: str | None = None) -> Choice:

@@ -34,6 +34,7 @@ from moe2_cli.serve.batching import RouteBatcher
 from moe2_cli.serve.breaker import Breaker, BreakerSettings
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
+from moe2_cli.serve.companion import Companion
 from moe2_cli.serve.dispatch import Dispatch, dispatch
 from moe2_cli.serve.intake import CHAT, Asked, Intake
 from moe2_cli.serve.metrics import Metrics
@@ -110,6 +111,7 @@ class Proxy:
     route_on: str = DEFAULT_ROUTE_ON
     sessions: Sessions | None = None  # None: no stickiness
     request_log: RequestLog | None = None  # None: no line per request
+    companions: list[Companion] = field(default_factory=list)  # shadow traffic, plan reloads
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -126,6 +128,31 @@ class Proxy:
         self.metrics.expert_state.sample = self._breaker_states
         if self.request_log is not None:
             self.metrics.log_lines.sample = self.request_log.counts
+        for companion in self.companions:
+            self.metrics.extra.extend(companion.families())
+
+    def attach(self, companion: Companion) -> None:
+        self.companions.append(companion)
+        self.metrics.extra.extend(companion.families())
+
+    def swap(self, plan: Plan, targets: dict[str, Target]) -> None:
+        """Serve ``plan`` from the next request on (call it on the event loop): a request routed
+        already finishes on the plan it was routed by, its experts' targets and breakers kept.
+        The scenario must be the one served: its name, categories and experts."""
+        for expert in targets:
+            self.states.setdefault(expert, ExpertState())
+        self.breaker.add(targets)
+        self.targets = {**self.targets, **targets}
+        self.plan, self.router = plan, RouteBatcher(plan)
+
+    @property
+    def serving(self) -> dict[str, Target]:
+        """The targets of the experts of S (``targets`` keeps those of an earlier S too)."""
+        return {e: self.targets[e] for e in self.plan.selection}
+
+    def draining(self) -> None:
+        for companion in self.companions:
+            companion.drain()
 
     def _breaker_states(self) -> dict[tuple[tuple[str, str], ...], float]:
         return {(("expert", e),): float(s) for e, s in self.breaker.states().items()}
@@ -399,7 +426,7 @@ class Proxy:
     def _served(self, asked: Asked, reply: Reply, latency_s: float) -> Served:
         """A whole reply, for the log; a stream told from it has its first token at the end."""
         moe2, usage = reply.body.get("moe2", {}), reply.body.get("usage")
-        answer = [_text(choice) for choice in reply.body.get("choices", [])] if self._logs_text else None
+        answer = [choice_text(choice) for choice in reply.body.get("choices", [])] if self._logs_text else None
         return Served(answer_from=moe2.get("answer_from"), usage=usage if isinstance(usage, dict) else None,
                       tokens_spent=moe2.get("tokens_spent"), ttft_s=latency_s if asked.stream else None,
                       answer=answer if reply.status == 200 else None)
@@ -423,6 +450,9 @@ class Proxy:
             self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
         if self.request_log is not None:
             self.request_log.write(entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text))
+        if status == 200:
+            for companion in self.companions:
+                companion.answered(asked, called)
 
 
 def _about(asked: Asked) -> dict:
@@ -434,7 +464,7 @@ def _about(asked: Asked) -> dict:
             "sticky": None if stuck is None else {"expert": stuck.expert, "overrode_router": stuck.overrode}}
 
 
-def _text(choice: dict) -> str | None:
+def choice_text(choice: dict) -> str | None:
     """A choice's text: a chat message's content or a completion's text."""
     message = choice.get("message")
     return message.get("content") if isinstance(message, dict) else choice.get("text")

@@ -42,7 +42,7 @@ class Readiness:
         """What ``/readyz`` shows: the status, why it is not ready, and each expert's record."""
         reasons = self.reasons()
         upstreams = {}
-        for expert, target in self.proxy.targets.items():
+        for expert, target in self.proxy.serving.items():
             state, error = self.proxy.states[expert], self.probed.get(target.api_base, "not probed yet")
             upstreams[expert] = {"state": "up" if error is None else "down", "error": error,
                                  "breaker": self.proxy.breaker.state(expert).name.lower().replace("_", "-"),
@@ -68,7 +68,7 @@ class Readiness:
 
     async def _probe(self) -> None:
         assert self._client is not None
-        by_base = {t.api_base: t for t in self.proxy.targets.values()}
+        by_base = {t.api_base: t for t in self.proxy.serving.values()}
         results = await asyncio.gather(*(probe(self._client, t) for t in by_base.values()))
         self.probed = dict(zip(by_base, results))
 

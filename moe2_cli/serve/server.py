@@ -28,7 +28,6 @@ from moe2_cli.serve.admission import Admission, Bounds
 from moe2_cli.serve.app import MAX_HEADER_BYTES, build_app, unavailable_bytes, whole_completion
 from moe2_cli.serve.probes import ProbeListener
 from moe2_cli.serve.proxy import Proxy
-from moe2_cli.serve.queries import Query
 
 KEEP_ALIVE_S = 30
 HEADER_TIMEOUT_S = 10  # a connection's first request, or a later one once begun, must finish its headers
@@ -83,8 +82,7 @@ def warm_up(proxy: Proxy) -> None:
     """What the first request would otherwise pay, paid before the socket listens: one routing
     call per category (it loads the router's lazy imports: scikit-learn, scipy, the featuriser)
     and each expert server's client."""
-    categories = proxy.plan.scenario.instance.categories
-    proxy.plan.route([Query(id=f"warm-up-{c}", category=c, text="warm up") for c in categories], source="warm-up")
+    proxy.plan.warm()
     for target in proxy.targets.values():
         proxy.pools.client(target)
     # What start-up made (the router, numpy, scikit-learn) lives as long as the process; a full
@@ -219,6 +217,7 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.loop is not None and not self.should_exit:
             self.loop.call_soon_threadsafe(self.admission.drain, self.grace_s)
+            self.loop.call_soon_threadsafe(self.proxy.draining)
         super().handle_exit(sig, frame)
 
 

@@ -91,7 +91,7 @@ def _sigterm_with_requests_held(tmp_path, release: bool, *options: str) -> tuple
                     return err
 
             replies = [pool.submit(ask, i) for i in range(IN_FLIGHT)]
-            assert orin.wait_for_calls(2 * IN_FLIGHT), "every request is at its two experts"
+            assert orin.wait_for_calls(2 * IN_FLIGHT, timeout_s=180), "every request is at its two experts"
             proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
             while not _refuses_connections(int(url.rsplit(":", 1)[1])):
@@ -144,7 +144,7 @@ def test_the_probe_port_answers_through_the_drain_and_closes_with_the_process(tm
             assert httpx.get(probes + "/readyz").status_code == 200
             reply = pool.submit(httpx.post, url + "/v1/chat/completions", timeout=60,
                                 json={"messages": [{"role": "user", "content": "history empire"}]})
-            assert orin.wait_for_calls(2), "the request is at its two experts"
+            assert orin.wait_for_calls(2, timeout_s=180), "the request is at its two experts"
             proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
             while not _refuses_connections(int(url.rsplit(":", 1)[1])):

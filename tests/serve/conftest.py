@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from moe2_cli.scenario.scenario import load_scenario
 from moe2_cli.serve.admission import Bounds, default_max_inflight
 from moe2_cli.serve.categories import CategoryPolicy
+from moe2_cli.serve.companion import Companion
 from moe2_cli.serve.plan import Plan, make_plan, read_selection
 from moe2_cli.serve.proxy import Proxy
 from moe2_cli.serve.server import HEADER_TIMEOUT_S, Options, bind, build_server
@@ -114,11 +116,14 @@ def running_proxy(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api
 def running_server(plan: Plan, *, aggregate: str = "top", fallbacks: int = 2, api_key: str | None = None,
                    max_body: int = 1 << 20, timeout_s: float | None = None, ttft_s: float | None = None, log=None,
                    bounds: Bounds | None = None, grace_s: float = 2.0, header_timeout_s: float = HEADER_TIMEOUT_S,
-                   probe_sock=None, **options):
+                   probe_sock=None, attach: Sequence[Callable[[Proxy], Companion]] = (), **options):
     """:func:`running_proxy`, yielding (base URL, server): ``server.admission`` is its admission
-    control, ``server.proxy`` the proxy; with ``probe_sock``, ``server.probes`` listens on it."""
+    control, ``server.proxy`` the proxy; with ``probe_sock``, ``server.probes`` listens on it;
+    each of ``attach`` makes a companion of the proxy."""
     proxy = Proxy(plan=plan, targets=targets_for(plan.scenario, plan.selection, timeout_s), aggregate=aggregate,
                   fallbacks=fallbacks, ttft_s=ttft_s, **({"log": log} if log else {}), **options)
+    for make in attach:
+        proxy.attach(make(proxy))
     sock = bind("127.0.0.1", 0)
     inflight = default_max_inflight(len(plan.selection), plan.k)
     bounds = bounds or Bounds(max_inflight=inflight, max_queue=inflight)
