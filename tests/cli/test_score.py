@@ -14,6 +14,7 @@ from moe2_cli.measure.prompts import load_prompts
 from moe2_cli.measure.scorers import SCORERS
 from moe2_cli.outcomes import read_outcomes
 from moe2_cli.scoring.judge import GRADING_SYSTEM, GRADING_USER, parse_verdict
+from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeModel, FakeOpenAI
 from tests.serve.conftest import write_scenario
 
@@ -141,3 +142,8 @@ def test_a_missing_log_is_one_line(run_cli, tmp_path):
 
 def test_the_reference_scorers_offered_are_the_scorers():
     assert {s.value for s in ReferenceScorer} == set(SCORERS)
+
+
+def test_the_documentation_shows_the_grading_prompt_verbatim():
+    page = (ROOT / "docs" / "serve.md").read_text()
+    assert f"```text\n{GRADING_SYSTEM}\n```" in page and f"```text\n{GRADING_USER}\n```" in page
