@@ -27,6 +27,7 @@ COMMANDS = {
     "validate": "moe2_cli.cli.inspect:validate",
     "synth": "moe2_cli.cli.synth:synth",
     "measure": "moe2_cli.cli.measure:measure_command",
+    "score": "moe2_cli.cli.score:score",
     "route": "moe2_cli.cli.route:route",
     "serve": "moe2_cli.cli.serve:serve",
     "gating": "moe2_cli.cli.gating:app",

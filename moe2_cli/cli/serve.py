@@ -105,7 +105,8 @@ def serve(
     log: Annotated[Path | None, typer.Option(
         "--log", help="Write one JSON line per completion request to DIR/requests.jsonl (made if missing): id, "
                       "time, category, experts, status, latency, tokens, estimated energy and budget overruns; "
-                      "a line that cannot be written is dropped and counted, the request still answered.")] = None,
+                      "a line that cannot be written is dropped and counted, the request still answered. "
+                      "POST /v1/feedback then writes DIR/feedback.jsonl.")] = None,
     log_max_mb: Annotated[float, typer.Option(
         "--log-max-mb", help="Size in MB at which the request log rotates (5 files are kept).")] = 100.0,
     log_text: Annotated[bool, typer.Option(
@@ -166,6 +167,7 @@ def serve(
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     fleet = _fleet_targets(chosen.choice.scenario, timeout) if shadow_rate > 0 else None
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
+    feedback_log = None if log is None else _request_log(log, log_max_mb, False, feedback=True)
     sock = bind(host, port)
     probe_sock = None if probe_port is None else _probe_socket(host, probe_port)
     plan = recipe.fit(chosen)
@@ -177,7 +179,7 @@ def serve(
     proxy = Proxy(plan=plan, targets=chosen.targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
-                  max_reply_bytes=max_upstream_bytes, request_log=request_log,
+                  max_reply_bytes=max_upstream_bytes, request_log=request_log, feedback_log=feedback_log,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     if fleet is not None and request_log is not None:
         settings = ShadowSettings(rate=shadow_rate, experts=shadow_experts, concurrency=shadow_concurrency, seed=seed)
@@ -214,13 +216,15 @@ def _fleet_targets(scenario, timeout: float | None):
     return targets_for(scenario, fleet(scenario), timeout)
 
 
-def _request_log(directory: Path, max_mb: float, with_text: bool):
-    from moe2_cli.serve.requestlog import open_log
+def _request_log(directory: Path, max_mb: float, with_text: bool, feedback: bool = False):
+    """The request log, or with ``feedback`` the log of POST /v1/feedback, in ``directory``."""
+    from moe2_cli.serve.feedback import FEEDBACK_NAME
+    from moe2_cli.serve.requestlog import LOG_NAME, open_log
 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--log {directory}: not a directory")
     try:
-        return open_log(directory, max_mb, with_text=with_text)
+        return open_log(directory, max_mb, with_text=with_text, name=FEEDBACK_NAME if feedback else LOG_NAME)
     except OSError as err:
         raise UsageError(f"--log {directory}: cannot write a log there ({err.strerror or err})") from None
 

@@ -43,7 +43,7 @@ def outcomes_digest(outcomes: Outcomes) -> str:
     h = hashlib.sha256()
     for part in (outcomes.qids, outcomes.categories, outcomes.columns, outcomes.texts):
         h.update(json.dumps(part).encode())
-    for array in (outcomes.category, outcomes.scores, outcomes.features):
+    for array in (outcomes.category, outcomes.scores, outcomes.features, outcomes.observed):
         if array is not None:
             h.update(str(array.shape).encode())
             h.update(np.ascontiguousarray(array).tobytes())

@@ -84,7 +84,8 @@ def fit_on(outcomes: Outcomes, rows: np.ndarray, k: int, *, seed: int = 0, hidde
     featurizer = QueryFeaturizer(FeatureSpec.for_outcomes(outcomes)).fit(train)
     gate = TopKGate(k=k, hidden=hidden, seed=seed, **gate_options).fit(
         featurizer.transform(train), train.scores[:, columns],
-        featurizer.transform(validation), validation.scores[:, columns])
+        featurizer.transform(validation), validation.scores[:, columns], observed=train.observed_at(columns),
+        observed_val=validation.observed_at(columns))
     return SavedGate(gate=gate, featurizer=featurizer, columns=tuple(outcomes.columns[i] for i in columns))
 
 

@@ -14,6 +14,11 @@ expert's score informative: that ranking is what a restricted gate falls back on
 always stays) before the top-k, so the ranking is trained for the restricted use it gets: the
 gate restricted to S stays close to a gate retrained on S, and F close to monotone.
 
+A missing score (an expert never asked that query) is skipped, not guessed: that expert is
+hidden from that query in training, as dropout hides one, so the loss of a query is its
+ensemble over the experts with a score, and nothing pulls the gate towards or away from an
+expert where its answer is unknown.
+
 Cross-entropy rewards hedged weights, while expected accuracy ``sum_n w_n p_n`` rewards
 committing to the expert most likely right. With ``sharpen`` the fitted scores are finally
 multiplied by the temperature from :data:`SHARPEN_GRID` that maximises the validation expected
@@ -128,10 +133,12 @@ class TopKGate:
 
     # ------------------------------------------------------------ training
 
-    def _init(self, dim: int, p: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def _init(self, dim: int, p: np.ndarray, rng: np.random.Generator,
+              observed: np.ndarray | None = None) -> dict[str, np.ndarray]:
         n = p.shape[1]
         # Start from the experts' mean scores, so the untrained gate ranks them by accuracy.
-        prior = np.log(p.mean(axis=0))
+        mean = p.mean(axis=0) if observed is None else (p * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
+        prior = np.log(np.maximum(mean, self.floor))
         params = {"W": np.zeros((self.hidden or dim, n)), "b": prior - prior.mean()}
         if self.hidden:
             params["W"] = rng.standard_normal((self.hidden, n)) * 0.1
@@ -151,12 +158,20 @@ class TopKGate:
             return loss, None
         return loss, self._backward(params, X, hidden, g)
 
-    def _dropout(self, rng: np.random.Generator, shape) -> np.ndarray | None:
-        """Which experts each training query may use this step; one random expert always may."""
+    def _dropout(self, rng: np.random.Generator, shape, observed: np.ndarray | None) -> np.ndarray | None:
+        """Which experts each training query may use this step: one random expert always may,
+        and never one without a score (``observed`` False)."""
         if not self.expert_dropout:
-            return None
+            return observed
         allowed = rng.random(shape) >= self.expert_dropout
         allowed[np.arange(shape[0]), rng.integers(0, shape[1], shape[0])] = True
+        if observed is None:
+            return allowed
+        allowed &= observed
+        empty = np.flatnonzero(~allowed.any(axis=1))
+        if empty.size:  # the expert kept was one without a score: keep a random one with a score
+            pick = np.argmax(rng.random((empty.size, shape[1])) * observed[empty], axis=1)
+            allowed[empty, pick] = True
         return allowed
 
     def _backward(self, params, X, hidden, g):
@@ -171,22 +186,25 @@ class TopKGate:
         return grads
 
     def fit(self, X, scores: np.ndarray, X_val=None, scores_val: np.ndarray | None = None, *,
+            observed: np.ndarray | None = None, observed_val: np.ndarray | None = None,
             progress: ProgressCallback | None = None) -> TopKGate:
         """Minimise the ensemble cross-entropy on (X, scores); keep the weights with the lowest
         validation loss and stop after ``patience`` iterations without improvement. Without a
-        validation split, the training loss decides. ``progress`` gets a ``training`` event per
-        iteration, with the validation loss in its values."""
+        validation split, the training loss decides. ``observed`` (and ``observed_val``) mark
+        the scores present (None: all); missing ones are skipped. ``progress`` gets a
+        ``training`` event per iteration, with the validation loss in its values."""
         p = floored(np.asarray(scores, dtype=float), self.floor)
         p_val = p if scores_val is None else floored(np.asarray(scores_val, dtype=float), self.floor)
         X_val = X if X_val is None else X_val
+        observed_val = observed if scores_val is None else observed_val
         rng = stream(self.seed, "gate-init")
-        params = self._init(X.shape[1], p, rng)
+        params = self._init(X.shape[1], p, rng, observed)
         moments = {n: (np.zeros_like(v), np.zeros_like(v)) for n, v in params.items()}
         best = (np.inf, 0, params, np.inf)
         for it in range(1, self.max_iter + 1):
-            train_loss, grads = self._loss(params, X, p, self._dropout(rng, p.shape), with_grad=True)
+            train_loss, grads = self._loss(params, X, p, self._dropout(rng, p.shape, observed), with_grad=True)
             params = self._adam_step(params, grads, moments, it)
-            val_loss = self._loss(params, X_val, p_val)[0]
+            val_loss = self._loss(params, X_val, p_val, observed_val)[0]
             if progress is not None:
                 progress(ProgressEvent("training", it, self.max_iter, {"validation_loss": val_loss}))
             if val_loss < best[0] - 1e-9:
@@ -195,7 +213,8 @@ class TopKGate:
                 break
         params, temperature = best[2], 1.0
         if self.sharpen:
-            temperature = self._temperature(params, X_val, np.asarray(scores if scores_val is None else scores_val))
+            temperature = self._temperature(params, X_val, np.asarray(scores if scores_val is None else scores_val),
+                                            observed_val)
             params = {**params, "W": params["W"] * temperature, "b": params["b"] * temperature}
         for name, value in params.items():
             setattr(self, name + "_", value)
@@ -203,10 +222,12 @@ class TopKGate:
                                    temperature=temperature)
         return self
 
-    def _temperature(self, params, X_val, scores_val: np.ndarray) -> float:
-        """The grid temperature with the best validation expected accuracy (the smallest on ties)."""
+    def _temperature(self, params, X_val, scores_val: np.ndarray, observed_val: np.ndarray | None) -> float:
+        """The grid temperature with the best validation expected accuracy (the smallest on ties),
+        each query's top k taken among the experts with a score."""
         logits = self._forward(params, X_val)[0]
-        accuracy = [float((restrict(t * logits, self.k) * scores_val).sum(axis=1).mean()) for t in SHARPEN_GRID]
+        accuracy = [float((topk_softmax(t * logits, self.k, allowed=observed_val) * scores_val).sum(axis=1).mean())
+                    for t in SHARPEN_GRID]
         return SHARPEN_GRID[int(np.argmax(accuracy))]
 
     def _adam_step(self, params, grads, moments, it: int) -> dict[str, np.ndarray]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.errors import Diagnostic, InputError, Moe2Warning
 from moe2_cli.fileio import exists_as
 from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter
 from moe2_cli.outcomes.lm_eval import read_lm_eval
@@ -52,4 +53,8 @@ def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping
         return read_lm_eval(path, task_map)
     if not exists_as(path, "file"):
         raise InputError(Diagnostic(str(path), None, None, "outcomes file not found"))
-    return (read_csv if format == "csv" else read_jsonl)(path, task_map)
+    table = (read_csv if format == "csv" else read_jsonl)(path, task_map)
+    if table.n_missing:
+        warnings.warn(f"{path}: {table.n_missing} of {table.scores.size} scores are missing; F counts each as its "
+                      "LLM's mean score in the query's category (docs/outcomes.md)", Moe2Warning, stacklevel=2)
+    return table

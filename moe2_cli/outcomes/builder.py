@@ -6,13 +6,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from moe2_cli.outcomes.missing import fill_missing
 from moe2_cli.outcomes.rows import Problems
 from moe2_cli.outcomes.table import Outcomes
 
 
 class TableBuilder:
     """Rows in, one table out. Each row must score the same columns as the first row, and
-    carry features of the same length; a breach is a problem at that row's line."""
+    carry features of the same length; a breach is a problem at that row's line. A score may be
+    None (missing: that LLM was not asked), but every row needs at least one."""
 
     def __init__(self, problems: Problems, task_map: Mapping[str, str] | None = None):
         self.problems = problems
@@ -43,7 +45,7 @@ class TableBuilder:
             self.problems.add(line, f"task {raw!r} is not in the task map (it maps: {known})")
         return None
 
-    def add(self, line: int, qid: str, category: str, scores: Mapping[str, float],
+    def add(self, line: int, qid: str, category: str, scores: Mapping[str, float | None],
             text: str | None = None, features: list[float] | None = None,
             tags: tuple[str, ...] | None = None) -> None:
         """One query; ``tags`` may be given on some rows only (the others have none)."""
@@ -51,6 +53,9 @@ class TableBuilder:
             self.problems.add(line, f"duplicate qid {qid!r} (first at line {self.seen[qid]})")
             return
         names = tuple(scores)
+        if all(v is None for v in scores.values()):
+            self.problems.add(line, "scores must give at least one score (got none: every one is missing)")
+            return
         if self.columns is None:
             self.columns = names
         elif set(names) != set(self.columns):
@@ -76,7 +81,7 @@ class TableBuilder:
         self.features.append(features)
         self.tags.append(tags or ())
         self.has_tags = self.has_tags or tags is not None
-        self.scores.append([scores[c] for c in self.columns])
+        self.scores.append([np.nan if scores[c] is None else scores[c] for c in self.columns])  # type: ignore[misc]
 
     def build(self, source: str) -> Outcomes:
         """The table, or every problem found as one InputError."""
@@ -85,10 +90,13 @@ class TableBuilder:
         self.problems.raise_if_any()
         categories = tuple(dict.fromkeys(self.cats))
         position = {c: i for i, c in enumerate(categories)}
+        category = np.array([position[c] for c in self.cats], dtype=np.int64)
+        assert self.columns is not None  # a row was added
+        scores, observed = fill_missing(np.array(self.scores, dtype=float).reshape(len(self.qids), -1), category,
+                                        categories, self.columns, self.problems)
         return Outcomes(
-            qids=tuple(self.qids), categories=categories,
-            category=np.array([position[c] for c in self.cats], dtype=np.int64),
-            columns=self.columns, scores=np.array(self.scores, dtype=float).reshape(len(self.qids), -1),  # type: ignore[arg-type]
+            qids=tuple(self.qids), categories=categories, category=category,
+            columns=self.columns, scores=scores, observed=observed,
             texts=tuple(self.texts) if self.has_text else None,  # type: ignore[arg-type]
             features=np.array(self.features, dtype=float) if self.feature_dim is not None else None,
             source=source, tags=tuple(self.tags) if self.has_tags else None,

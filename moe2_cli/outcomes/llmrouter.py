@@ -48,4 +48,4 @@ def _add(builder: TableBuilder, line: int, qid: str, task: str, question: str, s
         return
     category = builder.category(line, task)
     if category is not None:
-        builder.add(line, qid, category, checked, text=question, tags=(task,))  # type: ignore[arg-type]
+        builder.add(line, qid, category, checked, text=question, tags=(task,))

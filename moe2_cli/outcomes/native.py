@@ -6,7 +6,8 @@ JSONL, one object per line::
      "scores": {"qwen2.5-7b-instruct": 1, "gemma-2-9b-it": 0.25}}
 
 CSV, one row per query: ``qid``, ``category``, optional ``text``, one ``score:<llm>`` column per
-LLM and optional ``feature:<i>`` columns. Either file may be gzip-compressed.
+LLM and optional ``feature:<i>`` columns. Either file may be gzip-compressed. A missing score
+(that LLM was not asked) is ``null`` in JSONL and an empty cell in CSV.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _add_json_row(builder: TableBuilder, line: int, row: dict[str, Any]) -> None
     checked = {}
     for llm, value in scores.items():
         checked[llm] = as_score(value)
-        if checked[llm] is None:
+        if checked[llm] is None and value is not None:  # null: missing, that LLM was not asked
             return problems.add(line, f"score of {llm!r} must be a number in [0, 1] (got {describe(value)})")
     features = _features(problems, line, row.get("features"))
     tags = _tags(problems, line, row.get("tags"))
@@ -63,7 +64,7 @@ def _add_json_row(builder: TableBuilder, line: int, row: dict[str, Any]) -> None
         return None
     mapped = builder.category(line, category)
     if mapped is not None:
-        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)  # type: ignore[arg-type]
+        builder.add(line, qid, mapped, checked, text=text, features=features, tags=tags)
 
 
 def _features(problems: Problems, line: int, value: Any):
@@ -128,7 +129,7 @@ def _add_csv_row(builder: TableBuilder, header: list[str], line: int, record: li
     for name, cell in cells.items():
         if name.startswith(SCORE_PREFIX):
             scores[name[len(SCORE_PREFIX):]] = _csv_number(cell, as_score)
-            if scores[name[len(SCORE_PREFIX):]] is None:
+            if scores[name[len(SCORE_PREFIX):]] is None and cell.strip():  # an empty cell: missing
                 return problems.add(line, f"{name} must be a number in [0, 1] (got {describe(cell)})")
     feature_names = [h for h in header if h.startswith(FEATURE_PREFIX)]
     features = [_csv_number(cells[h], as_finite) for h in feature_names]
@@ -182,7 +183,10 @@ def _json_row(outcomes: Outcomes, q: int) -> dict[str, Any]:
         row["features"] = outcomes.features[q].tolist()
     if outcomes.tags is not None:
         row["tags"] = list(outcomes.tags[q])
-    row["scores"] = dict(zip(outcomes.columns, outcomes.scores[q].tolist()))
+    scores = outcomes.scores[q].tolist()
+    if outcomes.observed is not None:  # a filled-in mean is not a score: it is written as missing
+        scores = [v if present else None for v, present in zip(scores, outcomes.observed[q].tolist())]
+    row["scores"] = dict(zip(outcomes.columns, scores))
     return row
 
 
@@ -202,4 +206,5 @@ def _write_csv(outcomes: Outcomes, stream) -> None:
         row = _json_row(outcomes, q)
         writer.writerow([row["qid"], row["category"], *([row["text"]] if text else []),
                          *([TAG_SEPARATOR.join(row["tags"])] if tags else []),
-                         *(repr(v) for v in row["scores"].values()), *(repr(v) for v in row.get("features", []))])
+                         *("" if v is None else repr(v) for v in row["scores"].values()),
+                         *(repr(v) for v in row.get("features", []))])

@@ -30,6 +30,11 @@ class Outcomes:
     ``features`` (numeric vectors, shape (Q, D)) are optional; the gate needs at least the
     category. ``tags`` are optional labels per query (a file's ``tags``, a benchmark's task).
     ``source`` names where the table came from, for messages.
+
+    ``observed[q, m]`` says whether column m has a score for query q (None: every score is
+    present). A missing score is filled with the column's mean over the present scores of its
+    category (see :mod:`moe2_cli.outcomes.missing`), so ``scores`` is dense; the gate's
+    training skips the missing entries.
     """
 
     qids: tuple[str, ...]
@@ -41,6 +46,7 @@ class Outcomes:
     features: np.ndarray | None = None
     source: str = "outcomes"
     tags: tuple[tuple[str, ...], ...] | None = None  # labels per query (a file's tags, a benchmark task)
+    observed: np.ndarray | None = None  # (Q, columns) bool, True where the score is present; None: all are
 
     def __post_init__(self):
         q = len(self.qids)
@@ -64,6 +70,20 @@ class Outcomes:
             object.__setattr__(self, "features", _frozen(self.features, float))
             if self.features.ndim != 2 or self.features.shape[0] != q:
                 raise ValueError("features must have shape (Q, D)")
+        if self.observed is not None:
+            # All present is the same table as no mask: one form, so the same data gives the same gate.
+            object.__setattr__(self, "observed", None if np.all(self.observed) else _frozen(self.observed, bool))
+            if self.observed is not None and self.observed.shape != self.scores.shape:
+                raise ValueError("observed must have the shape of scores")
+
+    @property
+    def n_missing(self) -> int:
+        """How many scores are missing (filled with category means)."""
+        return 0 if self.observed is None else int(self.observed.size - np.count_nonzero(self.observed))
+
+    def observed_at(self, columns) -> np.ndarray | None:
+        """The mask of present scores of ``columns`` (indices), or None when all are present."""
+        return None if self.observed is None else self.observed[:, np.asarray(columns)]
 
     @property
     def n_queries(self) -> int:
@@ -78,6 +98,7 @@ class Outcomes:
             texts=None if self.texts is None else tuple(self.texts[i] for i in rows),
             features=None if self.features is None else self.features[rows], source=self.source,
             tags=None if self.tags is None else tuple(self.tags[i] for i in rows),
+            observed=None if self.observed is None else self.observed[rows],
         )
 
     def select_columns(self, names) -> Outcomes:
@@ -90,7 +111,8 @@ class Outcomes:
         cols = [index[n] for n in names]
         return Outcomes(qids=self.qids, categories=self.categories, category=self.category,
                         columns=tuple(names), scores=self.scores[:, cols], texts=self.texts,
-                        features=self.features, source=self.source, tags=self.tags)
+                        features=self.features, source=self.source, tags=self.tags,
+                        observed=None if self.observed is None else self.observed[:, cols])
 
     def group_keys(self) -> tuple[str, ...]:
         """What a split must keep together: the question text, or the query id without text."""
@@ -128,7 +150,8 @@ class Outcomes:
         expanded = self.select_columns(llms)
         return Outcomes(qids=self.qids, categories=instance.categories, category=category,
                         columns=instance.expert_ids if per == "expert" else tuple(llms), scores=expanded.scores,
-                        texts=self.texts, features=self.features, source=self.source, tags=self.tags)
+                        texts=self.texts, features=self.features, source=self.source, tags=self.tags,
+                        observed=expanded.observed)
 
     def mean_scores(self) -> np.ndarray:
         """Mean score of every column per category, shape (M, C); NaN where a category is empty."""

@@ -1,7 +1,8 @@
 """The HTTP face of the proxy: an OpenAI-compatible Starlette app.
 
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` (streaming and not), ``GET /v1/models``
-and ``GET /v1/models/{id}``; ``GET /healthz`` (alive), ``GET /readyz`` (ready to serve) and
+and ``GET /v1/models/{id}``; ``POST /v1/feedback`` (:mod:`moe2_cli.serve.feedback`); ``GET /healthz``
+(alive), ``GET /readyz`` (ready to serve) and
 ``GET /metrics``, answered from memory whatever the load. Every error is an OpenAI-style JSON
 object: a malformed body is a 400, an unknown model a 404, an oversized body a 413 (sent once the
 body is read, so the client sees it), a missing or wrong key a 401, a wrong method a 405 with
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.admission import RETRY_AFTER_S, Admission, Bounds, Rejected, default_max_inflight
 from moe2_cli.serve.chunks import error_event
+from moe2_cli.serve.feedback import feedback_route
 from moe2_cli.serve.intake import CATEGORY_HEADER, CHAT, COMPLETIONS, BadRequest, read_request, request_id
 from moe2_cli.serve.proxy import EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
 from moe2_cli.serve.readiness import Readiness
@@ -336,6 +338,7 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
     routes = [Route("/v1/chat/completions", completion_route(CHAT), methods=["POST"]),
               Route("/v1/completions", completion_route(COMPLETIONS), methods=["POST"]),
               Route("/v1/models", models, methods=["GET"]),
+              Route("/v1/feedback", feedback_route(proxy), methods=["POST"]),
               Route("/v1/models/{model_id:path}", model, methods=["GET"]),
               Route("/v1/responses", unsupported, methods=anything),
               Route("/v1/responses/{rest:path}", unsupported, methods=anything)]

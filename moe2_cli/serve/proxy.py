@@ -112,6 +112,7 @@ class Proxy:
     sessions: Sessions | None = None  # None: no stickiness
     request_log: RequestLog | None = None  # None: no line per request
     companions: list[Companion] = field(default_factory=list)  # shadow traffic, plan reloads
+    feedback_log: RequestLog | None = None  # where POST /v1/feedback writes (with --log)
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -174,8 +175,9 @@ class Proxy:
 
     async def close(self) -> None:
         await self.pools.aclose()
-        if self.request_log is not None:  # its writer drains the queue and flushes: off the event loop
-            await asyncio.to_thread(self.request_log.close)
+        for log in (self.request_log, self.feedback_log):  # a writer drains its queue and flushes: off the event loop
+            if log is not None:
+                await asyncio.to_thread(log.close)
 
     async def complete(self, asked: Asked, patience_s: float | None = None) -> Reply | Streamed:
         """The reply to ``asked``; ``patience_s`` is how long the client said it will wait (it
@@ -363,7 +365,7 @@ class Proxy:
             await opened.aclose()
             self.metrics.in_flight.inc((), -1)
             served = Served(answer_from=expert, usage=relabel.usage, tokens_spent=summed_usage([relabel.usage]),
-                            ttft_s=ttft_s, answer=relabel.answer())
+                            ttft_s=ttft_s, answer=relabel.answer(), completion_id=relabel.id)
             self._account(asked, done.called, 200, time.perf_counter() - started, served)
 
     # ------------------------------------------------------------------ sessions
@@ -429,7 +431,8 @@ class Proxy:
         answer = [choice_text(choice) for choice in reply.body.get("choices", [])] if self._logs_text else None
         return Served(answer_from=moe2.get("answer_from"), usage=usage if isinstance(usage, dict) else None,
                       tokens_spent=moe2.get("tokens_spent"), ttft_s=latency_s if asked.stream else None,
-                      answer=answer if reply.status == 200 else None)
+                      answer=answer if reply.status == 200 else None,
+                      completion_id=reply.body.get("id") if reply.status == 200 else None)
 
     def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
         """Count the request, check its latency and estimated energy against the budgets, and

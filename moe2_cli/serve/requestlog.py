@@ -14,9 +14,10 @@ import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from moe2_cli.serve.intake import Asked
 
@@ -26,6 +27,7 @@ QUEUE_LINES = 10_000  # records waiting for the writer before new ones are dropp
 # The writer wakes at most this often, and then writes what has queued up. Woken for every line,
 # it would take the interpreter lock from the event loop once per request.
 BATCH_S = 0.1
+RECENT_IDS = 100_000  # request and completion ids remembered, so feedback can name a request answered
 _STOP = object()
 
 
@@ -40,6 +42,7 @@ class Served:
     tokens_spent: dict | None = None
     ttft_s: float | None = None
     answer: list[str | None] | None = None
+    completion_id: str | None = None  # the ``id`` of the reply the client got
 
 
 def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float], overruns: list[dict],
@@ -47,7 +50,8 @@ def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float
     """One request's line; ``energy_j`` is each called expert's estimate (the profile's J per
     query of the category), in calling order."""
     query, started = asked.query, time.time() - latency_s
-    record = {"id": query.id, "time": _iso(started), "unix": round(started, 6), "endpoint": asked.endpoint,
+    record: dict[str, Any] = {"id": query.id, "completion_id": served.completion_id, "time": _iso(started),
+              "unix": round(started, 6), "endpoint": asked.endpoint,
               "stream": asked.stream, "category": query.category, "category_source": query.category_source,
               "category_probability": query.category_probability, "experts": list(energy_j),
               "answer_from": served.answer_from, "status": status, "latency_s": round(latency_s, 6),
@@ -81,8 +85,8 @@ class RotatingFile:
     """``requests.jsonl`` in ``directory``; past ``max_bytes`` it becomes ``requests.jsonl.1``
     (the older ones move up one, the oldest of ``keep`` files is deleted) and a new one begins."""
 
-    def __init__(self, directory: Path, max_bytes: int, keep: int = KEEP_FILES):
-        self.path, self.max_bytes, self.keep = directory / LOG_NAME, max_bytes, keep
+    def __init__(self, directory: Path, max_bytes: int, keep: int = KEEP_FILES, name: str = LOG_NAME):
+        self.path, self.max_bytes, self.keep = directory / name, max_bytes, keep
         self._file: BinaryIO | None = None
         self._size = 0
         self._open()
@@ -102,7 +106,7 @@ class RotatingFile:
 
     def _rotate(self) -> None:
         self.close()
-        names = [self.path, *(self.path.with_name(f"{LOG_NAME}.{i}") for i in range(1, self.keep))]
+        names = [self.path, *(self.path.with_name(f"{self.path.name}.{i}") for i in range(1, self.keep))]
         names[-1].unlink(missing_ok=True)
         for newer, older in zip(names[-2::-1], names[:0:-1]):
             if newer.exists():
@@ -132,11 +136,21 @@ class RequestLog:
         self._pending = 0  # lines written to the sink since its last flush
         self._closed = False
         self._closing = threading.Event()  # cuts the writer's wait short
+        self._recent: OrderedDict[str, None] = OrderedDict()  # touched on the event loop only
         self._thread = threading.Thread(target=self._drain, name="moe2-request-log", daemon=True)
         self._thread.start()
 
+    def knows(self, rid: str) -> bool:
+        """Whether ``rid`` is the request id or completion id of one of the last RECENT_IDS records."""
+        return rid in self._recent
+
     def write(self, record: dict) -> None:
         """Queue ``record`` (its values are not changed afterwards), or drop it at once."""
+        for key in ("id", "completion_id"):
+            if isinstance(record.get(key), str):
+                self._recent[record[key]] = None
+        while len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
         if self._closed:
             self._count("dropped")
             return
@@ -203,7 +217,7 @@ class RequestLog:
             pass
 
 
-def open_log(directory: Path, max_mb: float, with_text: bool = False) -> RequestLog:
-    """The request log in ``directory`` (made if missing); an ``OSError`` if it cannot be written."""
+def open_log(directory: Path, max_mb: float, with_text: bool = False, name: str = LOG_NAME) -> RequestLog:
+    """The log ``name`` in ``directory`` (made if missing); an ``OSError`` if it cannot be written."""
     directory.mkdir(parents=True, exist_ok=True)
-    return RequestLog(RotatingFile(directory, max(1, int(max_mb * 1024 * 1024))), with_text=with_text)
+    return RequestLog(RotatingFile(directory, max(1, int(max_mb * 1024 * 1024)), name=name), with_text=with_text)

@@ -22,9 +22,9 @@ from tests.serve.conftest import (
 )
 
 CHAT = "/v1/chat/completions"
-FIELDS = {"id", "time", "unix", "endpoint", "stream", "category", "category_source", "category_probability",
-          "experts", "answer_from", "status", "latency_s", "ttft_s", "usage", "tokens_spent", "estimated_j",
-          "estimated_j_by_expert", "measured_j", "overruns"}
+FIELDS = {"id", "completion_id", "time", "unix", "endpoint", "stream", "category", "category_source",
+          "category_probability", "experts", "answer_from", "status", "latency_s", "ttft_s", "usage",
+          "tokens_spent", "estimated_j", "estimated_j_by_expert", "measured_j", "overruns"}
 
 
 def ask(text: str, **extra) -> dict:
@@ -69,6 +69,8 @@ def test_plain_and_streamed_requests_are_logged_with_their_fields(base_plan, tmp
     assert set(whole) == set(stream) == FIELDS, "no text without --log-text"
     body = plain.json()
     assert whole["id"] == "plain-1" and whole["status"] == 200 and not whole["stream"]
+    assert whole["completion_id"] == body["id"] != stream["completion_id"]
+    assert stream["completion_id"].startswith("chatcmpl-")
     assert whole["category"] == "mcq" and whole["category_source"] == "given"
     assert whole["experts"] == body["moe2"]["experts"] and whole["answer_from"] == body["moe2"]["answer_from"]
     assert whole["usage"] == body["usage"] and whole["tokens_spent"] == body["moe2"]["tokens_spent"]
