@@ -105,6 +105,12 @@ def serve(
         "--log-max-mb", help="Size in MB at which the request log rotates (5 files are kept).")] = 100.0,
     log_text: Annotated[bool, typer.Option(
         "--log-text/--no-log-text", help="Also log each request's prompt and answer text.")] = False,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", metavar="best-single|EXPERT",
+        help="Count each answered request's energy and latency against this expert alone, by the profiles: "
+             "best-single (the best single expert that fits, as select names it) or an expert id. The log "
+             "(--log) gets baseline, saved_j and saved_s; /metrics the running totals; 'moe2 report' sums "
+             "them.", show_default=False)] = None,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -118,6 +124,7 @@ def serve(
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
     from moe2_cli.serve.admission import Bounds, default_max_inflight
+    from moe2_cli.serve.baseline import Savings, resolve_baseline
     from moe2_cli.serve.breaker import BreakerSettings
     from moe2_cli.serve.categories import parse_policy
     from moe2_cli.serve.plan import choose, with_router
@@ -137,6 +144,8 @@ def serve(
     policy = parse_policy(category_policy or "infer", choice.scenario.instance.categories)
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
+    against = None if baseline is None else resolve_baseline(baseline, choice, selection=selection,
+                                                             budget_specs=budget, outcomes=outcomes)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     sock = bind(host, port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
@@ -149,12 +158,15 @@ def serve(
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
                   max_reply_bytes=max_upstream_bytes, request_log=request_log,
+                  savings=None if against is None else Savings(plan.scenario.instance, against),
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
     print(f"moe2 serve: model {plan.scenario.name!r} at {where}/v1 routes top-{plan.k} by {plan.router_name} inside "
           f"{', '.join(plan.selection)}; a request naming no category: {_policy_note(plan.category_policy, policy)}",
           file=sys.stderr, flush=True)
+    if against is not None:
+        print(f"moe2 serve: savings counted against {against.expert} alone", file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,
