@@ -108,18 +108,20 @@ class Savings:
         """The log fields of one request of category index ``c`` that called the experts
         ``called`` (indices) at an estimated ``energy_j``; answered ones are counted in ``metrics``."""
         base = self.baseline
-        record: dict = {"baseline": {"expert": base.expert, "energy_j": base.energy_j[c],
-                                     "latency_s": base.latency_s[c]},
+        record: dict = {"baseline": {"expert": base.expert, "energy_j": round(base.energy_j[c], 6),
+                                     "latency_s": round(base.latency_s[c], 6)},
                         "estimated_latency_s": None, "saved_j": None, "saved_s": None}
-        if called:
-            record["estimated_latency_s"] = round(self._route_latency(called)[c], 6)
-        if status != 200 or not called:
+        route_s = self._route_latency(called)[c] if called else None
+        if route_s is not None:
+            record["estimated_latency_s"] = round(route_s, 6)
+        if status != 200 or route_s is None:
             return record
         record["saved_j"] = round(base.energy_j[c] - energy_j, 6)
-        record["saved_s"] = round(base.latency_s[c] - record["estimated_latency_s"], 6)
+        record["saved_s"] = round(base.latency_s[c] - route_s, 6)
         labels = (("category", self.instance.categories[c]), ("baseline", base.expert))
-        metrics.baseline_energy.inc(labels, base.energy_j[c])
-        metrics.baseline_latency.inc(labels, base.latency_s[c])
+        # The logged (rounded) figures, so that the log's sums are the metrics' totals.
+        metrics.baseline_energy.inc(labels, record["baseline"]["energy_j"])
+        metrics.baseline_latency.inc(labels, record["baseline"]["latency_s"])
         metrics.saved_energy.inc(labels, record["saved_j"])
         metrics.saved_latency.inc(labels, record["saved_s"])
         return record
