@@ -95,6 +95,8 @@ def _render(format: OutputFormat, payload: dict) -> None:
                Column("saved_j_per_request", "J/request", _signed("{:+.2f}")),
                Column("saved_s", "saved s", _signed("{:+.2f}")),
                Column("saved_s_per_request", "s/request", _signed("{:+.3f}"))]
+    if format is OutputFormat.csv:  # scripts get every figure of a category, not the table's choice
+        columns = [Column(key, key) for key in payload["categories"][0]]
     emit(format.value, payload=payload, rows=payload["categories"], columns=columns,
          title=f"{plural(payload['requests'], 'request')} in {plural(len(payload['log']), 'log file')}",
          extra=[Text(line) for line in _lines(payload)])

@@ -36,7 +36,7 @@ def summary(read: Read) -> dict[str, Any]:
         notes.append(f"{read.skipped} malformed lines skipped (first: {'; '.join(read.skipped_first)})")
     if not any(line.baseline for line in lines):
         notes.append("no request was logged against a baseline: serve with --baseline best-single|EXPERT")
-    return {"schema": REPORT_SCHEMA, "log": read.files, "lines": len(lines), "skipped_lines": read.skipped,
+    return {"schema": REPORT_SCHEMA, "log": read.files, "skipped_lines": read.skipped,
             "requests": len(lines), "answered": sum(line.status == 200 for line in lines),
             "baselines": dict(sorted(Counter(line.baseline for line in lines if line.baseline).items())),
             "savings_basis": BASIS, "categories": rows, "overhead_s": _overhead(lines),
