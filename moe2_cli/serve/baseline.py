@@ -81,7 +81,7 @@ def best_single_expert(choice: Choice, selection: Path | None, budget_specs: lis
     single = best_single(session.problem)
     if single is None:
         raise InfeasibleError("no single expert fits the budgets, so there is no best-single baseline: "
-                              "name an expert with --baseline")
+                              "name an expert as the baseline instead")
     return choice.scenario.instance.expert_ids[single.bit_length() - 1]
 
 

@@ -57,8 +57,8 @@ def log_files(path: Path) -> list[Path]:
     names = [path / f"{LOG_NAME}.{i}" for i in range(KEEP_FILES - 1, 0, -1)] + [path / LOG_NAME]
     files = [p for p in names if exists_as(p, "file")]
     if not files:
-        raise InputError(Diagnostic(str(path), None, None, f"no request log here ({LOG_NAME}, written by "
-                                                           f"'moe2 serve --log DIR')"))
+        raise InputError(Diagnostic(str(path), None, None, f"no request log here ({LOG_NAME} or its rotated "
+                                                           f"files)"))
     return files
 
 
