@@ -30,6 +30,7 @@ COMMANDS = {
     "score": "moe2_cli.cli.score:score",
     "route": "moe2_cli.cli.route:route",
     "serve": "moe2_cli.cli.serve:serve",
+    "report": "moe2_cli.cli.report:report",
     "gating": "moe2_cli.cli.gating:app",
     "stats": "moe2_cli.cli.stats:app",
     "cache": "moe2_cli.cli.cache:app",

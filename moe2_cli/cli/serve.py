@@ -124,6 +124,12 @@ def serve(
     watch: Annotated[bool, typer.Option(
         "--watch/--no-watch", help="Reload the plan when the --selection file changes (checked every second). "
                                    "SIGHUP reloads it either way.")] = True,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", metavar="best-single|EXPERT",
+        help="Count each answered request's energy and latency against this expert alone, by the profiles: "
+             "best-single (the best single expert that fits, as select names it) or an expert id. The log "
+             "(--log) gets baseline, saved_j and saved_s; /metrics the running totals; 'moe2 report' sums "
+             "them.", show_default=False)] = None,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -139,6 +145,7 @@ def serve(
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
     from moe2_cli.serve.admission import Bounds, default_max_inflight
+    from moe2_cli.serve.baseline import Savings, resolve_baseline
     from moe2_cli.serve.breaker import BreakerSettings
     from moe2_cli.serve.planning import PlanRecipe
     from moe2_cli.serve.proxy import Proxy
@@ -166,6 +173,8 @@ def serve(
     policy = chosen.policy
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     fleet = _fleet_targets(chosen.choice.scenario, timeout) if shadow_rate > 0 else None
+    against = None if baseline is None else resolve_baseline(baseline, chosen.choice, selection=selection,
+                                                             budget_specs=budget, outcomes=outcomes)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     feedback_log = None if log is None else _request_log(log, log_max_mb, False, feedback=True)
     sock = bind(host, port)
@@ -180,6 +189,7 @@ def serve(
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
                   max_reply_bytes=max_upstream_bytes, request_log=request_log, feedback_log=feedback_log,
+                  savings=None if against is None else Savings(plan.scenario.instance, against),
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     if fleet is not None and request_log is not None:
         settings = ShadowSettings(rate=shadow_rate, experts=shadow_experts, concurrency=shadow_concurrency, seed=seed)
@@ -193,6 +203,8 @@ def serve(
     if probe_sock is not None:
         print(f"moe2 serve: probes also at http://{host}:{probe_sock.getsockname()[1]} (/healthz, /readyz, /metrics)",
               file=sys.stderr, flush=True)
+    if against is not None:
+        print(f"moe2 serve: savings counted against {against.expert} alone", file=sys.stderr, flush=True)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print("moe2 serve: warning: listening beyond loopback without --api-key-env", file=sys.stderr, flush=True)
     run_server(proxy, sock, Options(bounds=bounds, grace_s=grace_seconds(proxy) if grace is None else grace,

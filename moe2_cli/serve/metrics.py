@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 # Seconds: from a loopback hop to a slow edge answer.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Seconds of the proxy's own work on a request: routing and relaying, from tenths of a millisecond.
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -107,10 +109,28 @@ class Metrics:
                                 "(the writer's queue was full or the disk failed); the requests were answered.",
                                 "counter")
         self.extra: list[Family] = []  # families of the proxy's companions
+        self.overhead = Family("moe2_router_overhead_seconds", "The proxy's own time per completion request: its "
+                               "latency minus the time spent waiting for the experts, by category.", "histogram",
+                               buckets=OVERHEAD_BUCKETS)
+        # With --baseline: answered requests against the baseline expert's profile cost. The
+        # savings are gauges, since a route that costs more than the baseline lowers them.
+        self.baseline_energy = Family("moe2_baseline_energy_joules_total", "Energy the baseline expert would have "
+                                      "used on the answered requests (its profile's J per query of the category).",
+                                      "counter")
+        self.baseline_latency = Family("moe2_baseline_latency_seconds_total", "Latency the baseline expert would "
+                                       "have taken on the answered requests (the profile's latency model).",
+                                       "counter")
+        self.saved_energy = Family("moe2_saved_energy_joules", "Baseline energy minus the estimated energy of the "
+                                   "experts called, summed over the answered requests (negative: more spent).",
+                                   "gauge")
+        self.saved_latency = Family("moe2_saved_seconds", "Baseline latency minus the latency model over the "
+                                    "experts called, summed over the answered requests (profile estimates).",
+                                    "gauge")
         self.in_flight.inc((), 0.0)
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
-                    self.categories, self.sticky, self.log_lines, *self.extra)
+                    self.categories, self.sticky, self.log_lines, self.overhead, self.baseline_energy,
+                    self.baseline_latency, self.saved_energy, self.saved_latency, *self.extra)
         return "\n".join(line for f in families for line in f.render()) + "\n"

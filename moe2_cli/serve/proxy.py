@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from moe2_cli.serve import DEFAULT_ROUTE_ON
 from moe2_cli.serve.aggregate import combine
+from moe2_cli.serve.baseline import Savings
 from moe2_cli.serve.batching import RouteBatcher
 from moe2_cli.serve.breaker import Breaker, BreakerSettings
 from moe2_cli.serve.categories import CategoryPolicy
@@ -113,6 +114,7 @@ class Proxy:
     request_log: RequestLog | None = None  # None: no line per request
     companions: list[Companion] = field(default_factory=list)  # shadow traffic, plan reloads
     feedback_log: RequestLog | None = None  # where POST /v1/feedback writes (with --log)
+    savings: Savings | None = None  # None: no baseline to count savings against
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -202,9 +204,10 @@ class Proxy:
                                   self.fallbacks, self._allow, lambda: ends_at - time.monotonic())
         finally:
             self.metrics.in_flight.inc((), -1)
-        reply = self._reply(asked, done, upstream_s=time.perf_counter() - waiting, ends_at=ends_at)
+        upstream_s = time.perf_counter() - waiting
+        reply = self._reply(asked, done, upstream_s=upstream_s, ends_at=ends_at)
         latency_s = time.perf_counter() - started
-        self._account(asked, done.called, reply.status, latency_s, self._served(asked, reply, latency_s))
+        self._account(asked, done.called, reply.status, latency_s, self._served(asked, reply, latency_s, upstream_s))
         if asked.stream and reply.status == 200:
             events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
             return Streamed(_replay(events), reply.experts)
@@ -292,6 +295,7 @@ class Proxy:
         next expert in the ranking may stand in; after it, a failure ends the stream."""
         self.metrics.in_flight.inc((), 1)
         done = Dispatch()
+        waiting = time.perf_counter()
         try:
             opened = await self._open_first(asked, [*route.chosen, *route.fallbacks], done, ends_at)
         except BaseException:
@@ -300,7 +304,8 @@ class Proxy:
         if opened is None:
             self.metrics.in_flight.inc((), -1)
             reply = self._no_answer(asked, done, _failures(done), ends_at)
-            self._account(asked, done.called, reply.status, time.perf_counter() - started, Served())
+            self._account(asked, done.called, reply.status, time.perf_counter() - started,
+                          Served(upstream_s=time.perf_counter() - waiting))
             return reply
         ttft_s = time.perf_counter() - started
         pick = done.called[-1]
@@ -309,7 +314,7 @@ class Proxy:
                           moe2={**_about(asked), "experts": [pick.expert],
                                 "answer_from": pick.expert, "aggregate": "top", "failed": _failures(done)},
                           texts={} if self._logs_text else None)
-        return Streamed(self._relay(asked, opened, relabel, done, started, ttft_s), (pick.expert,))
+        return Streamed(self._relay(asked, opened, relabel, done, started, waiting, ttft_s), (pick.expert,))
 
     async def _open_first(self, asked: Asked, candidates: list[Pick], done: Dispatch, ends_at: float) -> Opened | None:
         """The first candidate's stream that opens; experts held open are skipped, and at most
@@ -343,7 +348,9 @@ class Proxy:
         return None
 
     async def _relay(self, asked: Asked, opened: Opened, relabel: Relabel, done: Dispatch,
-                     started: float, ttft_s: float) -> AsyncIterator[str]:
+                     started: float, waiting: float, ttft_s: float) -> AsyncIterator[str]:
+        """The stream relayed; from ``waiting``, when the experts were first asked, the request's
+        time is the expert's (relaying included)."""
         expert = opened.target.expert
         rest = opened.rest()
         try:
@@ -365,7 +372,8 @@ class Proxy:
             await opened.aclose()
             self.metrics.in_flight.inc((), -1)
             served = Served(answer_from=expert, usage=relabel.usage, tokens_spent=summed_usage([relabel.usage]),
-                            ttft_s=ttft_s, answer=relabel.answer(), completion_id=relabel.id)
+                            ttft_s=ttft_s, answer=relabel.answer(), completion_id=relabel.id,
+                            upstream_s=time.perf_counter() - waiting)
             self._account(asked, done.called, 200, time.perf_counter() - started, served)
 
     # ------------------------------------------------------------------ sessions
@@ -425,14 +433,14 @@ class Proxy:
     def _logs_text(self) -> bool:
         return self.request_log is not None and self.request_log.with_text
 
-    def _served(self, asked: Asked, reply: Reply, latency_s: float) -> Served:
+    def _served(self, asked: Asked, reply: Reply, latency_s: float, upstream_s: float) -> Served:
         """A whole reply, for the log; a stream told from it has its first token at the end."""
         moe2, usage = reply.body.get("moe2", {}), reply.body.get("usage")
         answer = [choice_text(choice) for choice in reply.body.get("choices", [])] if self._logs_text else None
         return Served(answer_from=moe2.get("answer_from"), usage=usage if isinstance(usage, dict) else None,
                       tokens_spent=moe2.get("tokens_spent"), ttft_s=latency_s if asked.stream else None,
                       answer=answer if reply.status == 200 else None,
-                      completion_id=reply.body.get("id") if reply.status == 200 else None)
+                      completion_id=reply.body.get("id") if reply.status == 200 else None, upstream_s=upstream_s)
 
     def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
         """Count the request, check its latency and estimated energy against the budgets, and
@@ -445,14 +453,18 @@ class Proxy:
         self.metrics.requests.inc((*category, ("status", str(status))))
         self.metrics.latency.observe(category, latency_s)
         self.metrics.energy.inc(category, energy)
+        self.metrics.overhead.observe(category, max(0.0, latency_s - served.upstream_s))
         checks = (("latency", latency_s, budgets.latency_s[c]), ("energy", energy, budgets.energy_j[c]))
         overruns = [{"resource": r, "used": round(used, 6), "budget": cap} for r, used, cap in checks
                     if cap is not None and used > cap]
         for over in overruns:
             self.metrics.overruns.inc((*category, ("resource", over["resource"])))
             self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
+        against = {} if self.savings is None else self.savings.account(self.metrics, c, [p.index for p in called],
+                                                                        status, energy)
         if self.request_log is not None:
-            self.request_log.write(entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text))
+            self.request_log.write({**entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text),
+                                    **against})
         if status == 200:
             for companion in self.companions:
                 companion.answered(asked, called)

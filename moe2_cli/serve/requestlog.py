@@ -35,7 +35,8 @@ _STOP = object()
 class Served:
     """What a request got back, as the log tells it: the expert whose answer was returned, that
     answer's usage and the tokens of every expert that answered, the time to the first token (a
-    stream's) and the text of each choice (kept only for ``--log-text``)."""
+    stream's), the text of each choice (kept only for ``--log-text``) and the time spent waiting for
+    the experts (the rest of the latency is the proxy's own)."""
 
     answer_from: str | None = None
     usage: dict | None = None
@@ -43,6 +44,7 @@ class Served:
     ttft_s: float | None = None
     answer: list[str | None] | None = None
     completion_id: str | None = None  # the ``id`` of the reply the client got
+    upstream_s: float = 0.0
 
 
 def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float], overruns: list[dict],
@@ -55,6 +57,7 @@ def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float
               "stream": asked.stream, "category": query.category, "category_source": query.category_source,
               "category_probability": query.category_probability, "experts": list(energy_j),
               "answer_from": served.answer_from, "status": status, "latency_s": round(latency_s, 6),
+              "upstream_s": round(served.upstream_s, 6),
               "ttft_s": None if served.ttft_s is None else round(served.ttft_s, 6),
               "usage": None if served.usage is None else dict(served.usage),
               "tokens_spent": None if served.tokens_spent is None else dict(served.tokens_spent),
