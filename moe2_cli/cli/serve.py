@@ -105,6 +105,11 @@ def serve(
         "--log-max-mb", help="Size in MB at which the request log rotates (5 files are kept).")] = 100.0,
     log_text: Annotated[bool, typer.Option(
         "--log-text/--no-log-text", help="Also log each request's prompt and answer text.")] = False,
+    measure_power: Annotated[bool, typer.Option(
+        "--measure-power/--no-measure-power", help="Read the power source of each server that states one "
+                                                   "(endpoint.power: nvml, tegrastats, rapl, file:) and count the "
+                                                   "joules measured per request in /metrics and the log; off, "
+                                                   "only the profiles' estimates are counted.")] = True,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -120,6 +125,7 @@ def serve(
     from moe2_cli.serve.admission import Bounds, default_max_inflight
     from moe2_cli.serve.breaker import BreakerSettings
     from moe2_cli.serve.categories import parse_policy
+    from moe2_cli.serve.energy import Power
     from moe2_cli.serve.plan import choose, with_router
     from moe2_cli.serve.proxy import Proxy
     from moe2_cli.serve.server import Options, bind, grace_seconds, warm_up
@@ -138,6 +144,7 @@ def serve(
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     targets = targets_for(choice.scenario, choice.selection, timeout)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
+    power = _power(choice.scenario, choice.selection) if measure_power else Power()
     sock = bind(host, port)
     plan = with_router(choice, outcomes=outcomes, category_policy=policy, strict=category_policy is not None)
     inflight = max_inflight or default_max_inflight(len(plan.selection), plan.k)
@@ -148,7 +155,7 @@ def serve(
     proxy = Proxy(plan=plan, targets=targets, aggregate=aggregate, fallbacks=fallbacks, ttft_s=ttft_timeout,
                   pools=Pools(max_connections=inflight * plan.k), category_policy=plan.category_policy or policy,
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
-                  max_reply_bytes=max_upstream_bytes, request_log=request_log,
+                  max_reply_bytes=max_upstream_bytes, request_log=request_log, power=power,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     warm_up(proxy)
     where = f"http://{host}:{sock.getsockname()[1]}"
@@ -170,6 +177,20 @@ def _request_log(directory: Path, max_mb: float, with_text: bool):
         return open_log(directory, max_mb, with_text=with_text)
     except OSError as err:
         raise UsageError(f"--log {directory}: cannot write a log there ({err.strerror or err})") from None
+
+
+def _power(scenario, experts: list[str]):
+    """The meters of the selection's servers; one that cannot be read is served without one."""
+    from moe2_cli.serve.energy import open_power
+
+    power, problems = open_power(scenario, experts)
+    for server, meter in power.meters.items():
+        print(f"moe2 serve: measuring the joules of {server}'s calls with {meter.meter.method}", file=sys.stderr,
+              flush=True)
+    for line in problems:
+        print(f"moe2 serve: warning: {line}; its requests are logged with measured_j null "
+              f"(--no-measure-power: read no power source)", file=sys.stderr, flush=True)
+    return power
 
 
 def _check_seconds(flag: str, seconds: float | None) -> None:

@@ -311,6 +311,7 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
     @asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
         await readiness.start()
+        await proxy.start()
         try:
             yield
         finally:

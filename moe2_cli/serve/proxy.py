@@ -35,6 +35,7 @@ from moe2_cli.serve.breaker import Breaker, BreakerSettings
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.dispatch import Dispatch, dispatch
+from moe2_cli.serve.energy import Power
 from moe2_cli.serve.intake import CHAT, Asked, Intake
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
@@ -110,6 +111,7 @@ class Proxy:
     route_on: str = DEFAULT_ROUTE_ON
     sessions: Sessions | None = None  # None: no stickiness
     request_log: RequestLog | None = None  # None: no line per request
+    power: Power = field(default_factory=Power)  # the servers' meters (none: only estimates)
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -126,6 +128,7 @@ class Proxy:
         self.metrics.expert_state.sample = self._breaker_states
         if self.request_log is not None:
             self.metrics.log_lines.sample = self.request_log.counts
+        self.power.attach(self.metrics, self.deadline_s or 0.0)
 
     def _breaker_states(self) -> dict[tuple[tuple[str, str], ...], float]:
         return {(("expert", e),): float(s) for e, s in self.breaker.states().items()}
@@ -145,8 +148,13 @@ class Proxy:
         served = f"{self.model_name}|{self.plan.mask}|{self.plan.k}|{self.aggregate}"
         return "fp_moe2_" + hashlib.sha256(served.encode()).hexdigest()[:10]
 
+    async def start(self) -> None:
+        """What runs beside the requests while the server serves."""
+        self.power.run()
+
     async def close(self) -> None:
         await self.pools.aclose()
+        await self.power.aclose()  # the lines still waiting for their joules go to the log first
         if self.request_log is not None:  # its writer drains the queue and flushes: off the event loop
             await asyncio.to_thread(self.request_log.close)
 
@@ -154,6 +162,7 @@ class Proxy:
         """The reply to ``asked``; ``patience_s`` is how long the client said it will wait (it
         shortens the deadline of a whole reply; a stream's client reads as it goes)."""
         started = time.perf_counter()
+        self.power.begin()
         ends_at, client_cut = self._deadline(None if asked.stream else patience_s)
         route = await self.router.route(asked.query)
         # The routed query carries the category inferred for a request that named none.
@@ -307,6 +316,7 @@ class Proxy:
                 done.failed.append((pick, err))
                 continue
             except BaseException:
+                self.power.ended(pick.expert)
                 self.breaker.abandoned(pick.expert)
                 raise
             self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
@@ -363,11 +373,13 @@ class Proxy:
     # ------------------------------------------------------------------ counting
 
     def _called(self, expert: str) -> None:
+        self.power.called(expert)
         self.states[expert].calls += 1
         self.metrics.expert_calls.inc((("expert", expert),))
 
     def _answered(self, expert: str, category: str | None, usage: dict, latency_s: float) -> None:
         # A routed query's category is never None: routing infers it or refuses the query.
+        self.power.ended(expert)
         self.breaker.succeeded(expert)
         self.metrics.expert_latency.observe((("expert", expert),), latency_s)
         spent = summed_usage([usage])
@@ -375,6 +387,7 @@ class Proxy:
             self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
     def _failed(self, expert: str, err: BaseException) -> None:
+        self.power.ended(expert)
         if isinstance(err, ClientError):  # the request's fault, not the expert's: it is alive
             self.breaker.succeeded(expert)
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
@@ -406,7 +419,7 @@ class Proxy:
 
     def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
         """Count the request, check its latency and estimated energy against the budgets, and
-        log it."""
+        log it (once its measured joules are known)."""
         query, inst, budgets = asked.query, self.plan.scenario.instance, self.plan.budgets
         c = inst.categories.index(query.category)
         energy_j = {p.expert: float(inst.energy_j[p.index, c]) for p in called}
@@ -415,14 +428,21 @@ class Proxy:
         self.metrics.requests.inc((*category, ("status", str(status))))
         self.metrics.latency.observe(category, latency_s)
         self.metrics.energy.inc(category, energy)
+        for expert, joules in energy_j.items():
+            self.metrics.expert_energy.inc((("expert", expert), ("source", "estimated")), joules)
         checks = (("latency", latency_s, budgets.latency_s[c]), ("energy", energy, budgets.energy_j[c]))
         overruns = [{"resource": r, "used": round(used, 6), "budget": cap} for r, used, cap in checks
                     if cap is not None and used > cap]
         for over in overruns:
             self.metrics.overruns.inc((*category, ("resource", over["resource"])))
             self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
-        if self.request_log is not None:
-            self.request_log.write(entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text))
+        record = None if self.request_log is None else entry(asked, status, latency_s, energy_j, overruns, served,
+                                                             self._logs_text)
+        self.power.settle(list(energy_j), record, self.request_log.write if self.request_log else _no_log)
+
+
+def _no_log(record: dict) -> None:
+    """Without --log there is no line to write."""
 
 
 def _about(asked: Asked) -> dict:
