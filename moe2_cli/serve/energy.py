@@ -102,6 +102,7 @@ class ServerMeter:
 
 
 Calls = dict[str, tuple[ServerMeter, Window]]  # a request's expert -> its call's window
+Write = Callable[[dict], None]  # the request log's
 _CALLS: ContextVar[Calls | None] = ContextVar("moe2_calls", default=None)
 
 
@@ -141,9 +142,10 @@ class Power:
             meter, window = calls[expert]
             meter.close(window)
 
-    def settle(self, experts: list[str], record: dict | None, write: Callable[[dict], None]) -> None:
+    def settle(self, experts: list[str], record: dict | None, write: Write | None) -> None:
         """The request is over: fill in ``record``'s measured joules (null where not measured)
-        and ``write`` it, at once when none of ``experts`` was metered, else once known."""
+        and ``write`` it (without a request log, both are None), at once when none of
+        ``experts`` was metered, else once known."""
         calls = _CALLS.get() or {}
         mine = {e: calls[e] for e in experts if e in calls}
         for meter, window in mine.values():
@@ -158,8 +160,7 @@ class Power:
             self._unmeasured(expert)
         _fill(record, experts, {}, write)
 
-    async def _settle(self, experts: list[str], mine: Calls, record: dict | None,
-                      write: Callable[[dict], None]) -> None:
+    async def _settle(self, experts: list[str], mine: Calls, record: dict | None, write: Write | None) -> None:
         shares = await asyncio.gather(*(self._share(e, meter, window) for e, (meter, window) in mine.items()))
         _fill(record, experts, dict(zip(mine, shares)), write)
 
@@ -207,9 +208,8 @@ class Power:
         self.meters = {}
 
 
-def _fill(record: dict | None, experts: Iterable[str], joules: dict[str, float | None],
-          write: Callable[[dict], None]) -> None:
-    if record is None:
+def _fill(record: dict | None, experts: Iterable[str], joules: dict[str, float | None], write: Write | None) -> None:
+    if record is None or write is None:
         return
     by_expert: dict[str, float | None] = {}
     for expert in experts:

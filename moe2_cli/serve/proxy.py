@@ -438,11 +438,7 @@ class Proxy:
             self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
         record = None if self.request_log is None else entry(asked, status, latency_s, energy_j, overruns, served,
                                                              self._logs_text)
-        self.power.settle(list(energy_j), record, self.request_log.write if self.request_log else _no_log)
-
-
-def _no_log(record: dict) -> None:
-    """Without --log there is no line to write."""
+        self.power.settle(list(energy_j), record, None if self.request_log is None else self.request_log.write)
 
 
 def _about(asked: Asked) -> dict:
