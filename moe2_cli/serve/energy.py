@@ -34,7 +34,6 @@ from moe2_cli.measure.power import COVERAGE_WAIT_S, PowerError, PowerMeter, attr
 from moe2_cli.scenario.scenario import Scenario
 from moe2_cli.serve.metrics import Metrics
 
-MEASURED = ("nvml", "tegrastats", "rapl", "file")  # power sources read by a meter; none is derived
 SETTLE_S = 2 * COVERAGE_WAIT_S  # the longest a request's log line waits for its joules
 MAX_SETTLING = 10_000  # requests waiting for their joules; past this, their lines go out with null
 PRUNE_EVERY_S = 1.0
@@ -231,7 +230,7 @@ def open_power(scenario: Scenario, experts: list[str]) -> tuple[Power, list[str]
     problems = []
     for server in dict.fromkeys(server_of.values()):
         endpoint = scenario.endpoints.get(server)
-        if endpoint is None or endpoint.power is None or endpoint.power.kind not in MEASURED:
+        if endpoint is None or endpoint.power is None or endpoint.power.derived:
             continue
         meter = open_meter(endpoint.power)
         try:
