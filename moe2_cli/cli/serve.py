@@ -130,6 +130,11 @@ def serve(
              "best-single (the best single expert that fits, as select names it) or an expert id. The log "
              "(--log) gets baseline, saved_j and saved_s; /metrics the running totals; 'moe2 report' sums "
              "them.", show_default=False)] = None,
+    measure_power: Annotated[bool, typer.Option(
+        "--measure-power/--no-measure-power", help="Read the power source of each server that states one "
+                                                   "(endpoint.power: nvml, tegrastats, rapl, file:) and count the "
+                                                   "joules measured per request in /metrics and the log; off, "
+                                                   "only the profiles' estimates are counted.")] = True,
 ) -> None:
     """Serve the selection as one OpenAI-compatible model: POST /v1/chat/completions and /v1/completions,
     GET /v1/models, /healthz (alive), /readyz (ready: warm, not draining, an expert reachable and
@@ -147,6 +152,7 @@ def serve(
     from moe2_cli.serve.admission import Bounds, default_max_inflight
     from moe2_cli.serve.baseline import Savings, resolve_baseline
     from moe2_cli.serve.breaker import BreakerSettings
+    from moe2_cli.serve.energy import Power
     from moe2_cli.serve.planning import PlanRecipe
     from moe2_cli.serve.proxy import Proxy
     from moe2_cli.serve.reload import Reloader
@@ -154,6 +160,7 @@ def serve(
     from moe2_cli.serve.server import serve as run_server
     from moe2_cli.serve.sessions import Sessions
     from moe2_cli.serve.shadow import Shadow, ShadowSettings
+    from moe2_cli.serve.shadow import fleet as fleet_experts
     from moe2_cli.serve.upstream import Pools
 
     waits = {"--timeout": timeout, "--ttft-timeout": ttft_timeout, "--queue-timeout": queue_timeout, "--grace": grace}
@@ -177,6 +184,8 @@ def serve(
                                                              budget_specs=budget, outcomes=outcomes)
     request_log = None if log is None else _request_log(log, log_max_mb, log_text)
     feedback_log = None if log is None else _request_log(log, log_max_mb, False, feedback=True)
+    # Every server with an endpoint is metered: a reloaded plan may move S onto any of them.
+    power = _power(chosen.choice.scenario, fleet_experts(chosen.choice.scenario)) if measure_power else Power()
     sock = bind(host, port)
     probe_sock = None if probe_port is None else _probe_socket(host, probe_port)
     plan = recipe.fit(chosen)
@@ -190,6 +199,7 @@ def serve(
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
                   max_reply_bytes=max_upstream_bytes, request_log=request_log, feedback_log=feedback_log,
                   savings=None if against is None else Savings(plan.scenario.instance, against),
+                  power=power,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     if fleet is not None and request_log is not None:
         settings = ShadowSettings(rate=shadow_rate, experts=shadow_experts, concurrency=shadow_concurrency, seed=seed)
@@ -239,6 +249,20 @@ def _request_log(directory: Path, max_mb: float, with_text: bool, feedback: bool
         return open_log(directory, max_mb, with_text=with_text, name=FEEDBACK_NAME if feedback else LOG_NAME)
     except OSError as err:
         raise UsageError(f"--log {directory}: cannot write a log there ({err.strerror or err})") from None
+
+
+def _power(scenario, experts: list[str]):
+    """The meters of the selection's servers; one that cannot be read is served without one."""
+    from moe2_cli.serve.energy import open_power
+
+    power, problems = open_power(scenario, experts)
+    for server, meter in power.meters.items():
+        print(f"moe2 serve: measuring the joules of {server}'s calls with {meter.meter.method}", file=sys.stderr,
+              flush=True)
+    for line in problems:
+        print(f"moe2 serve: warning: {line}; its requests are logged with measured_j null "
+              f"(--no-measure-power: read no power source)", file=sys.stderr, flush=True)
+    return power
 
 
 def _check_seconds(flag: str, seconds: float | None) -> None:

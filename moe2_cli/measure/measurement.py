@@ -128,7 +128,7 @@ def _experts(scenario: Scenario, source: str, settings: MeasureSettings) -> tupl
             lines.append(f"server {server!r} has no endpoint block: measure needs its URL and power source")
         elif endpoint.power is None:
             lines.append(f"server {server!r}: its endpoint states no power source (power: nvml[:GPU], "
-                         f"tegrastats, file:PATH, or none with watts)")
+                         f"tegrastats, rapl, file:PATH, or none with watts)")
         elif settings.subtract_idle and endpoint.power.derived:
             lines.append(f"server {server!r}: subtracting idle power needs a measured power source (it has "
                          f"power: none)")
@@ -171,6 +171,8 @@ def power_method(source: PowerSource) -> str:
         return f"tegrastats --interval {source.interval_ms} (VDD_IN, or the sum of the rails without one)"
     if source.kind == "nvml":
         return f"nvml:{source.gpu_index} (GPU total-energy counter)"
+    if source.kind == "rapl":
+        return "rapl (CPU package energy counters)"
     if source.kind == "file":
         assert source.path is not None
         return f"file:{source.path.name} (power-meter log)"

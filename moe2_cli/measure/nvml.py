@@ -53,7 +53,12 @@ class NvmlEnergy(PowerMeter):
         return t
 
     async def energy_j(self, t0: float, t1: float) -> float:
+        if t0 not in self._readings or t1 not in self._readings:
+            raise PowerError(f"{self.method}: no counter reading at a window boundary")
         return (self._readings[t1] - self._readings[t0]) / 1000.0
+
+    def prune(self, before: float) -> None:
+        self._readings = {t: mj for t, mj in self._readings.items() if t >= before}
 
     def close(self) -> None:
         if self._nvml is not None:

@@ -2,7 +2,7 @@
 
 A meter is told when requests start and end (:meth:`PowerMeter.mark`) and answers the energy
 between two marks. Readers that sample power over time (tegrastats, a power-meter log) keep a
-:class:`Trace` and integrate it; NVML reads its energy counter at each mark; ``none`` is
+:class:`Trace` and integrate it; NVML and RAPL read their energy counters at each mark; ``none`` is
 watts x time and says that it is derived. When requests overlap on one server, each one's share
 of a stretch of time is that stretch's energy divided by the requests in flight
 (:func:`attributed`), so the shares add up to what the meter read.
@@ -43,6 +43,10 @@ class PowerMeter(ABC):
         """Now, on the wall clock, remembered as a window boundary."""
         return time.time()
 
+    def prune(self, before: float) -> None:  # noqa: B027
+        """Forget what no window starting at or after ``before`` needs (a long-running reader's
+        memory stays bounded)."""
+
     @abstractmethod
     async def energy_j(self, t0: float, t1: float) -> float:
         """Joules used between two marks."""
@@ -72,6 +76,12 @@ class Trace:
         self.times.append(t)
         self.watts.append(w)
 
+    def prune(self, before: float) -> None:
+        """Drop the samples before ``before``: a window starting then or later is integrated from
+        the first sample at or after its start, which stands for the time up to it."""
+        i = bisect.bisect_left(self.times, before)
+        del self.times[:i], self.watts[:i]
+
     def covers(self, t: float) -> bool:
         return bool(self.times) and self.times[-1] >= t
 
@@ -99,6 +109,10 @@ class SampledPower(PowerMeter):
     def poll(self) -> None:
         """Move newly arrived samples into the trace (no-op for push-style readers)."""
 
+    def prune(self, before: float) -> None:
+        self.poll()  # samples waiting to be pulled in are memory too
+        self.trace.prune(before)
+
     async def energy_j(self, t0: float, t1: float) -> float:
         deadline = time.monotonic() + COVERAGE_WAIT_S
         while True:
@@ -124,6 +138,10 @@ def open_meter(source: PowerSource) -> PowerMeter:
         from moe2_cli.measure.tegrastats import Tegrastats
 
         return Tegrastats(source.interval_ms)
+    if source.kind == "rapl":
+        from moe2_cli.measure.rapl import RaplEnergy
+
+        return RaplEnergy()
     from moe2_cli.measure.powerlog import PowerLog
 
     assert source.path is not None

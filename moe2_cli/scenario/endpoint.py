@@ -11,7 +11,7 @@ In a scenario::
           url: http://127.0.0.1:8080        # llama-server, vLLM, Ollama, MLC, TensorRT-LLM
           api_key_env: ORIN1_KEY            # optional: the variable's name, never the key
           models: {qwen2.5-7b-instruct: qwen2.5:7b}   # optional: defaults to the LLM's name
-          power: tegrastats                 # nvml[:GPU], tegrastats, file:PATH or none
+          power: tegrastats                 # nvml[:GPU], tegrastats, rapl, file:PATH or none
           watts: 30                         # with power: none, energy is derived as W x time
           timeout_s: 120                    # optional, per request
 """
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from moe2_cli.yamlio import Checker
 
-POWER_KINDS = ("nvml", "tegrastats", "file", "none")
+POWER_KINDS = ("nvml", "tegrastats", "rapl", "file", "none")
 DEFAULT_TIMEOUT_S = 120.0
 _KEYS = ("url", "api_key_env", "models", "power", "watts", "timeout_s", "tegrastats_interval_ms")
 
@@ -138,8 +138,14 @@ def _power(check: Checker, fields, server: str, scenario_path: Path) -> PowerSou
         return None
     kind, _, arg = spec.partition(":")
     if kind not in POWER_KINDS:
-        check.error(node, f"{what} must be one of nvml[:GPU_INDEX], tegrastats, file:PATH, none (got {spec!r})")
+        check.error(node, f"{what} must be one of nvml[:GPU_INDEX], tegrastats, rapl, file:PATH, none "
+                          f"(got {spec!r})")
         return None
+    if kind == "rapl":
+        if arg:
+            check.error(node, f"{what}: rapl takes no argument: it reads every CPU package (got {spec!r})")
+            return None
+        return PowerSource(kind="rapl")
     if kind == "nvml":
         if arg and not arg.isdigit():
             check.error(node, f"{what}: the GPU index after 'nvml:' must be a non-negative integer (got {arg!r})")

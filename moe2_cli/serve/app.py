@@ -324,6 +324,7 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
     @asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:
         await readiness.start()
+        await proxy.start()
         for companion in proxy.companions:
             await companion.start()
         try:

@@ -99,6 +99,12 @@ class Metrics:
                                      buckets=LATENCY_BUCKETS)
         self.energy = Family("moe2_estimated_energy_joules_total", "Energy of the experts called, estimated from "
                              "the profiles (J per query of the category), by category.", "counter")
+        self.expert_energy = Family("moe2_energy_joules_total", "Energy of each expert's calls: estimated from its "
+                                    "profile (J per query of the category) for every call, and measured by its "
+                                    "server's power source where it has one, once the reading is in.", "counter")
+        self.unmeasured = Family("moe2_energy_unmeasured_total", "Calls to an expert whose server has a power "
+                                 "source but whose joules could not be measured (no reading in time, a reader "
+                                 "failing, or too many requests waiting for theirs); logged as null.", "counter")
         self.overruns = Family("moe2_budget_overruns_total", "Requests over their category's budget, by "
                                "resource (latency, energy).", "counter")
         self.categories = Family("moe2_request_categories_total", "Completion requests by category and where the "
@@ -132,5 +138,6 @@ class Metrics:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
                     self.categories, self.sticky, self.log_lines, self.overhead, self.baseline_energy,
-                    self.baseline_latency, self.saved_energy, self.saved_latency, *self.extra)
+                    self.baseline_latency, self.saved_energy, self.saved_latency, self.expert_energy, self.unmeasured,
+                    *self.extra)
         return "\n".join(line for f in families for line in f.render()) + "\n"

@@ -37,6 +37,7 @@ from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.companion import Companion
 from moe2_cli.serve.dispatch import Dispatch, dispatch
+from moe2_cli.serve.energy import Power
 from moe2_cli.serve.intake import CHAT, Asked, Intake
 from moe2_cli.serve.metrics import Metrics
 from moe2_cli.serve.plan import Plan
@@ -115,6 +116,7 @@ class Proxy:
     companions: list[Companion] = field(default_factory=list)  # shadow traffic, plan reloads
     feedback_log: RequestLog | None = None  # where POST /v1/feedback writes (with --log)
     savings: Savings | None = None  # None: no baseline to count savings against
+    power: Power = field(default_factory=Power)  # the servers' meters (none: only estimates)
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -131,6 +133,7 @@ class Proxy:
         self.metrics.expert_state.sample = self._breaker_states
         if self.request_log is not None:
             self.metrics.log_lines.sample = self.request_log.counts
+        self.power.attach(self.metrics, self.deadline_s or 0.0)
         for companion in self.companions:
             self.metrics.extra.extend(companion.families())
 
@@ -175,8 +178,13 @@ class Proxy:
         served = f"{self.model_name}|{self.plan.mask}|{self.plan.k}|{self.aggregate}"
         return "fp_moe2_" + hashlib.sha256(served.encode()).hexdigest()[:10]
 
+    async def start(self) -> None:
+        """What runs beside the requests while the server serves."""
+        self.power.run()
+
     async def close(self) -> None:
         await self.pools.aclose()
+        await self.power.aclose()  # the lines still waiting for their joules go to the log first
         for log in (self.request_log, self.feedback_log):  # a writer drains its queue and flushes: off the event loop
             if log is not None:
                 await asyncio.to_thread(log.close)
@@ -185,6 +193,7 @@ class Proxy:
         """The reply to ``asked``; ``patience_s`` is how long the client said it will wait (it
         shortens the deadline of a whole reply; a stream's client reads as it goes)."""
         started = time.perf_counter()
+        self.power.begin()
         ends_at, client_cut = self._deadline(None if asked.stream else patience_s)
         route = await self.router.route(asked.query)
         # The routed query carries the category inferred for a request that named none.
@@ -341,6 +350,7 @@ class Proxy:
                 done.failed.append((pick, err))
                 continue
             except BaseException:
+                self.power.ended(pick.expert)
                 self.breaker.abandoned(pick.expert)
                 raise
             self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
@@ -400,11 +410,13 @@ class Proxy:
     # ------------------------------------------------------------------ counting
 
     def _called(self, expert: str) -> None:
+        self.power.called(expert)
         self.states[expert].calls += 1
         self.metrics.expert_calls.inc((("expert", expert),))
 
     def _answered(self, expert: str, category: str | None, usage: dict, latency_s: float) -> None:
         # A routed query's category is never None: routing infers it or refuses the query.
+        self.power.ended(expert)
         self.breaker.succeeded(expert)
         self.metrics.expert_latency.observe((("expert", expert),), latency_s)
         spent = summed_usage([usage])
@@ -412,6 +424,7 @@ class Proxy:
             self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
     def _failed(self, expert: str, err: BaseException) -> None:
+        self.power.ended(expert)
         if isinstance(err, ClientError):  # the request's fault, not the expert's: it is alive
             self.breaker.succeeded(expert)
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
@@ -444,7 +457,7 @@ class Proxy:
 
     def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
         """Count the request, check its latency and estimated energy against the budgets, and
-        log it."""
+        log it (once its measured joules are known)."""
         query, inst, budgets = asked.query, self.plan.scenario.instance, self.plan.budgets
         c = inst.categories.index(query.category)
         energy_j = {p.expert: float(inst.energy_j[p.index, c]) for p in called}
@@ -454,6 +467,8 @@ class Proxy:
         self.metrics.latency.observe(category, latency_s)
         self.metrics.energy.inc(category, energy)
         self.metrics.overhead.observe(category, max(0.0, latency_s - served.upstream_s))
+        for expert, joules in energy_j.items():
+            self.metrics.expert_energy.inc((("expert", expert), ("source", "estimated")), joules)
         checks = (("latency", latency_s, budgets.latency_s[c]), ("energy", energy, budgets.energy_j[c]))
         overruns = [{"resource": r, "used": round(used, 6), "budget": cap} for r, used, cap in checks
                     if cap is not None and used > cap]
@@ -462,9 +477,9 @@ class Proxy:
             self.log("budget_overrun", request=query.id, category=query.category, **over, experts=list(energy_j))
         against = {} if self.savings is None else self.savings.account(self.metrics, c, [p.index for p in called],
                                                                         status, energy)
-        if self.request_log is not None:
-            self.request_log.write({**entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text),
-                                    **against})
+        record = None if self.request_log is None else {
+            **entry(asked, status, latency_s, energy_j, overruns, served, self._logs_text), **against}
+        self.power.settle(list(energy_j), record, None if self.request_log is None else self.request_log.write)
         if status == 200:
             for companion in self.companions:
                 companion.answered(asked, called)

@@ -50,7 +50,8 @@ class Served:
 def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float], overruns: list[dict],
           served: Served, with_text: bool) -> dict:
     """One request's line; ``energy_j`` is each called expert's estimate (the profile's J per
-    query of the category), in calling order."""
+    query of the category), in calling order. The measured joules are null until a meter fills
+    them in (:mod:`moe2_cli.serve.energy`)."""
     query, started = asked.query, time.time() - latency_s
     record: dict[str, Any] = {"id": query.id, "completion_id": served.completion_id, "time": _iso(started),
               "unix": round(started, 6), "endpoint": asked.endpoint,
@@ -62,7 +63,7 @@ def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float
               "usage": None if served.usage is None else dict(served.usage),
               "tokens_spent": None if served.tokens_spent is None else dict(served.tokens_spent),
               "estimated_j": round(sum(energy_j.values()), 6), "estimated_j_by_expert": dict(energy_j),
-              "measured_j": None, "overruns": overruns}
+              "measured_j": None, "measured_j_by_expert": dict.fromkeys(energy_j), "overruns": overruns}
     if with_text:
         record["prompt"] = asked.body.get("messages", asked.body.get("prompt"))
         record["answer"] = served.answer

@@ -1,5 +1,5 @@
 """Test fleets: a two-server scenario on loopback fake servers, a small labelled prompt set, a
-fake tegrastats that replays real output lines, and a fake pynvml."""
+fake tegrastats that replays real output lines, a fake pynvml and a recorded powercap tree."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import os
 import sys
 import textwrap
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -127,3 +129,59 @@ def fake_pynvml(counter_mj: list[float]) -> types.ModuleType:
     module.nvmlDeviceGetName = lambda handle: b"NVIDIA GeForce RTX 4090"
     module.nvmlDeviceGetTotalEnergyConsumption = lambda handle: next(readings)
     return module
+
+
+# The powercap zones of a real one-socket Intel machine with DRAM and platform (psys) zones, and
+# the MMIO copy of its package zone: directory -> (name, energy_uj, max_energy_range_uj).
+POWERCAP_ZONES = {
+    "intel-rapl:0": ("package-0", 262142010423, 262143328850),
+    "intel-rapl:0:0": ("core", 104857600000, 262143328850),
+    "intel-rapl:0:1": ("uncore", 1234567, 262143328850),
+    "intel-rapl:0:2": ("dram", 65712000000, 65712999613),
+    "intel-rapl:1": ("psys", 99999999, 262143328850),
+    "intel-rapl-mmio:0": ("package-0", 42, 262143328850),
+}
+
+
+def write_counter(path: Path, value: int) -> None:
+    """Replace a counter file at once, as sysfs shows a whole value to every read."""
+    part = path.with_suffix(".part")
+    part.write_text(f"{value}\n")
+    os.replace(part, path)
+
+
+def powercap_tree(root: Path, zones=POWERCAP_ZONES) -> Path:
+    """A powercap tree in ``root``: the control-type directory and every zone's three files."""
+    (root / "intel-rapl").mkdir(parents=True)
+    (root / "intel-rapl" / "enabled").write_text("1\n")
+    for directory, (name, energy_uj, range_uj) in zones.items():
+        (root / directory).mkdir()
+        (root / directory / "name").write_text(name + "\n")
+        write_counter(root / directory / "energy_uj", energy_uj)
+        (root / directory / "max_energy_range_uj").write_text(f"{range_uj}\n")
+    return root
+
+
+class PackageAt:
+    """Moves package-0's counter as a steady ``watts`` would, wrapping at its range, from a thread
+    (every millisecond) until stopped; the DRAM counter stays still."""
+
+    def __init__(self, root: Path, watts: float):
+        self.path, self.watts = root / "intel-rapl:0" / "energy_uj", watts
+        _, self.start_uj, self.range_uj = POWERCAP_ZONES["intel-rapl:0"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        began = time.time()
+        while not self._stop.wait(0.001):
+            moved = int(self.watts * (time.time() - began) * 1e6)
+            write_counter(self.path, (self.start_uj + moved) % self.range_uj)
+
+    def __enter__(self) -> PackageAt:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -288,6 +288,6 @@ def test_servers_without_endpoint_or_power_are_named(tmp_path, run_cli):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{scenario}: server 'bare' has no endpoint block: measure needs its URL and power source",
-        f"{scenario}: server 'nopower': its endpoint states no power source (power: nvml[:GPU], tegrastats, "
+        f"{scenario}: server 'nopower': its endpoint states no power source (power: nvml[:GPU], tegrastats, rapl, "
         f"file:PATH, or none with watts)"]
     assert run_cli("measure", scenario, "--out", tmp_path / "out", "--subtract-idle").exit_code == 2

@@ -83,3 +83,19 @@ def test_bad_endpoint_reports_each_problem_at_its_place(tmp_path, run_cli):
     assert any(line.startswith(f"{path}:14:") and "api_key_env" in line for line in lines)
     assert "sk-secret" not in result.stderr
     assert any("b.endpoint needs 'watts'" in line for line in lines)
+
+
+def test_power_rapl_is_parsed_and_takes_no_argument(tmp_path, run_cli):
+    path = write(tmp_path, """\
+        - name: cpu
+          profile: rtx-4090
+          llms: [qwen2.5-7b-instruct]
+          endpoint: {url: "http://h:1", power: rapl}
+        """)
+    power = load_scenario(path).endpoints["cpu"].power
+    assert power.kind == "rapl" and not power.derived and power.describe() == "rapl"
+    path.write_text(path.read_text().replace("power: rapl", "power: rapl:package-1"))
+    result = run_cli("validate", path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"{path}:10:42: cpu.endpoint.power: rapl takes no argument: it reads every "
+                                     f"CPU package (got 'rapl:package-1')")

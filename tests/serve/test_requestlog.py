@@ -24,7 +24,7 @@ from tests.serve.conftest import (
 CHAT = "/v1/chat/completions"
 FIELDS = {"id", "completion_id", "time", "unix", "endpoint", "stream", "category", "category_source",
           "category_probability", "experts", "answer_from", "status", "latency_s", "upstream_s", "ttft_s", "usage",
-          "tokens_spent", "estimated_j", "estimated_j_by_expert", "measured_j", "overruns"}
+          "tokens_spent", "estimated_j", "estimated_j_by_expert", "measured_j", "measured_j_by_expert", "overruns"}
 
 
 def ask(text: str, **extra) -> dict:
