@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.inputs import refuse_special
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NODES = 100_000
@@ -174,6 +175,7 @@ def _reworded(display: str, text: str, fast_error: yaml.YAMLError) -> Diagnostic
 def read_yaml(path: str | Path, display: str | None = None) -> Node:
     """Read and parse one file to its root node, or raise InputError with a located diagnostic."""
     display = display or str(path)
+    refuse_special(path, "file", display)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
