@@ -189,6 +189,31 @@ def _raw_lines(chunks: Iterator[bytes], shown: str, caps: Caps) -> Iterator[byte
         yield b"".join(pending)
 
 
+def _measure(chunks: Iterator[bytes], shown: str, caps: Caps) -> None:
+    """What :func:`_raw_lines` checks, without splitting: lines are counted, and only the line
+    running across chunks is measured (one inside a chunk is no longer than the chunk)."""
+    if caps.record < _CHUNK:
+        for _ in _raw_lines(chunks, shown, caps):
+            pass
+        return
+    count = held = 0
+    for chunk in chunks:
+        first = chunk.find(b"\n")
+        if first < 0:
+            held += len(chunk)
+            if held > caps.record:
+                _over(shown, caps, count + 1)
+            continue
+        if held + first > caps.record:
+            _over(shown, caps, count + 1)
+        count += chunk.count(b"\n")
+        if count > caps.rows:
+            _over(shown, caps, count)
+        held = len(chunk) - chunk.rfind(b"\n") - 1
+    if held and count + 1 > caps.rows:
+        _over(shown, caps, count + 1)
+
+
 def _over(shown: str, caps: Caps, count: int) -> NoReturn:
     if count > caps.rows:
         _refuse(shown, _over_cap("has", caps.rows, "lines", ROWS_VARIABLE))
@@ -214,8 +239,7 @@ def _lines(path: str | Path, what: str, caps: Caps, limit: tuple[int, str]) -> L
             if status.st_size > limit[0] and raw.peek(2)[:2] != _GZIP_MAGIC:
                 _refuse(shown, _over_cap("holds", limit[0], "bytes", limit[1]))
             stream, packed = _inflated(raw)
-            for _ in _raw_lines(_chunks(stream, shown, limit, packed), shown, caps):
-                pass
+            _measure(_chunks(stream, shown, limit, packed), shown, caps)
             raw.seek(0)
         stream, packed = _inflated(raw)
         with contextlib.closing(stream) if packed else contextlib.nullcontext():

@@ -128,6 +128,16 @@ def test_the_row_and_line_caps_name_their_setting(tmp_path):
         list(text_lines(path, "outcomes", Caps(record=20)))
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_long_line_across_read_chunks_is_caught_when_measuring(tmp_path, packed):
+    path = tmp_path / "o.jsonl"
+    text = (json.dumps(ROW) + "\n" + "x" * (3 << 20) + "\n").encode()
+    path.write_bytes(gzip.compress(text) if packed else text)
+    with pytest.raises(InputError) as err:
+        next(text_lines(path, "outcomes", Caps(record=2 << 20)))  # refused before the first line is given
+    assert str(err.value.diagnostics[0]).startswith(f"{path}:2: the line holds more than {2 << 20} bytes")
+
+
 def test_a_refusal_comes_before_the_file_is_parsed(tmp_path, monkeypatch):
     """Over the row cap, the first row is never parsed: the file is measured first."""
     path = tmp_path / "o.jsonl"
