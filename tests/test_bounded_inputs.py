@@ -253,3 +253,16 @@ def test_a_decomposed_accent_is_the_same_category(tmp_path):
     rows = [{**ROW, "qid": "q1", "category": "caf\u00e9"}, {**ROW, "qid": "q2", "category": "cafe\u0301"}]
     outcomes.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     assert read_outcomes(outcomes).categories == ("caf\u00e9",)
+
+
+def test_prompt_files_take_a_bom_and_gzip_and_refuse_a_fifo(tmp_path):
+    from moe2_cli.measure.prompts import load_prompts
+
+    line = json.dumps({"id": "p1", "category": "math", "prompt": "1+1?", "reference": "2", "scorer": "numeric"})
+    packed = tmp_path / "prompts.jsonl.gz"
+    packed.write_bytes(gzip.compress(BOM + line.encode() + b"\n"))
+    assert [p.id for p in load_prompts(packed)] == ["p1"]
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="cannot read prompts: it is a FIFO"):
+        load_prompts(fifo)
