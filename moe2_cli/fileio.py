@@ -105,13 +105,14 @@ def replacing(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
 
 def is_temporary(path: Path) -> bool:
-    """Whether ``path`` is named like a temporary file of :func:`replacing` (left behind by a killed process)."""
-    return _TEMP_NAME.fullmatch(path.name) is not None
+    """Whether ``path`` is named ``.moe2-*.tmp``, like a temporary file of :func:`replacing` (for
+    folders moe2 owns, such as its cache; elsewhere see :func:`remove_leftovers`)."""
+    return path.name.startswith(_TEMP_PREFIX) and path.name.endswith(_TEMP_SUFFIX)
 
 
 def remove_leftovers(directory: str | Path, now: float | None = None) -> int:
     """Remove the temporary files of :func:`replacing` that a killed writer left in ``directory``:
-    regular files named like one and untouched for :data:`STALE_AFTER_S` seconds (a younger one
+    regular files named exactly as mkstemp names one and untouched for :data:`STALE_AFTER_S` seconds (a younger one
     may be another process's write in progress). Nothing else is touched, and a file that
     cannot be removed is left. Returns how many were removed."""
     cutoff = (time.time() if now is None else now) - STALE_AFTER_S
@@ -121,7 +122,7 @@ def remove_leftovers(directory: str | Path, now: float | None = None) -> int:
     except OSError:
         return 0
     for entry in entries:
-        if not is_temporary(Path(entry.name)):
+        if _TEMP_NAME.fullmatch(entry.name) is None:
             continue
         try:
             status = entry.stat(follow_symlinks=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -147,5 +148,10 @@ def test_a_leftover_is_what_mkstemp_names_and_only_that(tmp_path):
         made = [p for p in tmp_path.iterdir() if p.name != "x.txt"]
         stream.write("x")
     assert len(made) == 1 and is_temporary(made[0])
-    assert not is_temporary(tmp_path / ".moe2-abc.tmp") and not is_temporary(tmp_path / "moe2-abcdefgh.tmp")
+    for name in (".moe2-abc.tmp", ".moe2-abcdefgh.tmp.bak", "moe2-abcdefgh.tmp", made[0].name):
+        (tmp_path / name).write_text("x")
+        stamp = time.time() - 2 * STALE_AFTER_S
+        os.utime(tmp_path / name, (stamp, stamp))
+    assert remove_leftovers(tmp_path) == 1
+    assert leftovers(tmp_path) == sorted([".moe2-abc.tmp", ".moe2-abcdefgh.tmp.bak", "moe2-abcdefgh.tmp", "x.txt"])
     assert remove_leftovers(tmp_path / "missing") == 0
