@@ -98,7 +98,7 @@ def _over_cap(what: str, cap: int, unit: str, variable: str) -> str:
 def _refuse_special(shown: str, what: str, mode: int) -> None:
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-        _refuse(shown, f"cannot read {what}: it is {kind} (give a regular file, or - for standard input)")
+        _refuse(shown, f"cannot read {what}: it is {kind}, not a regular file")
 
 
 def refuse_special(path: str | Path, what: str, shown: str | None = None) -> None:

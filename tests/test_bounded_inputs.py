@@ -100,6 +100,17 @@ def test_standard_input_gets_the_same_caps():
             "<stdin>: holds more than 1000 bytes")
 
 
+def test_route_reads_queries_from_standard_input_and_outcomes_refuse_it(tmp_path):
+    scenario = write_scenario(tmp_path, URLS)
+    selection = write_selection(tmp_path, EXPERTS)
+    query = json.dumps({"id": "from-stdin", "category": "math", "text": "x"}) + "\n"
+    routed = moe2("route", scenario, "--queries", "-", "--selection", selection, stdin=query.encode())
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["id"] == "from-stdin"
+    refused(moe2("select", "--outcomes", "-", stdin=query.encode()),
+            "<stdin>: outcomes cannot come from standard input")
+
+
 # ---------------------------------------------------------------- the caps
 
 

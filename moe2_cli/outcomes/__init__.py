@@ -9,7 +9,7 @@ from pathlib import Path
 from moe2_cli import jsontext
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
-from moe2_cli.inputs import text_lines
+from moe2_cli.inputs import STDIN, text_lines
 from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter
 from moe2_cli.outcomes.lm_eval import read_lm_eval
 from moe2_cli.outcomes.native import read_csv, read_jsonl, write_outcomes
@@ -44,6 +44,8 @@ def detect_format(path: str | Path) -> str:
 def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping[str, str] | None = None) -> Outcomes:
     """Read outcomes in ``format`` (detected when None). LLMRouter tasks map through
     :data:`LLMROUTER_TASK_MAP` unless ``task_map`` is given."""
+    if str(path) == STDIN:  # read twice (its format, then its rows): standard input would lose the first
+        raise InputError(Diagnostic("<stdin>", None, None, "outcomes cannot come from standard input; give a file"))
     format = format or detect_format(path)
     if format not in FORMATS:
         raise InputError(Diagnostic(str(path), None, None, f"unknown outcomes format {format!r} "
