@@ -11,6 +11,25 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 MAX_SHOWN = 50  # diagnostics printed for one error; a wholly wrong file would print thousands
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that does not print as itself escaped (``\\n``,
+    ``\\u200b``): one problem stays one line, and a name with a zero-width space or a
+    bidirectional override cannot pass for another in a message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem at one place: rendered as ``path:line:col: message``."""
@@ -26,8 +45,7 @@ class Diagnostic:
             place += f":{self.line}"
             if self.col is not None:
                 place += f":{self.col}"
-        # One problem, one line: a quoted value may hold line breaks of its own.
-        return f"{place}: {self.message}".replace("\r", "\\r").replace("\n", "\\n")
+        return printable(f"{place}: {self.message}")
 
 
 class Moe2Error(Exception):

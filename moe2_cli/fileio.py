@@ -2,7 +2,8 @@
 
 :func:`atomic_output` writes into a temporary file beside the target and renames it over the
 target only when the writer finished: a full disk, an exception or Ctrl-C midway leaves the old
-file, or none, and never a partial one. :func:`check_writable` refuses an output path before
+file, or none, and never a partial one; what a killed writer left behind is removed by the next
+write to that folder, an hour later. :func:`check_writable` refuses an output path before
 any long computation starts. :func:`exists_as` asks about a path without raising on names the
 operating system refuses.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -21,6 +24,9 @@ from moe2_cli.errors import UsageError
 
 _TEMP_PREFIX = ".moe2-"
 _TEMP_SUFFIX = ".tmp"
+# Exactly what mkstemp makes of the prefix and suffix: eight characters of its alphabet between.
+_TEMP_NAME = re.compile(r"\.moe2-[a-z0-9_]{8}\.tmp")
+STALE_AFTER_S = 3600  # a write taking longer than this is not one moe2 does
 
 
 def exists_as(path: str | Path, kind: str = "any") -> bool:
@@ -82,6 +88,7 @@ def replacing(path: str | Path, mode: str = "w") -> Iterator[IO]:
     written is not the user's mistake). Temporary files are named ``.moe2-*.tmp``."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    remove_leftovers(directory)
     fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
     try:
         text = "b" not in mode
@@ -98,8 +105,33 @@ def replacing(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
 
 def is_temporary(path: Path) -> bool:
-    """Whether ``path`` is a temporary file of :func:`replacing` (left behind by a killed process)."""
+    """Whether ``path`` is named ``.moe2-*.tmp``, like a temporary file of :func:`replacing` (for
+    folders moe2 owns, such as its cache; elsewhere see :func:`remove_leftovers`)."""
     return path.name.startswith(_TEMP_PREFIX) and path.name.endswith(_TEMP_SUFFIX)
+
+
+def remove_leftovers(directory: str | Path, now: float | None = None) -> int:
+    """Remove the temporary files of :func:`replacing` that a killed writer left in ``directory``:
+    regular files named exactly as mkstemp names one and untouched for :data:`STALE_AFTER_S` seconds (a younger one
+    may be another process's write in progress). Nothing else is touched, and a file that
+    cannot be removed is left. Returns how many were removed."""
+    cutoff = (time.time() if now is None else now) - STALE_AFTER_S
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if _TEMP_NAME.fullmatch(entry.name) is None:
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

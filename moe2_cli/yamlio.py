@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.ids import lookalike_key, lookalike_message
+from moe2_cli.inputs import refuse_special
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NODES = 100_000
@@ -147,7 +150,10 @@ def _build(path: str, events: Iterable[yaml.Event]) -> Node | None:
 
 
 def parse_yaml(text: str, display: str) -> Node:
-    """Parse YAML text to its root node, or raise InputError with a located diagnostic."""
+    """Parse YAML text to its root node, or raise InputError with a located diagnostic. The
+    text is read in Unicode normal form C, so names compare by what they spell (:mod:`moe2_cli.ids`)."""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     _check_printable(display, text)
     try:
         root = _build(display, yaml.parse(text, Loader=_FAST_LOADER))
@@ -174,6 +180,7 @@ def _reworded(display: str, text: str, fast_error: yaml.YAMLError) -> Diagnostic
 def read_yaml(path: str | Path, display: str | None = None) -> Node:
     """Read and parse one file to its root node, or raise InputError with a located diagnostic."""
     display = display or str(path)
+    refuse_special(path, "file", display)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
@@ -278,6 +285,7 @@ class Checker:
             return None
         allowed = list(required) + list(optional)
         out: dict[str, tuple[Node, Node]] = {}
+        looks: dict[str, str] = {}  # look-alike key -> the free key first spelled so
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or not key_node.tag.endswith((":str", ":int", ":float")):
                 self.error(key_node, f"{what} keys must be plain names (got {describe(key_node)})")
@@ -288,6 +296,10 @@ class Checker:
                 continue
             if not free_keys and key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}")
+                continue
+            earlier = looks.setdefault(lookalike_key(key), key) if free_keys else key
+            if earlier != key:
+                self.error(key_node, lookalike_message(f"{what} key", earlier, key))
                 continue
             out[key] = (key_node, value_node)
         for key in required:

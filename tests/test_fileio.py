@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from moe2_cli.errors import UsageError
-from moe2_cli.fileio import atomic_output, check_writable, write_atomic
+from moe2_cli.fileio import (
+    STALE_AFTER_S,
+    atomic_output,
+    check_writable,
+    is_temporary,
+    remove_leftovers,
+    write_atomic,
+)
 
 
 def leftovers(directory) -> list[str]:
@@ -107,3 +115,43 @@ def test_stats_simulate_streams_its_output_whole(run_cli, tmp_path):
     X, Y = load_samples(out)
     assert X.shape[0] == Y.shape[0] == 70000
     assert leftovers(tmp_path) == ["s.csv"]
+
+
+def _aged(path, seconds: float):
+    stamp = path.stat().st_mtime - seconds
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+    return path
+
+
+def test_a_write_removes_what_a_killed_writer_left_an_hour_ago_and_nothing_else(run_cli, tmp_path):
+    left = tmp_path / ".moe2-k1ll3d_x.tmp"
+    left.write_bytes(b"half a file")
+    _aged(left, STALE_AFTER_S + 60)
+    young = tmp_path / ".moe2-runn1ng0.tmp"
+    young.write_bytes(b"another process is writing this")
+    other = tmp_path / ".moe2-notes-of-mine.tmp"
+    other.write_text("not ours")
+    _aged(other, STALE_AFTER_S * 5)
+    folder = tmp_path / ".moe2-abcdefgh.tmp.d"
+    folder.mkdir()
+    link = tmp_path / ".moe2-l1nk0000.tmp"
+    link.symlink_to(other)
+    _aged(link, STALE_AFTER_S * 5)
+    result = run_cli("synth", "--queries", "20", "--out", tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert leftovers(tmp_path) == sorted([".moe2-abcdefgh.tmp.d", ".moe2-l1nk0000.tmp", ".moe2-notes-of-mine.tmp",
+                                          ".moe2-runn1ng0.tmp", "out.jsonl"])
+
+
+def test_a_leftover_is_what_mkstemp_names_and_only_that(tmp_path):
+    with atomic_output(tmp_path / "x.txt") as stream:
+        made = [p for p in tmp_path.iterdir() if p.name != "x.txt"]
+        stream.write("x")
+    assert len(made) == 1 and is_temporary(made[0])
+    for name in (".moe2-abc.tmp", ".moe2-abcdefgh.tmp.bak", "moe2-abcdefgh.tmp", made[0].name):
+        (tmp_path / name).write_text("x")
+        stamp = time.time() - 2 * STALE_AFTER_S
+        os.utime(tmp_path / name, (stamp, stamp))
+    assert remove_leftovers(tmp_path) == 1
+    assert leftovers(tmp_path) == sorted([".moe2-abc.tmp", ".moe2-abcdefgh.tmp.bak", "moe2-abcdefgh.tmp", "x.txt"])
+    assert remove_leftovers(tmp_path / "missing") == 0

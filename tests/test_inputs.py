@@ -133,8 +133,9 @@ def test_hostile_parameter_files_fail_fast_and_clean(run_cli, tmp_path, text, ne
 
 @pytest.mark.parametrize("line, needle", [
     ('{"qid": "q", "category": "math", "scores": {"a": ' + "1" * 5000 + "}}", "invalid JSON"),
-    ('{"qid": "q", "category": "math", "scores": {"a": ' + "1" * 400 + "}}", "must be a number in [0, 1]"),
-    ('{"qid": "q", "category": "math", "features": [' + "9" * 400 + '], "scores": {"a": 1}}', "finite numbers"),
+    ('{"qid": "q", "category": "math", "scores": {"a": ' + "1" * 400 + "}}", "a number longer than 100 characters"),
+    ('{"qid": "q", "category": "math", "scores": {"a": ' + "1" * 40 + "}}", "must be a number in [0, 1]"),
+    ('{"qid": "q", "category": "math", "features": [' + "9" * 99 + '], "scores": {"a": 1}}', "finite numbers"),
     ('{"qid": "q", "category": "math", "scores": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid JSON"),
     ('{"qid": "q", "category": "math", "tags": [1], "scores": {"a": 1}}', "tags must be a list"),
 ])

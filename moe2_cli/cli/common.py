@@ -26,7 +26,7 @@ from rich.status import Status
 from typer._click.globals import get_current_context
 
 from moe2_cli.cli.render import stderr_console
-from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, Moe2Warning, UsageError
+from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, Moe2Warning, UsageError, printable
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
@@ -48,12 +48,15 @@ def debug_enabled() -> bool:
 def error_lines(err: Moe2Error) -> list[str]:
     """One line per problem in one style: ``path:line:col: what`` for a place in a file,
     ``moe2: what`` for everything else (the GNU convention). A bad value is named by the
-    running command's flag (``--top-k``) where the core names its parameter (``top_k``)."""
+    running command's flag (``--top-k``) where the core names its parameter (``top_k``). Characters
+    that do not print as themselves are escaped (:func:`moe2_cli.errors.printable`)."""
     if isinstance(err, InputError):
-        return err.lines()
-    if isinstance(err, UsageError) and err.subject is not None:
-        return [f"moe2: {_flag_for(err.subject)} {err.message}"]
-    return [f"moe2: {line}" for line in err.lines()]
+        lines = err.lines()
+    elif isinstance(err, UsageError) and err.subject is not None:
+        lines = [f"moe2: {_flag_for(err.subject)} {err.message}"]
+    else:
+        lines = [f"moe2: {line}" for line in err.lines()]
+    return [printable(line) for line in lines]
 
 
 def _flag_for(subject: str) -> str:
@@ -66,7 +69,7 @@ def _flag_for(subject: str) -> str:
 
 def report(message: str) -> None:
     """One ``moe2: message`` line on stderr."""
-    print(f"moe2: {message}", file=sys.stderr)
+    print(printable(f"moe2: {message}"), file=sys.stderr)
 
 
 def route_warnings() -> None:
@@ -77,7 +80,7 @@ def route_warnings() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, Moe2Warning):
-            report("warning: " + str(message).replace("\r", "\\r").replace("\n", "\\n"))
+            report(f"warning: {message}")
         else:
             shown(message, category, filename, lineno, file, line)
 

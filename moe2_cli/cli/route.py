@@ -48,7 +48,7 @@ def route_record(route: Route) -> dict:
 def route(
     queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: one query a line with id, text (or "
                                                                    "messages, a chat conversation), optional "
-                                                                   "category and optional tags.")],
+                                                                   "category and optional tags; - for stdin.")],
     scenario: ScenarioArg = None,
     budget: BudgetOpt = None,
     selection: SelectionOpt = None,

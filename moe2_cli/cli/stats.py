@@ -39,7 +39,6 @@ from moe2_cli.stats.rates import (
 from moe2_cli.stats.samples import (
     format_for,
     load_samples,
-    parse_samples,
     sample_chunks,
 )
 
@@ -157,7 +156,7 @@ def simulate(
 
 
 def _read_samples(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    X, Y = parse_samples(sys.stdin.read(), "<stdin>") if str(path) == "-" else load_samples(path)
+    X, Y = load_samples(path)
     if X.shape[1] != dim:
         raise InputError(Diagnostic(str(path), None, None,
                                     f"samples have {X.shape[1]} input columns but the model has dimension {dim}"))

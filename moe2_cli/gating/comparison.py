@@ -8,7 +8,6 @@ scenario's queries, as deployed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from moe2_cli.gating.routers import (
     out_of_fold_logits,
     tag_labels,
 )
+from moe2_cli.jsontext import load_record
 from moe2_cli.outcomes import Outcomes
 from moe2_cli.problem import Instance, mask_of, members
 from moe2_cli.progress import ProgressCallback
@@ -141,13 +141,11 @@ def compare_for_scenario(scenario, *, outcomes_path=None, top_k: int | None = No
 
 def _selection_mask(path: Path, instance: Instance) -> int:
     """The expert mask of a saved ``moe2 select --format json``."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-        names = record["selection"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise TypeError("selection must be a list of expert ids")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-        raise InputError(Diagnostic(str(path), None, None, f"not a moe2 select JSON record ({err})")) from None
+    record = load_record(path, "the selection")
+    names = record.get("selection") if isinstance(record, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(Diagnostic(str(path), None, None, "not a moe2 select JSON record "
+                                                           "(selection must be a list of expert ids)"))
     unknown = [n for n in names if n not in instance.expert_ids]
     if unknown or not names:
         raise InputError(Diagnostic(str(path), None, None, f"selection names no expert of {instance.name!r} "

@@ -11,7 +11,6 @@ plan allows for the new mix (the experts or the queries within a task changed); 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from statistics import NormalDist
@@ -21,6 +20,7 @@ from moe2_cli.gating.confidence import Bootstrap
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.mix import Mix, mix_of
 from moe2_cli.gating.pipeline import estimate_objective
+from moe2_cli.jsontext import load_record
 from moe2_cli.outcomes import Outcomes
 from moe2_cli.problem import Instance
 
@@ -56,7 +56,7 @@ def _rows(before, after, n_before, n_after) -> list[dict[str, Any]]:
 def plan_settings(path: Path) -> dict[str, Any]:
     """The seed, folds and router a saved select record was estimated with (their defaults when
     absent); the record was validated when its selection was read."""
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    record = load_record(path, "the selection")
     seed, folds, router = record.get("seed"), record.get("folds"), record.get("router")
     return {"seed": seed if isinstance(seed, int) else 0,
             "folds": folds if isinstance(folds, int) and folds >= 1 else DEFAULT_FOLDS,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.fileio import exists_as
 from moe2_cli.measure.scorers import SCORERS
 from moe2_cli.outcomes.rows import Problems, describe, unique_records
 from moe2_cli.scenario.shipped import shipped_dir
@@ -56,7 +57,7 @@ def default_prompts_path() -> Path:
 def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     """Read and check a prompt file (the shipped default set when ``path`` is None)."""
     path = Path(path) if path is not None else default_prompts_path()
-    if not path.is_file():
+    if not exists_as(path):
         raise InputError(Diagnostic(str(path), None, None, "prompt file not found"))
     return unique_records(path, lambda line, row, problems: _prompt(problems, line, row), "prompts")
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+from moe2_cli import jsontext
 from moe2_cli.errors import Diagnostic, InputError, Moe2Warning
 from moe2_cli.fileio import exists_as
+from moe2_cli.inputs import STDIN, text_lines
 from moe2_cli.outcomes.llmrouter import LLMROUTER_TASK_MAP, read_llmrouter
 from moe2_cli.outcomes.lm_eval import read_lm_eval
 from moe2_cli.outcomes.native import read_csv, read_jsonl, write_outcomes
-from moe2_cli.outcomes.rows import read_text
 from moe2_cli.outcomes.synth import SynthModel, synthesize, synthesize_for
 from moe2_cli.outcomes.table import Outcomes
 
@@ -32,9 +33,10 @@ def detect_format(path: str | Path) -> str:
         return "lm-eval"
     if path.name.removesuffix(".gz").endswith(".csv"):
         return "csv"
-    first = next((line for line in read_text(path).split("\n") if line.strip()), "")
+    with contextlib.closing(text_lines(path, "outcomes")) as lines:
+        first = next((line for _, line in lines if line.strip()), "")
     try:
-        row = json.loads(first)
+        row = jsontext.loads(first)
     except (ValueError, RecursionError):
         return "jsonl"  # the JSONL reader reports the bad line
     return "llmrouter" if isinstance(row, dict) and {"task", "question", "scores"} <= set(row) else "jsonl"
@@ -43,6 +45,8 @@ def detect_format(path: str | Path) -> str:
 def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping[str, str] | None = None) -> Outcomes:
     """Read outcomes in ``format`` (detected when None). LLMRouter tasks map through
     :data:`LLMROUTER_TASK_MAP` unless ``task_map`` is given."""
+    if str(path) == STDIN:  # read twice (its format, then its rows): standard input would lose the first
+        raise InputError(Diagnostic("<stdin>", None, None, "outcomes cannot come from standard input; give a file"))
     format = format or detect_format(path)
     if format not in FORMATS:
         raise InputError(Diagnostic(str(path), None, None, f"unknown outcomes format {format!r} "
@@ -51,7 +55,7 @@ def read_outcomes(path: str | Path, format: str | None = None, task_map: Mapping
         return read_llmrouter(path, task_map or LLMROUTER_TASK_MAP)
     if format == "lm-eval":
         return read_lm_eval(path, task_map)
-    if not exists_as(path, "file"):
+    if not exists_as(path):
         raise InputError(Diagnostic(str(path), None, None, "outcomes file not found"))
     table = (read_csv if format == "csv" else read_jsonl)(path, task_map)
     if table.n_missing:

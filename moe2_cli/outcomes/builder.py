@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from moe2_cli.ids import lookalike_message, lookalikes
 from moe2_cli.outcomes.missing import fill_missing
 from moe2_cli.outcomes.rows import Problems
 from moe2_cli.outcomes.table import Outcomes
@@ -87,6 +88,9 @@ class TableBuilder:
         """The table, or every problem found as one InputError."""
         if not self.qids and not self.problems.items:
             self.problems.add(None, "no outcome rows found")
+        for what, names in (("LLM", self.columns or ()), ("category", dict.fromkeys(self.cats))):
+            for earlier, later in lookalikes(names):
+                self.problems.add(None, lookalike_message(what, earlier, later))
         self.problems.raise_if_any()
         categories = tuple(dict.fromkeys(self.cats))
         position = {c: i for i, c in enumerate(categories)}

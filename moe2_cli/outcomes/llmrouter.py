@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from moe2_cli.outcomes.builder import TableBuilder
-from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines
 from moe2_cli.outcomes.table import Outcomes
 
 LLMROUTER_TASK_MAP = {
@@ -26,7 +26,7 @@ def read_llmrouter(path: str | Path, task_map: Mapping[str, str] | None = None) 
     """Read LLMRouter outcomes; tasks keep their own names when ``task_map`` is empty."""
     problems = Problems(str(path))
     builder = TableBuilder(problems, task_map)
-    for line, row in json_lines(read_text(Path(path)), problems):
+    for line, row in json_lines(path, "outcomes", problems):
         qid, task, question, scores = (row.get(k) for k in ("qid", "task", "question", "scores"))
         for key, value in (("qid", qid), ("task", task), ("question", question)):
             if not isinstance(value, str) or not value:

@@ -18,7 +18,7 @@ from typing import Any
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
 from moe2_cli.outcomes.builder import TableBuilder
-from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines
 from moe2_cli.outcomes.table import Outcomes
 
 # Metrics tried in this order when none is named; the first one a row has is its score.
@@ -81,7 +81,7 @@ def _read_file(path: Path, task: str, metric: str | None, filter_name: str | Non
                problems: Problems) -> dict[tuple[str, int], _Sample]:
     samples: dict[tuple[str, int], _Sample] = {}
     chosen_filter = filter_name
-    for line, row in json_lines(read_text(path), problems):
+    for line, row in json_lines(path, "lm-eval samples", problems):
         doc_id = row.get("doc_id")
         if not isinstance(doc_id, int) or isinstance(doc_id, bool) or doc_id < 0:
             problems.add(line, f"doc_id must be a non-negative integer (got {describe(doc_id)})")

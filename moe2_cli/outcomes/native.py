@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from moe2_cli.fileio import atomic_output
+from moe2_cli.inputs import text_lines
 from moe2_cli.outcomes.builder import TableBuilder
-from moe2_cli.outcomes.rows import MAX_NUMBER, Problems, as_finite, as_score, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import MAX_NUMBER, Problems, as_finite, as_score, describe, json_lines
 from moe2_cli.outcomes.table import Outcomes
 
 SCORE_PREFIX = "score:"
@@ -34,7 +35,7 @@ def read_jsonl(path: str | Path, task_map: Mapping[str, str] | None = None) -> O
     """Read the JSONL format; ``task_map`` renames categories (every one must be mapped)."""
     problems = Problems(str(path))
     builder = TableBuilder(problems, task_map)
-    for line, row in json_lines(read_text(Path(path)), problems):
+    for line, row in json_lines(path, "outcomes", problems):
         _add_json_row(builder, line, row)
     return builder.build(str(path))
 
@@ -92,7 +93,7 @@ def _tags(problems: Problems, line: int, value: Any):
 def read_csv(path: str | Path, task_map: Mapping[str, str] | None = None) -> Outcomes:
     """Read the CSV format; ``task_map`` renames categories (every one must be mapped)."""
     problems = Problems(str(path))
-    reader = csv.reader(io.StringIO(read_text(Path(path)), newline=""))
+    reader = csv.reader(text for _, text in text_lines(path, "outcomes"))
     builder = TableBuilder(problems, task_map)
     start = 1
     try:

@@ -15,6 +15,7 @@ from yaml.nodes import Node
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
+from moe2_cli.ids import lookalike_key, lookalike_message, lookalikes
 from moe2_cli.problem import MAX_ENERGY_J, MAX_EXPERTS, MAX_LATENCY_S, Budgets, Instance
 from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
 from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
@@ -153,16 +154,15 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
         return [], {}, {}
     if not items:
         check.error(node, "servers must list at least one server (got none)")
-    servers, profiles, endpoints, seen = [], {}, {}, set()  # type: ignore[var-annotated]
+    servers, profiles, endpoints, seen = [], {}, {}, {}  # type: ignore[var-annotated]
     for item in items:
         fields = check.mapping(item, "server", required=("name", "profile", "llms"),
                                optional=("transmission_s", "notes", "endpoint"))
         if fields is None:
             continue
         name = check.string(fields["name"][1], "server name") if "name" in fields else None
-        if name is not None and name in seen:
-            check.error(fields["name"][1], f"duplicate server name {name!r}")
-        seen.add(name)
+        if name is not None:
+            _unique_name(check, fields["name"][1], name, seen, "server name")
         transmission = check.number(fields["transmission_s"][1], f"{name}.transmission_s", non_negative=True,
                                     maximum=MAX_LATENCY_S) \
             if "transmission_s" in fields else 0.0
@@ -174,7 +174,21 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
                 endpoints[name] = endpoint
         if name and profile and transmission is not None and llms:
             servers.append((name, profile, transmission, llms))
+    hosted = dict.fromkeys(llm for server in servers for llm in server[3])
+    for earlier, later in lookalikes(hosted):
+        check.error(node, lookalike_message("LLM", earlier, later))
     return servers, profiles, endpoints
+
+
+def _unique_name(check: Checker, node, name: str, seen: dict[str, str], what: str) -> None:
+    """Report ``name`` when an earlier one in ``seen`` (look-alike key -> name) spells it, or looks like it."""
+    key = lookalike_key(name)
+    if key not in seen:
+        seen[key] = name
+    elif seen[key] == name:
+        check.error(node, f"duplicate {what} {name!r}")
+    else:
+        check.error(node, lookalike_message(what, seen[key], name))
 
 
 def _profile(check: Checker, node, search: list[Path], categories, cache) -> DeviceProfile | None:

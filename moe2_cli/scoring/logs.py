@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moe2_cli.errors import Diagnostic, InputError
-from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines, read_text
+from moe2_cli.outcomes.rows import Problems, as_score, describe, json_lines
 
 REQUESTS = "requests.jsonl"
 FEEDBACK = "feedback.jsonl"
@@ -83,12 +83,12 @@ def read_log(log: Path) -> LogContents:
     errors: list[Diagnostic] = []
     for path in requests:
         problems = Problems(str(path))
-        for line, row in json_lines(read_text(path), problems):
+        for line, row in json_lines(path, "request log", problems):
             _request_line(problems, line, row, contents, shadows)
         errors += _collected(problems)
     for path in feedback:
         problems = Problems(str(path))
-        for line, row in json_lines(read_text(path), problems):
+        for line, row in json_lines(path, "feedback log", problems):
             item = _feedback_line(problems, line, row)
             if item is not None:
                 contents.feedback.append(replace(item, id=contents.request_of.get(item.id, item.id)))

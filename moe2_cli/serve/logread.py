@@ -69,7 +69,7 @@ def read_log(path: Path, skip_malformed: bool = False) -> Read:
     read = Read(files=[str(f) for f in files])
     for file in files:
         problems = Problems(str(file))
-        for number, row in json_lines(_text(file), problems):
+        for number, row in json_lines(file, "request log", problems):
             line = _line(row, problems, number)
             if line is not None:
                 read.lines.append(line)
@@ -81,19 +81,6 @@ def read_log(path: Path, skip_malformed: bool = False) -> Read:
         raise InputError(Diagnostic(str(path), None, None, "the log holds no request"
                                     + (f" ({read.skipped} malformed lines skipped)" if read.skipped else "")))
     return read
-
-
-def _text(file: Path) -> str:
-    try:
-        raw = file.read_bytes()
-    except OSError as err:
-        raise InputError(Diagnostic(str(file), None, None, f"cannot read the log: {err.strerror or err}")) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise InputError(Diagnostic(str(file), line, None, f"not UTF-8 text (got byte 0x{raw[err.start]:02x})")) \
-            from None
 
 
 def _line(row: dict[str, Any], problems: Problems, number: int) -> Line | None:

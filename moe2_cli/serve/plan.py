@@ -9,7 +9,6 @@ budgets for a named router. Nothing here knows a concrete router: the registry b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from moe2_cli.gating.category import CategoryClassifier
 from moe2_cli.gating.pipeline import deployed_router
 from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS
 from moe2_cli.gating.router import Router
+from moe2_cli.jsontext import load_record
 from moe2_cli.problem import Budgets, mask_of
 from moe2_cli.report import SELECT_SCHEMA
 from moe2_cli.scenario.budgets import apply_budget_specs
@@ -140,14 +140,7 @@ def read_selection(path: Path, scenario: Scenario) -> Selected:
     """S, k and the router from a ``moe2 select --format json`` file written for this scenario
     (a file without ``router`` was planned with the gate)."""
     shown = str(path)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(Diagnostic(shown, None, None, f"cannot read the selection: {err.strerror or err}")) from None
-    except UnicodeDecodeError:
-        raise InputError(Diagnostic(shown, None, None, "not UTF-8 text")) from None
-    except json.JSONDecodeError as err:
-        raise InputError(Diagnostic(shown, err.lineno, err.colno, f"invalid JSON: {err.msg}")) from None
+    data = load_record(path, "the selection")
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
         raise InputError(Diagnostic(shown, None, None, f"not the JSON record of moe2 select "
                                                        f"(schema {SELECT_SCHEMA} expected)"))

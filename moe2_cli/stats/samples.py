@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from moe2_cli import jsontext
 from moe2_cli.errors import Diagnostic, InputError
+from moe2_cli.inputs import shown_as, text_lines
 
 SAMPLE_FORMATS = ("csv", "jsonl")
 MAX_MAGNITUDE = 1e12  # larger values overflow the EM's squares long before they mean anything
-MAX_SAMPLE_BYTES = 1 << 30
 _CHUNK_ROWS = 65_536
 
 
@@ -68,8 +70,8 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _parse_csv(text: str, source: str, problems: list) -> list[list[float]]:
-    reader = csv.reader(io.StringIO(text))
+def _parse_csv(lines: Iterator[tuple[int, str]], source: str, problems: list) -> list[list[float]]:
+    reader = csv.reader(text for _, text in lines)
     try:
         return _csv_rows(reader, source, problems)
     except csv.Error as err:  # e.g. a cell longer than the csv module's field limit
@@ -93,18 +95,18 @@ def _csv_rows(reader, source: str, problems: list) -> list[list[float]]:
     return rows
 
 
-def _parse_jsonl(text: str, source: str, problems: list) -> list[list[float]]:
+def _parse_jsonl(lines: Iterator[tuple[int, str]], source: str, problems: list) -> list[list[float]]:
     rows, dim = [], None
-    for line, raw in enumerate(text.splitlines(), start=1):
+    for line, raw in lines:
         if not raw.strip():
             continue
         try:
-            item = json.loads(raw)
+            item = jsontext.loads(raw)
         except json.JSONDecodeError as err:
             problems.append(Diagnostic(source, line, err.colno, f"invalid JSON: {err.msg}"))
             continue
-        except (ValueError, RecursionError):  # an integer of thousands of digits; nesting past the stack
-            problems.append(Diagnostic(source, line, None, "invalid JSON: a number too long or nesting too deep"))
+        except (ValueError, RecursionError) as err:  # a limit of jsontext; nesting past the stack
+            problems.append(Diagnostic(source, line, None, f"invalid JSON: {jsontext.why(err)}"))
             continue
         x = item.get("x") if isinstance(item, dict) else None
         if not isinstance(x, list) or not x or "y" not in item:
@@ -119,11 +121,16 @@ def _parse_jsonl(text: str, source: str, problems: list) -> list[list[float]]:
     return rows
 
 
-def parse_samples(text: str, source: str = "<samples>") -> tuple[np.ndarray, np.ndarray]:
-    """X (n, d) and Y (n,) from CSV or JSON-lines text (JSON lines when the first character is '{')."""
+def _parse(lines: Iterator[tuple[int, str]], source: str) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y from numbered lines: JSON lines when the first non-blank one starts with '{'."""
+    head = []
+    for numbered in lines:
+        head.append(numbered)
+        if numbered[1].strip():
+            break
+    parse = _parse_jsonl if head and head[-1][1].lstrip().startswith("{") else _parse_csv
     problems: list[Diagnostic] = []
-    parse = _parse_jsonl if text.lstrip().startswith("{") else _parse_csv
-    rows = parse(text, source, problems)
+    rows = parse(itertools.chain(head, lines), source, problems)
     if not problems and not rows:
         problems.append(Diagnostic(source, None, None, "no samples found"))
     if problems:
@@ -132,20 +139,13 @@ def parse_samples(text: str, source: str = "<samples>") -> tuple[np.ndarray, np.
     return data[:, :-1], data[:, -1]
 
 
+def parse_samples(text: str, source: str = "<samples>") -> tuple[np.ndarray, np.ndarray]:
+    """X (n, d) and Y (n,) from CSV or JSON-lines text (JSON lines when the first character is '{')."""
+    lines = text.removeprefix("\ufeff").split("\n")
+    return _parse(((n, line + "\n") for n, line in enumerate(lines, start=1)), source)
+
+
 def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a sample file written by ``moe2 stats simulate``."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_SAMPLE_BYTES + 1)
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or err
-        raise InputError(Diagnostic(str(path), None, None, f"cannot read samples: {reason}")) from None
-    if len(raw) > MAX_SAMPLE_BYTES:
-        raise InputError(Diagnostic(str(path), None, None, f"file is larger than {MAX_SAMPLE_BYTES} bytes"))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputError(Diagnostic(str(path), line, None, f"not UTF-8 text (got byte 0x{raw[err.start]:02x})")) \
-            from None
-    return parse_samples(text, str(path))
+    """Read a sample file written by ``moe2 stats simulate`` (``-``: standard input), plain or
+    gzipped, within the input caps (:mod:`moe2_cli.inputs`)."""
+    return _parse(text_lines(path, "samples"), shown_as(path))

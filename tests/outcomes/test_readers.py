@@ -118,7 +118,7 @@ def test_empty_and_non_utf8_files(tmp_path):
     with pytest.raises(InputError, match="no outcome rows"):
         read_jsonl(tmp_path / "empty.jsonl")
     (tmp_path / "latin.jsonl").write_bytes(b'{"qid": "caf\xe9"}\n')
-    with pytest.raises(InputError, match=r"latin\.jsonl:1: not UTF-8"):
+    with pytest.raises(InputError, match=r"latin\.jsonl:1:13: not UTF-8"):
         read_jsonl(tmp_path / "latin.jsonl")
 
 
