@@ -134,6 +134,19 @@ def _request_line(problems: Problems, line: int, row: dict[str, Any], contents: 
             contents.request_of[row["completion_id"]] = rid
         contents.queries[rid] = query  # a repeated id (a client reusing X-Request-Id): the later line
         contents.answers.append(answer)
+        contents.answers += _other_answers(problems, line, row, rid)
+
+
+def _other_answers(problems: Problems, line: int, row: dict[str, Any], rid: str) -> list[Answer]:
+    """The answers of the request's other experts (top-k called them too; not returned)."""
+    others = row.get("other_answers")
+    if others is None:
+        return []
+    if not isinstance(others, dict) or not all(isinstance(e, str) and e and (t is None or isinstance(t, str))
+                                               for e, t in others.items()):
+        problems.add(line, f"other_answers must map experts to texts (got {describe(others)})")
+        return []
+    return [Answer(query=rid, expert=expert, text=text, returned=False) for expert, text in others.items()]
 
 
 def _query(problems: Problems, line: int, row: dict[str, Any], rid: str, required: bool) -> Query | None | bool:

@@ -67,6 +67,8 @@ class Reply:
     experts: tuple[str, ...] = ()
     category: str | None = None  # the request's, given or inferred
     retry_after_s: float | None = None  # a 503's advice: when an expert may be tried again
+    # With --log-text, the first choice of every other expert that answered, for scoring.
+    other_answers: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,9 @@ class Proxy:
                         "skipped": [p.expert for p in done.skipped],
                         "upstream_s": round(upstream_s, 6), "tokens_spent": summed_usage(a.usage for _, a in
                                                                                          done.answered)}
-        return Reply(status=200, body=body, experts=experts)
+        others = tuple((p.expert, choice_text(a.reply["choices"][0]) if a.reply.get("choices") else None)
+                       for p, a in done.answered if p.expert != combined.source.expert) if self._logs_text else ()
+        return Reply(status=200, body=body, experts=experts, other_answers=others)
 
     def _no_answer(self, asked: Asked, done: Dispatch, failed: list[dict], ends_at: float) -> Reply:
         """The first refusal, as the expert gave it (the client's mistake); else a 503 when every
@@ -453,7 +457,8 @@ class Proxy:
         return Served(answer_from=moe2.get("answer_from"), usage=usage if isinstance(usage, dict) else None,
                       tokens_spent=moe2.get("tokens_spent"), ttft_s=latency_s if asked.stream else None,
                       answer=answer if reply.status == 200 else None,
-                      completion_id=reply.body.get("id") if reply.status == 200 else None, upstream_s=upstream_s)
+                      completion_id=reply.body.get("id") if reply.status == 200 else None, upstream_s=upstream_s,
+                      other_answers=dict(reply.other_answers) if self._logs_text and reply.status == 200 else None)
 
     def _account(self, asked: Asked, called: list[Pick], status: int, latency_s: float, served: Served) -> None:
         """Count the request, check its latency and estimated energy against the budgets, and

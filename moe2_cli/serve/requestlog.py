@@ -45,6 +45,7 @@ class Served:
     answer: list[str | None] | None = None
     completion_id: str | None = None  # the ``id`` of the reply the client got
     upstream_s: float = 0.0
+    other_answers: dict[str, str | None] | None = None  # the other experts' first choices (--log-text)
 
 
 def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float], overruns: list[dict],
@@ -67,6 +68,7 @@ def entry(asked: Asked, status: int, latency_s: float, energy_j: dict[str, float
     if with_text:
         record["prompt"] = asked.body.get("messages", asked.body.get("prompt"))
         record["answer"] = served.answer
+        record["other_answers"] = served.other_answers
     return record
 
 

@@ -147,3 +147,20 @@ def test_the_reference_scorers_offered_are_the_scorers():
 def test_the_documentation_shows_the_grading_prompt_verbatim():
     page = (ROOT / "docs" / "serve.md").read_text()
     assert f"```text\n{GRADING_SYSTEM}\n```" in page and f"```text\n{GRADING_USER}\n```" in page
+
+
+def test_the_other_experts_a_request_called_are_scored_too_and_only_the_returned_one_gets_feedback(run_cli,
+                                                                                                  tmp_path):
+    log = write_log(tmp_path / "log", [
+        request("q1", A, "The answer is A.", SHIPPED.text, other_answers={B: "B", C: None}),
+        request("q2", A, "Paris", "Capital of France?", category="open_qa", other_answers={B: "Lyon"}),
+    ], feedback=[{"id": "q2", "score": 0.25}])
+    out = tmp_path / "scored.jsonl"
+    assert run_cli("score", log, "--out", out).exit_code == 0
+    got = rows(out)
+    assert got["q1"]["scores"] == {"qwen2.5-7b-instruct": 1.0, "phi-3.5-mini-instruct": 0.0, "gemma-2-9b-it": None}
+    assert got["q2"]["scores"] == {"qwen2.5-7b-instruct": 0.25, "phi-3.5-mini-instruct": None,
+                                   "gemma-2-9b-it": None}
+    bad = write_log(tmp_path / "bad", [request("q1", A, "A", SHIPPED.text, other_answers=["B"])])
+    result = run_cli("score", bad, "--out", tmp_path / "no.jsonl")
+    assert result.exit_code == 2 and "other_answers must map experts to texts" in result.stderr
