@@ -161,12 +161,21 @@ async def _requests(client, plan: RunPlan, clocks: dict[str, ServerClock], log: 
 
 
 async def _record(expert: Expert, prompt: Prompt, result: Completion, clock: ServerClock) -> RequestRecord:
-    joules, busy = await clock.share(result.window) if result.ok else (None, None)
+    """The log line of one request. A request whose energy no valid power reading covers is a
+    failure too: its numbers would be wrong, not missing."""
+    ok, error, reason = result.ok, result.error, result.reason
+    joules = busy = None
+    if ok:
+        try:
+            joules, busy = await clock.share(result.window)
+        except PowerError as err:
+            ok, error, reason = False, str(err), "power"
     return RequestRecord(
         server=expert.server, llm=expert.llm, model=expert.model, prompt_id=prompt.id, category=prompt.category,
-        prompt_digest=prompt.digest(), ok=result.ok,
-        score=score(prompt.scorer, result.answer, prompt.references) if result.ok else 0.0,
-        answer=result.answer, error=result.error, started_at=result.started,
+        prompt_digest=prompt.digest(), ok=ok,
+        score=score(prompt.scorer, result.answer, prompt.references) if ok else 0.0,
+        answer=result.answer, error=error, started_at=result.started,
         latency_s=result.ended - result.started, ttft_s=result.ttft_s, energy_j=joules, busy_s=busy,
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, attempts=result.attempts,
+        reason=reason,
     )
