@@ -344,7 +344,8 @@ def _write_inputs(where: Path, url: str) -> tuple[Path, Path]:
 def judge(upstream: Upstream, code: int, out: Path) -> dict[str, bool]:
     """The counts this example adds to: a false ok, a false failure, a file validate refuses."""
     log = out / "requests.jsonl"
-    lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    # split on "\n" only: answers may hold U+0085 or U+2028, which str.splitlines also breaks at
+    lines = [json.loads(line) for line in log.read_text().split("\n") if line] if log.exists() else []
     ok = [r for r in lines if r.get("kind") == "request" and r["ok"]]
     written = [p for p in (out / "scenario.yaml", *sorted((out / "profiles").glob("*.yaml"))) if p.exists()]
     invalid = bool(written) and run_cli("validate", *written)[0] != 0

@@ -88,7 +88,8 @@ def _report(result: MeasureResult, format: OutputFormat) -> None:
                Column("p90_s", "p90 s", seconds), Column("ttft_p50_s", "TTFT p50 s", seconds),
                Column("energy_j", "J/query", lambda x: f"{x:.2f}"),
                Column("accuracy", "accuracy", lambda x: f"{x:.3f}"),
-               Column("failed", "failed by kind", justify="left"), Column("profile", "profile", justify="left")]
+               Column("failed", "why failed", justify="left", no_wrap=True),
+               Column("profile", "profile", justify="left")]
     payload = {"scenario": result.scenario, "out": str(result.out_dir), "prompts": result.prompts,
                "new_requests": result.new_requests, "idle_watts": result.idle_watts,
                "files": [str(f) for f in result.files], "experts": rows}
