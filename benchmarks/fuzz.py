@@ -7,7 +7,10 @@ target reports the exit codes, and the counts that must be zero: exit-70 (intern
 hangs, tracebacks, and diagnostics that do not name the file (for options: lines not in the
 ``moe2: ...`` style). The ``serve`` target sends N hostile requests to a live ``moe2 serve``
 (see ``tests/fuzz_serve.py``) and counts HTTP statuses, 500s, resets, hangs and malformed
-answers. Exit status 1 when any of them is not zero.
+answers. The ``measure-upstream`` target runs ``moe2 measure`` against N hostile replies from a
+fake upstream (see ``tests/fuzz_measure.py``) and counts false "ok" records, completions logged
+as failures and written files that ``moe2 validate`` refuses. Exit status 1 when any of them is
+not zero.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.fuzz_measure import describe_upstream, fuzz_upstream  # noqa: E402
 from tests.fuzz_options import OPTIONS, fuzz_options  # noqa: E402
 from tests.fuzz_serve import describe_serve, fuzz_serve  # noqa: E402
 from tests.fuzzing import READERS, describe, fuzz  # noqa: E402
 
 # target -> (run, describe its report)
 TARGETS = {**{name: (fuzz, describe) for name in READERS}, **{name: (fuzz_options, describe) for name in OPTIONS},
-           "serve": (fuzz_serve, describe_serve)}
+           "serve": (fuzz_serve, describe_serve), "measure-upstream": (fuzz_upstream, describe_upstream)}
 
 
 def main() -> int:

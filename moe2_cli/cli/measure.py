@@ -11,6 +11,7 @@ import typer
 from moe2_cli.cli.common import handles_errors, plural, progress_bar
 from moe2_cli.cli.options import FormatOpt, OutputFormat
 from moe2_cli.cli.render import Column, emit
+from moe2_cli.errors import EXIT_UNMET
 
 if TYPE_CHECKING:
     from moe2_cli.measure import MeasureResult
@@ -25,8 +26,10 @@ def measure_command(
                                                                    "prompt, reference, scorer); the shipped "
                                                                    "LLMRouter set when omitted.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")] = 1,
-    max_failures: Annotated[int, typer.Option("--max-failures", min=0, help="Failed requests an expert may have "
-                                                                            "and still get a profile entry.")] = 0,
+    max_failure_rate: Annotated[float, typer.Option("--max-failure-rate", min=0.0, max=1.0,
+                                                    help="Share of an expert's requests that may fail, with it "
+                                                         "still getting a profile entry; past it the run exits 1."
+                                                    )] = 0.05,
     latency_quantile: Annotated[float, typer.Option("--latency-quantile", min=0.0, max=1.0,
                                                     help="Quantile of the request latencies written as latency_s.")
                                 ] = 0.9,
@@ -35,8 +38,8 @@ def measure_command(
                                                                                   "first.")] = 0.0,
     subtract_idle: Annotated[bool, typer.Option("--subtract-idle", help="Subtract the idle power from each "
                                                                         "request's energy.")] = False,
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries after a 5xx, 429, timeout or dropped "
-                                                                  "connection.")] = 2,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries after a 5xx, 429, timeout, dropped "
+                                                                  "connection or a 200 that is not a completion.")] = 2,
     retry_wait: Annotated[float, typer.Option("--retry-wait", min=0.0, help="Seconds before the first retry; it "
                                                                             "doubles, up to 8 s.")] = 0.5,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Unlogged requests per expert before its first "
@@ -53,7 +56,8 @@ def measure_command(
     from moe2_cli.measure import MeasureInterrupted, MeasureSettings, Retry, measure  # httpx: this command only
 
     settings = MeasureSettings(prompts=prompts, concurrency=concurrency, retry=Retry(attempts=retries + 1,
-                               backoff_s=retry_wait), max_failures=max_failures, latency_quantile=latency_quantile,
+                               backoff_s=retry_wait), max_failure_rate=max_failure_rate,
+                               latency_quantile=latency_quantile,
                                idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
                                resume=resume)
     with progress_bar("measuring") as progress:
@@ -62,12 +66,17 @@ def measure_command(
         except MeasureInterrupted as err:
             raise MeasureInterrupted(f"{err}; run the same command with --resume to continue") from None
     _report(result, format)
+    if result.excluded:
+        raise typer.Exit(EXIT_UNMET)
 
 
 def _rows(result: MeasureResult) -> list[dict]:
+    from moe2_cli.measure.summary import describe_reasons
+
     return [{"expert": f"{e.server}/{e.llm}", "model": e.model, "category": category, "requests": c.requests,
              "failures": c.failures, "p50_s": c.latency_p50_s, "p90_s": c.latency_p90_s, "ttft_p50_s": c.ttft_p50_s,
-             "energy_j": c.energy_j, "accuracy": c.accuracy, "profile": "no: " + e.excluded if e.excluded else "yes"}
+             "energy_j": c.energy_j, "accuracy": c.accuracy, "failed": describe_reasons(c.reasons),
+             "profile": "no: " + e.excluded if e.excluded else "yes"}
             for e in result.experts for category, c in e.categories.items()]
 
 
@@ -79,6 +88,7 @@ def _report(result: MeasureResult, format: OutputFormat) -> None:
                Column("p90_s", "p90 s", seconds), Column("ttft_p50_s", "TTFT p50 s", seconds),
                Column("energy_j", "J/query", lambda x: f"{x:.2f}"),
                Column("accuracy", "accuracy", lambda x: f"{x:.3f}"),
+               Column("failed", "why failed", justify="left", no_wrap=True),
                Column("profile", "profile", justify="left")]
     payload = {"scenario": result.scenario, "out": str(result.out_dir), "prompts": result.prompts,
                "new_requests": result.new_requests, "idle_watts": result.idle_watts,

@@ -3,24 +3,27 @@
 The preflight asks every endpoint for ``GET /v1/models`` before any prompt is sent, so an
 unreachable server, a refused key or a model id the server does not serve is one line each.
 A completion streams, so the time to the first token is seen; ``usage`` gives the token counts
-(asked for with ``stream_options``). HTTP 5xx, 429, timeouts and dropped connections are retried
-with a doubling, bounded wait; any other error is final.
+(asked for with ``stream_options``). A request succeeds only with a completion
+(:mod:`moe2_cli.measure.replies`). HTTP 5xx, 429, timeouts, dropped connections and 200s that
+are not a completion are retried with a doubling, bounded wait; any other HTTP error is final.
+Every failure keeps its kind (``Completion.reason``), so the summary can say why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
 from dataclasses import dataclass
 
 import httpx
 
 from moe2_cli.measure.power import ServerClock
+from moe2_cli.measure.replies import Parsed, ReplyFailure, ReplyReader
 from moe2_cli.scenario.endpoint import Endpoint
+from moe2_cli.serve.requests import MalformedJSON, parse_json
 
 PREFLIGHT_TIMEOUT_S = 10.0
+MAX_MODEL_LIST_BYTES = 1 << 20  # a list of a few hundred model ids is a few KiB
 MAX_BACKOFF_S = 8.0
 
 
@@ -35,7 +38,8 @@ class Retry:
 
 @dataclass(frozen=True)
 class Completion:
-    """What one request gave: the answer and its timing, or the error that ended it."""
+    """What one request gave: the answer and its timing, or the error that ended it and its
+    kind (``reason``: ``http``, ``timeout``, ``connection`` or one of :mod:`.replies`' kinds)."""
 
     ok: bool
     answer: str = ""
@@ -47,10 +51,16 @@ class Completion:
     attempts: int = 1
     error: str | None = None
     window: int = 0  # the last attempt's window on the server's clock
+    reason: str | None = None
 
 
 class TransientError(Exception):
-    """Worth another try: a 5xx or 429 answer, a timeout, a dropped connection."""
+    """Worth another try: a 5xx or 429 answer, a timeout, a dropped connection, or a 200 that
+    was not a completion. ``reason`` is its kind."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def headers(endpoint: Endpoint) -> dict[str, str]:
@@ -65,15 +75,17 @@ async def preflight(client: httpx.AsyncClient, endpoint: Endpoint, llms: list[st
         return [f"{where}: the environment variable {endpoint.api_key_env} (api_key_env) is not set"]
     url = endpoint.api_base + "/models"
     try:
-        response = await client.get(url, headers=headers(endpoint), timeout=PREFLIGHT_TIMEOUT_S)
+        async with client.stream("GET", url, headers=headers(endpoint), timeout=PREFLIGHT_TIMEOUT_S) as response:
+            content = await _capped_text(response, MAX_MODEL_LIST_BYTES)
     except httpx.HTTPError as err:
         return [f"{where}: cannot reach {url} ({_describe(err)})"]
     if response.status_code != 200:
-        return [f"{where}: GET {url} answered HTTP {response.status_code}{_error_text(response)}"]
+        return [f"{where}: GET {url} answered HTTP {response.status_code}{_error_text(content)}"]
     try:
-        served = [m["id"] for m in response.json()["data"]]
-    except (ValueError, KeyError, TypeError):
+        served = [m["id"] for m in parse_json(content)["data"]]
+    except (MalformedJSON, KeyError, TypeError, IndexError):
         return [f"{where}: GET {url} did not return an OpenAI model list"]
+    served = [m for m in served if isinstance(m, str)]
     return [f"{where}: model {endpoint.model_id(llm)!r} (for {llm}) is not served at {endpoint.url} "
             f"(it serves: {', '.join(served) or 'nothing'})"
             for llm in llms if endpoint.model_id(llm) not in served]
@@ -87,77 +99,66 @@ async def complete(client: httpx.AsyncClient, endpoint: Endpoint, model: str, me
                   "stream_options": {"include_usage": True}}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    error = ""
+    error, reason = "", ""
     for attempt in range(1, retry.attempts + 1):
         window, started = clock.open()
         try:
-            result = await asyncio.wait_for(_stream(client, endpoint, body, started), endpoint.timeout_s)
-        except (TransientError, httpx.TransportError, asyncio.TimeoutError) as err:
-            error = _describe(err)
+            result = await asyncio.wait_for(_stream(client, endpoint, body), endpoint.timeout_s)
+        except (TransientError, httpx.HTTPError, asyncio.TimeoutError) as err:
+            error, reason = _describe(err), _reason(err)
         except _FinalError as err:
             return Completion(ok=False, started=started, ended=clock.close(window), attempts=attempt,
-                              error=str(err), window=window)
+                              error=str(err), window=window, reason="http")
         else:
             ended = clock.close(window)
-            return Completion(ok=True, answer=result.answer, started=started, ended=ended, ttft_s=result.ttft_s,
-                              prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            ttft = None if result.first_text_at is None else result.first_text_at - started
+            return Completion(ok=True, answer=result.answer, started=started, ended=ended, ttft_s=ttft,
+                              prompt_tokens=_count(result.usage.get("prompt_tokens")),
+                              completion_tokens=_count(result.usage.get("completion_tokens")),
                               attempts=attempt, window=window)
         ended = clock.close(window)
         if attempt < retry.attempts:
             await asyncio.sleep(retry.wait_s(attempt))
-    return Completion(ok=False, started=started, ended=ended, attempts=retry.attempts, error=error, window=window)
+    return Completion(ok=False, started=started, ended=ended, attempts=retry.attempts, error=error, window=window,
+                      reason=reason)
 
 
 class _FinalError(Exception):
-    """Not worth another try: a 4xx answer, or a stream that makes no sense."""
+    """Not worth another try: a 4xx answer other than 429 (the request itself is refused)."""
 
 
-@dataclass
-class _Streamed:
-    answer: str
-    ttft_s: float | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-
-
-async def _stream(client: httpx.AsyncClient, endpoint: Endpoint, body: dict, started: float) -> _Streamed:
-    parts: list[str] = []
-    ttft = None
-    usage: dict = {}
+async def _stream(client: httpx.AsyncClient, endpoint: Endpoint, body: dict) -> Parsed:
     url = endpoint.api_base + "/chat/completions"
-    async with client.stream("POST", url, json=body, headers=headers(endpoint), timeout=endpoint.timeout_s) as reply:
+    # Compressed replies are refused: a small gzip body can inflate far past the byte cap.
+    sent = {**headers(endpoint), "Accept-Encoding": "identity"}
+    async with client.stream("POST", url, json=body, headers=sent, timeout=endpoint.timeout_s) as reply:
         if reply.status_code >= 500 or reply.status_code == 429:
-            raise TransientError(f"HTTP {reply.status_code}")
+            raise TransientError(f"HTTP {reply.status_code}", "http")
         if reply.status_code != 200:
-            await reply.aread()
-            raise _FinalError(f"HTTP {reply.status_code}{_error_text(reply)}")
-        async for line in reply.aiter_lines():
-            chunk = _event(line)
-            if chunk is None:
-                continue
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content") or ""
-                if text and ttft is None:
-                    ttft = time.time() - started
-                parts.append(text)
-    return _Streamed(answer="".join(parts), ttft_s=ttft, prompt_tokens=_count(usage.get("prompt_tokens")),
-                     completion_tokens=_count(usage.get("completion_tokens")))
+            text = await _capped_text(reply)
+            raise _FinalError(f"HTTP {reply.status_code}{_error_text(text)}")
+        reader = ReplyReader()
+        async for data in reply.aiter_bytes():
+            try:
+                reader.feed(data)
+            except ReplyFailure as err:
+                raise TransientError(str(err), err.reason) from None
+            if reader.done:
+                break
+        try:
+            return reader.result()
+        except ReplyFailure as err:
+            raise TransientError(str(err), err.reason) from None
 
 
-def _event(line: str) -> dict | None:
-    if not line.startswith("data:"):
-        return None
-    data = line[len("data:"):].strip()
-    if data == "[DONE]":
-        return None
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
-        raise _FinalError(f"the stream sent a line that is not JSON ({data[:60]!r})") from None
-    if not isinstance(chunk, dict):
-        raise _FinalError("the stream sent a chunk that is not a JSON object")
-    return chunk
+async def _capped_text(reply: httpx.Response, limit: int = 64 << 10) -> bytes:
+    """At most ``limit`` bytes of an error reply: enough for its message."""
+    out = b""
+    async for data in reply.aiter_bytes():
+        out += data
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 def _count(value) -> int | None:
@@ -172,9 +173,18 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _error_text(response: httpx.Response) -> str:
+def _reason(err: BaseException) -> str:
+    if isinstance(err, TransientError):
+        return err.reason
+    if isinstance(err, (asyncio.TimeoutError, httpx.TimeoutException)):
+        return "timeout"
+    return "connection"
+
+
+def _error_text(content: bytes) -> str:
+    """``: message`` of an OpenAI error object, or nothing."""
     try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+        message = parse_json(content)["error"]["message"]
+    except (MalformedJSON, KeyError, TypeError, IndexError):
         return ""
     return f": {str(message)[:120]}"

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from moe2_cli.errors import Diagnostic, InputError, Moe2Error, UsageError
+from moe2_cli.errors import EXIT_UNMET, Diagnostic, InputError, Moe2Error, UsageError
 from moe2_cli.measure import writers
 from moe2_cli.measure.client import Retry
 from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categories, load_prompts
 from moe2_cli.measure.runlog import LOG_NAME, LogState, RequestRecord, read_log
 from moe2_cli.measure.runner import Expert, RunPlan, run
-from moe2_cli.measure.summary import ExpertSummary, summarise
+from moe2_cli.measure.summary import ExpertSummary, allowed_failures, summarise
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 from moe2_cli.scenario.endpoint import PowerSource
 from moe2_cli.scenario.scenario import Scenario, load_scenario
@@ -36,13 +36,15 @@ class MeasureInterrupted(Moe2Error):
 class NothingMeasured(Moe2Error):
     """Every expert failed; nothing was written besides the log."""
 
+    exit_code = EXIT_UNMET
+
 
 @dataclass(frozen=True)
 class MeasureSettings:
     prompts: Path | None = None  # None: the shipped LLMRouter prompt set
     concurrency: int = 1
     retry: Retry = field(default_factory=Retry)
-    max_failures: int = 0
+    max_failure_rate: float = 0.05  # past it, an expert gets no profile entry
     latency_quantile: float = 0.9
     idle_baseline_s: float = 0.0
     subtract_idle: bool = False
@@ -85,7 +87,7 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     if jobs or idle:
         plan = RunPlan(experts=experts, jobs=jobs, idle_servers=idle, idle_seconds=settings.idle_baseline_s,
                        concurrency=settings.concurrency, retry=settings.retry, warmup=settings.warmup,
-                       max_failures=settings.max_failures)
+                       max_failures=allowed_failures(settings.max_failure_rate, len(prompts)))
         try:
             run(plan, source, log_path, on_record)
         except KeyboardInterrupt:
@@ -112,6 +114,8 @@ def _counter(total: int, done: int, progress: ProgressCallback | None) -> Callab
 def _check_settings(settings: MeasureSettings) -> None:
     if not 0.0 <= settings.latency_quantile <= 1.0:
         raise UsageError(f"must lie in [0, 1] (got {settings.latency_quantile:g})", "latency_quantile")
+    if not 0.0 <= settings.max_failure_rate <= 1.0:
+        raise UsageError(f"must lie in [0, 1] (got {settings.max_failure_rate:g})", "max_failure_rate")
     if settings.subtract_idle and settings.idle_baseline_s <= 0:
         raise UsageError("needs an idle baseline: seconds of idle power measured first", "subtract_idle")
 
@@ -184,13 +188,14 @@ def _write(scenario: Scenario, experts: tuple[Expert, ...], prompts: list[Prompt
     categories = list(scenario.instance.categories)
     summaries, records = [], {}
     for expert in experts:
-        # An expert past --max-failures had its other prompts skipped: it is left out below.
+        # An expert past its allowed failures had its other prompts skipped: it is left out below.
         mine = [r for p in prompts if (r := state.records.get((expert.server, expert.llm, p.id))) is not None]
         records[(expert.server, expert.llm)] = mine
         idle = state.idle_watts.get(expert.server) if settings.subtract_idle else None
-        summaries.append(summarise(expert.server, expert.llm, expert.model, mine, categories,
-                                   quantile=settings.latency_quantile, max_failures=settings.max_failures,
-                                   idle_w=idle))
+        summary = summarise(expert.server, expert.llm, expert.model, mine, categories,
+                            quantile=settings.latency_quantile, max_failure_rate=settings.max_failure_rate,
+                            prompts=len(prompts), idle_w=idle)
+        summaries.append(_checked(scenario, summary, mine, categories, state, settings))
     kept = [s for s in summaries if not s.excluded]
     if not kept:
         raise NothingMeasured("no expert could be measured: " + "; ".join(f"{s.server}/{s.llm}: {s.excluded}"
@@ -204,6 +209,20 @@ def _write(scenario: Scenario, experts: tuple[Expert, ...], prompts: list[Prompt
     files = writers.write_all(out_dir, profiles, table, document, Path(str(scenario.path)).name)
     return MeasureResult(scenario=scenario.name, out_dir=out_dir, prompts=len(prompts), experts=tuple(summaries),
                          files=tuple(files), new_requests=new_requests, idle_watts=dict(state.idle_watts))
+
+
+def _checked(scenario: Scenario, summary: ExpertSummary, records: list[RequestRecord], categories: list[str],
+             state: LogState, settings: MeasureSettings) -> ExpertSummary:
+    """The summary, excluded when its profile entry alone would fail ``moe2 validate``: one
+    expert's odd numbers must not cost its server's other experts their profile."""
+    if summary.excluded:
+        return summary
+    document = _profile(scenario, summary.server, [summary], {(summary.server, summary.llm): records}, categories,
+                        state, settings)
+    problem = writers.profile_problem(document, f"profiles/{summary.server}.yaml")
+    if problem is None:
+        return summary
+    return replace(summary, excluded=f"its measured numbers fail the profile checks: {problem}")
 
 
 def _profile(scenario: Scenario, server: str, kept: list[ExpertSummary], records, categories, state: LogState,

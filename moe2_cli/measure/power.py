@@ -6,12 +6,18 @@ between two marks. Readers that sample power over time (tegrastats, a power-mete
 watts x time and says that it is derived. When requests overlap on one server, each one's share
 of a stretch of time is that stretch's energy divided by the requests in flight
 (:func:`attributed`), so the shares add up to what the meter read.
+
+Every reading is checked here, whatever the source: a sampled reading must be a finite,
+non-negative power under :data:`MAX_WATTS` (others are dropped and counted), and a window's
+energy must be finite, non-negative and within :data:`MAX_WATTS` times its length. A window
+that no valid reading covers is a :class:`PowerError`, which fails that request only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -21,6 +27,9 @@ from moe2_cli.errors import Moe2Error
 from moe2_cli.scenario.endpoint import PowerSource
 
 COVERAGE_WAIT_S = 5.0  # how long to wait for a sampled reading that covers the end of a window
+# No single supply an edge LLM runs on draws more: a reading above it is a parse or meter fault.
+MAX_WATTS = 5000.0
+COUNTER_SLACK_J = 1.0  # an energy counter's rounding, allowed over MAX_WATTS x time
 
 
 class PowerError(Moe2Error):
@@ -63,16 +72,31 @@ class ConstantPower(PowerMeter):
         return self.watts * (t1 - t0)
 
 
+def valid_watts(w: float) -> bool:
+    """Whether one power reading is physically possible."""
+    return math.isfinite(w) and 0.0 <= w <= MAX_WATTS
+
+
 @dataclass
 class Trace:
-    """Power samples in time order; each reading stands for the interval that ends at it."""
+    """Power samples in time order; each reading stands for the interval that ends at it.
+    Readings out of range (:func:`valid_watts`) are dropped, but counted, and their time still
+    counts as seen: a window they alone cover has no valid reading, rather than none yet."""
 
     times: list[float] = field(default_factory=list)
     watts: list[float] = field(default_factory=list)
+    dropped: int = 0
+    last_dropped: float | None = None  # the last out-of-range value, for the message
+    seen: float = -math.inf  # the time of the last reading, dropped or not
 
     def add(self, t: float, w: float) -> None:
-        if self.times and t <= self.times[-1]:
+        if not math.isfinite(t) or t <= self.seen:
             return  # a clock step backwards or a repeated line: keep the trace ordered
+        self.seen = t
+        if not valid_watts(w):
+            self.dropped += 1
+            self.last_dropped = w
+            return
         self.times.append(t)
         self.watts.append(w)
 
@@ -82,7 +106,16 @@ class Trace:
         i = bisect.bisect_left(self.times, before)
         del self.times[:i], self.watts[:i]
 
+    def dropped_note(self) -> str:
+        if not self.dropped:
+            return ""
+        return (f"; {self.dropped} reading{'s' * (self.dropped != 1)} out of range dropped (the last: "
+                f"{self.last_dropped:g} W; a reading must be finite, non-negative and at most {MAX_WATTS:g} W)")
+
     def covers(self, t: float) -> bool:
+        return self.seen >= t
+
+    def valid_through(self, t: float) -> bool:
         return bool(self.times) and self.times[-1] >= t
 
     def energy_j(self, t0: float, t1: float) -> float:
@@ -117,11 +150,15 @@ class SampledPower(PowerMeter):
         deadline = time.monotonic() + COVERAGE_WAIT_S
         while True:
             self.poll()
-            if self.trace.covers(t1):
+            if self.trace.valid_through(t1):
                 return self.trace.energy_j(t0, t1)
+            if self.trace.covers(t1):
+                raise PowerError(f"{self.method}: no valid power reading after the end of a request"
+                                 f"{self.trace.dropped_note()}")
             if time.monotonic() > deadline:
                 raise PowerError(f"{self.method}: no power reading after the end of a request "
-                                 f"(waited {COVERAGE_WAIT_S:g} s); is it still running?")
+                                 f"(waited {COVERAGE_WAIT_S:g} s); is it still running?"
+                                 f"{self.trace.dropped_note()}")
             await asyncio.sleep(0.01)
 
 
@@ -153,7 +190,15 @@ async def idle_watts(meter: PowerMeter, seconds: float) -> float:
     t0 = meter.mark()
     await asyncio.sleep(seconds)
     t1 = meter.mark()
-    return await meter.energy_j(t0, t1) / (t1 - t0)
+    return checked_energy(meter, await meter.energy_j(t0, t1), t1 - t0) / (t1 - t0)
+
+
+def checked_energy(meter: PowerMeter, joules: float, seconds: float) -> float:
+    """``joules`` over ``seconds``, or a :class:`PowerError` when no meter could have read them."""
+    if math.isfinite(joules) and 0.0 <= joules <= MAX_WATTS * seconds + COUNTER_SLACK_J:
+        return joules
+    raise PowerError(f"{meter.method}: an energy reading out of range was dropped ({joules:g} J in {seconds:g} s; "
+                     f"a reading must be finite, non-negative and at most {MAX_WATTS:g} W)")
 
 
 Window = tuple[float, float | None]  # start, end (None while in flight)
@@ -182,7 +227,8 @@ class ServerClock:
         start, end = self._windows[token]
         assert end is not None, "close the window first"
         others = [w for k, w in self._windows.items() if k != token]
-        return await attributed(self.meter.energy_j, (start, end), others)
+        joules, seconds = await attributed(self.meter.energy_j, (start, end), others)
+        return checked_energy(self.meter, joules, end - start), seconds
 
 
 async def attributed(energy: Callable[[float, float], Awaitable[float]], mine: tuple[float, float],

@@ -5,12 +5,15 @@ Three kinds of line: ``{"kind": "power", "server", "method"}`` saying how a serv
 read, ``{"kind": "idle", "server", "watts", "seconds"}`` for a measured idle baseline, and
 ``{"kind": "request", ...}`` (:class:`RequestRecord`). On ``--resume`` the log is
 read back: a torn last line (the process died while writing it) is cut off, successful requests
-are kept, and failed ones are asked again; the last line for a request wins.
+are kept, and failed ones are asked again; the last line for a request wins. Every field of a
+line read back is checked for its type and range: a line that could not have been written by
+moe2 measure is refused with ``path:line``, never trusted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO
@@ -42,6 +45,7 @@ class RequestRecord:
     prompt_tokens: int | None
     completion_tokens: int | None
     attempts: int
+    reason: str | None = None  # a failure's kind (see moe2_cli.measure.client.Completion)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -66,22 +70,71 @@ def read_log(path: Path) -> LogState:
     if not path.exists():
         return state
     _cut_torn_tail(path)
-    names = {f.name for f in fields(RequestRecord)}
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            if row.get("kind") == "idle":
-                state.idle_watts[row["server"]] = float(row["watts"])
-            elif row.get("kind") == "power":
-                state.power_methods[row["server"]] = str(row["method"])
-            else:
-                record = RequestRecord(**{k: v for k, v in row.items() if k in names})
-                state.records[record.key] = record
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
-            raise InputError(Diagnostic(str(path), number, None, f"not a moe2 measure log line ({err})")) from None
+            _read_line(state, json.loads(line))
+        except (ValueError, RecursionError) as err:
+            message = str(err) if isinstance(err, _BadField) else "not JSON"
+            raise InputError(Diagnostic(str(path), number, None, f"not a moe2 measure log line ({message})")) from None
     return state
+
+
+class _BadField(ValueError):
+    """A log line with a field of the wrong type or range."""
+
+
+# Each field of a request line: its kind, and whether it may be null.
+_FIELDS: dict[str, tuple[str, bool]] = {
+    "server": ("text", False), "llm": ("text", False), "model": ("text", False), "prompt_id": ("text", False),
+    "category": ("text", False), "prompt_digest": ("text", False), "ok": ("bool", False),
+    "score": ("fraction", False), "answer": ("text", False), "error": ("text", True),
+    "started_at": ("number", False), "latency_s": ("number", False), "ttft_s": ("number", True),
+    "energy_j": ("number", True), "busy_s": ("number", True), "prompt_tokens": ("count", True),
+    "completion_tokens": ("count", True), "attempts": ("count", False), "reason": ("text", True),
+}
+_KINDS = {"text": "text", "bool": "true or false", "fraction": "a number in [0, 1]",
+          "number": "a finite number >= 0", "count": "a whole number >= 0"}
+
+
+def _read_line(state: LogState, row: object) -> None:
+    if not isinstance(row, dict):
+        raise _BadField("not a JSON object")
+    kind = row.get("kind")
+    if kind == "idle":
+        _check(row, {"server": ("text", False), "watts": ("number", False)})
+        state.idle_watts[row["server"]] = float(row["watts"])
+    elif kind == "power":
+        _check(row, {"server": ("text", False), "method": ("text", False)})
+        state.power_methods[row["server"]] = row["method"]
+    elif kind == "request":
+        _check(row, {k: v for k, v in _FIELDS.items() if k != "reason" or k in row})
+        record = RequestRecord(**{f.name: row[f.name] for f in fields(RequestRecord) if f.name in row})
+        state.records[record.key] = record
+    else:
+        raise _BadField(f"kind must be request, idle or power (got {str(kind)[:40]!r})")
+
+
+def _check(row: dict, expected: dict[str, tuple[str, bool]]) -> None:
+    for name, (kind, nullable) in expected.items():
+        if name not in row:
+            raise _BadField(f"{name} is missing")
+        value = row[name]
+        if not ((nullable and value is None) or _is(kind, value)):
+            raise _BadField(f"{name} must be {_KINDS[kind]}{' or null' * nullable} (got {json.dumps(value)[:40]})")
+
+
+def _is(kind: str, value: object) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind == "count":
+        return isinstance(value, int) and value >= 0
+    return math.isfinite(value) and value >= 0 and (kind != "fraction" or value <= 1)
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -65,7 +65,7 @@ def run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None
 
 async def _run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) -> None:
     servers = {e.server: e.endpoint for e in plan.experts}
-    async with _client() as client:
+    async with _client(not all(e.endpoint.url.lower().startswith("http://") for e in plan.experts)) as client:
         problems = await _preflight(client, plan)
         meters = _start_meters(servers, problems)
         if problems:
@@ -87,11 +87,13 @@ async def _run(plan: RunPlan, source: str, log_path: Path, on_record: OnRecord) 
                 meter.close()
 
 
-def _client() -> httpx.AsyncClient:
+def _client(tls: bool) -> httpx.AsyncClient:
     # Without TCP_NODELAY, a request whose headers and body go out in two writes waits for the
     # server's delayed ACK (~40 ms on Linux): latency the server did not cause.
     nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(socket_options=nodelay))
+    # Loading the CA bundle takes over 100 ms; endpoints on plain http (a LAN, loopback) never
+    # use it, so it is loaded only when one of them speaks TLS.
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(socket_options=nodelay, verify=tls))
 
 
 async def _preflight(client: httpx.AsyncClient, plan: RunPlan) -> list[str]:
@@ -161,12 +163,21 @@ async def _requests(client, plan: RunPlan, clocks: dict[str, ServerClock], log: 
 
 
 async def _record(expert: Expert, prompt: Prompt, result: Completion, clock: ServerClock) -> RequestRecord:
-    joules, busy = await clock.share(result.window) if result.ok else (None, None)
+    """The log line of one request. A request whose energy no valid power reading covers is a
+    failure too: its numbers would be wrong, not missing."""
+    ok, error, reason = result.ok, result.error, result.reason
+    joules = busy = None
+    if ok:
+        try:
+            joules, busy = await clock.share(result.window)
+        except PowerError as err:
+            ok, error, reason = False, str(err), "power"
     return RequestRecord(
         server=expert.server, llm=expert.llm, model=expert.model, prompt_id=prompt.id, category=prompt.category,
-        prompt_digest=prompt.digest(), ok=result.ok,
-        score=score(prompt.scorer, result.answer, prompt.references) if result.ok else 0.0,
-        answer=result.answer, error=result.error, started_at=result.started,
+        prompt_digest=prompt.digest(), ok=ok,
+        score=score(prompt.scorer, result.answer, prompt.references) if ok else 0.0,
+        answer=result.answer, error=error, started_at=result.started,
         latency_s=result.ended - result.started, ttft_s=result.ttft_s, energy_j=joules, busy_s=busy,
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, attempts=result.attempts,
+        reason=reason,
     )

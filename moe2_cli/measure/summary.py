@@ -3,14 +3,17 @@
 Latency is a quantile over the successful requests (a worst-case flavour, because moe2's
 constraints are worst cases); energy is the mean over the successful requests, less idle power
 times the request's own time when asked; accuracy is the mean score over every prompt, a
-failed request scoring 0. An expert with more failures than allowed, or with no successful
-request in some category, gets no profile entry and is reported instead.
+failed request scoring 0. Failures are counted by kind (``reasons``). An expert whose failures
+pass the allowed rate, or with no successful request in some category, gets no profile entry
+and is reported instead.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +32,7 @@ class CategoryStats:
     accuracy: float
     prompt_tokens: float | None  # mean, from usage
     completion_tokens: float | None
+    reasons: dict[str, int] = field(default_factory=dict)  # failures by kind
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,27 @@ class ExpertSummary:
     @property
     def requests(self) -> int:
         return sum(c.requests for c in self.categories.values())
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return _total_reasons(self.categories)
+
+
+def _total_reasons(stats: dict[str, CategoryStats]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in stats.values():
+        total.update(c.reasons)
+    return dict(sorted(total.items()))
+
+
+def allowed_failures(rate: float, prompts: int) -> int:
+    """Failed requests an expert may have, out of ``prompts``, at a failure rate of ``rate``."""
+    return math.floor(rate * prompts + 1e-9)  # 5 % of 20 is 1, not 0.99999
+
+
+def describe_reasons(reasons: dict[str, int]) -> str:
+    """``not_sse 3, timeout 1``."""
+    return ", ".join(f"{kind} {count}" for kind, count in reasons.items())
 
 
 def _quantile(values: Sequence[float], q: float) -> float | None:
@@ -68,24 +93,27 @@ def category_stats(records: Sequence[RequestRecord], quantile: float, idle_w: fl
         accuracy=float(np.mean([r.score for r in records])) if records else 0.0,
         prompt_tokens=_mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
         completion_tokens=_mean([r.completion_tokens for r in ok if r.completion_tokens is not None]),
+        reasons=dict(sorted(Counter(r.reason or "error" for r in records if not r.ok).items())),
     )
 
 
 def summarise(server: str, llm: str, model: str, records: Iterable[RequestRecord], categories: Sequence[str], *,
-              quantile: float, max_failures: int, idle_w: float | None) -> ExpertSummary:
-    """One expert's numbers; ``idle_w`` is subtracted from energy when given."""
+              quantile: float, max_failure_rate: float, prompts: int, idle_w: float | None) -> ExpertSummary:
+    """One expert's numbers over ``prompts`` prompts; ``idle_w`` is subtracted from energy when given."""
     by_category: dict[str, list[RequestRecord]] = {c: [] for c in categories}
     for record in records:
         by_category[record.category].append(record)
     stats = {c: category_stats(rs, quantile, idle_w) for c, rs in by_category.items()}
     return ExpertSummary(server=server, llm=llm, model=model, categories=stats,
-                         excluded=_excluded(stats, max_failures))
+                         excluded=_excluded(stats, max_failure_rate, prompts))
 
 
-def _excluded(stats: dict[str, CategoryStats], max_failures: int) -> str | None:
+def _excluded(stats: dict[str, CategoryStats], rate: float, prompts: int) -> str | None:
     failures = sum(c.failures for c in stats.values())
-    if failures > max_failures:
-        return f"{failures} failed request{'s' * (failures != 1)}, more than --max-failures {max_failures}"
+    allowed = allowed_failures(rate, prompts)
+    if failures > allowed:
+        return (f"{failures} of {prompts} requests failed ({describe_reasons(_total_reasons(stats))}), more than "
+                f"the allowed failure rate of {100 * rate:g}% permits ({allowed})")
     for category, c in stats.items():
         if c.latency_s is None:
             return f"no successful request in category {category!r}"

@@ -82,6 +82,8 @@ class Tegrastats(SampledPower):
                 break
             time.sleep(0.01)
         self.close()
+        if self.trace.dropped:
+            raise PowerError("power tegrastats: no valid power reading" + self.trace.dropped_note())
         raise PowerError("power tegrastats: no power rails in its output (on some Jetson images tegrastats "
                          "needs root to read them: run moe2 measure with sudo)")
 

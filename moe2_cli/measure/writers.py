@@ -1,32 +1,43 @@
 """What a measurement leaves in DIR: ``profiles/<server>.yaml``, ``outcomes.jsonl`` and
 ``scenario.yaml``, each written whole to a temporary file and renamed into place
 (:mod:`moe2_cli.fileio`), so an interruption never leaves half a file. The scenario is written
-last: it points at the others.
+last: it points at the others. Every YAML file is put through the checks of ``moe2 validate``
+before it is renamed into place, so measure never leaves a file that moe2 refuses to read.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from yaml.nodes import Node
 
 from moe2_cli import __version__
+from moe2_cli.errors import EXIT_UNMET, InputError, Moe2Error
 from moe2_cli.fileio import write_atomic
 from moe2_cli.measure.prompts import Prompt
 from moe2_cli.measure.runlog import RequestRecord
 from moe2_cli.measure.summary import ExpertSummary
 from moe2_cli.outcomes import Outcomes, write_outcomes
-from moe2_cli.scenario.profiles import SCHEMA_VERSION
-from moe2_cli.scenario.scenario import Scenario
+from moe2_cli.scenario.profiles import SCHEMA_VERSION, load_profile
+from moe2_cli.scenario.scenario import Scenario, load_scenario
+from moe2_cli.yamlio import parse_yaml
 
 PROFILES_DIR = "profiles"
 OUTCOMES_NAME = "outcomes.jsonl"
 SCENARIO_NAME = "scenario.yaml"
+_PROFILE_HEADER = "# Written by moe2 measure; the numbers are measured (see each source).\n"
+
+
+class RefusedOutput(Moe2Error):
+    """A file measure was about to write fails the checks of ``moe2 validate``; it was not written."""
+
+    exit_code = EXIT_UNMET
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -40,6 +51,28 @@ def _yaml(data: dict[str, Any], header: str) -> bytes:
     body = yaml.dump(data, Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=120,
                      default_flow_style=False)
     return (header + body).encode("utf-8")
+
+
+def profile_problem(document: dict[str, Any], display: str) -> str | None:
+    """The first line ``moe2 validate`` would print for this profile, or None when it passes."""
+    try:
+        _load_profile(display, parse_yaml(_yaml(document, "").decode("utf-8"), display))
+    except InputError as err:
+        return err.lines()[0]
+    return None
+
+
+def _load_profile(display: str, root: Node) -> object:
+    return load_profile(display, display, root)
+
+
+def _checked_write(path: Path, data: bytes, check: Callable[[str, Node], object]) -> None:
+    """Write ``data`` to ``path`` only if ``check`` (a loader ``moe2 validate`` runs) accepts it."""
+    try:
+        check(str(path), parse_yaml(data.decode("utf-8"), str(path)))
+    except InputError as err:
+        raise RefusedOutput(f"{path} was not written: it fails moe2 validate ({err.lines()[0]})") from None
+    write_atomic(path, data)
 
 
 def _sig(x: float | None) -> float:
@@ -122,7 +155,7 @@ def scenario_document(scenario: Scenario, kept: Sequence[ExpertSummary], out_dir
             continue
         server = {**server, "profile": server["name"], "llms": llms}
         if "endpoint" in server:
-            server["endpoint"] = _endpoint_from(server["endpoint"], scenario.path.parent, out_dir)
+            server["endpoint"] = _endpoint_from(server["endpoint"], llms, scenario.path.parent, out_dir)
         servers.append(server)
     raw.pop("outcomes", None)
     raw.pop("profiles_dir", None)
@@ -130,8 +163,11 @@ def scenario_document(scenario: Scenario, kept: Sequence[ExpertSummary], out_dir
             "outcomes": {"format": "jsonl", "path": OUTCOMES_NAME}}
 
 
-def _endpoint_from(block: dict[str, Any], scenario_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """The endpoint block as given, with a power log's path made relative to the new scenario."""
+def _endpoint_from(block: dict[str, Any], llms: list[str], scenario_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The endpoint block as given, with a power log's path made relative to the new scenario and
+    its served model ids only for the LLMs the server still hosts there."""
+    if isinstance(block.get("models"), dict):
+        block = {**block, "models": {llm: model for llm, model in block["models"].items() if llm in llms}}
     power = block.get("power")
     if isinstance(power, str) and power.startswith("file:"):
         log = (scenario_dir / power[len("file:"):]).resolve()
@@ -146,12 +182,12 @@ def write_all(out_dir: Path, profiles: dict[str, dict[str, Any]], table: Outcome
     written = []
     for server, document in profiles.items():
         path = out_dir / PROFILES_DIR / f"{server}.yaml"
-        write_atomic(path, _yaml(document, "# Written by moe2 measure; the numbers are measured (see each source).\n"))
+        _checked_write(path, _yaml(document, _PROFILE_HEADER), _load_profile)
         written.append(path)
     write_outcomes(table, out_dir / OUTCOMES_NAME)
     written.append(out_dir / OUTCOMES_NAME)
     header = (f"# Written by moe2 measure from {source_name}: servers use the measured profiles in "
               f"{PROFILES_DIR}/ and the outcomes in {OUTCOMES_NAME}.\n")
-    write_atomic(out_dir / SCENARIO_NAME, _yaml(scenario, header))
+    _checked_write(out_dir / SCENARIO_NAME, _yaml(scenario, header), load_scenario)
     written.append(out_dir / SCENARIO_NAME)
     return written

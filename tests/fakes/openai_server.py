@@ -48,10 +48,14 @@ class FakeModel:
     is None, an HTTP status ("500", "400", ...), "hang" (before the first byte), "stall" (after
     the first token), "garbage" (a 200 that is not a completion), "drip" (a 200 whose body comes
     one byte every ``drip_s`` seconds, for an hour), "huge" (a 200 of ``huge_bytes`` bytes,
-    generated as it is sent) or "deep" (a 200 whose JSON nests 100,000 deep). ``uses_tools``: answer
-    offered tools with a call; ``ignores_n``: one choice whatever ``n`` asks (as some servers do);
-    ``hold``: a stream waits after its first token until the test sets this event; ``gate``: every
-    reply, whole or streamed, waits before its first byte until the test sets this event."""
+    generated as it is sent), "deep" (a 200 whose JSON nests 100,000 deep), "error200" (an OpenAI
+    error object sent with status 200), "unterminated" (a stream that stops after its last token,
+    with no finish_reason and no [DONE]) or "malformed" (a stream with ``bad_chunk`` as the data
+    of its second event). ``uses_tools``: answer offered tools with a call; ``ignores_n``: one
+    choice whatever ``n`` asks (as some servers do); ``ignores_stream``: a whole JSON completion
+    even when a stream is asked for; ``hold``: a stream waits after its first token until the test
+    sets this event; ``gate``: every reply, whole or streamed, waits before its first byte until
+    the test sets this event; ``reply_with``: the test builds every reply itself from the body."""
 
     answer: str | Answer = "ok"
     delay_s: float = 0.0
@@ -63,6 +67,9 @@ class FakeModel:
     gate: threading.Event | None = None
     drip_s: float = 1.0
     huge_bytes: int = 1 << 30
+    ignores_stream: bool = False
+    bad_chunk: str = "[]"
+    reply_with: Callable[[dict], Response] | None = None
 
     def reply(self, prompt: str) -> str:
         return self.answer(prompt) if callable(self.answer) else self.answer
@@ -163,6 +170,8 @@ class FakeOpenAI:
             self._lock.notify_all()
         if model.gate is not None:
             await asyncio.to_thread(model.gate.wait)
+        if model.reply_with is not None:
+            return model.reply_with(body)
         failed = await self._failure(model, body)
         if failed is not None:
             return failed
@@ -170,7 +179,7 @@ class FakeOpenAI:
         if model.ignores_n:
             body = {**body, "n": 1}
         planned = replies.plan(body, name, prompt, model.reply(prompt), model.uses_tools)
-        if body.get("stream"):
+        if body.get("stream") and not model.ignores_stream:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(self._chunks(planned, model, usage), media_type="text/event-stream")
         await asyncio.sleep(model.token_delay_s * len(planned.tokens))
@@ -181,6 +190,9 @@ class FakeOpenAI:
             await asyncio.sleep(3600)
         if model.fail == "garbage":
             return PlainTextResponse("<html>gateway says hello</html>")
+        if model.fail == "error200":
+            return JSONResponse({"error": {"message": "model overloaded", "type": "server_error", "param": None,
+                                           "code": None}})
         if model.fail in _HOSTILE:
             media = "text/event-stream" if body.get("stream") else "application/json"
             return StreamingResponse(_HOSTILE[model.fail](model, bool(body.get("stream"))), media_type=media)
@@ -192,6 +204,8 @@ class FakeOpenAI:
     async def _chunks(self, planned: replies.Planned, model: FakeModel, include_usage: bool):
         for line in replies.opening(planned):
             yield line
+        if model.fail == "malformed":
+            yield f"data: {model.bad_chunk}\n\n"
         for i, step in enumerate(replies.pieces(planned)):
             for line in step:
                 yield line
@@ -200,6 +214,8 @@ class FakeOpenAI:
             if model.hold is not None and i == 0:
                 await asyncio.to_thread(model.hold.wait)
             await asyncio.sleep(model.token_delay_s)
+        if model.fail == "unterminated":
+            return
         for line in replies.closing(planned, include_usage):
             yield line
 

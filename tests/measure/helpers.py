@@ -92,16 +92,19 @@ def write_scenario(path: Path, url_a: str, url_b: str, power_a: str = "{power: n
     return path
 
 
-def fake_tegrastats(tmp_path, monkeypatch, line: str):
-    """A tegrastats on PATH that prints ``line`` every --interval ms until stopped."""
+def fake_tegrastats(tmp_path, monkeypatch, line: str, then: str | None = None):
+    """A tegrastats on PATH that prints ``line`` every --interval ms until stopped (``then``
+    in its stead after the first line, when given)."""
     exe = tmp_path / "bin" / "tegrastats"
     exe.parent.mkdir()
     exe.write_text(textwrap.dedent(f"""\
         #!{sys.executable}
         import sys, time
         interval = int(sys.argv[sys.argv.index("--interval") + 1]) / 1000
+        line = {line!r}
         while True:
-            print({line!r}, flush=True)
+            print(line, flush=True)
+            line = {then or line!r}
             time.sleep(interval)
         """))
     exe.chmod(0o755)

@@ -94,7 +94,7 @@ def test_resume_after_a_server_starts_failing_gives_the_same_files(tmp_path):
         scenario = write_scenario(tmp_path / "fleet.yaml", a.url, b.url)
         measure(scenario, tmp_path / "whole", MeasureSettings(**settings))
         served_b["qwen-b"].fail = "500"
-        broken = measure(scenario, tmp_path / "resumed", MeasureSettings(**settings, max_failures=100))
+        broken = measure(scenario, tmp_path / "resumed", MeasureSettings(**settings, max_failure_rate=1.0))
         assert [e.failures for e in broken.experts] == [0, 0, len(PROMPTS)]
         served_b["qwen-b"].fail = None
         resumed = measure(scenario, tmp_path / "resumed", MeasureSettings(**settings, resume=True))
@@ -130,12 +130,16 @@ def test_failures_are_retried_then_counted_and_the_expert_skipped_and_dropped(tm
         prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:1] + PROMPTS[4:5])
         result = run_cli("measure", scenario, "--out", tmp_path / "out", "--prompts", prompts, "--warmup", "0",
                          "--retries", "1", "--retry-wait", "0.01", "--format", "json")
-        # the first prompt is tried twice; past --max-failures 0 the second is not sent
+        # the first prompt is tried twice; past 5 % of two prompts (no failure) the second is not sent
         assert len(b.calls) == 2
-    assert result.exit_code == 0, result.stderr
-    errors = {(r["server"], r["llm"]): r["error"] for r in _records(tmp_path / "out") if not r["ok"]}
-    assert errors == {("a", "llama-3.1-8b-instruct"): "timed out", ("b", "qwen2.5-7b-instruct"): "HTTP 500"}
-    assert "a/llama-3.1-8b-instruct gets no profile entry: 1 failed request, more than" in result.stderr
+    assert result.exit_code == 1, result.stderr
+    errors = {(r["server"], r["llm"]): (r["error"], r["reason"]) for r in _records(tmp_path / "out") if not r["ok"]}
+    assert errors == {("a", "llama-3.1-8b-instruct"): ("timed out", "timeout"),
+                      ("b", "qwen2.5-7b-instruct"): ("HTTP 500", "http")}
+    assert "moe2: a/llama-3.1-8b-instruct gets no profile entry: 1 of 2 requests failed (timeout 1), more than " \
+           "the allowed failure rate of 5% permits (0)" in result.stderr
+    rows = {(row["expert"], row["category"]): row["failed"] for row in json.loads(result.stdout)["experts"]}
+    assert rows[("b/qwen2.5-7b-instruct", "mcq")] == "http 1" and rows[("a/qwen2.5-7b-instruct", "mcq")] == ""
     written = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
     assert [(s["name"], s["llms"]) for s in written["servers"]] == [("a", ["qwen2.5-7b-instruct"])]
     assert list(yaml.safe_load((tmp_path / "out" / "profiles" / "a.yaml").read_text())["llms"]) == \

@@ -103,3 +103,36 @@ def test_server_clock_windows():
     end = clock.close(token)
     joules, seconds = asyncio.run(clock.share(token))
     assert seconds == pytest.approx(end - start) and joules == pytest.approx(10.0 * (end - start))
+
+
+def test_readings_out_of_range_are_dropped_counted_and_leave_their_window_unmeasured(tmp_path):
+    trace = Trace()
+    for t, w in [(1.0, 10.0), (2.0, float("inf")), (3.0, -1.0), (4.0, float("nan")), (5.0, 5001.0), (6.0, 20.0),
+                 (7.0, 1e400), (8.0, 5000.0)]:
+        trace.add(t, w)
+    assert trace.times == [1.0, 6.0, 8.0] and trace.dropped == 5 and trace.seen == 8.0
+    assert trace.energy_j(1.0, 6.0) == pytest.approx(5 * 20.0)  # the dropped stretch takes the next valid reading
+    log = tmp_path / "meter.csv"
+    log.write_text("100.0,10\n101.0,nan\n102.0,1e999\n")
+    meter = PowerLog(log)
+    meter.start()
+    assert asyncio.run(meter.energy_j(99.5, 100.0)) == pytest.approx(5.0)
+    # Readings came after the window's end, but none was valid: an error at once, not a wait.
+    with pytest.raises(PowerError, match=r"no valid power reading.*2 readings out of range dropped \(the last: inf W"):
+        asyncio.run(meter.energy_j(100.0, 101.5))
+
+
+@pytest.mark.parametrize("counter_mj, match", [
+    ([0.0, 5_000.0, 1_000.0], "-4 J"),  # the counter went back: a driver reload
+    ([0.0, 0.0, float("inf")], "inf J"),
+    ([0.0, 0.0, 1e12], "1e\\+09 J"),  # a gigajoule in a few microseconds
+])
+def test_a_counter_meter_window_out_of_range_is_a_power_error(monkeypatch, counter_mj, match):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(counter_mj))
+    meter = NvmlEnergy(0)
+    meter.start()
+    clock = ServerClock(meter)
+    token, _ = clock.open()
+    clock.close(token)
+    with pytest.raises(PowerError, match=f"energy reading out of range was dropped \\({match}"):
+        asyncio.run(clock.share(token))
