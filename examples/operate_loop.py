@@ -191,11 +191,12 @@ class Load:
     replies: list[tuple[float, int, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, worker: int, workers: int) -> None:
-        pause = workers / self.rate
+    def run(self, worker: int, workers: int, start: float) -> None:
+        """Worker ``worker`` of ``workers`` sends at ``start`` + (worker + i x workers) / rate: the
+        workers together send ``rate`` requests a second, evenly spaced."""
         with httpx.Client() as client:
             i = worker
-            while not self.stop.is_set():
+            while not self.stop.wait(max(0.0, start + i / self.rate - time.monotonic())):
                 began = time.monotonic()
                 question = self.asked[i % len(self.asked)]
                 try:
@@ -204,7 +205,6 @@ class Load:
                 except httpx.HTTPError as err:
                     self.replies.append((began, 0, type(err).__name__))
                 i += workers
-                self.stop.wait(max(0.0, pause - (time.monotonic() - began)))
 
 
 def reload_under_load(served: Served, plan: Path, new_plan: Path, rate: float, asked: list[dict]) -> dict:
@@ -213,11 +213,11 @@ def reload_under_load(served: Served, plan: Path, new_plan: Path, rate: float, a
     before_hash = plan_hash(served.metrics())
     load = Load(served.url, asked, rate)
     workers = 40  # the slow experts answer in 0.6 s: enough clients that the rate never waits on them
-    threads = [threading.Thread(target=load.run, args=(w, workers)) for w in range(workers)]
-    started = time.monotonic()
+    started = time.monotonic() + 1.0  # the schedule begins once every client is up
+    threads = [threading.Thread(target=load.run, args=(w, workers, started)) for w in range(workers)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    time.sleep(4)
     swapped = time.monotonic()
     staged = plan.with_suffix(".new")
     staged.write_text(new_plan.read_text(encoding="utf-8"), encoding="utf-8")
@@ -298,7 +298,7 @@ def loop(work: Path, rate: float) -> int:
         port, log = free_port(), work / "log"
         process = subprocess.Popen(
             [sys.executable, "-m", "moe2_cli", "serve", str(measured), "--selection", str(plan), "--port", str(port),
-             "--log", str(log), "--log-text", "--shadow-rate", "0.2"],
+             "--log", str(log), "--log-text", "--shadow-rate", "0.2", "--max-inflight", "64", "--max-queue", "64"],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
             stderr=open(work / "serve.err", "w"))  # noqa: SIM115 - held for the server's life
         served = Served(process, f"http://127.0.0.1:{port}")
