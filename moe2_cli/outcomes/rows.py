@@ -45,7 +45,8 @@ def json_lines(path: str | Path, what: str, problems: Problems) -> Iterator[tupl
         if not line.strip():
             continue
         try:
-            row = jsontext.loads(line)
+            # Without its line end, a line cut short is wrong at its last column, not the next line's first.
+            row = jsontext.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as err:
             problems.add(number, f"invalid JSON: {err.msg} (column {err.colno})")
             continue
