@@ -1,12 +1,21 @@
-"""The request log's cost on `moe2 serve`: the same load through two proxies over the same
-experts, one without ``--log`` and one with ``--log DIR``, in alternating blocks so a change in
-the machine's load falls on both. Each row's note is its throughput and the proxy's CPU time per
+"""What operating `moe2 serve` costs: the same load through three proxies over the same experts,
+in alternating blocks so a change in the machine's load falls on all: one without ``--log``, one
+with ``--log DIR``, and one that does all the operation work at once (``--log DIR --log-text``,
+``--shadow-rate 0.05`` and joules measured per request from a power-meter log that a thread
+writes ten times a second). Each row's note is its throughput and the proxy's CPU time per
 request; the lines the log wrote and dropped are read from its ``/metrics``."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,9 +28,18 @@ BLOCKS = 4
 def logged(args, directory: Path) -> list[Row]:
     experts = start_experts(directory, args.delay, "B")
     bounds = ("--max-inflight", str(args.concurrency), "--max-queue", str(args.concurrency))
-    log_dir = directory / "requests"
-    proxies = {"without --log": start_proxy(directory, experts, *bounds, name="plain"),
-               "with --log DIR": start_proxy(directory, experts, *bounds, "--log", str(log_dir), name="logged")}
+    log_dir, operated = directory / "requests", directory / "operated"
+    metered = metered_experts(experts, directory / "meter.csv")
+    with meter(directory / "meter.csv"):
+        proxies = {"without --log": start_proxy(directory, experts, *bounds, name="plain"),
+                   "with --log DIR": start_proxy(directory, experts, *bounds, "--log", str(log_dir), name="logged"),
+                   "log + text + shadow 0.05 + power": start_proxy(
+                       directory, metered, *bounds, "--log", str(operated), "--log-text", "--shadow-rate", "0.05",
+                       name="operated")}
+        return _compare(args, experts, proxies, log_dir)
+
+
+def _compare(args, experts, proxies: dict, log_dir: Path) -> list[Row]:
     runs: dict[str, list[Outcome]] = {name: [] for name in proxies}
     wall, cpu = dict.fromkeys(proxies, 0.0), dict.fromkeys(proxies, 0.0)
     try:
@@ -41,9 +59,47 @@ def logged(args, directory: Path) -> list[Row]:
         stop([*(p for p, _ in proxies.values()), *experts.processes])
     written = sum(1 for _ in (log_dir / "requests.jsonl").open())
     print(f"request log: {lines} per /metrics (warm-up included); {written} lines in the file after shutdown")
+    operated = [json.loads(line) for line in (log_dir.parent / "operated" / "requests.jsonl").open()]
+    shadows = sum(1 for r in operated if r.get("shadow"))
+    measured = sum(1 for r in operated if not r.get("shadow") and r.get("measured_j") is not None)
+    print(f"operated: {len(operated) - shadows} request lines ({measured} with measured joules), {shadows} shadow "
+          f"calls")
+    rates = {name: len(outcomes) / wall[name] for name, outcomes in runs.items()}
+    plain = rates["without --log"]
+    print("throughput against the proxy without --log: " + ", ".join(
+        f"{name} {rate / plain:.3f}x" for name, rate in rates.items() if name != "without --log"))
     return [Row(f"log, {name}", args.concurrency, outcomes, rss[name],
                 note=f"{len(outcomes) / wall[name]:.0f} requests/s, proxy CPU {cpu[name] * 1e3 / len(outcomes):.2f} "
                      "ms/request") for name, outcomes in runs.items()]
+
+
+def metered_experts(experts, meter_log: Path):
+    """The same experts, their servers' power read from ``meter_log``."""
+    text = re.sub(r"power: none[^\n]*\n( *)watts: [0-9.]+\n", lambda m: f'power: "file:{meter_log}"\n',
+                  experts.scenario.read_text())
+    scenario = experts.scenario.with_name("serve-local-metered.yaml")
+    scenario.write_text(text)
+    return dataclasses.replace(experts, scenario=scenario)
+
+
+@contextmanager
+def meter(path: Path, watts: float = 40.0, interval_s: float = 0.1) -> Iterator[None]:
+    """A power meter's log, one reading every ``interval_s`` while the block runs."""
+    done = threading.Event()
+
+    def write() -> None:
+        with path.open("a", buffering=1) as out:
+            while not done.wait(interval_s):
+                out.write(f"{time.time():.3f},{watts}\n")
+
+    path.write_text(f"{time.time():.3f},{watts}\n")
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        writer.join()
 
 
 def log_lines(url: str) -> str:
