@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import handles_errors, plural
+from moe2_cli.cli.common import handles_errors, plural, progress_bar
 from moe2_cli.cli.options import BudgetOpt, CategoryPolicyOpt, OutcomesOpt, RouteOn, RouteOnOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.scenario.scenario import load_scenario
@@ -71,9 +71,11 @@ def route(
     needs = policy if any(q.category is None for q in asked) else None
     plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router,
                      category_policy=needs)
-    records = [route_record(r) for r in plan.route(asked, source=str(queries))]
+    with progress_bar("routing", len(asked)) as progress:
+        routes = plan.route(asked, source=str(queries), progress=progress)
+    records = [route_record(r) for r in routes]
     if format is RouteFormat.jsonl:
-        sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
+        sys.stdout.writelines(json.dumps(r) + "\n" for r in records)
         return
     rows = [{"id": r["id"], "category": r["category"], "source": r["category_source"],
              "experts": [e["expert"] for e in r["experts"]],
