@@ -154,6 +154,8 @@ def read_selection(path: Path, scenario: Scenario) -> Selected:
         raise InputError(Diagnostic(shown, None, None, "not UTF-8 text")) from None
     except json.JSONDecodeError as err:
         raise InputError(Diagnostic(shown, err.lineno, err.colno, f"invalid JSON: {err.msg}")) from None
+    except (ValueError, RecursionError):  # an integer of thousands of digits, or nesting deeper than Python's stack
+        raise InputError(Diagnostic(shown, None, None, "invalid JSON: a number too long or nesting too deep")) from None
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
         raise InputError(Diagnostic(shown, None, None, f"not the JSON record of moe2 select "
                                                        f"(schema {SELECT_SCHEMA} expected)"))
@@ -188,7 +190,7 @@ def _top_k(data: dict, scenario: Scenario, shown: str) -> int:
 
 def _router(data: dict, shown: str) -> str:
     name = data.get("router", DEFAULT_ROUTER)
-    if name not in ROUTERS:
+    if not isinstance(name, str) or name not in ROUTERS:  # a list or an object cannot be looked up
         raise InputError(Diagnostic(shown, None, None, f"router must be one of {', '.join(ROUTERS)} "
                                                        f"(got {name!r})"))
     return name
