@@ -5,8 +5,8 @@ per distinct n-gram of a batch.
 scikit-learn builds and hashes every n-gram of every text in Python: most of the time of
 routing a large query file. Here each text is tokenised once, tokens become integer codes, an
 n-gram is a code pair found with numpy, and only the distinct n-grams are joined and hashed.
-The hash and the column are scikit-learn's own (MurmurHash3, ``abs(h) % n_features``), so a gate
-trained before reads the same columns.
+The hash and the column are scikit-learn's (MurmurHash3 x86 32-bit, seed 0, of the UTF-8 text;
+``abs(h) % n_features``), so a gate trained before reads the same columns.
 """
 
 from __future__ import annotations
@@ -51,17 +51,25 @@ def _distinct_counts(texts: list[str], n_features: int, pattern: re.Pattern, ngr
     for n in range(2, ngram_max + 1):
         if not starts.size:  # no text has n - 1 tokens: none has more
             break
-        # The n-gram at i is the (n-1)-gram at i followed by token i + n - 1 of the same text.
-        ends = starts + n - 1
-        keep = ends < len(tokens)
-        keep[keep] = doc[starts[keep]] == doc[ends[keep]]
-        starts, pairs = starts[keep], grams[keep] * len(words) + ids[ends[keep]]
-        distinct, grams = np.unique(pairs, return_inverse=True)
-        names = [names[p] + " " + words[w]
-                 for p, w in zip((distinct // len(words)).tolist(), (distinct % len(words)).tolist())]
+        starts, grams, names = _longer(starts, grams, names, n, ids, doc, words)
         rows.append(doc[starts])
         columns.append(_columns(names, n_features)[grams])
     return np.concatenate(rows), np.concatenate(columns)
+
+
+def _longer(starts: np.ndarray, grams: np.ndarray, names: list[str], n: int, ids: np.ndarray, doc: np.ndarray,
+            words: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The n-grams from the (n-1)-grams at ``starts`` (codes ``grams`` into ``names``): each
+    one followed by token i + n - 1 of the same text. Returns their starts, codes and names."""
+    ends = starts + n - 1
+    keep = ends < ids.size
+    keep[keep] = doc[starts[keep]] == doc[ends[keep]]
+    # A code pair as one integer: both codes are below the number of tokens, so the product stays
+    # far inside int64 for any text that fits in memory.
+    pairs = grams[keep] * len(words) + ids[ends[keep]]
+    seen, codes = np.unique(pairs, return_inverse=True)
+    joined = [names[p] + " " + words[w] for p, w in zip((seen // len(words)).tolist(), (seen % len(words)).tolist())]
+    return starts[keep], codes, joined
 
 
 def _columns(grams: list[str], n_features: int) -> np.ndarray:
