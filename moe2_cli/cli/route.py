@@ -72,11 +72,12 @@ def route(
     plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router,
                      category_policy=needs)
     with progress_bar("routing", len(asked)) as progress:
-        routes = plan.route(asked, source=str(queries), progress=progress)
-    records = [route_record(r) for r in routes]
-    if format is RouteFormat.jsonl:
-        sys.stdout.writelines(json.dumps(r) + "\n" for r in records)
-        return
+        batches = plan.route_batches(asked, source=str(queries), progress=progress)
+        if format is RouteFormat.jsonl:  # written batch by batch: a large file in bounded memory
+            for batch in batches:
+                sys.stdout.writelines(json.dumps(route_record(r)) + "\n" for r in batch)
+            return
+        records = [route_record(r) for batch in batches for r in batch]
     rows = [{"id": r["id"], "category": r["category"], "source": r["category_source"],
              "experts": [e["expert"] for e in r["experts"]],
              "weights": [e["weight"] for e in r["experts"]], "fallbacks": r["fallbacks"], "tags": r["tags"]}

@@ -10,7 +10,7 @@ budgets for a named router. Nothing here knows a concrete router: the registry b
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -61,19 +61,22 @@ class Plan(Choice):
     def route(self, queries: Sequence[Query], source: str = "queries",
               progress: ProgressCallback | None = None) -> list[Route]:
         """The routing core on ``queries`` with this plan's router, S and k, once the queries
-        that name no category have one inferred (each route carries its query so completed),
-        :data:`ROUTE_BATCH` queries at a time; ``progress`` gets a ``routing`` event per batch."""
+        that name no category have one inferred (each route carries its query so completed)."""
+        return [r for batch in self.route_batches(queries, source, progress) for r in batch]
+
+    def route_batches(self, queries: Sequence[Query], source: str = "queries",
+                      progress: ProgressCallback | None = None) -> Iterator[list[Route]]:
+        """:meth:`route`, :data:`ROUTE_BATCH` queries at a time, so that a large file is routed
+        and written in bounded memory; ``progress`` gets a ``routing`` event per batch."""
         # Every query is checked before the first batch: all problems at once, none after output.
         check_readable(self.router, [q for q in queries if q.category is not None], source)
         if self.classifier is None:
             infer_missing(queries, None, source)  # refuses every query that names no category
         report = progress or no_progress
-        routes: list[Route] = []
         for start in range(0, len(queries), ROUTE_BATCH):
             known = infer_missing(queries[start:start + ROUTE_BATCH], self.classifier, source)
-            routes.extend(route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source))
-            report(ProgressEvent("routing", len(routes), len(queries)))
-        return routes
+            yield route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source)
+            report(ProgressEvent("routing", min(start + ROUTE_BATCH, len(queries)), len(queries)))
 
 
 def choose(scenario_path: Path | None, *, budget_specs: list[str] | None = None, selection: Path | None = None,

@@ -81,11 +81,16 @@ def _moe2(*args: str, terminal: bool = False) -> subprocess.Popen:
                             stderr=subprocess.PIPE)
 
 
-def test_writing_samples_shows_progress_on_a_terminal(tmp_path):
-    process = _moe2("stats", "simulate", "-n", "200000", "--out", str(tmp_path / "s.csv"), terminal=True)
-    _, err = process.communicate(timeout=300)
+@pytest.mark.parametrize("where", [["--out", "s.csv"], ["--format", "csv"]])
+def test_writing_samples_shows_progress_on_a_terminal_and_keeps_stdout_for_the_data(tmp_path, where):
+    process = _moe2("stats", "simulate", "-n", "200000", *[str(tmp_path / w) if w == "s.csv" else w for w in where],
+                    terminal=True)
+    out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert b"writing samples" in err and b"/200000" in err
+    assert len(err) < 100_000  # the bar, never the samples
+    if "--format" in where:
+        assert out.count(b"\n") == 200_001  # the header and every sample
 
 
 def test_ctrl_c_while_writing_samples_exits_130_with_one_line_and_leaves_nothing(tmp_path):
