@@ -1,7 +1,8 @@
 """Fuzz the input readers: ``python benchmarks/fuzz.py --examples N [--reader NAME ...] [--seed S]``.
 
 Each reader (profile, scenario, outcome formats, stats parameters and samples, the gate file;
-see ``tests/fuzzing.py``) gets N mutated inputs, and each command-line option target (budget,
+see ``tests/fuzzing.py``; saved selections, query files and prompt files, see
+``tests/fuzz_inputs.py``) gets N mutated inputs, and each command-line option target (budget,
 sweep and numeric options; see ``tests/fuzz_options.py``) N drawn option sets. One line per
 target reports the exit codes, and the counts that must be zero: exit-70 (internal errors),
 hangs, tracebacks, and diagnostics that do not name the file (for options: lines not in the
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import tests.fuzz_inputs  # noqa: E402, F401 - registers the selection, queries and prompts readers
 from tests.fuzz_measure import describe_upstream, fuzz_upstream  # noqa: E402
 from tests.fuzz_options import OPTIONS, fuzz_options  # noqa: E402
 from tests.fuzz_serve import describe_serve, fuzz_serve  # noqa: E402

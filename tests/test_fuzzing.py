@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+import tests.fuzz_inputs  # noqa: F401 - registers the selection, queries and prompts readers
 from tests.fuzzing import READERS, describe, fuzz
 
 # Examples per reader: about 15 s in all on one core.
-EXAMPLES = {"profile": 60, "scenario": 60, "outcomes-select": 30}
+EXAMPLES = {"profile": 60, "scenario": 60, "outcomes-select": 30, "selection": 30, "queries": 30}
 DEFAULT_EXAMPLES = 100
 
 

@@ -125,7 +125,8 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Progres
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    # stdout stays the command's own: data written under a bar must not be drawn on stderr.
+    with Progress(*columns, console=console, transient=True, redirect_stdout=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda event: progress.update(task, completed=event.done, total=event.total or total)
 

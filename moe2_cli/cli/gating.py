@@ -153,13 +153,16 @@ def check(
     scenario: ScenarioArg = None,
     outcomes: OutcomesOpt = None,
     top_k: TopKOpt = None,
-    subsets: Annotated[int, typer.Option("--subsets", min=1, help="Random selections to retrain a gate on.")] = 20,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Random pairs for the monotonicity check when "
-                                                                   "N > 20 (smaller N checks every pair).")] = 20_000,
+    # Each subset retrains a gate in every fold (about a second each); a pair is two evaluations of F.
+    subsets: Annotated[int, typer.Option("--subsets", min=1, max=1000,
+                                         help="Random selections to retrain a gate on.")] = 20,
+    samples: Annotated[int, typer.Option("--samples", min=1, max=1_000_000,
+                                         help="Random pairs for the monotonicity check when N > 20 (smaller N "
+                                              "checks every pair).")] = 20_000,
     hidden: HiddenOpt = 0,
     queries: QueriesOpt = DEFAULT_QUERIES,
-    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds: each is held out in turn and scores gates "
-                                                              "trained on the others.")] = DEFAULT_FOLDS,
+    folds: Annotated[int, typer.Option("--folds", min=2, max=20, help="Folds: each is held out in turn and scores "
+                                                                      "gates trained on the others.")] = DEFAULT_FOLDS,
     seed: SeedOpt = 0,
     metric: MetricOpt = Metric.accuracy,
     format: FormatOpt = OutputFormat.table,

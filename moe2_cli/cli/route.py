@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import handles_errors, plural
+from moe2_cli.cli.common import handles_errors, plural, progress_bar
 from moe2_cli.cli.options import BudgetOpt, CategoryPolicyOpt, OutcomesOpt, RouteOn, RouteOnOpt, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.scenario.scenario import load_scenario
@@ -71,10 +71,13 @@ def route(
     needs = policy if any(q.category is None for q in asked) else None
     plan = make_plan(scenario, budget_specs=budget, selection=selection, seed=seed, outcomes=outcomes, router=router,
                      category_policy=needs)
-    records = [route_record(r) for r in plan.route(asked, source=str(queries))]
-    if format is RouteFormat.jsonl:
-        sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
-        return
+    with progress_bar("routing", len(asked)) as progress:
+        batches = plan.route_batches(asked, source=str(queries), progress=progress)
+        if format is RouteFormat.jsonl:  # written batch by batch: a large file in bounded memory
+            for batch in batches:
+                sys.stdout.writelines(json.dumps(route_record(r)) + "\n" for r in batch)
+            return
+        records = [route_record(r) for batch in batches for r in batch]
     rows = [{"id": r["id"], "category": r["category"], "source": r["category_source"],
              "experts": [e["expert"] for e in r["experts"]],
              "weights": [e["weight"] for e in r["experts"]], "fallbacks": r["fallbacks"], "tags": r["tags"]}

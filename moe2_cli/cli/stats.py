@@ -55,6 +55,10 @@ app = typer.Typer(
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]  # members from PRESETS
 
 
+# A rich table of ten thousand rows takes seconds to draw and more to read; files take millions.
+MAX_TABLE_SAMPLES = 10_000
+
+
 class Spec(str, Enum):
     exact = "exact"
     over = "over"
@@ -75,7 +79,7 @@ SpecOpt = Annotated[Spec, typer.Option(
     "--spec", help="exact: fit as many experts as the model has. over: one more, by splitting expert "
     "--split in two, and select one more (K̄ = K + 1).")]
 SplitOpt = Annotated[int, typer.Option("--split", min=1, help="Expert (1-based) that --spec over duplicates.")]
-MaxIterOpt = Annotated[int, typer.Option("--max-iter", min=1, help="EM iteration cap.")]
+MaxIterOpt = Annotated[int, typer.Option("--max-iter", min=1, max=100_000, help="EM iteration cap.")]
 TolOpt = Annotated[float | None, typer.Option(
     "--tol", min=0.0, help="Stop when the mean log-likelihood per sample moves less than this. "
     "Default 1e-6 exact, 1e-8 over: the over-specified likelihood is flat along the split, and a "
@@ -119,7 +123,8 @@ EXPERT_COLUMNS = [Column("expert", "expert"), Column("beta0", "β0"), Column("be
 @_reflowed
 @handles_errors
 def simulate(
-    n: Annotated[int, typer.Option("-n", "--n", min=1, max=10_000_000, help="Number of (x, y) samples.")] = 1000,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=10_000_000, help="Number of (x, y) samples (a table "
+                                   f"shows at most {MAX_TABLE_SAMPLES:,}).")] = 1000,
     preset_name: PresetOpt = None,
     params: ParamsOpt = None,
     out: Annotated[Path | None, typer.Option(
@@ -137,18 +142,23 @@ def simulate(
     """
     if out is not None:
         check_writable(out, "out")
+    elif fmt is OutputFormat.table and n > MAX_TABLE_SAMPLES:
+        raise UsageError(f"a table shows at most {MAX_TABLE_SAMPLES:,} samples (got -n {n:,}): write them with "
+                         "--out FILE, or to stdout with --format csv or json")
     truth = _truth(preset_name, params)
     X, Y = truth.sample(stream(seed, "stats-sample"), n)
     if out is None and fmt is not OutputFormat.table:
-        sys.stdout.writelines(sample_chunks(X, Y, "jsonl" if fmt is OutputFormat.json else "csv"))
+        with progress_bar("writing samples", n) as progress:
+            sys.stdout.writelines(sample_chunks(X, Y, "jsonl" if fmt is OutputFormat.json else "csv",
+                                                progress=progress))
         return
     if out is None:
         rows = [{**{f"x{j + 1}": float(x[j]) for j in range(X.shape[1])}, "y": float(y)} for x, y in zip(X, Y)]
         columns = [Column(f"x{j + 1}", f"x{j + 1}") for j in range(X.shape[1])] + [Column("y", "y")]
         emit(fmt.value, payload=rows, rows=rows, columns=columns, title=f"{plural(n, 'sample')} from {truth.name}")
         return
-    with atomic_output(out) as target:
-        target.writelines(sample_chunks(X, Y, format_for(out)))
+    with atomic_output(out) as target, progress_bar("writing samples", n) as progress:
+        target.writelines(sample_chunks(X, Y, format_for(out), progress=progress))
     summary = {"model": truth.name, "n": n, "dim": X.shape[1], "seed": seed, "out": str(out),
                "format": format_for(out), "y_mean": float(np.mean(Y)), "y_sd": float(np.std(Y))}
     columns = [Column(key, key) for key in summary]

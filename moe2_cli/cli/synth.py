@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from moe2_cli.cli.common import handles_errors, plural
+from moe2_cli.cli.common import handles_errors, plural, progress_bar
 from moe2_cli.cli.options import FormatOpt, OutputFormat, ScenarioArg, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.fileio import check_writable
@@ -16,11 +16,16 @@ from moe2_cli.outcomes import synthesize_for, write_outcomes
 from moe2_cli.outcomes.synth import profile_accuracy
 from moe2_cli.scenario.scenario import load_scenario
 
+# A million queries take about half a minute and half a gigabyte of JSON lines: as many as
+# `gating train --queries` synthesises at most, far more than a gate needs.
+MAX_SYNTH_QUERIES = 1_000_000
+
 
 @handles_errors
 def synth(
     scenario: ScenarioArg = None,
-    queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Number of queries to generate.")] = 5000,
+    queries: Annotated[int, typer.Option("--queries", "-n", min=1, max=MAX_SYNTH_QUERIES,
+                                         help="Number of queries to generate.")] = 5000,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: JSONL, or CSV when it ends in .csv "
                                                             "(add .gz to compress).")] = ...,  # type: ignore[assignment]  # typer: required
@@ -33,8 +38,9 @@ def synth(
     """
     check_writable(out, "out")
     loaded = load_scenario(scenario)
-    table = synthesize_for(loaded.instance, queries, seed)
-    write_outcomes(table, out)
+    with progress_bar(f"synthesising {plural(queries, 'query', 'queries')}"):
+        table = synthesize_for(loaded.instance, queries, seed)
+        write_outcomes(table, out)
     llms, target = profile_accuracy(loaded.instance)
     achieved = table.mean_scores()
     rows = [{"llm": llm, "category": cat, "queries": int((table.category == c).sum()),

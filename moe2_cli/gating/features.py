@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moe2_cli.gating.hashing import hashed_counts
 from moe2_cli.outcomes import Outcomes
 
 if TYPE_CHECKING:
@@ -68,15 +69,6 @@ class QueryFeaturizer:
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
 
-    def _hasher(self):
-        # Imported here: scikit-learn takes most of a second to import, and tables without text
-        # (the synthetic default) never need it.
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        return HashingVectorizer(n_features=self.spec.text_dim, ngram_range=(1, self.spec.ngram_max),
-                                 token_pattern=WORDS_AND_MARKS if self.spec.punctuation else WORDS,
-                                 alternate_sign=False, norm=None, dtype=np.float64)
-
     def fit(self, outcomes: Outcomes) -> QueryFeaturizer:
         self._check(outcomes)
         if self.spec.text_dim:
@@ -91,7 +83,8 @@ class QueryFeaturizer:
     def text_counts(self, texts) -> sp.csr_matrix:
         """Hashed n-gram counts of ``texts``, (len(texts), text_dim), before any weighting: a
         caller fitting on several parts of one table hashes each text once."""
-        return _sparse().csr_matrix(self._hasher().transform(texts))
+        pattern = WORDS_AND_MARKS if self.spec.punctuation else WORDS
+        return hashed_counts(texts, self.spec.text_dim, pattern, self.spec.ngram_max)
 
     def fit_text(self, counts: sp.csr_matrix) -> QueryFeaturizer:
         """Learn the text part's IDF weights from training :meth:`text_counts` alone: all a

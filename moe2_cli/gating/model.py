@@ -384,6 +384,8 @@ def _check_shapes(arrays: dict[str, np.ndarray], spec: FeatureSpec, hidden: int,
     """Every array the gate and featuriser use, with the shape the spec and the columns imply."""
     _require(all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (spec.text_dim, spec.numeric_dim)),
              "the feature sizes are not non-negative integers")
+    _require(isinstance(spec.ngram_max, int) and not isinstance(spec.ngram_max, bool) and spec.ngram_max >= 1,
+             "ngram_max is not a positive integer")
     wanted = {"gate_W": ((hidden or spec.dim), n), "gate_b": (n,)}
     if hidden:
         wanted.update(gate_W1=(spec.dim, hidden), gate_b1=(hidden,))

@@ -81,7 +81,7 @@ def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None
         if not isinstance(value, str) or not value.strip():
             problems.add(line, f"{name} must be a non-empty string (got {describe(value)})")
             return None
-    if scorer not in SCORERS:
+    if not isinstance(scorer, str) or scorer not in SCORERS:  # a list or an object cannot be looked up
         problems.add(line, f"scorer must be one of {', '.join(SCORERS)} (got {describe(scorer)})")
         return None
     messages = _messages(problems, line, row)

@@ -9,7 +9,7 @@ budgets for a named router. Nothing here knows a concrete router: the registry b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -22,12 +22,13 @@ from moe2_cli.gating.registry import DEFAULT_ROUTER, ROUTERS
 from moe2_cli.gating.router import Router
 from moe2_cli.jsontext import load_record
 from moe2_cli.problem import Budgets, mask_of
+from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 from moe2_cli.report import SELECT_SCHEMA
 from moe2_cli.scenario.budgets import apply_budget_specs
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 from moe2_cli.serve.categories import CategoryPolicy, infer_missing
 from moe2_cli.serve.queries import Query
-from moe2_cli.serve.routing import Route, route_queries
+from moe2_cli.serve.routing import ROUTE_BATCH, Route, check_readable, route_queries
 from moe2_cli.solvers import DEFAULT_SOLVER
 
 
@@ -57,11 +58,25 @@ class Plan(Choice):
     classifier: CategoryClassifier | None = None
     category_policy: CategoryPolicy | None = None  # what a query naming no category gets
 
-    def route(self, queries: Sequence[Query], source: str = "queries") -> list[Route]:
+    def route(self, queries: Sequence[Query], source: str = "queries",
+              progress: ProgressCallback | None = None) -> list[Route]:
         """The routing core on ``queries`` with this plan's router, S and k, once the queries
         that name no category have one inferred (each route carries its query so completed)."""
-        known = infer_missing(queries, self.classifier, source)
-        return route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source)
+        return [r for batch in self.route_batches(queries, source, progress) for r in batch]
+
+    def route_batches(self, queries: Sequence[Query], source: str = "queries",
+                      progress: ProgressCallback | None = None) -> Iterator[list[Route]]:
+        """:meth:`route`, :data:`ROUTE_BATCH` queries at a time, so that a large file is routed
+        and written in bounded memory; ``progress`` gets a ``routing`` event per batch."""
+        # Every query is checked before the first batch: all problems at once, none after output.
+        check_readable(self.router, [q for q in queries if q.category is not None], source)
+        if self.classifier is None:
+            infer_missing(queries, None, source)  # refuses every query that names no category
+        report = progress or no_progress
+        for start in range(0, len(queries), ROUTE_BATCH):
+            known = infer_missing(queries[start:start + ROUTE_BATCH], self.classifier, source)
+            yield route_queries(self.router, self.scenario.instance, self.mask, self.k, known, source)
+            report(ProgressEvent("routing", min(start + ROUTE_BATCH, len(queries)), len(queries)))
 
     def warm(self) -> None:
         """One routing call per category: it loads the router's lazy imports (scikit-learn,
@@ -175,7 +190,7 @@ def _top_k(data: dict, scenario: Scenario, shown: str) -> int:
 
 def _router(data: dict, shown: str) -> str:
     name = data.get("router", DEFAULT_ROUTER)
-    if name not in ROUTERS:
+    if not isinstance(name, str) or name not in ROUTERS:  # a list or an object cannot be looked up
         raise InputError(Diagnostic(shown, None, None, f"router must be one of {', '.join(ROUTERS)} "
                                                        f"(got {name!r})"))
     return name

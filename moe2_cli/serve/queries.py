@@ -94,4 +94,6 @@ def _text(row: dict, line: int, route_on: str, problems: Problems) -> str | None
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # An integer beyond a float's range is compared, never converted (that would overflow).
+    return not isinstance(value, bool) and (isinstance(value, int) and abs(value) < 1e308
+                                            or isinstance(value, float) and math.isfinite(value))

@@ -15,6 +15,7 @@ import numpy as np
 from moe2_cli import jsontext
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.inputs import shown_as, text_lines
+from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 SAMPLE_FORMATS = ("csv", "jsonl")
 MAX_MAGNITUDE = 1e12  # larger values overflow the EM's squares long before they mean anything
@@ -31,13 +32,17 @@ def samples_to_text(X: np.ndarray, Y: np.ndarray, fmt: str) -> str:
     return "".join(sample_chunks(X, Y, fmt))
 
 
-def sample_chunks(X: np.ndarray, Y: np.ndarray, fmt: str, rows: int = _CHUNK_ROWS) -> Iterator[str]:
+def sample_chunks(X: np.ndarray, Y: np.ndarray, fmt: str, rows: int = _CHUNK_ROWS,
+                  progress: ProgressCallback | None = None) -> Iterator[str]:
     """The text of :func:`samples_to_text` in pieces of ``rows`` samples, so that millions of
-    samples stream to a file without the whole text in memory."""
+    samples stream to a file without the whole text in memory; ``progress`` gets a ``samples``
+    event as each piece is taken."""
+    report = progress or no_progress
     if fmt != "jsonl":
         yield ",".join([f"x{j + 1}" for j in range(X.shape[1])] + ["y"]) + "\n"
     for start in range(0, len(Y), rows):
         yield _chunk_text(X[start:start + rows], Y[start:start + rows], fmt)
+        report(ProgressEvent("samples", min(start + rows, len(Y)), len(Y)))
 
 
 def _chunk_text(X: np.ndarray, Y: np.ndarray, fmt: str) -> str:

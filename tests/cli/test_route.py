@@ -50,6 +50,16 @@ def test_bad_query_lines_exit_2_before_any_training(run_cli, tmp_path):
     assert result.stderr == f"{queries}:2: category must be one of mcq, math (got 'art')\n"
 
 
+def test_numeric_features_beyond_a_float_are_refused_with_their_line(run_cli, tmp_path):
+    """Found by fuzzing: an integer of hundreds of digits overflowed the finiteness check (exit 70)."""
+    scenario = write_scenario(tmp_path, URLS)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": 1, "category": "math", "text": "ok", "features": [' + "9" * 400 + ']}\n')
+    result = run_cli("route", scenario, "--queries", queries)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"{queries}:1: features must be a list of finite numbers"), result.stderr
+
+
 def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
     scenario = write_scenario(tmp_path, URLS)
     queries = _queries(tmp_path / "q.jsonl")
@@ -66,6 +76,13 @@ def test_bad_selection_files_exit_2_with_their_place(run_cli, tmp_path):
             f"{selection}: router must be one of gate, lookup, label-lookup, logreg (got 'forest')",
         '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"], "seed": -1}':
             f"{selection}: seed must be an integer in [0, 2147483647] (got -1)",
+        # Found by fuzzing: each of these was an internal error (exit 70).
+        '{"schema": "moe2.select/1", "scenario": "serve-test", "selection": ["rtx-1/gemma-2-9b-it"], '
+        '"router": ["gate"]}': f"{selection}: router must be one of",
+        '{"schema": "moe2.select/1", "solver": ' + "[" * 5000 + "]" * 5000 + "}":
+            f"{selection}: invalid JSON: a number too long or nesting too deep",
+        '{"schema": "moe2.select/1", "top_k": ' + "9" * 5000 + "}":
+            f"{selection}: invalid JSON: a number too long or nesting too deep",
     }
     for text, message in cases.items():
         selection.write_text(text)

@@ -56,3 +56,13 @@ def test_bad_prompt_file_reports_every_line(tmp_path):
     assert lines[2] == f"{path}:4: give either messages or prompt (got neither)"
     assert lines[3].startswith(f"{path}:5: reference must be")
     assert lines[4].startswith(f"{path}:6: invalid JSON")
+
+
+def test_a_scorer_that_is_not_a_name_is_a_problem_of_its_line(tmp_path):
+    """Found by fuzzing: a list as the scorer could not be looked up (exit 70)."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "a", "category": "mcq", "prompt": "x", "reference": "A", "scorer": ["mcq"]})
+                    + "\n")
+    with pytest.raises(InputError) as caught:
+        load_prompts(path)
+    assert caught.value.lines()[0].startswith(f"{path}:1: scorer must be one of mcq")

@@ -3,6 +3,8 @@ the router's order, and a second copy of an LLM never takes a top-k slot."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,9 @@ from moe2_cli.errors import InputError
 from moe2_cli.gating.model import restrict
 from moe2_cli.gating.topk import topk_mask
 from moe2_cli.problem import mask_of, members
+from moe2_cli.progress import ProgressEvent
+from moe2_cli.serve import plan as plan_module
+from moe2_cli.serve import routing
 from moe2_cli.serve.queries import Query
 from moe2_cli.serve.routing import query_table, route_queries
 from tests.serve.conftest import EXPERTS, TOPICS
@@ -77,3 +82,25 @@ def test_mask_outside_the_scenario_is_refused(base_plan):
     with pytest.raises(InputError):
         route_queries(base_plan.router, base_plan.scenario.instance, 1 << len(EXPERTS), 2, _queries(1))
     assert members(base_plan.mask) == list(range(len(EXPERTS)))
+
+
+def test_batches_of_any_size_route_as_one(base_plan, monkeypatch):
+    """Featurising, inferring categories and scoring a batch at a time changes no route, and
+    progress counts the queries routed."""
+    queries = [replace(q, category=None) if i % 3 == 0 else q for i, q in enumerate(_queries(50))]
+    whole = base_plan.route(queries)
+    monkeypatch.setattr(plan_module, "ROUTE_BATCH", 7)
+    monkeypatch.setattr(routing, "ROUTE_BATCH", 3)
+    events: list[ProgressEvent] = []
+    assert base_plan.route(queries, progress=events.append) == whole
+    assert [(e.task, e.done, e.total) for e in events] == [("routing", min(d, 50), 50) for d in range(7, 57, 7)]
+    assert {r.query.category_source for r in whole} == {"given", "inferred"}
+
+
+def test_problems_in_every_batch_are_reported_before_any_routing(base_plan, monkeypatch):
+    monkeypatch.setattr(routing, "ROUTE_BATCH", 2)
+    queries = _queries(6)
+    queries[1], queries[5] = replace(queries[1], category="poetry", line=2), replace(queries[5], category="x", line=6)
+    with pytest.raises(InputError) as err:
+        base_plan.route(queries, source="q.jsonl")
+    assert [line.split(":")[:2] for line in err.value.lines()] == [["q.jsonl", "2"], ["q.jsonl", "6"]]
