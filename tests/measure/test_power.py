@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 
 import pytest
@@ -136,3 +137,28 @@ def test_a_counter_meter_window_out_of_range_is_a_power_error(monkeypatch, count
     clock.close(token)
     with pytest.raises(PowerError, match=f"energy reading out of range was dropped \\({match}"):
         asyncio.run(clock.share(token))
+
+
+def _shared_by_scan(mine, others, watts):
+    """Each stretch's joules split among the windows covering it, counted by a plain scan."""
+    start, end = mine
+    cuts = sorted({start, end, *(t for s, e in others for t in (s, e) if t is not None and start < t < end)})
+    return sum(watts * (r - q) / (1 + sum(1 for s, e in others if s <= q and (e is None or e >= r)))
+               for q, r in zip(cuts, cuts[1:]))
+
+
+def test_the_sweep_shares_every_stretch_as_a_scan_of_the_windows_would():
+    rng = random.Random(7)
+
+    async def energy(t0, t1):
+        return 10.0 * (t1 - t0)
+
+    for _ in range(300):
+        others = []
+        for _ in range(rng.randint(0, 30)):
+            s = rng.choice([rng.uniform(0, 10), float(rng.randint(0, 10))])  # whole numbers: shared boundaries
+            others.append((s, None if rng.random() < 0.2 else s + rng.choice([rng.uniform(0, 5), rng.randint(0, 5)])))
+        start = float(rng.randint(0, 8)) if rng.random() < 0.3 else rng.uniform(0, 8)
+        mine = (start, start + rng.choice([rng.uniform(0.01, 4), rng.randint(1, 3)]))
+        joules, _ = asyncio.run(attributed(energy, mine, others))
+        assert joules == pytest.approx(_shared_by_scan(mine, others, 10.0), abs=1e-9)
