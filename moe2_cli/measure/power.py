@@ -27,6 +27,7 @@ from moe2_cli.errors import Moe2Error
 from moe2_cli.scenario.endpoint import PowerSource
 
 COVERAGE_WAIT_S = 5.0  # how long to wait for a sampled reading that covers the end of a window
+POLL_S = 0.01  # how often a sampled source is read while windows wait for a reading
 # No single supply an edge LLM runs on draws more: a reading above it is a parse or meter fault.
 MAX_WATTS = 5000.0
 COUNTER_SLACK_J = 1.0  # an energy counter's rounding, allowed over MAX_WATTS x time
@@ -138,9 +139,27 @@ class SampledPower(PowerMeter):
 
     def __init__(self) -> None:
         self.trace = Trace()
+        self._tick: asyncio.Future | None = None  # the next poll, shared by every window waiting
 
     def poll(self) -> None:
         """Move newly arrived samples into the trace (no-op for push-style readers)."""
+
+    async def _next_poll(self) -> None:
+        """Wait for the next poll, 10 ms away. One timer serves every waiter: a busy server has
+        hundreds of windows waiting for the reading that covers their end."""
+        if self._tick is None or self._tick.done():
+            loop = asyncio.get_running_loop()
+            self._tick = loop.create_future()
+            loop.call_later(POLL_S, self._polled, self._tick)
+        await asyncio.shield(self._tick)
+
+    def _polled(self, tick: asyncio.Future) -> None:
+        try:
+            self.poll()
+        except PowerError as err:  # every waiter learns the source failed
+            tick.set_exception(err)
+            return
+        tick.set_result(None)
 
     def prune(self, before: float) -> None:
         self.poll()  # samples waiting to be pulled in are memory too
@@ -150,8 +169,8 @@ class SampledPower(PowerMeter):
         if self.trace.valid_through(t1):  # the common case while a window is shared stretch by stretch
             return self.trace.energy_j(t0, t1)
         deadline = time.monotonic() + COVERAGE_WAIT_S
+        self.poll()
         while True:
-            self.poll()
             if self.trace.valid_through(t1):
                 return self.trace.energy_j(t0, t1)
             if self.trace.covers(t1):
@@ -161,7 +180,7 @@ class SampledPower(PowerMeter):
                 raise PowerError(f"{self.method}: no power reading after the end of a request "
                                  f"(waited {COVERAGE_WAIT_S:g} s); is it still running?"
                                  f"{self.trace.dropped_note()}")
-            await asyncio.sleep(0.01)
+            await self._next_poll()
 
 
 def open_meter(source: PowerSource) -> PowerMeter:
