@@ -8,6 +8,7 @@ EXIT_OK = 0
 EXIT_UNMET = 1  # no selection meets the budgets, or --min-accuracy missed
 EXIT_BAD_INPUT = 2  # bad usage or bad input
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_BROKEN_PIPE = 141  # the reader of stdout left (`moe2 ... | head`), as shells report SIGPIPE
 MAX_SHOWN = 50  # diagnostics printed for one error; a wholly wrong file would print thousands
 
 

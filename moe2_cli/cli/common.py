@@ -6,6 +6,7 @@ The shared option types live in :mod:`moe2_cli.cli.options`.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 import traceback
@@ -26,7 +27,15 @@ from rich.status import Status
 from typer._click.globals import get_current_context
 
 from moe2_cli.cli.render import stderr_console
-from moe2_cli.errors import EXIT_INTERRUPTED, InputError, Moe2Error, Moe2Warning, UsageError, printable
+from moe2_cli.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    InputError,
+    Moe2Error,
+    Moe2Warning,
+    UsageError,
+    printable,
+)
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
 
 EXIT_INTERNAL = 70  # a bug in moe2, not in the input
@@ -106,6 +115,11 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             report("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # Nobody reads stdout any more: say nothing, and keep Python's own final flush of
+            # stdout from failing on the closed pipe too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as err:  # a bug: still no traceback unless asked for
             if debug_enabled():
                 traceback.print_exc()

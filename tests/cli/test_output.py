@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from rich.cells import cell_len
@@ -141,3 +144,16 @@ def test_completion_offers_solvers_and_shipped_scenarios():
     assert _completions(["select"], "scenario", "") [:len(shipped_scenarios())] == shipped_scenarios()
     assert _completions(["route"], "scenario", "lar") == ["large"]
     assert _completions(["select"], "metric", "n") == ["neg-cross-entropy"]
+
+
+def test_a_reader_that_leaves_the_pipe_gets_silence_and_141():
+    """`moe2 ... | head`: the rest of the output has nowhere to go, which is not an error."""
+    command = [sys.executable, "-m", "moe2_cli", "stats", "simulate", "-n", "200000", "--format", "csv"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        code = proc.wait(timeout=120)
+    assert first.startswith(b"x") and code == 141 and stderr == b""
