@@ -7,8 +7,8 @@ well-formed chunk and a terminal ``[DONE]`` or ``finish_reason``, or, from a ser
 ``reason`` names the kind, so that a gateway's HTML page, an error object sent with a 200 or a
 broken chunk is counted as a failure and never scored as an empty answer.
 
-The reader is fed bytes as they arrive and holds at most ``max_bytes`` of one reply; JSON is
-parsed with the depth and number limits of the proxy's own parser.
+The reader is fed bytes as they arrive and reads at most ``max_bytes`` of a reply, up to the end of
+its answer; JSON is parsed with the depth and number limits of the proxy's own parser.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from moe2_cli.serve.requests import MalformedJSON, parse_json
 
@@ -64,21 +65,33 @@ class ReplyReader:
         self._finished = False
 
     def feed(self, data: bytes) -> None:
+        # The cap holds for what is read up to the end of the answer: bytes after [DONE] in the
+        # same piece (one piece of a gzip body can be all of it) are never read, as they would not
+        # be if they came later.
         self._size += len(data)
-        if self._size > self.max_bytes:
-            raise ReplyFailure(TOO_LARGE, f"the reply passed {self.max_bytes} bytes")
         if self._whole is not None:
             self._whole += data
         if b"\n" not in data and b"\r" not in data:
             self._tail += data
+            self._check_size()
             return
         lines = (self._tail + data).splitlines(keepends=True)
         # A line is whole once its end has come; a lone "\r" may be the first half of "\r\n".
         self._tail = lines.pop() if not lines[-1].endswith(b"\n") else b""
         for line in lines:
+            if len(line) > self.max_bytes:
+                self._too_large()
             self._line(line.rstrip(b"\r\n"))
             if self.done:
                 return
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if self._size > self.max_bytes:
+            self._too_large()
+
+    def _too_large(self) -> NoReturn:
+        raise ReplyFailure(TOO_LARGE, f"the reply passed {self.max_bytes} bytes")
 
     def result(self) -> Parsed:
         """The completion, or a :class:`ReplyFailure` saying why the reply is not one."""

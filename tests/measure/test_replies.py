@@ -75,3 +75,16 @@ def test_a_reply_past_the_byte_cap_is_refused_as_it_arrives():
     with pytest.raises(ReplyFailure, match="passed 100 bytes") as caught:
         reader.feed(b"x" * 11)
     assert caught.value.reason == "too_large"
+
+
+def test_the_cap_counts_up_to_the_answers_end_however_the_bytes_are_cut():
+    """A gzip body inflates in one piece: what follows [DONE] there is not read, as it would not
+    be if it came later; a line past the cap before the end is refused before it is parsed."""
+    after = STREAM + _chunk("x" * 5000)
+    whole = ReplyReader(max_bytes=len(STREAM) + 10)
+    whole.feed(after)
+    assert whole.done and whole.result().answer == "The answer is B"
+    assert _read(after, piece=64).answer == "The answer is B"
+    reader = ReplyReader(max_bytes=1000)
+    with pytest.raises(ReplyFailure, match="passed 1000 bytes"):
+        reader.feed(_chunk("x" * 5000) + STREAM)
