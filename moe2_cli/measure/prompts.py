@@ -1,5 +1,6 @@
 """Labelled prompts: JSON lines of ``id``, ``category``, ``messages`` or ``prompt``,
-``reference`` and ``scorer`` (optionally ``max_tokens``), plain or gzipped.
+``reference`` (or ``references``: a list of accepted answers, the canonical one first) and
+``scorer`` (optionally ``max_tokens``), plain or gzipped.
 
     {"id": "gsm8k-0007", "category": "math", "prompt": "Goldie makes $5 an hour ...",
      "reference": "250", "scorer": "numeric", "max_tokens": 1024}
@@ -85,7 +86,7 @@ def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None
         problems.add(line, f"scorer must be one of {', '.join(SCORERS)} (got {describe(scorer)})")
         return None
     messages = _messages(problems, line, row)
-    references = _references(problems, line, row.get("reference"))
+    references = _references(problems, line, row)
     max_tokens = row.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         problems.add(line, f"max_tokens must be a positive integer (got {describe(max_tokens)})")
@@ -126,7 +127,11 @@ def _messages(problems: Problems, line: int, row: dict[str, Any]) -> tuple[tuple
     return tuple(out)
 
 
-def _references(problems: Problems, line: int, value: Any) -> tuple[str, ...] | None:
+def _references(problems: Problems, line: int, row: dict[str, Any]) -> tuple[str, ...] | None:
+    if "reference" in row and "references" in row:
+        problems.add(line, "give either reference or references (got both)")
+        return None
+    value = row.get("references", row.get("reference"))
     items = value if isinstance(value, list) else [value]
     ok = items and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip() for v in items)
     if not ok:

@@ -46,6 +46,7 @@ class RequestRecord:
     completion_tokens: int | None
     attempts: int
     reason: str | None = None  # a failure's kind (see moe2_cli.measure.client.Completion)
+    scorer_matched: str | None = None  # the text of the answer its score rests on, for audit
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -93,7 +94,10 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "started_at": ("number", False), "latency_s": ("number", False), "ttft_s": ("number", True),
     "energy_j": ("number", True), "busy_s": ("number", True), "prompt_tokens": ("count", True),
     "completion_tokens": ("count", True), "attempts": ("count", False), "reason": ("text", True),
+    "scorer_matched": ("text", True),
 }
+# Fields that older logs lack: read as None.
+_OPTIONAL = ("reason", "scorer_matched")
 _KINDS = {"text": "text", "bool": "true or false", "fraction": "a number in [0, 1]",
           "number": "a finite number >= 0", "count": "a whole number >= 0"}
 
@@ -109,7 +113,7 @@ def _read_line(state: LogState, row: object) -> None:
         _check(row, {"server": ("text", False), "method": ("text", False)})
         state.power_methods[row["server"]] = row["method"]
     elif kind == "request":
-        _check(row, {k: v for k, v in _FIELDS.items() if k != "reason" or k in row})
+        _check(row, {k: v for k, v in _FIELDS.items() if k not in _OPTIONAL or k in row})
         record = RequestRecord(**{f.name: row[f.name] for f in fields(RequestRecord) if f.name in row})
         state.records[record.key] = record
     else:

@@ -22,7 +22,7 @@ from moe2_cli.measure.client import Completion, Retry, complete, preflight
 from moe2_cli.measure.power import PowerError, PowerMeter, ServerClock, idle_watts, open_meter
 from moe2_cli.measure.prompts import Prompt
 from moe2_cli.measure.runlog import LogWriter, RequestRecord
-from moe2_cli.measure.scorers import score
+from moe2_cli.measure.scorers import NO_VERDICT, verdict
 from moe2_cli.scenario.endpoint import Endpoint
 
 OnRecord = Callable[[RequestRecord], None]
@@ -172,10 +172,11 @@ async def _record(expert: Expert, prompt: Prompt, result: Completion, clock: Ser
             joules, busy = await clock.share(result.window)
         except PowerError as err:
             ok, error, reason = False, str(err), "power"
+    judged = verdict(prompt.scorer, result.answer, prompt.references, prompt.text) if ok else NO_VERDICT
     return RequestRecord(
         server=expert.server, llm=expert.llm, model=expert.model, prompt_id=prompt.id, category=prompt.category,
         prompt_digest=prompt.digest(), ok=ok,
-        score=score(prompt.scorer, result.answer, prompt.references) if ok else 0.0,
+        score=judged.score, scorer_matched=judged.matched,
         answer=result.answer, error=error, started_at=result.started,
         latency_s=result.ended - result.started, ttft_s=result.ttft_s, energy_j=joules, busy_s=busy,
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, attempts=result.attempts,

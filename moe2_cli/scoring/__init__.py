@@ -84,13 +84,14 @@ def _from_references(contents: LogContents, known: Mapping[str, Prompt],
     sources: dict[int, str] = {}
     for i, answer in enumerate(contents.answers):
         own, refs = given.get(answer.query), references.get(answer.query)
-        prompt = known.get((contents.queries[answer.query].text or "").strip())
+        asked = (contents.queries[answer.query].text or "").strip()
+        prompt = known.get(asked)
         if answer.returned and own is not None:
             scores[i], sources[i] = own, "feedback"
         elif answer.text is not None and refs is not None:
-            scores[i], sources[i] = score(reference_scorer, answer.text, refs), "reference"
+            scores[i], sources[i] = score(reference_scorer, answer.text, refs, asked), "reference"
         elif answer.text is not None and prompt is not None:
-            scores[i], sources[i] = score(prompt.scorer, answer.text, prompt.references), "prompt-set"
+            scores[i], sources[i] = score(prompt.scorer, answer.text, prompt.references, prompt.text), "prompt-set"
     return scores, sources
 
 
