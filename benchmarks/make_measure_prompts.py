@@ -5,6 +5,7 @@ that map to it) and writes examples/data/llmrouter-prompts.jsonl.gz. Scorers: mc
 multiple-choice tasks, numeric for maths with a plain-number answer, f1 for open questions, and
 for code only ``contains`` of the required function signature (generated code is never run, so
 a code prompt checks that the answer defines the function the test calls, not that it works).
+Trivia prompts carry ``references``: the accepted answer (``CANONICAL``), then the dataset's.
 The gzip header has no time or name, so the same input gives the same bytes.
 
     python benchmarks/make_measure_prompts.py ../shared/data/llmrouter/llmrouter_outcomes.jsonl \\
@@ -33,6 +34,32 @@ PLAN = {
     "open_qa": {"natural_qa": 20, "trivia_qa": 20},
 }
 MAX_TOKENS = {"mcq": 256, "math": 1024, "code": 512, "open_qa": 64}
+# The commonly accepted answers to the trivia_qa questions the seed above picks, checked by hand.
+# The source keeps one ground_truth per question, often an odd alias of the answer ("napigator"
+# for Napster), which F1 scores a right answer against as wrong. Each prompt's references are
+# this answer first, then the dataset's string exactly as given (dropped when it is the same text).
+CANONICAL = {
+    "train-01012": "Napster",
+    "train-01040": "Charge",
+    "train-01072": "Chickenpox",
+    "train-01114": "Tony Bennett",
+    "train-01138": "Simon and Garfunkel",
+    "train-01181": "1891",
+    "train-01199": "Nine of diamonds",
+    "train-01218": "Rikki-Tikki-Tavi",
+    "train-01238": "Heimlich manoeuvre",
+    "train-01272": "Native New Yorker",
+    "train-01293": "Pool",
+    "train-01305": "Cricket",
+    "train-01312": "Henry IV",
+    "train-01346": "Halogens",
+    "train-01396": "Steeplechase",
+    "train-01401": "Frankfurt",
+    "train-01409": "Lionesses",
+    "train-01421": "George Michael",
+    "train-01468": "Nitrous oxide",
+    "train-01470": "John Williams",
+}
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _CALLED = re.compile(r"assert\s+(?:\w+\()?\s*([A-Za-z_]\w*)\(")
 _NOT_THE_FUNCTION = {"set", "sorted", "list", "tuple", "round", "abs", "math", "str", "int", "float", "len", "all"}
@@ -94,8 +121,11 @@ def code(row) -> dict | None:
 
 
 def open_qa(row) -> dict | None:
+    given = row["ground_truth"].strip()
+    canonical = CANONICAL.get(row["qid"], given)
+    references = [canonical] + ([given] if given.lower() != canonical.lower() else [])
     return {"prompt": f"{row['question'].strip()}\nAnswer with a short phrase only.",
-            "reference": row["ground_truth"].strip(), "scorer": "f1"}
+            "reference": references if len(references) > 1 else given, "scorer": "f1"}
 
 
 BUILD = {"mcq": mcq, "math": math, "code": code, "open_qa": open_qa}
@@ -114,8 +144,10 @@ def derive(source: Path) -> bytes:
                     eligible.append((row, built))
             for i in sorted(rng.choice(len(eligible), size=count, replace=False)):
                 row, built = eligible[i]
+                reference = built["reference"]
                 prompt = {"id": f"{task}/{row['qid']}", "category": category, "prompt": built["prompt"],
-                          "reference": built["reference"], "scorer": built["scorer"],
+                          **({"references": reference} if isinstance(reference, list) else {"reference": reference}),
+                          "scorer": built["scorer"],
                           "max_tokens": MAX_TOKENS[category], "source": f"LLMRouter train {row['qid']} ({task})"}
                 lines.append(json.dumps(prompt, ensure_ascii=False))
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,41 @@ def test_a_scorer_that_is_not_a_name_is_a_problem_of_its_line(tmp_path):
     with pytest.raises(InputError) as caught:
         load_prompts(path)
     assert caught.value.lines()[0].startswith(f"{path}:1: scorer must be one of mcq")
+
+
+def test_the_verdict_names_the_text_it_rests_on():
+    from moe2_cli.measure.scorers import verdict
+    assert verdict("mcq", "Jupiter is big. So the answer is (B).", ["B"]).matched == "answer is (B)"
+    assert verdict("numeric", "\\boxed{\\frac{1}{2}}", ["0.5"]).matched == "\\boxed{\\frac{1}{2}}"
+    assert verdict("mcq", "I am not sure.", ["B"]).matched is None
+
+
+def test_references_may_be_given_as_a_list_under_references(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "a", "category": "qa", "prompt": "x", "references": ["Napster", "napigator"],
+                                "scorer": "f1"}) + "\n"
+                    + json.dumps({"id": "b", "category": "qa", "prompt": "x", "reference": "A", "references": ["A"],
+                                  "scorer": "f1"}) + "\n")
+    with pytest.raises(InputError) as caught:
+        load_prompts(path)
+    assert caught.value.lines() == [f"{path}:2: give either reference or references (got both)"]
+
+
+def test_shipped_references_pass_their_self_check():
+    import subprocess
+    import sys
+    script = Path(__file__).parents[2] / "benchmarks" / "check_prompt_references.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith(": 0 failures")
+
+
+def test_the_self_check_reports_a_reference_no_answer_can_match(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "a", "category": "mcq", "prompt": "x", "reference": "Z", "scorer": "mcq"}) + "\n")
+    script = Path(__file__).parents[2] / "benchmarks" / "check_prompt_references.py"
+    done = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "a: reference 'Z' does not score 1 against itself (mcq)" in done.stdout

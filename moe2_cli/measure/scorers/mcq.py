@@ -81,9 +81,15 @@ def _letter(match: re.Match[str], valid: str) -> str | None:
     return letter.upper() if letter.upper() in valid else None
 
 
+def _closed(match: re.Match[str]) -> str:
+    """The match with the brackets and bold marks that close it: ``(B)``, not ``(B``."""
+    closing = re.match(r"[)\]*_`]*", match.string[match.end():])
+    return (match.group(0) + (closing.group(0) if closing else "")).strip()
+
+
 def _stated(lines: list[str], valid: str) -> Choice | None:
     """The last statement of a choice (by line, then by place in the line)."""
-    found = [((n, match.start()), letter, match.group(0).strip())
+    found = [((n, match.start()), letter, _closed(match))
              for n, line in enumerate(lines) for pattern in _STATEMENTS for match in pattern.finditer(line)
              if (letter := _letter(match, valid)) is not None]
     return max(found)[1:] if found else None

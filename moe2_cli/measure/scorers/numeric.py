@@ -6,9 +6,9 @@ Where the answer is, first found wins:
    currency aside (``\\boxed{2\\sqrt{3}}`` is no number, and scores 0);
 2. the first number after the last ``####``;
 3. the first number after the last "answer is" / "answer:";
-4. otherwise the last sentence that has a number, parenthesised asides dropped: a sentence that
-   begins with its number is that number (``5 apples (2 + 3)`` gives 5); else the first number
-   after its last ``=``, else its last number (``so she has 5 apples left`` gives 5).
+4. otherwise the last sentence that has a number, parenthesised asides dropped: the first number
+   after its last ``=``; else, when the sentence begins with a number, that number
+   (``5 apples (2 + 3)`` gives 5); else its last number (``so she has 5 apples left`` gives 5).
 
 Numbers may carry thousands separators (``1,234``), a currency sign, a sign, decimals, a
 fraction (``3/4``, ``\\frac{3}{4}``, ``\\dfrac``) or a percent sign; ``25%`` matches 25 and
@@ -95,10 +95,10 @@ def _final_sentence(text: str) -> tuple[re.Match[str], str] | None:
         numbers = list(_NUMBER.finditer(sentence))
         if not numbers:
             continue
-        lead = _LEADING.match(sentence)
-        if lead is not None and numbers[0].start() == lead.end():
-            return numbers[0], numbers[0].group(0)
         after = list(_NUMBER.finditer(sentence.rsplit("=", 1)[1])) if "=" in sentence else []
+        lead = _LEADING.match(sentence)
+        if not after and lead is not None and numbers[0].start() == lead.end():
+            after = numbers[:1]
         chosen = after[0] if after else numbers[-1]
         return chosen, chosen.group(0)
     return None
