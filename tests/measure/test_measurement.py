@@ -72,6 +72,8 @@ def test_measure_then_validate_and_select(tmp_path, run_cli):
     assert profile_a["llms"]["llama-3.1-8b-instruct"]["accuracy"]["math"] == 0.5
     source = profile_a["llms"]["llama-3.1-8b-instruct"]["source"]
     assert "measured" in source and "llama-a" in source and "4 prompts" in source and "none: 100 W" in source
+    # Each logged score names the text it rests on: a right answer always some, a wrong one maybe none.
+    assert all(r["scorer_matched"] for r in _records(out) if r["score"] == 1.0)
     # power: none derives energy as watts x time, request by request.
     for record in _records(out):
         watts = 100 if record["server"] == "a" else 50
