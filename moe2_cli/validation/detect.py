@@ -38,7 +38,7 @@ def detect(path: Path, kinds: Iterable[str]) -> str:
     form = _FORMS.get(Path(path.name.removesuffix(".gz")).suffix.lower())
     if form == "yaml":
         return _yaml_kind(path, kinds)
-    number, first = _first_line(path)
+    number, first = first_line(path)
     if number is None and form is not None:  # without a name that says YAML, YAML's reader says so
         raise UnknownKind(Diagnostic(str(path), None, None, "file is empty"))
     if form == "csv":
@@ -53,10 +53,11 @@ def detect(path: Path, kinds: Iterable[str]) -> str:
         record = jsontext.load_record(path, "the file")
         keys = set(record) if isinstance(record, dict) else set()
         return _document_kind(keys) or _unknown(path, None, kinds)
-    if form is None and number is not None:
-        kind = _csv_kind(first)
-        if kind:
-            return kind
+    if form is None and _csv_kind(first) == "samples":
+        return "samples"
+    if form is None and _csv_kind(first) == "outcomes":  # their reader tells CSV from JSON lines by the name
+        raise UnknownKind(Diagnostic(str(path), number, 1, "CSV outcomes are read only from a name ending in .csv "
+                                                           "or .csv.gz; rename the file"))
     return _yaml_kind(path, kinds)
 
 
@@ -114,8 +115,8 @@ def _yaml_kind(path: Path, kinds: Iterable[str]) -> str:
     return kind
 
 
-def _first_line(path: Path) -> tuple[int | None, str]:
-    """The first non-blank line and its number (None, "" for a file without one)."""
+def first_line(path: Path) -> tuple[int | None, str]:
+    """The first non-blank line of a file and its number (None, "" for a file without one)."""
     with contextlib.closing(text_lines(path, "file")) as lines:
         return next(((n, line.rstrip("\r\n")) for n, line in lines if line.strip()), (None, ""))
 

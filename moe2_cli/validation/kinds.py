@@ -25,8 +25,8 @@ from moe2_cli.serve.logread import read_log
 from moe2_cli.serve.plan import read_selection, selection_record
 from moe2_cli.serve.queries import read_queries
 from moe2_cli.stats.params_file import load_truth
-from moe2_cli.stats.samples import format_for, load_samples
-from moe2_cli.validation.detect import detect
+from moe2_cli.stats.samples import load_samples
+from moe2_cli.validation.detect import detect, first_line
 
 
 class FileKind(str, Enum):
@@ -130,7 +130,8 @@ def _params(path: Path, _: Scenario | None) -> tuple[str, str]:
 
 def _samples(path: Path, _: Scenario | None) -> tuple[str, str]:
     X, _y = load_samples(path)
-    form = "JSON lines" if format_for(path.name.removesuffix(".gz")) == "jsonl" else "CSV"
+    # The reader's own rule: JSON lines when the first line opens an object, else CSV.
+    form = "JSON lines" if first_line(path)[1].lstrip().startswith("{") else "CSV"
     return form, f"{count(len(X), 'sample')} of {count(X.shape[1], 'input')}"
 
 
