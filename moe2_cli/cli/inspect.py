@@ -90,9 +90,10 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Files to check: scenarios, profiles, outcomes, prompt sets, "
                                                      "saved selections, query files, mixes, stats parameter and "
                                                      "sample files, request logs.", show_default=False)],
-    kind: Annotated[FileKind | None, typer.Option("--kind", help="Check every file as this kind instead of telling "
-                                                                  "each one's kind by its name and content.",
-                                                  show_default=False)] = None,
+    kind: Annotated[FileKind | None, typer.Option(
+        "--kind", metavar="KIND", help="Check every file as this kind instead of telling each one's kind by its name "
+                                       f"and content: {', '.join(k.value for k in FileKind)}.",
+        show_default=False)] = None,
     scenario: Annotated[Path | None, typer.Option(
         "--scenario", help="Scenario (a file or a shipped name) that selections, query files and mixes are checked "
                            "against (default: selections on their own, the others against the shipped default).",

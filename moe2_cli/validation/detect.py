@@ -39,7 +39,7 @@ def detect(path: Path, kinds: Iterable[str]) -> str:
     if form == "yaml":
         return _yaml_kind(path, kinds)
     number, first = first_line(path)
-    if number is None and form is not None:  # without a name that says YAML, YAML's reader says so
+    if number is None:
         raise UnknownKind(Diagnostic(str(path), None, None, "file is empty"))
     if form == "csv":
         return _csv_kind(first) or _unknown(path, number, kinds)
@@ -51,14 +51,29 @@ def detect(path: Path, kinds: Iterable[str]) -> str:
         return _unknown(path, number, kinds, "its first line is not a JSON object")
     if first.lstrip().startswith(("{", "[")):  # one JSON document over several lines: a saved selection
         record = jsontext.load_record(path, "the file")
-        keys = set(record) if isinstance(record, dict) else set()
-        return _document_kind(keys) or _unknown(path, None, kinds)
-    if form is None and _csv_kind(first) == "samples":
-        return "samples"
-    if form is None and _csv_kind(first) == "outcomes":  # their reader tells CSV from JSON lines by the name
+        return _document_kind(set(record) if isinstance(record, dict) else set()) or _unknown(path, None, kinds)
+    if form is None:
+        return _unnamed_kind(path, number, first, kinds)
+    return _yaml_kind(path, kinds)  # a .json name over YAML text, which `select --mix` reads too
+
+
+def _unnamed_kind(path: Path, number: int, first: str, kinds: Iterable[str]) -> str:
+    """A name that says nothing, over text that is not JSON: a CSV header, else YAML."""
+    header = _csv_kind(first)
+    if header == "samples":
+        return header
+    if header == "outcomes":  # their reader tells CSV from JSON lines by the name
         raise UnknownKind(Diagnostic(str(path), number, 1, "CSV outcomes are read only from a name ending in .csv "
                                                            "or .csv.gz; rename the file"))
-    return _yaml_kind(path, kinds)
+    try:
+        return _yaml_kind(path, kinds)
+    except UnknownKind:
+        raise
+    except InputError as err:  # not YAML either: say what was tried
+        where = err.diagnostics[0]
+        line, col, why = ((where.line, where.col, where.message) if isinstance(where, Diagnostic)
+                          else (None, None, str(where)))
+        raise UnknownKind(Diagnostic(str(path), line, col, _what_not(kinds, f"not JSON, CSV or YAML: {why}"))) from None
 
 
 def _line_kind(keys: set[str]) -> str | None:

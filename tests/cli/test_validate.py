@@ -267,3 +267,14 @@ def test_a_moved_fixture_keeps_its_kind(run_cli, tmp_path):
     shutil.copy(FIXTURES / "good" / "profiles" / "tiny-device.yaml", copy)
     result = run_cli("validate", copy, "--format", "json")
     assert result.exit_code == 0 and _json(result)[0]["kind"] == "profile"
+
+
+def test_text_that_is_no_kind_of_file_says_what_was_tried(run_cli, tmp_path):
+    """The issue's complaint: a file that is not YAML is not answered "invalid YAML" alone."""
+    path = tmp_path / "NOTES"
+    path.write_text("# Notes\n\nsee: the page: below\n")
+    result = run_cli("validate", path)
+    assert result.exit_code == 2
+    [problem] = result.stderr.splitlines()
+    assert problem.startswith(f"{path}:3:") and "cannot tell which kind of moe2 file this is (not JSON, CSV or " \
+                                                 "YAML: invalid YAML" in problem, problem
