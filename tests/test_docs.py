@@ -32,7 +32,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = {"installs moe2 from the network; .ci/run runs the second command verbatim",
            "needs GPU servers running Ollama and llama.cpp",
            "needs real endpoints at the fleet's addresses",
-           "needs a fleet of LLM servers to measure, serve and log"}
+           "needs a fleet of LLM servers to measure, serve and log",
+           "needs llama.cpp, vLLM and Ollama servers on Jetson and RTX boards"}
 FAKE_SERVER = "python -m tests.fakes.openai_server"
 _URL_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):(\d+)")
 _TIMEOUT_S = 120

@@ -1,4 +1,4 @@
-"""`moe2 show` and `moe2 validate`: look at a scenario, check files."""
+"""`moe2 show` and `moe2 validate`: look at a scenario, check any file moe2 reads."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from yaml.nodes import MappingNode, ScalarNode
 
 from moe2_cli.cli.common import error_lines, handles_errors, plural
-from moe2_cli.cli.options import FormatOpt, OutputFormat, ScenarioArg
+from moe2_cli.cli.options import FormatOpt, OutputFormat, ScenarioArg, complete_scenario
 from moe2_cli.cli.render import Column, emit
-from moe2_cli.errors import EXIT_BAD_INPUT, Diagnostic, InputError
-from moe2_cli.scenario.profiles import load_profile
+from moe2_cli.errors import EXIT_BAD_INPUT, InputError
 from moe2_cli.scenario.scenario import Scenario, load_scenario
-from moe2_cli.yamlio import read_yaml
+from moe2_cli.validation import FileKind, check_file, kind_of
 
 
 def scenario_payload(scenario: Scenario) -> dict:
@@ -73,46 +71,48 @@ def _cell(expert: dict, category: str) -> str:
             f"{100 * expert['accuracy'][category]:.0f}%")
 
 
-def _validate_one(path: Path) -> dict:
-    root = read_yaml(path)
-    # Only plain keys name a kind; a sequence or mapping used as a key is the loader's to report.
-    keys = {k.value for k, _ in root.value if isinstance(k, ScalarNode)} if isinstance(root, MappingNode) else set()
-    if keys & {"servers", "top_k", "budgets"}:
-        scenario = load_scenario(path, root)
-        return {"path": str(path), "kind": "scenario", "ok": True,
-                "summary": f"{plural(scenario.instance.n_experts, 'expert')} on "
-                           f"{plural(len(scenario.instance.server_names), 'server')}"}
-    if keys & {"llms", "device"}:
-        profile = load_profile(path, root=root)
-        return {"path": str(path), "kind": "profile", "ok": True,
-                "summary": f"{profile.id}: {plural(len(profile.llms), 'LLM')}, "
-                           f"{plural(len(profile.categories), 'category', 'categories')}"}
-    mark = root.start_mark
-    raise InputError(Diagnostic(str(path), mark.line + 1, mark.column + 1,
-                                "not a moe2 profile or scenario (expected an 'llms' or 'servers' key)"))
+def _validate_one(path: Path, kind: FileKind | None, scenario: Scenario | None) -> dict:
+    """The record of one file: its kind, form and what it holds; its problems on stderr."""
+    record = {"path": str(path), "kind": kind.value if kind else "?", "form": None, "ok": False, "summary": None}
+    try:
+        kind = kind or kind_of(path)
+        record["kind"] = kind.value
+        checked = check_file(path, kind, scenario)
+    except InputError as err:
+        for line in error_lines(err):
+            print(line, file=sys.stderr)
+        return {**record, "summary": plural(len(err.diagnostics), "problem")}
+    return {**record, "form": checked.form, "ok": True, "summary": checked.summary}
 
 
 @handles_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Profile and scenario YAML files to check.")],
+    files: Annotated[list[Path], typer.Argument(help="Files to check: scenarios, profiles, outcomes, prompt sets, "
+                                                     "saved selections, query files, mixes, stats parameter and "
+                                                     "sample files, request logs.", show_default=False)],
+    kind: Annotated[FileKind | None, typer.Option(
+        "--kind", metavar="KIND", help="Check every file as this kind instead of telling each one's kind by its name "
+                                       f"and content: {', '.join(k.value for k in FileKind)}.",
+        show_default=False)] = None,
+    scenario: Annotated[Path | None, typer.Option(
+        "--scenario", help="Scenario (a file or a shipped name) that selections, query files and mixes are checked "
+                           "against (default: selections on their own, the others against the shipped default).",
+        show_default=False, autocompletion=complete_scenario)] = None,
     format: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Check profiles and scenarios: exit 0 if all are valid, else 2 with path:line:col lines on stderr.
+    """Check any file moe2 reads with the reader of the command that takes it: exit 0 if all are
+    valid, else 2 with path:line:col lines on stderr.
 
-    Example: moe2 validate profiles/*.yaml examples/*.yaml
+    Example: moe2 validate profiles/*.yaml examples/*.yaml measured/outcomes.jsonl select.json
     """
-    results, bad = [], False
-    for path in files:
-        try:
-            results.append(_validate_one(path))
-        except InputError as err:
-            bad = True
-            for line in error_lines(err):
-                print(line, file=sys.stderr)
-            results.append({"path": str(path), "kind": "?", "ok": False,
-                            "summary": f"{len(err.diagnostics)} problem(s)"})
-    columns = [Column("path", "file", justify="left"), Column("kind", "kind", justify="left"),
-               Column("ok", "valid"), Column("summary", "summary", justify="left")]
-    emit(format.value, payload=results, rows=results, columns=columns)
-    if bad:
+    against = load_scenario(scenario) if scenario is not None else None
+    results = [_validate_one(path, kind, against) for path in files]
+    if format is OutputFormat.csv:
+        rows, columns = results, [Column(k, k) for k in ("path", "kind", "form", "ok", "summary")]
+    else:  # a table reads "outcomes (JSON lines)" in one column
+        rows = [{**r, "kind": r["kind"] + (f" ({r['form']})" if r["form"] else "")} for r in results]
+        columns = [Column("path", "file", justify="left"), Column("kind", "kind", justify="left"),
+                   Column("ok", "valid"), Column("summary", "summary", justify="left")]
+    emit(format.value, payload=results, rows=rows, columns=columns)
+    if not all(r["ok"] for r in results):
         raise typer.Exit(EXIT_BAD_INPUT)

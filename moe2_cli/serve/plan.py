@@ -155,12 +155,29 @@ def read_selection(path: Path, scenario: Scenario) -> Selected:
     """S, k and the router from a ``moe2 select --format json`` file written for this scenario
     (a file without ``router`` was planned with the gate)."""
     shown = str(path)
+    data = selection_record(path)
+    return Selected(_mask(data, scenario, shown), _top_k(data, scenario.instance.top_k, shown), _router(data, shown),
+                    _seed(data, shown))
+
+
+def selection_record(path: Path) -> dict:
+    """The record of a ``moe2 select --format json`` file, checked as far as it can be without
+    its scenario: the schema, the selection (a non-empty list of expert ids, unless nothing met
+    the budgets), top_k, the router and the seed."""
+    shown = str(path)
     data = load_record(path, "the selection")
     if not isinstance(data, dict) or data.get("schema") != SELECT_SCHEMA:
         raise InputError(Diagnostic(shown, None, None, f"not the JSON record of moe2 select "
                                                        f"(schema {SELECT_SCHEMA} expected)"))
-    return Selected(_mask(data, scenario, shown), _top_k(data, scenario, shown), _router(data, shown),
-                    _seed(data, shown))
+    chosen = data.get("selection")
+    listed = isinstance(chosen, list) and bool(chosen) and all(isinstance(e, str) for e in chosen)
+    if not listed and not (data.get("status") == "infeasible" and chosen in ([], None)):
+        raise InputError(Diagnostic(shown, None, None, f"selection must be a non-empty list of expert ids "
+                                                       f"(got {chosen!r})"))
+    _top_k(data, 1, shown)
+    _router(data, shown)
+    _seed(data, shown)
+    return data
 
 
 def _mask(data: dict, scenario: Scenario, shown: str) -> int:
@@ -181,8 +198,8 @@ def _mask(data: dict, scenario: Scenario, shown: str) -> int:
     return mask_of(experts.index(e) for e in chosen)
 
 
-def _top_k(data: dict, scenario: Scenario, shown: str) -> int:
-    k = data.get("top_k", scenario.instance.top_k)
+def _top_k(data: dict, default: int, shown: str) -> int:
+    k = data.get("top_k", default)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InputError(Diagnostic(shown, None, None, f"top_k must be a positive integer (got {k!r})"))
     return k
