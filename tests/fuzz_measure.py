@@ -125,7 +125,7 @@ def stream_answer(events: list[Event], stall_at: int | None, oversize_at: int | 
         if not finished or stall_at == len(events):
             return None
     answer = "".join(texts)
-    return answer if data_lines and answer.strip() else None
+    return answer if data_lines else None  # an empty answer is a completion too (scored, counted as empty)
 
 
 def whole_answer(reply: object) -> str | None:
@@ -137,9 +137,9 @@ def whole_answer(reply: object) -> str | None:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
         return None
-    if not (usage is None or isinstance(usage, dict)) or not content or not content.strip():
+    if not (usage is None or isinstance(usage, dict)):
         return None
-    return content
+    return content or ""
 
 
 # ---------------------------------------------------------------- building replies

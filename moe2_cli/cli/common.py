@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.status import Status
 from typer._click.globals import get_current_context
 
+from moe2_cli.cli.progress_lines import ProgressLines
 from moe2_cli.cli.render import stderr_console
 from moe2_cli.errors import (
     EXIT_BROKEN_PIPE,
@@ -130,12 +131,13 @@ def handles_errors(fn: Callable) -> Callable:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[ProgressCallback]:
+def progress_bar(description: str, total: int | None = None, *, lines: bool = False) -> Iterator[ProgressCallback]:
     """Yield a progress callback that draws a bar on stderr, only when stderr is a terminal.
-    Events that know their total set it; without one the bar pulses."""
+    Events that know their total set it; without one the bar pulses. Without a terminal and
+    with ``lines``, it writes a progress line now and then instead (:class:`ProgressLines`)."""
     console = stderr_console()
     if not console.is_terminal:
-        yield no_progress
+        yield ProgressLines(description) if lines else no_progress
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from moe2_cli.cli.common import handles_errors, plural, progress_bar
-from moe2_cli.cli.options import FormatOpt, OutputFormat
+from moe2_cli.cli.options import FormatOpt, OutputFormat, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_UNMET
 
@@ -46,6 +46,11 @@ def measure_command(
                                                                 "(loads the model).")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR/requests.jsonl.")
                       ] = False,
+    per_category: Annotated[int | None, typer.Option("--per-category", min=1, help="Measure a seeded sample of N "
+                                                                                   "prompts of each category "
+                                                                                   "(all of them by default).",
+                                                     show_default=False)] = None,
+    seed: SeedOpt = 0,
     format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Send every prompt to every expert, with streaming, and write measured profiles (latency at a
@@ -59,8 +64,8 @@ def measure_command(
                                backoff_s=retry_wait), max_failure_rate=max_failure_rate,
                                latency_quantile=latency_quantile,
                                idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
-                               resume=resume)
-    with progress_bar("measuring") as progress:
+                               resume=resume, per_category=per_category, seed=seed)
+    with progress_bar("measuring", lines=True) as progress:
         try:
             result = measure(scenario, out, settings, progress=progress)
         except MeasureInterrupted as err:
@@ -74,27 +79,44 @@ def _rows(result: MeasureResult) -> list[dict]:
     from moe2_cli.measure.summary import describe_reasons
 
     return [{"expert": f"{e.server}/{e.llm}", "model": e.model, "category": category, "requests": c.requests,
-             "failures": c.failures, "p50_s": c.latency_p50_s, "p90_s": c.latency_p90_s, "ttft_p50_s": c.ttft_p50_s,
+             "failures": c.failures, "empty": c.empty, "p50_s": c.latency_p50_s, "p90_s": c.latency_p90_s,
+             "ttft_p50_s": c.ttft_p50_s,
              "energy_j": c.energy_j, "accuracy": c.accuracy, "failed": describe_reasons(c.reasons),
              "profile": "no: " + e.excluded if e.excluded else "yes"}
             for e in result.experts for category, c in e.categories.items()]
+
+
+def _warnings(result: MeasureResult) -> list[str]:
+    """Experts whose numbers need a second look: many empty answers, or no token counts."""
+    lines = [f"{e.server}/{e.llm}: {e.empty_warning}" for e in result.experts if e.empty_warning]
+    silent = [f"{e.server}/{e.llm}" for e in result.experts if e.requests > e.failures and not e.token_counts]
+    if silent:
+        lines.append(f"{', '.join(silent)}: the server sent no token counts (usage) while streaming, as llama.cpp "
+                     f"does; the profiles' prompt and output lengths are placeholders")
+    return lines
 
 
 def _report(result: MeasureResult, format: OutputFormat) -> None:
     rows = _rows(result)
     seconds = lambda x: f"{x:.3f}"  # noqa: E731
     columns = [Column("expert", "expert", justify="left"), Column("category", "category", justify="left"),
-               Column("requests", "requests"), Column("failures", "failures"), Column("p50_s", "p50 s", seconds),
+               Column("requests", "requests"), Column("failures", "failures"), Column("empty", "empty"),
+               Column("p50_s", "p50 s", seconds),
                Column("p90_s", "p90 s", seconds), Column("ttft_p50_s", "TTFT p50 s", seconds),
                Column("energy_j", "J/query", lambda x: f"{x:.2f}"),
                Column("accuracy", "accuracy", lambda x: f"{x:.3f}"),
                Column("failed", "why failed", justify="left", no_wrap=True),
                Column("profile", "profile", justify="left")]
+    warnings = _warnings(result)
     payload = {"scenario": result.scenario, "out": str(result.out_dir), "prompts": result.prompts,
                "new_requests": result.new_requests, "idle_watts": result.idle_watts,
-               "files": [str(f) for f in result.files], "experts": rows}
+               "files": [str(f) for f in result.files], "experts": rows, "warnings": warnings}
     emit(format.value, payload=payload, rows=rows, columns=columns,
          title=f"{result.scenario}: {plural(result.prompts, 'prompt')} per expert, written to {result.out_dir}")
     for expert in result.excluded:
         print(f"moe2: {expert.server}/{expert.llm} gets no profile entry: {expert.excluded}", file=sys.stderr)
+    for line in warnings:
+        print(f"moe2: warning: {line}", file=sys.stderr)
+    for note in result.notes:
+        print(f"moe2: {note}", file=sys.stderr)
     print(f"moe2: next: moe2 select {result.out_dir / 'scenario.yaml'}", file=sys.stderr)

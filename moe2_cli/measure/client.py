@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from moe2_cli.measure.power import ServerClock
-from moe2_cli.measure.replies import Parsed, ReplyFailure, ReplyReader
+from moe2_cli.measure.replies import CUT, Parsed, ReplyFailure, ReplyReader
 from moe2_cli.scenario.endpoint import Endpoint
 from moe2_cli.serve.requests import MalformedJSON, parse_json
 
@@ -137,18 +137,23 @@ async def _stream(client: httpx.AsyncClient, endpoint: Endpoint, body: dict) -> 
         if reply.status_code != 200:
             text = await _capped_text(reply)
             raise _FinalError(f"HTTP {reply.status_code}{_error_text(text)}")
-        reader = ReplyReader()
-        async for data in reply.aiter_bytes():
-            try:
-                reader.feed(data)
-            except ReplyFailure as err:
-                raise TransientError(str(err), err.reason) from None
-            if reader.done:
-                break
         try:
-            return reader.result()
+            return await _read_reply(reply)
         except ReplyFailure as err:
             raise TransientError(str(err), err.reason) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as err:
+            # The server closed the connection after its 200 but before the body's end: a stream
+            # cut short (a single-slot server dropping a request), never an answer.
+            raise TransientError(f"the stream was cut ({_describe(err)})", CUT) from None
+
+
+async def _read_reply(reply: httpx.Response) -> Parsed:
+    reader = ReplyReader()
+    async for data in reply.aiter_bytes():
+        reader.feed(data)
+        if reader.done:
+            break
+    return reader.result()
 
 
 async def _capped_text(reply: httpx.Response, limit: int = 64 << 10) -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 from moe2_cli.errors import EXIT_UNMET, Diagnostic, InputError, Moe2Error, UsageError
 from moe2_cli.measure import writers
 from moe2_cli.measure.client import Retry
-from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categories, load_prompts
+from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categories, load_prompts, sample_per_category
 from moe2_cli.measure.runlog import LOG_NAME, LogState, RequestRecord, read_log
 from moe2_cli.measure.runner import Expert, RunPlan, run
 from moe2_cli.measure.summary import ExpertSummary, allowed_failures, summarise
@@ -50,6 +50,8 @@ class MeasureSettings:
     subtract_idle: bool = False
     warmup: int = 1
     resume: bool = False
+    per_category: int | None = None  # a seeded sample of this many prompts per category; None: all
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class MeasureResult:
     files: tuple[Path, ...]
     new_requests: int
     idle_watts: dict[str, float]
+    notes: tuple[str, ...] = ()  # what the run did differently from what was asked
 
     @property
     def excluded(self) -> list[ExpertSummary]:
@@ -71,12 +74,15 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
             progress: ProgressCallback | None = None) -> MeasureResult:
     """Measure every expert of a scenario on its endpoint and write DIR's files. ``progress``
     hears of every logged request (its task is the expert, ``server/llm``)."""
-    scenario = load_scenario(scenario_path)
+    scenario = load_scenario(scenario_path, unmeasured=True)  # measuring is how a new LLM gets its profile
     source = str(scenario.path)
     _check_settings(settings)
     experts = _experts(scenario, source, settings)
     prompts_path = settings.prompts or default_prompts_path()
     prompts = for_categories(load_prompts(prompts_path), scenario.instance.categories, str(prompts_path))
+    notes: list[str] = []
+    if settings.per_category is not None:
+        prompts, notes = sample_per_category(prompts, settings.per_category, settings.seed)
     log_path = _log_path(out_dir, settings.resume)
     state = read_log(log_path) if settings.resume else LogState(records={}, idle_watts={})
     _check_digests(state, prompts, log_path)
@@ -94,7 +100,8 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
             done = len(read_log(log_path).records)
             raise MeasureInterrupted(f"interrupted: {done} requests are in {log_path}") from None
     state = read_log(log_path)
-    return _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs))
+    result = _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs))
+    return replace(result, notes=tuple(notes))
 
 
 def _counter(total: int, done: int, progress: ProgressCallback | None) -> Callable[[RequestRecord], None]:
@@ -116,6 +123,8 @@ def _check_settings(settings: MeasureSettings) -> None:
         raise UsageError(f"must lie in [0, 1] (got {settings.latency_quantile:g})", "latency_quantile")
     if not 0.0 <= settings.max_failure_rate <= 1.0:
         raise UsageError(f"must lie in [0, 1] (got {settings.max_failure_rate:g})", "max_failure_rate")
+    if settings.per_category is not None and settings.per_category < 1:
+        raise UsageError(f"must be at least 1 (got {settings.per_category})", "per_category")
     if settings.subtract_idle and settings.idle_baseline_s <= 0:
         raise UsageError("needs an idle baseline: seconds of idle power measured first", "subtract_idle")
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
@@ -74,6 +77,27 @@ def for_categories(prompts: list[Prompt], categories: Iterable[str], source: str
     if missing:
         raise InputError(missing)
     return [p for p in prompts if p.category in wanted]
+
+
+def sample_per_category(prompts: list[Prompt], n: int, seed: int) -> tuple[list[Prompt], list[str]]:
+    """``n`` prompts of each category, drawn without replacement and kept in file order, and a
+    note for each category with fewer than ``n`` (it keeps them all). Each category draws from
+    its own generator, seeded by ``seed`` and the category's name, so one category's sample does
+    not change when another category is added or removed."""
+    groups: dict[str, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(prompt.category, []).append(index)
+    kept: list[int] = []
+    notes = []
+    for category, indices in groups.items():
+        if len(indices) <= n:
+            kept += indices
+            if len(indices) < n:
+                notes.append(f"category {category!r} has {len(indices)} prompts, fewer than {n}: all are used")
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(category.encode("utf-8"))])
+        kept += [indices[i] for i in rng.choice(len(indices), size=n, replace=False)]
+    return [prompts[i] for i in sorted(kept)], notes
 
 
 def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None:

@@ -4,8 +4,10 @@ A request counts as answered only when its reply is a parsable completion: an ev
 (one JSON chunk per ``data:`` line, as every OpenAI-compatible server sends) with at least one
 well-formed chunk and a terminal ``[DONE]`` or ``finish_reason``, or, from a server that ignores
 ``stream``, one JSON chat completion. Anything else raises a :class:`ReplyFailure` whose
-``reason`` names the kind, so that a gateway's HTML page, an error object sent with a 200 or a
-broken chunk is counted as a failure and never scored as an empty answer.
+``reason`` names the kind, so that a gateway's HTML page, an error object sent with a 200, a
+broken chunk or a stream cut before its end is counted as a failure, never as an answer. A
+completion without text is a completion: it is scored (an empty answer is wrong, not missing),
+and the summary counts it apart.
 
 The reader is fed bytes as they arrive and reads at most ``max_bytes`` of a reply, up to the end of
 its answer; JSON is parsed with the depth and number limits of the proxy's own parser.
@@ -23,8 +25,7 @@ from moe2_cli.serve.requests import MalformedJSON, parse_json
 NOT_SSE = "not_sse"  # a 200 that is neither an event stream nor a JSON chat completion
 ERROR_BODY = "error_body"  # an error object sent as the reply, or as a chunk of the stream
 MALFORMED_CHUNK = "malformed_chunk"  # a data: line that is not a chunk of a chat completion
-EMPTY_ANSWER = "empty_answer"  # a completion without any text
-TRUNCATED = "truncated"  # a stream that ended without [DONE] or a finish_reason
+CUT = "cut"  # a stream that ended without [DONE] or a finish_reason, or whose connection dropped
 TOO_LARGE = "too_large"  # more bytes than any answer to a prompt needs
 MAX_REPLY_BYTES = 8 << 20  # a long answer with usage is well under 1 MiB
 _PREVIEW = 60  # characters of a bad reply quoted in its failure
@@ -61,7 +62,6 @@ class ReplyReader:
         self._parts: list[str] = []
         self._first_text_at: float | None = None
         self._usage: dict = {}
-        self._chunks = 0
         self._finished = False
 
     def feed(self, data: bytes) -> None:
@@ -100,12 +100,8 @@ class ReplyReader:
         if self._whole is not None:
             return _whole_reply(bytes(self._whole))
         if not self.done and not self._finished:
-            raise ReplyFailure(TRUNCATED, "the stream ended without [DONE] or a finish_reason")
-        answer = "".join(self._parts)
-        if not answer.strip():
-            what = "no chunk" if not self._chunks else "no text"
-            raise ReplyFailure(EMPTY_ANSWER, f"the stream carried {what}")
-        return Parsed(answer=answer, first_text_at=self._first_text_at, usage=self._usage)
+            raise ReplyFailure(CUT, "the stream ended without [DONE] or a finish_reason")
+        return Parsed(answer="".join(self._parts), first_text_at=self._first_text_at, usage=self._usage)
 
     def _line(self, line: bytes) -> None:
         # Other SSE fields (event:, id:, retry:) and comments (": ping") carry no text.
@@ -139,7 +135,6 @@ class ReplyReader:
                     self._first_text_at = self.clock()
             self._finished = self._finished or bool(choice.get("finish_reason"))
         self._usage = chunk.get("usage") or self._usage
-        self._chunks += 1
 
 
 def chunk_problem(chunk: object) -> str | None:
@@ -182,9 +177,7 @@ def _whole_reply(body: bytes) -> Parsed:
     if not isinstance(message, dict) or not isinstance(content, (str, type(None))) \
             or not isinstance(usage, (dict, type(None))):
         raise ReplyFailure(NOT_SSE, f"the reply is JSON but not a chat completion: {_preview(body)}")
-    if not content or not content.strip():
-        raise ReplyFailure(EMPTY_ANSWER, "the completion has no text")
-    return Parsed(answer=content, first_text_at=None, usage=usage or {})
+    return Parsed(answer=content or "", first_text_at=None, usage=usage or {})
 
 
 def _error_message(error: object) -> str:

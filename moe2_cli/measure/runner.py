@@ -4,6 +4,8 @@ Order: the preflight (every endpoint, every model id, every power source) before
 then, if asked, each server's idle power; then the requests, expert by expert in scenario
 order and prompt by prompt, ``concurrency`` at a time. Before an expert's first request,
 ``warmup`` unlogged requests load the model, so that loading time does not count as latency.
+They ask a fixed prompt that is not in the set: a warm-up with the first prompt would leave it
+in the server's prompt cache and make its logged time to first token too small.
 The core never prints: each logged request is passed to ``on_record``.
 """
 
@@ -26,6 +28,8 @@ from moe2_cli.measure.scorers import NO_VERDICT, verdict
 from moe2_cli.scenario.endpoint import Endpoint
 
 OnRecord = Callable[[RequestRecord], None]
+WARMUP_MESSAGES = ({"role": "user", "content": "Say OK."},)
+WARMUP_MAX_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,8 @@ async def _requests(client, plan: RunPlan, clocks: dict[str, ServerClock], log: 
             async with lock:
                 if expert.id not in done:
                     for _ in range(plan.warmup):
-                        await complete(client, expert.endpoint, expert.model, prompt.chat(), prompt.max_tokens,
-                                       plan.retry, clock)
+                        await complete(client, expert.endpoint, expert.model, [dict(m) for m in WARMUP_MESSAGES],
+                                       WARMUP_MAX_TOKENS, plan.retry, clock)
                     done.add(expert.id)
             result = await complete(client, expert.endpoint, expert.model, prompt.chat(), prompt.max_tokens,
                                     plan.retry, clock)

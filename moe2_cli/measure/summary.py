@@ -3,7 +3,9 @@
 Latency is a quantile over the successful requests (a worst-case flavour, because moe2's
 constraints are worst cases); energy is the mean over the successful requests, less idle power
 times the request's own time when asked; accuracy is the mean score over every prompt, a
-failed request scoring 0. Failures are counted by kind (``reasons``). An expert whose failures
+failed request scoring 0. Failures are counted by kind (``reasons``); answers that are empty once
+reasoning and whitespace are stripped are scored like any other, and counted apart (``empty``),
+because an expert that answers nothing quickly looks cheap. An expert whose failures
 pass the allowed rate, or with no successful request in some category, gets no profile entry
 and is reported instead.
 """
@@ -18,6 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moe2_cli.measure.runlog import RequestRecord
+from moe2_cli.measure.scorers import strip_reasoning
+
+EMPTY_WARN_RATE = 0.10  # past this share of empty answers an expert is flagged
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class CategoryStats:
     prompt_tokens: float | None  # mean, from usage
     completion_tokens: float | None
     reasons: dict[str, int] = field(default_factory=dict)  # failures by kind
+    empty: int = 0  # completions with no answer text
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,23 @@ class ExpertSummary:
     def reasons(self) -> dict[str, int]:
         return _total_reasons(self.categories)
 
+    @property
+    def empty(self) -> int:
+        return sum(c.empty for c in self.categories.values())
+
+    @property
+    def empty_warning(self) -> str | None:
+        """Why the expert's answers deserve a look, when more than EMPTY_WARN_RATE of them are empty."""
+        if not self.requests or self.empty <= EMPTY_WARN_RATE * self.requests:
+            return None
+        return (f"{self.empty} of {self.requests} answers are empty ({100 * self.empty / self.requests:.0f}%, more "
+                f"than {100 * EMPTY_WARN_RATE:g}%): they score 0 but still count as cheap, fast requests")
+
+    @property
+    def token_counts(self) -> bool:
+        """Whether the server reported token usage for any of this expert's requests."""
+        return any(c.completion_tokens is not None for c in self.categories.values())
+
 
 def _total_reasons(stats: dict[str, CategoryStats]) -> dict[str, int]:
     total: Counter[str] = Counter()
@@ -71,6 +94,11 @@ def allowed_failures(rate: float, prompts: int) -> int:
 def describe_reasons(reasons: dict[str, int]) -> str:
     """``not_sse 3, timeout 1``."""
     return ", ".join(f"{kind} {count}" for kind, count in reasons.items())
+
+
+def is_empty(answer: str) -> bool:
+    """No answer text once reasoning blocks and whitespace are stripped."""
+    return not strip_reasoning(answer).strip()
 
 
 def _quantile(values: Sequence[float], q: float) -> float | None:
@@ -94,6 +122,7 @@ def category_stats(records: Sequence[RequestRecord], quantile: float, idle_w: fl
         prompt_tokens=_mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]),
         completion_tokens=_mean([r.completion_tokens for r in ok if r.completion_tokens is not None]),
         reasons=dict(sorted(Counter(r.reason or "error" for r in records if not r.ok).items())),
+        empty=sum(is_empty(r.answer) for r in ok),
     )
 
 

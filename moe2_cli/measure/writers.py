@@ -115,7 +115,7 @@ def _llm_entry(expert: ExpertSummary, records: list[RequestRecord], power_method
     stats = expert.categories
     return {
         "source": f"measured {day} by moe2 {__version__} (moe2 measure): {len(records)} prompts, "
-                  f"served model {expert.model!r}, power {power_method}",
+                  f"{expert.empty} empty answers, served model {expert.model!r}, power {power_method}",
         "latency_s": {**{c: _sig(stats[c].latency_s) for c in categories},
                       "derived": f"quantile {quantile:g} of the total latency of the successful requests"},
         "energy_j": {**{c: _sig(stats[c].energy_j) for c in categories},

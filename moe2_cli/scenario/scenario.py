@@ -3,6 +3,10 @@
 Loading a scenario validates it and every profile it names, then builds the immutable
 :class:`~moe2_cli.problem.Instance` that every solver works on. Experts are ordered as the file
 lists them: servers in order, each server's LLMs in order.
+
+A server with an endpoint may list LLMs that its profile does not know yet: measuring them is
+how their profile entry gets made. Only ``moe2 measure`` loads such a scenario
+(``unmeasured=True``); every other command reports each of them as "not measured yet".
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from moe2_cli.fileio import exists_as
 from moe2_cli.ids import lookalike_key, lookalike_message, lookalikes
 from moe2_cli.problem import MAX_ENERGY_J, MAX_EXPERTS, MAX_LATENCY_S, Budgets, Instance
 from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
-from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
+from moe2_cli.scenario.profiles import DeviceProfile, LLMProfile, check_schema_version, load_profile
 from moe2_cli.scenario.shipped import default_scenario, shipped_dir
 from moe2_cli.yamlio import Checker, did_you_mean, read_yaml
 
@@ -53,12 +57,15 @@ class Scenario:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # server name -> where its LLMs answer
     # Categories with a cap of their own, per resource: a flat --budget leaves those caps alone.
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Experts (server/llm) that no profile knows yet; their numbers in the instance are zeros.
+    unmeasured: frozenset[str] = frozenset()
 
 
-def load_scenario(path: str | Path | None = None, root: Node | None = None) -> Scenario:
+def load_scenario(path: str | Path | None = None, root: Node | None = None, *, unmeasured: bool = False) -> Scenario:
     """Read and validate a scenario: a file, the name of a shipped one (``large``), or the
     shipped default when ``path`` is None. ``root`` is the file's node tree when the caller
-    has already parsed it."""
+    has already parsed it. With ``unmeasured``, a server with an endpoint may host LLMs that
+    its profile does not know (see :attr:`Scenario.unmeasured`)."""
     path = resolve_scenario(path)
     display = str(path)
     root = root if root is not None else read_yaml(path, display)
@@ -76,7 +83,7 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None) -> S
     categories = _categories(check, top["categories"][1]) if "categories" in top else {}
     budgets = _budgets(check, top["budgets"][1]) if "budgets" in top else {}
     search = _profile_dirs(check, path, top.get("profiles_dir"))
-    servers, profiles, endpoints = _servers(check, top["servers"][1], categories, search, path) \
+    servers, profiles, endpoints = _servers(check, top["servers"][1], categories, search, path, unmeasured) \
         if "servers" in top else ([], {}, {})
     outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
     check.raise_if_any()
@@ -89,7 +96,9 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None) -> S
     return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
-                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)})
+                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)},
+                    unmeasured=frozenset(f"{server}/{llm}" for server, profile, _, llms in servers
+                                         for llm in llms if llm not in profile.llms))
 
 
 def resolve_scenario(path: str | Path | None) -> Path:
@@ -148,7 +157,7 @@ def _profile_dirs(check: Checker, scenario_path: Path, entry) -> list[Path]:
     return list(dict.fromkeys(c.resolve() for c in candidates))
 
 
-def _servers(check: Checker, node, categories, search: list[Path], scenario_path: Path):
+def _servers(check: Checker, node, categories, search: list[Path], scenario_path: Path, unmeasured: bool):
     items = check.sequence(node, "servers")
     if items is None:
         return [], {}, {}
@@ -167,7 +176,8 @@ def _servers(check: Checker, node, categories, search: list[Path], scenario_path
                                     maximum=MAX_LATENCY_S) \
             if "transmission_s" in fields else 0.0
         profile = _profile(check, fields["profile"][1], search, categories, profiles) if "profile" in fields else None
-        llms = _server_llms(check, fields["llms"][1], name, profile) if "llms" in fields else []
+        llms = _server_llms(check, fields["llms"][1], name, profile, endpoint="endpoint" in fields,
+                            unmeasured=unmeasured) if "llms" in fields else []
         if "endpoint" in fields and name:
             endpoint = parse_endpoint(check, fields["endpoint"][1], name, llms, scenario_path)
             if endpoint is not None:
@@ -224,7 +234,10 @@ def _find_profile(ref: str, search: list[Path]) -> Path | None:
     return None
 
 
-def _server_llms(check: Checker, node, server: str | None, profile: DeviceProfile | None) -> list[str]:
+def _server_llms(check: Checker, node, server: str | None, profile: DeviceProfile | None,
+                 *, endpoint: bool, unmeasured: bool) -> list[str]:
+    """The server's LLMs. One its profile does not know is refused; when the server has an
+    endpoint, it is refused as not measured yet, or accepted with ``unmeasured``."""
     items = check.sequence(node, f"{server}.llms")
     if items is None:
         return []
@@ -237,8 +250,12 @@ def _server_llms(check: Checker, node, server: str | None, profile: DeviceProfil
             continue
         if llm in out:
             check.error(item, f"duplicate LLM {llm!r} on server {server!r}")
-        elif profile is not None and llm not in profile.llms:
+        elif profile is not None and llm not in profile.llms and not endpoint:
             check.error(item, f"unknown LLM {llm!r} for profile {profile.id!r}{did_you_mean(llm, profile.llms)}")
+        elif profile is not None and llm not in profile.llms and not unmeasured:
+            check.error(item, f"LLM {llm!r} is not measured yet: profile {profile.id!r} has no entry for it"
+                              f"{did_you_mean(llm, profile.llms)}; moe2 measure on this scenario measures it at "
+                              f"its endpoint and writes its profile")
         else:
             out.append(llm)
     return out
@@ -276,9 +293,16 @@ def _task_map(check: Checker, node, categories) -> dict[str, str]:
     return out
 
 
+def _not_measured(llm: str, categories: tuple[str, ...]) -> LLMProfile:
+    """Zeros for an LLM no profile knows yet: only measure loads it, and measure never reads them."""
+    zeros = dict.fromkeys(categories, 0.0)
+    return LLMProfile(name=llm, latency_s=zeros, energy_j=zeros, accuracy=zeros)
+
+
 def _instance(display: str, name, categories, servers, top_k, aggregation) -> Instance:
     cats = tuple(categories)
-    rows = [(server, profile.llms[llm]) for server, profile, _, llms in servers for llm in llms]
+    rows = [(server, profile.llms.get(llm) or _not_measured(llm, cats)) for server, profile, _, llms in servers
+            for llm in llms]
     if len(rows) > MAX_EXPERTS:
         raise InputError(Diagnostic(display, None, None,
                                     f"a scenario may have at most {MAX_EXPERTS} experts (got {len(rows)})"))

@@ -36,7 +36,9 @@ PROMPTS = [{"id": f"mcq-{i}", "category": "mcq", "prompt": f"Question {i}: pick 
 
 
 def right(prompt: str) -> str:
-    """Always correct."""
+    """Always correct; anything that is not a test prompt (the warm-up) gets "OK"."""
+    if not prompt.startswith(("Question", "Sum")):
+        return "OK"
     if prompt.startswith("Question"):
         return "The answer is B"
     i = int(prompt.split()[1])
@@ -45,6 +47,8 @@ def right(prompt: str) -> str:
 
 def half_right(prompt: str) -> str:
     """Correct on even-numbered prompts only: accuracy 0.5 in each category."""
+    if not prompt.startswith(("Question", "Sum")):
+        return "OK"
     i = int(prompt.split()[1].rstrip(":"))
     return right(prompt) if i % 2 == 0 else ("The answer is C" if prompt.startswith("Question") else "It is 7")
 

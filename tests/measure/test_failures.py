@@ -7,6 +7,7 @@ import json
 
 import pytest
 import yaml
+from starlette.responses import StreamingResponse
 
 from tests.fakes.openai_server import FakeModel, FakeOpenAI
 from tests.measure.helpers import AGX_ORIN, PROMPTS, fake_tegrastats, models, right, write_prompts, write_scenario
@@ -18,6 +19,16 @@ LLAMA = "a/llama-3.1-8b-instruct"
 MALFORMED = ['[]', '"text"', '{"choices": "x"}', '{"choices": [1]}', '{"choices": [{"delta": "x"}]}',
              '{"choices": [{"delta": {"content": 5}}]}', '{"choices": [{"delta": {}, "finish_reason": 3}]}',
              '{"choices": [], "usage": 7}', '{"choices": [{"delta": {"content": "x"}}', '[' * 5000]
+
+
+def _dropped(body: dict) -> StreamingResponse:
+    """A stream whose server drops the connection after its first token, as a single-slot
+    llama.cpp server does to a running request when another arrives."""
+    async def chunks():
+        yield 'data: {"choices": [{"index": 0, "delta": {"content": "The answer"}, "finish_reason": null}]}\n\n'
+        raise ConnectionResetError("the slot went to another request")
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 def _records(out):
@@ -40,11 +51,12 @@ def _measure(tmp_path, run_cli, llama: FakeModel, *args):
 @pytest.mark.parametrize("llama, reason", [
     (FakeModel(answer=right, fail="garbage"), "not_sse"),
     (FakeModel(answer=right, fail="error200"), "error_body"),
-    (FakeModel(answer=right, fail="unterminated"), "truncated"),
-    (FakeModel(answer=""), "empty_answer"),
+    (FakeModel(answer=right, fail="unterminated"), "cut"),
+    (FakeModel(answer=right, reply_with=_dropped), "cut"),
     (FakeModel(answer=right, fail="huge", huge_bytes=16 << 20), "too_large"),
     *[(FakeModel(answer=right, fail="malformed", bad_chunk=chunk), "malformed_chunk") for chunk in MALFORMED],
-], ids=["plain-text", "error-object", "no-terminal", "empty", "huge", *[f"chunk{i}" for i in range(len(MALFORMED))]])
+], ids=["plain-text", "error-object", "no-terminal", "dropped-connection", "huge",
+        *[f"chunk{i}" for i in range(len(MALFORMED))]])
 def test_a_reply_that_is_not_a_completion_is_a_failure_and_the_run_goes_on(tmp_path, run_cli, llama, reason):
     result, out, calls = _measure(tmp_path, run_cli, llama)
     # qwen's two prompts; llama's first twice (one retry), and past 5 % of two prompts its second is skipped

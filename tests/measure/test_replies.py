@@ -58,15 +58,24 @@ def test_a_whole_json_completion_is_accepted_when_stream_was_ignored():
     (b'{"error": {"message": "overloaded"}}', "error_body"),
     (_chunk("B") + b'data: {"error": {"message": "oom"}}\n\n', "error_body"),
     (_chunk("B") + b"data: {nope\n\n", "malformed_chunk"),
-    (_chunk("B"), "truncated"),
-    (_chunk("", "stop") + b"data: [DONE]\n\n", "empty_answer"),
-    (b"data: [DONE]\n\n", "empty_answer"),
-    (b'{"choices": [{"message": {"content": "  "}}]}', "empty_answer"),
+    (_chunk("B"), "cut"),
+    (_chunk("The answer") + _chunk(" is"), "cut"),
 ])
 def test_anything_else_is_a_failure_of_its_kind(body, reason):
     with pytest.raises(ReplyFailure) as caught:
         _read(body, 5)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("body", [
+    _chunk("", "stop") + b"data: [DONE]\n\n",
+    b"data: [DONE]\n\n",
+    _chunk("  \n", "stop"),
+    b'{"choices": [{"message": {"content": "  "}}]}',
+    b'{"choices": [{"message": {"content": null}}]}',
+])
+def test_a_completion_without_text_is_a_completion_with_an_empty_answer(body):
+    assert not _read(body, 5).answer.strip()
 
 
 def test_a_reply_past_the_byte_cap_is_refused_as_it_arrives():
