@@ -350,6 +350,9 @@ class Problem:
         if self.budgets.has_mean and self.routing is None:
             raise UsageError("mean budgets need the router's evaluation queries; this objective has none",
                              "budget")
+        if self.budgets.has_mean and self.objective is not None and self.objective.envelope:
+            raise UsageError("mean budgets cannot use the monotone envelope: a subset of a selection need "
+                             "not meet them", "budget")
 
     @property
     def has_mean(self) -> bool:

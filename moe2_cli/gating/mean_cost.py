@@ -171,3 +171,33 @@ def _cheapest_copies(routing: Routing, instance: Instance, low: int, high: int):
         reach = instance.transmission_units[instance.expert_server[i]] + instance.latency_units[i]
         cheap_t[col] = np.minimum(cheap_t[col], reach)
     return cheap_e, cheap_t, sorted(first_low), sorted(high_cols)
+
+
+# ---------------------------------------------------------------- intervals
+
+INTERVAL_NOTE = ("mean cost per query over the category's evaluation queries, the ones F is estimated "
+                 "on; the interval resamples them as F's bootstrap does (query sampling only)")
+
+
+def mean_intervals(routing: Routing, instance: Instance, mask: int, replicates: np.ndarray,
+                   confidence: float) -> dict[str, dict[str, dict[str, float] | None]]:
+    """Per resource ("energy_j", "latency_s") and category: the selection's mean cost per query
+    with its percentile interval over the bootstrap ``replicates`` (R, Q) query weights (the
+    category's weights renormalised; None for a category without queries)."""
+    energy, latency = query_use(routing, instance, mask)
+    tail = (1.0 - confidence) / 2.0
+    out: dict[str, dict[str, dict[str, float] | None]] = {}
+    for key, values, per_unit in (("energy_j", energy, 1_000), ("latency_s", latency, 1_000_000)):
+        out[key] = {}
+        for c, cat in enumerate(instance.categories):
+            inside = routing.category == c
+            if not inside.any():
+                out[key][cat] = None
+                continue
+            cost = values[inside] / per_unit
+            weights = replicates[:, inside]
+            totals = weights.sum(axis=1)
+            means = (weights @ cost)[totals > 0] / totals[totals > 0]
+            low, high = np.quantile(means, [tail, 1.0 - tail]) if means.size else (np.nan, np.nan)
+            out[key][cat] = {"estimate": float(cost.mean()), "low": float(low), "high": float(high)}
+    return out
