@@ -368,7 +368,7 @@ def refuse_mean(problem: Problem, solver: str, why: str) -> None:
     """UsageError when ``problem`` has mean budgets, which ``solver`` cannot handle exactly."""
     if problem.has_mean:
         raise UsageError(f"{solver} cannot handle mean budgets exactly ({why}); use brb or exhaustive-all",
-                         "budget")
+                         "solver")
 
 
 def best_index(values: np.ndarray, masks: np.ndarray) -> int:
