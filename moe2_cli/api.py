@@ -16,7 +16,7 @@ it can show progress for each.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.drift import prediction
+from moe2_cli.gating.mean_cost import INTERVAL_NOTE, mean_intervals
 from moe2_cli.gating.mix import coverage_note, sample_se
 from moe2_cli.pareto import (
     FrontierPoint,
@@ -215,8 +216,18 @@ def intervals(session: Session, bootstrap: Bootstrap, result: SolveResult,
     problem = problem or session.problem
     if result.status is Status.INFEASIBLE or not result.mask:
         return {"confidence": bootstrap.confidence, "objective_ci": None, "gain_over_best_single": None,
-                "runner_up": None}
-    return confidence_record(problem, assess(problem, result.mask, bootstrap))
+                "runner_up": None} | ({"mean_cost": None} if problem.has_mean else {})
+    return confidence_record(problem, assess(problem, result.mask, bootstrap)) | mean_cost_record(
+        problem, result.mask, bootstrap)
+
+
+def mean_cost_record(problem: Problem, mask: int, bootstrap: Bootstrap) -> dict[str, Any]:
+    """Under mean budgets, ``mean_cost``: the selection's mean cost per query by category with
+    its interval, from the resamples of F's interval, and what it covers."""
+    if not problem.has_mean or problem.routing is None:
+        return {}
+    figures = mean_intervals(problem.routing, problem.instance, mask, bootstrap.weights, bootstrap.confidence)
+    return {"mean_cost": {**figures, "note": INTERVAL_NOTE}}
 
 
 def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> None:
@@ -228,6 +239,13 @@ def check_frontier_kind(sweeps: Sequence[str], exact: bool, exact_3d: bool) -> N
     if len(sweeps) > 2:
         raise UsageError(f"takes at most two dimensions (got {len(sweeps)})", "sweep")
     check_grid([parse_sweep(s, None) for s in sweeps])  # before any work; categories are checked later
+
+
+def envelope_for_sweeps(sweeps: Sequence[str], envelope: bool | None) -> bool | None:
+    """No envelope unasked when a mean budget is swept: a subset of a selection need not meet it."""
+    if envelope is None and any(parse_sweep(s, None).resource.endswith(".mean") for s in sweeps):
+        return False
+    return envelope
 
 
 def trace_frontier(session: Session, solver: str = DEFAULT_SOLVER, *, sweeps: Iterable[str] = (),
@@ -257,6 +275,7 @@ def frontier(scenario: ScenarioRef = None, sweeps: Iterable[str] = (), budgets: 
     sweeps = list(sweeps)
     check_frontier_kind(sweeps, exact, exact_3d)  # before the gate is trained
     _check_confidence(confidence)
+    envelope = envelope_for_sweeps(sweeps, envelope)
     session = session_for(scenario, budgets, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
                           metric=metric, envelope=envelope, solver=solver, folds=folds, cache=cache,
                           progress=progress)
@@ -271,8 +290,7 @@ def frontier_records(session: Session, points: Sequence[FrontierPoint], bootstra
     without a bootstrap (baselines drawn for comparison) the intervals are null."""
     records = []
     for point in points:
-        problem = Problem(instance=session.problem.instance, budgets=point.budgets,
-                          objective=session.problem.objective)
+        problem = replace(session.problem, budgets=point.budgets)
         keys = None if bootstrap is None else intervals(session, bootstrap, point.result, problem)
         record = selection_record(session, point.result, keys, problem=problem, timing=timing,
                                   extra={"caps": point.caps, "pareto": point.pareto}, cls=FrontierRecord)

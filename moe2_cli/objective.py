@@ -29,6 +29,7 @@ class Objective(ABC):
     name = "objective"
     monotone: bool = False  # True only where adding an expert can never lower F
     monotone_proof = "monotone F"  # how a solver's notes name the proof monotonicity gives
+    envelope = False  # True for an envelope max over subsets: valid only where subsets stay feasible
 
     def __init__(self, instance: Instance):
         self.instance = instance

@@ -15,19 +15,19 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.problem import ENERGY_UNITS_PER_J, Budgets, Problem
 from moe2_cli.progress import ProgressCallback, step_counter
-from moe2_cli.scenario.budgets import MAXIMA
+from moe2_cli.scenario.budgets import FIELDS, MAXIMA, caps_of, split_key
 from moe2_cli.solvers import Limits, Solver, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.yamlio import did_you_mean
 
 MAX_SWEEP_POINTS = 1_000  # a frontier plot shows no more; each point is a solve with intervals
 EXACT_3D_LIMIT = 16
-RESOURCES = ("energy", "latency")
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """One swept cap: ``resource`` (energy or latency), optional category, the values in order."""
+    """One swept cap: ``resource`` (a kind of cap: energy, latency, energy.mean or latency.mean),
+    optional category, the values in order."""
 
     resource: str
     category: str | None
@@ -42,13 +42,10 @@ def parse_sweep(spec: str, categories: Sequence[str] | None) -> Sweep:
     """``energy=50:400:10`` (LO:HI:STEP, HI included) or ``latency.math=1:5:0.5``. With
     ``categories`` None, a category name is not checked (to refuse bad specs before any work)."""
     key, sep, rng = spec.partition("=")
-    resource, _, category = key.strip().partition(".")
     parts = rng.split(":")
     if not sep or len(parts) != 3:
         raise UsageError(f"must look like energy=50:400:10 (got {spec!r})", "sweep")
-    if resource not in RESOURCES:
-        hint = did_you_mean(resource, RESOURCES)
-        raise UsageError(f"resource must be energy or latency (got {resource!r}{hint})", "sweep")
+    resource, category = split_key(key, "sweep")
     if category and categories is not None and category not in categories:
         raise UsageError(f"names unknown category {category!r}{did_you_mean(category, categories)}", "sweep")
     try:
@@ -79,12 +76,12 @@ def check_grid(sweeps: list[Sweep]) -> int:
 def with_cap(budgets: Budgets, sweep: Sweep, value: float, own: frozenset[str] = frozenset()) -> Budgets:
     """``budgets`` with the swept cap set to ``value``: one category's, or the default cap of
     every category not in ``own`` (those with a cap of their own, as for a budget ``latency=``)."""
-    field = "energy_j" if sweep.resource == "energy" else "latency_s"
-    caps = list(getattr(budgets, field))
+    field = FIELDS[sweep.resource]
+    caps = list(caps_of(budgets, sweep.resource))
     for j, cat in enumerate(budgets.categories):
         if sweep.category == cat or (sweep.category is None and cat not in own):
             caps[j] = value
-    return replace(budgets, **{field: tuple(caps)})
+    return replace(budgets, **{field: tuple(caps)})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,7 @@ def sweep_budgets(problem: Problem, solver: Solver, sweeps: list[Sweep], limits:
             caps = dict(zip((s.label for s in sweeps), prefix + (value,)))
             for s, v in zip(sweeps, prefix + (value,)):
                 budgets = with_cap(budgets, s, v, (own_caps or {}).get(s.resource, frozenset()))
-            sub = Problem(instance=problem.instance, budgets=budgets, objective=problem.objective)
+            sub = replace(problem, budgets=budgets)
             result = _at_least_incumbent(sub, solver, limits, incumbent)
             if result.feasible:
                 incumbent = result.mask
@@ -190,7 +187,7 @@ def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Lim
             None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
         sub_budgets = replace(budgets, energy_j=tuple(
             _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
-        sub = Problem(instance=problem.instance, budgets=sub_budgets, objective=problem.objective)
+        sub = replace(problem, budgets=sub_budgets)
         result = solver.solve(sub, limits)
         step()
         if result.status is Status.INFEASIBLE or not result.mask:

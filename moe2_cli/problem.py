@@ -18,7 +18,8 @@ import numpy.typing as npt
 
 from moe2_cli.errors import UsageError
 
-if TYPE_CHECKING:  # objective.py builds on this module, so the contract is named for type checking only
+if TYPE_CHECKING:  # objective.py and mean_cost.py build on this module: named for type checking only
+    from moe2_cli.gating.mean_cost import Routing
     from moe2_cli.objective import Objective
 
 # One energy unit is a millijoule, one latency unit a microsecond.
@@ -254,11 +255,15 @@ class Instance:
 
 @dataclass(frozen=True)
 class Budgets:
-    """Per-category energy (J) and latency (s) caps; ``None`` means no cap."""
+    """Per-category energy (J) and latency (s) caps; ``None`` means no cap. ``energy_j`` and
+    ``latency_s`` cap the worst case, ``energy_mean_j`` and ``latency_mean_s`` (empty: none)
+    the mean per query over the category's evaluation queries (moe2_cli.gating.mean_cost)."""
 
     categories: tuple[str, ...]
     energy_j: tuple[float | None, ...]
     latency_s: tuple[float | None, ...]
+    energy_mean_j: tuple[float | None, ...] = ()
+    latency_mean_s: tuple[float | None, ...] = ()
 
     @classmethod
     def build(cls, categories: Iterable[str], energy: float | None = None, latency: float | None = None,
@@ -283,6 +288,19 @@ class Budgets:
         return np.array([UNLIMITED if b is None else scale_down(b, LATENCY_UNITS_PER_S) for b in self.latency_s],
                         dtype=np.int64)
 
+    @property
+    def energy_mean_units(self) -> np.ndarray:
+        return _caps(self.energy_mean_j or (None,) * len(self.categories), ENERGY_UNITS_PER_J)
+
+    @property
+    def latency_mean_units(self) -> np.ndarray:
+        return _caps(self.latency_mean_s or (None,) * len(self.categories), LATENCY_UNITS_PER_S)
+
+    @property
+    def has_mean(self) -> bool:
+        """Whether a mean budget is set: the feasible selections are then no down-set."""
+        return any(b is not None for b in self.energy_mean_j + self.latency_mean_s)
+
     def slack(self, usage: Usage) -> tuple[np.ndarray, np.ndarray]:
         """Integer slack of every (selection, category) for energy and latency; < 0 is a violation."""
         return self.energy_units[None] - usage.energy, self.latency_units[None] - usage.latency
@@ -294,10 +312,20 @@ class Budgets:
         return np.asarray(energy_ok & latency_ok)
 
     def as_dict(self) -> dict[str, dict[str, float | None]]:
-        return {
+        """The caps by category; the mean caps only when one is set."""
+        out = {
             "energy_j": dict(zip(self.categories, self.energy_j)),
             "latency_s": dict(zip(self.categories, self.latency_s)),
         }
+        if self.has_mean:
+            none = (None,) * len(self.categories)
+            out["energy_mean_j"] = dict(zip(self.categories, self.energy_mean_j or none))
+            out["latency_mean_s"] = dict(zip(self.categories, self.latency_mean_s or none))
+        return out
+
+
+def _caps(caps: tuple[float | None, ...], per_unit: int) -> np.ndarray:
+    return np.array([UNLIMITED if b is None else scale_down(b, per_unit) for b in caps], dtype=np.int64)
 
 
 # ---------------------------------------------------------------- problem
@@ -307,13 +335,28 @@ class Budgets:
 class Problem:
     """What a solver gets: the instance, the budgets and the objective F. ``avoid``, when not
     empty, holds masks of experts of which a feasible selection must miss at least one whole
-    mask (the best plan without some chosen LLM, say). Like the budgets it only ever rules out
-    the supersets of what it rules out, so the feasible selections still form a down-set."""
+    mask (the best plan without some chosen LLM, say). Like the worst-case budgets it only ever
+    rules out the supersets of what it rules out. ``routing`` is the router's ranking of the
+    evaluation queries, which mean budgets need: with one, the feasible selections are no
+    down-set (adding an expert can lower a mean cost)."""
 
     instance: Instance
     budgets: Budgets
     objective: Objective
     avoid: tuple[int, ...] = ()
+    routing: Routing | None = None
+
+    def __post_init__(self) -> None:
+        if self.budgets.has_mean and self.routing is None:
+            raise UsageError("mean budgets need the router's evaluation queries; this objective has none",
+                             "budget")
+        if self.budgets.has_mean and self.objective is not None and self.objective.envelope:
+            raise UsageError("mean budgets cannot use the monotone envelope: a subset of a selection need "
+                             "not meet them", "budget")
+
+    @property
+    def has_mean(self) -> bool:
+        return self.budgets.has_mean
 
     def avoiding_one_of(self, masks: Iterable[int]) -> Problem:
         """The same problem in which a feasible selection holds no expert of at least one of ``masks``."""
@@ -328,7 +371,30 @@ class Problem:
         """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
         masks = np.asarray(masks, dtype=np.int64)
         ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
-        return ok & avoids_one(masks.reshape(-1), self.avoid) if self.avoid else ok
+        if self.avoid:
+            ok &= avoids_one(masks.reshape(-1), self.avoid)
+        if self.has_mean:
+            ok &= self.mean_ok(masks.reshape(-1))
+        return ok
+
+    def mean_ok(self, masks: np.ndarray) -> np.ndarray:
+        """Boolean (B,): whether each mask's mean costs per query fit the mean budgets."""
+        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on this module
+
+        assert self.routing is not None  # __post_init__ requires it with mean budgets
+        use = mean_use(self.routing, self.instance, masks)
+        energy_cap, latency_cap = self.mean_caps()
+        return np.asarray((use.energy <= energy_cap).all(axis=1) & (use.latency <= latency_cap).all(axis=1))
+
+    def mean_caps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mean budgets as caps on each category's summed cost over its queries (integer
+        units; UNLIMITED where no mean budget is set)."""
+        assert self.routing is not None
+        counts = self.routing.counts(len(self.instance.categories))
+        caps = []
+        for units in (self.budgets.energy_mean_units, self.budgets.latency_mean_units):
+            caps.append(np.where(units < UNLIMITED, units * counts, UNLIMITED))
+        return caps[0], caps[1]
 
     def value(self, masks: npt.ArrayLike) -> np.ndarray:
         return self.objective(masks)

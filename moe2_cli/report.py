@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from moe2_cli.gating.mean_cost import mean_use
 from moe2_cli.plain import jsonable
 from moe2_cli.problem import Problem, members
 from moe2_cli.solvers.base import SolveResult, Status
@@ -126,8 +127,20 @@ def _violated(problem: Problem, mask: int) -> list[str]:
     """Names of the constraints ``mask`` breaks, e.g. ``energy.math``."""
     energy_slack, latency_slack = problem.budgets.slack(problem.usage([mask]))
     cats = problem.instance.categories
-    return [f"energy.{c}" for c, s in zip(cats, energy_slack[0]) if s < 0] + \
+    worst = [f"energy.{c}" for c, s in zip(cats, energy_slack[0]) if s < 0] + \
         [f"latency.{c}" for c, s in zip(cats, latency_slack[0]) if s < 0]
+    return worst + _mean_violated(problem, mask)
+
+
+def _mean_violated(problem: Problem, mask: int) -> list[str]:
+    """Names of the mean budgets ``mask`` breaks, e.g. ``energy.mean.math``."""
+    if not problem.has_mean or problem.routing is None:
+        return []
+    use = mean_use(problem.routing, problem.instance, [mask])
+    energy_cap, latency_cap = problem.mean_caps()
+    cats = problem.instance.categories
+    return [f"energy.mean.{c}" for c, u, cap in zip(cats, use.energy[0], energy_cap) if u > cap] + \
+        [f"latency.mean.{c}" for c, u, cap in zip(cats, use.latency[0], latency_cap) if u > cap]
 
 
 def explain_experts(problem: Problem, mask: int) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
     whose selections must miss one of those classes."""
     classes = np.asarray(objective.expert_classes())
     held = np.unique(classes[members(mask)]).tolist()
-    others = Problem(problem.instance, problem.budgets, objective).avoiding_one_of(
+    others = replace(problem, objective=objective, avoid=()).avoiding_one_of(
         mask_of(np.flatnonzero(classes == c)) for c in held)
     result = BrbSolver().solve(others)
     if result.status is not Status.OPTIMAL or not result.mask:

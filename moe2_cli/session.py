@@ -10,6 +10,7 @@ from typing import Any
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.ensemble import MonotoneEnvelope
+from moe2_cli.gating.mean_cost import Routing
 from moe2_cli.gating.mix import read_mix
 from moe2_cli.gating.pipeline import ROUTERS, Estimate, estimate_objective, read_with_task_map
 from moe2_cli.objective import Objective
@@ -77,15 +78,19 @@ def open_session(scenario_path: Path | None, budget_specs: list[str] | None = No
     gated = estimate.objective
     objective: Objective = gated
     notes: tuple[str, ...] = estimate.weighting.notes
+    if budgets.has_mean and envelope:
+        raise UsageError("cannot be used with mean budgets: a subset of a selection need not meet them", "envelope")
     if envelope is None:
-        envelope = _envelope_pays(solver, instance.n_experts, instance.top_k)
+        envelope = not budgets.has_mean and _envelope_pays(solver, instance.n_experts, instance.top_k)
     if envelope:
         if instance.n_experts > ENVELOPE_LIMIT:
             raise UsageError(f"needs at most {ENVELOPE_LIMIT} experts (got {instance.n_experts})", "envelope")
         objective = MonotoneEnvelope(gated)
         notes += (f"F tabulated over all {2 ** instance.n_experts} selections; solvers maximise its monotone "
                  f"envelope, exact for any F",)
-    problem = Problem(instance=instance, budgets=budgets, objective=objective)
+    # The router's ranking of the queries F is computed on: what mean budgets are measured on.
+    routing = Routing(order=gated.order, category=estimate.category, expert_columns=gated.expert_columns)
+    problem = Problem(instance=instance, budgets=budgets, objective=objective, routing=routing)
     own_caps = own_caps_after(budget_specs, instance.categories, scenario.own_caps)
     return Session(scenario=scenario, problem=problem, seed=seed, metric=metric, notes=notes, own_caps=own_caps,
                    estimate=estimate, folds=folds, router=router)

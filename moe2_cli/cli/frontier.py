@@ -111,8 +111,8 @@ def frontier(
     limits = Limits(time_s=time_limit)
     with progress_bar("cross-fitting the gate") as progress:
         session = api.session_for(scenario, budget, top_k=top_k, seed=seed, limits=limits, outcomes=outcomes,
-                                  metric=metric, envelope=envelope, solver=solver, folds=folds, cache=cache,
-                                  progress=progress)
+                                  metric=metric, envelope=api.envelope_for_sweeps(sweeps, envelope), solver=solver,
+                                  folds=folds, cache=cache, progress=progress)
     with progress_bar("exact frontier" if exact else "frontier", total=None) as progress:
         points = api.trace_frontier(session, solver, sweeps=sweeps, exact=exact, exact_3d=exact_3d,
                                     limits=limits, progress=progress)

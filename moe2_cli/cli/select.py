@@ -71,12 +71,32 @@ def _summary(payload: dict) -> str:
             shown = "-" if used is None else f"{used:.3g}{unit}"
             parts.append(f"{cat} {shown}" + (f"/{cap:g}{unit}" if cap is not None else ""))
         lines.append(f"{resource.split('_')[0]} (worst case / budget): " + ", ".join(parts))
+    lines += _mean_lines(payload)
     lines.append("binding: " + (", ".join(payload["binding"]) or "none"))
     lines.append(f"evaluations: {payload['evaluations']}, iterations: {payload['iterations']}"
                  + (f", wall: {payload['wall_s']:.3f} s" if payload["wall_s"] is not None else ""))
     lines += _interval_lines(payload)
     lines += [f"note: {n}" for n in payload["notes"]]
     return "\n".join(lines)
+
+
+def _mean_lines(payload: dict) -> list[str]:
+    """Under mean budgets, the selection's mean cost per category with its interval, next to
+    the mean budget."""
+    mean = payload.get("mean_cost")
+    if not mean:
+        return []
+    lines = []
+    for resource, unit in (("energy_j", "J"), ("latency_s", "s")):
+        caps = payload["budgets"].get(resource.replace("_", "_mean_"), {})
+        parts = []
+        for cat, figure in mean[resource].items():
+            cap = caps.get(cat)
+            shown = "-" if figure is None else \
+                f"{figure['estimate']:.3g}{unit} [{figure['low']:.3g}, {figure['high']:.3g}]"
+            parts.append(f"{cat} {shown}" + (f"/{cap:g}{unit}" if cap is not None else ""))
+        lines.append(f"{resource.split('_')[0]} (mean per query, interval / mean budget): " + ", ".join(parts))
+    return lines + [f"note: {mean['note']}"]
 
 
 def _interval_lines(payload: dict) -> list[str]:

@@ -525,6 +525,7 @@ class MonotoneEnvelope(Objective):
 
     monotone = True  # by construction: solvers need not check their proofs against it
     monotone_proof = "monotone envelope of F"  # named in a solver's notes
+    envelope = True
     name = "gated-ensemble-envelope"
 
     def __init__(self, inner: GatedObjective):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node
 
 from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
@@ -88,15 +89,14 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None, *, u
     outcomes = _outcomes(check, top["outcomes"][1], path, categories) if "outcomes" in top else None
     check.raise_if_any()
     instance = _instance(display, name, categories, servers, top_k, aggregation)
-    latency_by_cat = {c: v["latency_budget_s"] for c, v in categories.items() if "latency_budget_s" in v}
-    energy_by_cat = {c: v["energy_budget_j"] for c, v in categories.items() if "energy_budget_j" in v}
-    default_budgets = Budgets.build(instance.categories, energy=budgets.get("energy_j"),
-                                    latency=budgets.get("latency_s"), latency_by_cat=latency_by_cat,
-                                    energy_by_cat=energy_by_cat)
+    own = {f"{resource}{suffix}": {c: v[key][form] for c, v in categories.items() if form in v.get(key, {})}
+           for resource, key in (("energy", "energy_budget_j"), ("latency", "latency_budget_s"))
+           for suffix, form in (("", "max"), (".mean", "mean"))}
+    default_budgets = _default_budgets(instance.categories, budgets, own)
     return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
-                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)},
+                    own_caps={kind: frozenset(cats) for kind, cats in own.items()},
                     unmeasured=frozenset(f"{server}/{llm}" for server, profile, _, llms in servers
                                          for llm in llms if llm not in profile.llms))
 
@@ -112,7 +112,7 @@ def resolve_scenario(path: str | Path | None) -> Path:
     return path
 
 
-def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
+def _categories(check: Checker, node) -> dict[str, dict[str, Any]]:
     entries = check.mapping(node, "categories", free_keys=True)
     if not entries:
         if entries is not None:
@@ -124,10 +124,13 @@ def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
                                optional=("latency_budget_s", "energy_budget_j", "notes"))
         if fields is None:
             continue
-        spec = {}
+        spec: dict = {}
         for key, (_, v) in fields.items():
             if key == "notes":
                 check.string(v, f"{name}.notes")
+                continue
+            if key != "share":
+                spec[key] = _cap(check, v, f"{name}.{key}", _MAXIMA[key])
                 continue
             number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share",
                                   maximum=_MAXIMA.get(key, 1.0))
@@ -140,12 +143,36 @@ def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
     return out
 
 
-def _budgets(check: Checker, node) -> dict[str, float]:
+def _budgets(check: Checker, node) -> dict[str, dict[str, float]]:
     fields = check.mapping(node, "budgets", optional=("energy_j", "latency_s"))
     if fields is None:
         return {}
-    values = {k: check.number(v, f"budgets.{k}", positive=True, maximum=_MAXIMA[k]) for k, (_, v) in fields.items()}
+    return {k: _cap(check, v, f"budgets.{k}", _MAXIMA[k]) for k, (_, v) in fields.items()}
+
+
+def _cap(check: Checker, node, what: str, maximum: float) -> dict[str, float]:
+    """A budget: a number caps the worst case (``{"max": v}``); a mapping ``{max: v, mean: w}``
+    caps the worst case, the mean per query, or both."""
+    if isinstance(node, MappingNode):
+        fields = check.mapping(node, what, optional=("max", "mean")) or {}
+        values = {k: check.number(v, f"{what}.{k}", positive=True, maximum=maximum) for k, (_, v) in fields.items()}
+    else:
+        values = {"max": check.number(node, what, positive=True, maximum=maximum)}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _default_budgets(categories: tuple[str, ...], budgets: dict[str, dict[str, float]],
+                     own: dict[str, dict[str, float]]) -> Budgets:
+    """The scenario's caps: each category's own, else the default of ``budgets:``."""
+    def caps(kind: str, key: str, form: str) -> tuple[float | None, ...]:
+        return tuple(own[kind].get(c, budgets.get(key, {}).get(form)) for c in categories)
+
+    mean = {"energy_mean_j": caps("energy.mean", "energy_j", "mean"),
+            "latency_mean_s": caps("latency.mean", "latency_s", "mean")}
+    if all(v is None for values in mean.values() for v in values):
+        mean = {field: () for field in mean}
+    return Budgets(categories, energy_j=caps("energy", "energy_j", "max"),
+                   latency_s=caps("latency", "latency_s", "max"), **mean)
 
 
 def _profile_dirs(check: Checker, scenario_path: Path, entry) -> list[Path]:

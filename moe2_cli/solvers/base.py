@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
+from moe2_cli.errors import UsageError
 from moe2_cli.problem import (
     ENERGY_UNITS_PER_J,
     LATENCY_UNITS_PER_S,
@@ -84,6 +85,8 @@ class SolveResult:
     monotonicity_violations: int = 0
     max_violation: float = 0.0
     notes: tuple[str, ...] = ()
+    # Under mean budgets: the mean cost per query, "energy_j"/"latency_s" -> category -> value.
+    mean: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
@@ -217,6 +220,8 @@ class SolveContext:
             smaller = mask & ~(1 << i)
             if not smaller:
                 continue
+            if self.feas.mean and not self.feas.fits(smaller):
+                continue  # under mean budgets a subset need not fit
             below = self.F1(smaller)
             self.check_edges(np.array([value]), np.array([below]))
             if below >= value:
@@ -257,7 +262,7 @@ class SolveContext:
             energy_j=dict(zip(inst.categories, usage.energy_j[0].tolist())),
             latency_s=dict(zip(inst.categories, usage.latency_s[0].tolist())),
             binding=self.binding(mask),
-            slack=self.slack(usage),
+            slack=self.slack(usage, mask),
             references={k: float(v) for k, v in self.problem.objective.references(mask).items()},
             evaluations=evaluations,
             iterations=iterations,
@@ -266,7 +271,22 @@ class SolveContext:
             monotonicity_violations=self.violations,
             max_violation=self.max_violation,
             notes=notes,
+            mean=self.mean_costs(mask),
         )
+
+    def mean_costs(self, mask: int) -> dict[str, dict[str, float]]:
+        """The selection's mean energy (J) and latency (s) per query by category, under mean
+        budgets (empty otherwise)."""
+        problem = self.problem
+        if not problem.has_mean or problem.routing is None:
+            return {}
+        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on the solvers' inputs
+
+        inst = problem.instance
+        use = mean_use(problem.routing, inst, np.array([mask], dtype=np.int64))
+        counts = np.maximum(problem.routing.counts(len(inst.categories)), 1)
+        return {"energy_j": dict(zip(inst.categories, (use.energy[0] / counts / ENERGY_UNITS_PER_J).tolist())),
+                "latency_s": dict(zip(inst.categories, (use.latency[0] / counts / LATENCY_UNITS_PER_S).tolist()))}
 
     def _monotone_notes(self, assumes_monotone: bool, status: Status) -> tuple[str, ...]:
         objective = self.problem.objective
@@ -282,8 +302,9 @@ class SolveContext:
             return ("F is not known to be monotone: this solver's proof does not apply",)
         return ()
 
-    def slack(self, usage: Usage) -> dict[str, float]:
-        """Budget minus use, in J and s, for the capped categories."""
+    def slack(self, usage: Usage, mask: int = 0) -> dict[str, float]:
+        """Budget minus use, in J and s, for the capped categories (``mask``: the selection
+        ``usage`` is of, for its mean costs)."""
         budgets, inst = self.problem.budgets, self.problem.instance
         energy_slack, latency_slack = budgets.slack(usage)
         out = {}
@@ -293,6 +314,20 @@ class SolveContext:
         for c, cat in enumerate(inst.categories):
             if budgets.latency_units[c] < UNLIMITED:
                 out[f"latency.{cat}"] = float(latency_slack[0, c]) / LATENCY_UNITS_PER_S
+        return out | self._mean_slack(mask)
+
+    def _mean_slack(self, mask: int) -> dict[str, float]:
+        """Mean budget minus mean cost, "energy.mean.<cat>" (J) / "latency.mean.<cat>" (s)."""
+        if not self.problem.has_mean:
+            return {}
+        budgets, cats = self.problem.budgets, self.problem.instance.categories
+        mean = self.mean_costs(mask)
+        out = {}
+        for resource, caps in (("energy", budgets.energy_mean_j), ("latency", budgets.latency_mean_s)):
+            key = "energy_j" if resource == "energy" else "latency_s"
+            for cat, cap in zip(cats, caps or (None,) * len(cats)):
+                if cap is not None:
+                    out[f"{resource}.mean.{cat}"] = cap - mean[key][cat]
         return out
 
     def binding(self, mask: int) -> tuple[str, ...]:
@@ -306,7 +341,7 @@ class SolveContext:
             return ()
         fewest = min(len(b) for b in blocked)
         names = set().union(*(b for b in blocked if len(b) == fewest))
-        order = [row.name for row in self.feas.rows] + [AVOID]
+        order = [row.name for row in self.feas.rows] + list(self.feas.mean_names) + [AVOID]
         return tuple(sorted(names, key=order.index))
 
 
@@ -327,6 +362,13 @@ class Incumbent:
             self.mask, self.value = mask, value
             return True
         return False
+
+
+def refuse_mean(problem: Problem, solver: str, why: str) -> None:
+    """UsageError when ``problem`` has mean budgets, which ``solver`` cannot handle exactly."""
+    if problem.has_mean:
+        raise UsageError(f"{solver} cannot handle mean budgets exactly ({why}); use brb or exhaustive-all",
+                         "solver")
 
 
 def best_index(values: np.ndarray, masks: np.ndarray) -> int:

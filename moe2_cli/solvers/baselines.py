@@ -124,6 +124,9 @@ class BestSingleSolver(_Baseline):
 
     def pick(self, ctx, allowed):
         singles = np.array([1 << i for i in members(allowed)], dtype=np.int64)
+        singles = singles[ctx.feas.feasible(singles)]  # under mean budgets some fit only in company
+        if not singles.size:
+            return 0, ("no expert fits alone",)
         return int(singles[best_index(ctx.F(singles), singles)]), ("one expert only",)
 
 

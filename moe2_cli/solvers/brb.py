@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from moe2_cli.errors import UsageError
 from moe2_cli.objective import MONOTONE_BOUND, Objective
 from moe2_cli.problem import Problem, members, popcount
 from moe2_cli.solvers.base import (
@@ -32,6 +33,7 @@ from moe2_cli.solvers.base import (
     Status,
 )
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.mean_bound import MeanBound, exact_only
 
 # Free experts probed per box for reduction from below (the most valuable alone first).
 _PROBES = 8
@@ -45,6 +47,8 @@ def has_own_bound(objective: Objective) -> bool:
 def bound_notes(objective: Objective, status: Status) -> tuple[str, ...]:
     """The notes of a solve proven (or bounded, under a limit) with the objective's own box bound."""
     if status is Status.OPTIMAL:
+        if objective.bound_proof == MONOTONE_BOUND:
+            return (f"proof: {objective.monotone_proof}, each box bounded by F of its largest set",)
         return (f"proof: {objective.bound_proof} on F itself (valid for non-monotone F)",)
     return (f"the bound is the {objective.bound_proof}",)
 
@@ -58,7 +62,10 @@ class BrbSolver(Solver):
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
-        if has_own_bound(problem.objective):
+        if has_own_bound(problem.objective) or problem.has_mean:
+            if problem.objective.bound_proof is None:
+                raise UsageError("brb needs F to be monotone or to bound boxes of selections under mean "
+                                 "budgets", "budget")
             return BoundedBrb(ctx, self.name).run(incumbent)
         return _Brb(ctx, self.name).run(incumbent)
 
@@ -179,6 +186,7 @@ class BoundedBrb:
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
         self.iterations = 0
         self.peak = 0
+        self.mean = MeanBound(ctx.problem)
 
     @property
     def val(self) -> float:
@@ -221,7 +229,7 @@ class BoundedBrb:
         return (p.bit_count(), p) < (self.best.mask.bit_count(), self.best.mask)
 
     def _offer(self, *masks: int) -> None:
-        masks = tuple(m for m in masks if m)
+        masks = exact_only(self.ctx.problem, tuple(m for m in masks if m))
         if masks:
             self.ctx.F(np.array(masks, dtype=np.int64))  # one batch; the offers below hit the cache
             for m in masks:
@@ -234,9 +242,11 @@ class BoundedBrb:
 
     def _visit(self, p: int, q: int) -> None:
         feas = self.ctx.feas
-        if not feas.fits(p):
+        if not feas.fits_worst(p):
             return  # nothing in [p, q] is feasible
         q = self._reduce_up(p, q)
+        if not self.mean.may_fit(p, q):
+            return
         free = np.array(members(q & ~p), dtype=np.int64)
         if free.size == 0:
             self._offer(p)
@@ -256,13 +266,13 @@ class BoundedBrb:
         forced = beaten & (copies == np.left_shift(np.int64(1), probed))
         if forced.any():
             p |= int(np.bitwise_or.reduce(np.int64(1) << probed[forced]))
-            if not feas.fits(p):
+            if not feas.fits_worst(p):
                 return
             self._push(self._bound(p, self._reduce_up(p, q)), q, p)
             return  # revisited with the larger p (and its smaller bound) when its turn comes
         best = np.lexsort((probed, without))  # the class whose absence lowers the bound most first
         order = np.concatenate([probed[best], free[~np.isin(free, probed)]])
-        self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p), order.tolist()))
+        self._offer(p, q if feas.fits(q) else 0, *_prefixes(feas.packer(p, exact=False), order.tolist()))
         self._branch(p, q, int(copies[best[0]]), float(without[best[0]]))
 
     def _branch(self, p: int, q: int, copies: int, without: float) -> None:
@@ -277,18 +287,33 @@ class BoundedBrb:
             q &= ~(1 << i)
 
     def _reduce_up(self, p: int, q: int) -> int:
-        """Drop from q the experts that cannot join p, and those whose class p already holds."""
-        packer = self.ctx.feas.packer(p)
-        held = {self.class_of[i] for i in members(p)}
-        return p | sum(1 << i for i in members(q & ~p) if self.class_of[i] not in held and packer.can_add(i))
+        """Drop from q the experts that cannot join p, and those whose class p already holds.
+        Under mean budgets only copies after p's own copy go: an earlier one would answer in
+        its place, at its own cost."""
+        packer = self.ctx.feas.packer(p, exact=False)
+        held: dict[int, int] = {}
+        for i in members(p):
+            held.setdefault(self.class_of[i], i)
+        none, before = self.ctx.problem.instance.n_experts, self.mean.active
+
+        def kept(i: int) -> bool:
+            own = held.get(self.class_of[i], none)
+            return (own == none or (before and i < own)) and packer.can_add(i)
+
+        return p | sum(1 << i for i in members(q & ~p) if kept(i))
 
     def _finish(self, status: Status) -> SolveResult:
+        if status is Status.OPTIMAL and not self.best.mask:
+            # Only under mean budgets: experts fit the worst cases, but the search proved no
+            # selection meets the means.
+            return self.ctx.result(self.name, Status.INFEASIBLE, 0, iterations=self.iterations,
+                                   peak_vertices=self.peak, notes=self.mean.note())
         bound = math.nan
         if status is Status.LIMIT:
             bound = max(self.val, -self.heap[0][0]) if self.heap else self.val
         mask = self.ctx.drop_idle(self.best.mask) if status is Status.OPTIMAL else self.best.mask
         return self.ctx.result(self.name, status, mask, bound=bound, iterations=self.iterations,
-                               peak_vertices=self.peak, notes=bound_notes(self.objective, status))
+                               peak_vertices=self.peak, notes=bound_notes(self.objective, status) + self.mean.note())
 
 
 def _prefixes(packer, order: list[int]) -> list[int]:

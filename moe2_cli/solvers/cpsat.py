@@ -24,6 +24,7 @@ from moe2_cli.solvers.base import (
     SolveResult,
     Status,
     best_index,
+    refuse_mean,
 )
 from moe2_cli.solvers.feasibility import Row
 
@@ -44,6 +45,7 @@ class CpSatSolver(Solver):
 
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
+        refuse_mean(problem, self.name, "a top-k of the router per query is not in its model")
         ctx = SolveContext(problem, limits, progress)
         allowed = ctx.feas.singles()
         if allowed == 0:

@@ -50,18 +50,20 @@ class ExhaustiveSolver(Solver):
         feasible[0] = False  # the empty selection is not an answer
         if not feasible.any():
             return ctx.result(self.name, Status.INFEASIBLE, 0)
-        candidates = np.flatnonzero(feasible if self.all_feasible else maximal_sets(feasible))
+        # Under mean budgets the feasible sets are no down-set: the maximal ones prove nothing.
+        every = self.all_feasible or problem.has_mean
+        candidates = np.flatnonzero(feasible if every else maximal_sets(feasible))
         values, done = ctx.F_until_limit(candidates)
         scored = candidates[:done]
         best = int(scored[best_index(values[:done], scored)]) if done else 0
         if done < candidates.size:
             # For monotone F nothing beats the set of every expert that fits alone.
             seen = float(values[:done].max(initial=-math.inf))
-            bound = math.nan if self.all_feasible else max(ctx.F1(ctx.feas.singles()), seen)
+            bound = math.nan if every else max(ctx.F1(ctx.feas.singles()), seen)
             return ctx.result(self.name, Status.LIMIT, best, bound=bound, iterations=done,
-                              assumes_monotone=not self.all_feasible,
+                              assumes_monotone=not every,
                               notes=(f"a limit stopped the search after {done} of {candidates.size} candidates",))
-        if self.all_feasible:
+        if every:
             _count_violations(ctx, feasible, candidates, values)
             return ctx.result(self.name, Status.OPTIMAL, best, iterations=candidates.size,
                               notes=(f"proof: F evaluated on all {candidates.size} feasible sets (exact for any F)",))

@@ -13,6 +13,11 @@ group stay within the group's cap": one group for energy, one group per server f
 cap with transmission and aggregation taken off, and no charge while the server is unused).
 Only capped categories give rows. ``Problem.avoid`` (a selection must miss one of some masks
 of experts) is checked beside the rows, by every path.
+
+Mean budgets (``Problem.mean_ok``) are checked after the rows by every exact path: ``feasible``,
+``fits``, ``all_masks`` and an exact packer. They break the down-set, so the parts solvers prune
+with (``fits_worst``, ``singles``, a packer with ``exact=False``) leave them out: those only ever
+rule out what no superset can repair.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ class FeasibilityModel:
 
     def __init__(self, problem: Problem):
         inst, budgets = problem.instance, problem.budgets
+        self.problem = problem
+        self.mean = problem.has_mean
+        self.mean_names = tuple(
+            f"{resource}.mean.{cat}" for resource, units in (("energy", budgets.energy_mean_units),
+                                                             ("latency", budgets.latency_mean_units))
+            for cat, cap in zip(inst.categories, units.tolist()) if cap < UNLIMITED)
         self.n = inst.n_experts
         self.k = inst.top_k
         self.rows = tuple(_energy_rows(inst, budgets) + _latency_rows(inst, budgets))
@@ -71,8 +82,15 @@ class FeasibilityModel:
     # ---------------------------------------------------------------- batch
 
     def feasible(self, masks) -> np.ndarray:
-        """Boolean (B,) feasibility of int64 bit masks."""
+        """Boolean (B,) feasibility of int64 bit masks, mean budgets included."""
         masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        ok = self._feasible_worst(masks)
+        if self.mean:
+            where = np.flatnonzero(ok)
+            ok[where] = self.problem.mean_ok(masks[where])
+        return ok
+
+    def _feasible_worst(self, masks: np.ndarray) -> np.ndarray:
         ok = np.ones(masks.size, dtype=bool)
         for start in range(0, masks.size, _CHUNK):
             chunk = masks[start:start + _CHUNK]
@@ -98,7 +116,12 @@ class FeasibilityModel:
     # ---------------------------------------------------------------- scalar
 
     def fits(self, mask: int) -> bool:
-        """Feasibility of one mask, in plain Python."""
+        """Feasibility of one mask, mean budgets included."""
+        return self.fits_worst(mask) and (not self.mean or bool(self.problem.mean_ok(np.array([mask]))[0]))
+
+    def fits_worst(self, mask: int) -> bool:
+        """Whether one mask meets the worst-case budgets and ``avoid``, in plain Python: a
+        down-set, so a mask that fails has no feasible superset."""
         if mask == 0:
             return self.empty_ok
         if not self.avoids(mask):
@@ -120,13 +143,15 @@ class FeasibilityModel:
         return not self.avoid or any(not mask & other for other in self.avoid)
 
     def singles(self) -> int:
-        """Mask of the experts that fit alone; the others can never be selected."""
+        """Mask of the experts that meet the worst-case budgets alone; the others can never be
+        selected (under mean budgets one that fits them may still need company to fit)."""
         alone = np.left_shift(np.int64(1), np.arange(self.n, dtype=np.int64))
-        return int(np.bitwise_or.reduce(alone[self.feasible(alone)], initial=0))
+        return int(np.bitwise_or.reduce(alone[self._feasible_worst(alone)], initial=0))
 
-    def packer(self, base: int = 0) -> Packer:
-        """An incremental packer holding the (feasible) set ``base``."""
-        packer = Packer(self)
+    def packer(self, base: int = 0, *, exact: bool = True) -> Packer:
+        """An incremental packer holding the set ``base``; with ``exact`` False it checks the
+        worst-case budgets only."""
+        packer = Packer(self, exact=exact)
         for i in members(base):
             packer.add(i)
         return packer
@@ -140,7 +165,20 @@ class FeasibilityModel:
             vals = sorted((cost[j] for j in mem if group[j] == g), reverse=True)[: self.k]
             if sum(vals) > caps[g]:
                 names.append(row.name)
-        return names
+        return names + self.mean_violations(mask | (1 << i))
+
+    def mean_violations(self, mask: int) -> list[str]:
+        """Names of the mean budgets ``mask`` exceeds ("energy.mean.<cat>")."""
+        if not self.mean:
+            return []
+        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on this module
+
+        assert self.problem.routing is not None
+        use = mean_use(self.problem.routing, self.problem.instance, np.array([mask]))
+        energy_cap, latency_cap = self.problem.mean_caps()
+        over = np.concatenate([use.energy[0] > energy_cap, use.latency[0] > latency_cap])
+        capped = np.concatenate([energy_cap, latency_cap]) < UNLIMITED
+        return [name for name, bad in zip(self.mean_names, over[capped].tolist()) if bad]
 
     # ---------------------------------------------------------------- all masks
 
@@ -168,6 +206,9 @@ class FeasibilityModel:
         if self.avoid:
             ok &= self._avoid_table()
         ok[0] = self.empty_ok
+        if self.mean:
+            where = np.flatnonzero(ok)
+            ok[where] = self.problem.mean_ok(where.astype(np.int64))
         return ok
 
 
@@ -183,8 +224,9 @@ class FeasibilityModel:
 class Packer:
     """A feasible set grown one expert at a time."""
 
-    def __init__(self, model: FeasibilityModel):
+    def __init__(self, model: FeasibilityModel, *, exact: bool = True):
         self._m = model
+        self._exact = exact and model.mean
         self.mask = 0
         # Per row, per group: the k largest costs so far, descending.
         self._top: list[dict[int, list[int]]] = [{} for _ in model.rows]
@@ -196,7 +238,8 @@ class Packer:
     def can_add(self, i: int) -> bool:
         m = self._m
         rows_ok = all(sum(self._grown(r, i)) <= m._caps[r][m._group[r][i]] for r in range(len(m.rows)))
-        return rows_ok and m.avoids(self.mask | (1 << i))
+        grown = self.mask | (1 << i)
+        return rows_ok and m.avoids(grown) and (not self._exact or bool(m.problem.mean_ok(np.array([grown]))[0]))
 
     def add(self, i: int) -> None:
         """Add expert ``i`` without checking."""

@@ -30,6 +30,7 @@ from moe2_cli.solvers.base import (
     Solver,
     SolveResult,
     Status,
+    refuse_mean,
 )
 from moe2_cli.solvers.baselines import greedy_mask
 from moe2_cli.solvers.brb import BoundedBrb, bound_notes, has_own_bound
@@ -68,6 +69,7 @@ class PolyblockSolver(Solver):
 
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
+        refuse_mean(problem, self.name, "its cuts assume that removing experts keeps a selection feasible")
         ctx = SolveContext(problem, limits, progress)
         if has_own_bound(problem.objective):
             return _BoundedDpoly(ctx, self).run(incumbent)

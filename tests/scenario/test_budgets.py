@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from moe2_cli.errors import UsageError
+from moe2_cli.errors import InputError, UsageError
 from moe2_cli.problem import Budgets
 from moe2_cli.scenario.budgets import apply_budget_specs
+from tests.conftest import ROOT
 
 BASE = Budgets.build(("mcq", "math"), energy=100.0, latency=2.0, latency_by_cat={"math": 5.0})
 OWN = {"latency": frozenset({"math"}), "energy": frozenset()}  # what the scenario sets per category
@@ -37,7 +38,41 @@ def test_scenario_records_which_categories_have_their_own_caps():
     from moe2_cli.scenario.scenario import load_scenario
 
     scenario = load_scenario("default")
-    assert scenario.own_caps == {"latency": frozenset({"math", "code"}), "energy": frozenset()}
+    assert scenario.own_caps == {"latency": frozenset({"math", "code"}), "energy": frozenset(),
+                                 "energy.mean": frozenset(), "latency.mean": frozenset()}
+
+
+def test_mean_specs_set_mean_caps_beside_the_worst_case_ones():
+    budgets = apply_budget_specs(BASE, ["energy.mean=30", "latency.mean.math=2", "energy=70"], OWN)
+    assert budgets.energy_mean_j == (30.0, 30.0) and budgets.energy_j == (70.0, 70.0)
+    assert budgets.latency_mean_s == (None, 2.0) and budgets.has_mean
+    assert not apply_budget_specs(BASE, ["energy=70"], OWN).has_mean
+
+
+def test_mean_caps_in_the_scenario_file(tmp_path):
+    from moe2_cli.scenario.scenario import load_scenario
+
+    text = (ROOT / "examples" / "default.yaml").read_text()
+    text = text.replace("  energy_j: 800", "  energy_j: {max: 800, mean: 300}")
+    text = text.replace("math:    {share: 0.25, latency_budget_s: 12.0}",
+                        "math:    {share: 0.25, latency_budget_s: {max: 12.0, mean: 6}}")
+    path = tmp_path / "mean.yaml"
+    path.write_text(text)
+    scenario = load_scenario(path)
+    assert scenario.budgets.energy_j[0] == 800 and scenario.budgets.energy_mean_j == (300,) * 4
+    assert scenario.budgets.latency_mean_s == (None, 6, None, None)
+    assert scenario.budgets.latency_s[1] == 12.0
+    assert scenario.own_caps["latency.mean"] == frozenset({"math"})
+
+
+def test_a_bad_mean_cap_in_the_scenario_file_names_its_place(tmp_path):
+    from moe2_cli.scenario.scenario import load_scenario
+
+    text = (ROOT / "examples" / "default.yaml").read_text().replace("  energy_j: 800", "  energy_j: {mean: -3}")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"bad.yaml:\d+:\d+: budgets.energy_j.mean must be > 0"):
+        load_scenario(path)
 
 
 def test_none_lifts_a_cap():
