@@ -124,7 +124,7 @@ class BestSingleSolver(_Baseline):
 
     def pick(self, ctx, allowed):
         singles = np.array([1 << i for i in members(allowed)], dtype=np.int64)
-        return int(singles[best_index(ctx.F(singles), singles)]), ("one expert only",)
+        return int(singles[best_index(ctx.F(singles), singles, ctx.problem)]), ("one expert only",)
 
 
 class RandomSolver(_Baseline):

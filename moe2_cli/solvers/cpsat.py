@@ -70,7 +70,7 @@ class CpSatSolver(Solver):
             notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
         scored = done == masks.size
         masks, values = masks[:done], values[:done]
-        best = int(masks[best_index(values, masks)])
+        best = int(masks[best_index(values, masks, ctx.problem)])
         if scored and status == cp_model.OPTIMAL:
             return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=masks.size, notes=notes,
                               assumes_monotone=True)
