@@ -175,8 +175,5 @@ class LlmSetBrb:
             bound = max(self.val, self.open_bound, -self.heap[0][0] if self.heap else -math.inf)
             bound = bound if math.isfinite(bound) else math.nan
         notes = self.notes(status)
-        if any(copies.bit_count() > 1 for copies in self.copies.values()):
-            notes += (f"copies of one LLM are one decision: {self.placer.searched} sets of LLMs placed by "
-                      f"exact search, each at its cheapest feasible placement",)
         return self.ctx.result(self.name, status, self.best.mask, bound=bound, iterations=self.iterations,
                                peak_vertices=self.peak, notes=notes)

@@ -230,7 +230,6 @@ def test_gated_proofs_find_the_optimum_of_a_fleet_repeating_few_llms(seed, top_k
     assert result.notes[0] == GATED_PROOF
     if name == "brb":  # copies of one LLM tie: brb picks one as cheap as exhaustive search's
         assert tie_key(problem, result.mask) == tie_key(problem, truth.mask)
-        assert "copies of one LLM are one decision" in result.notes[1]
 
 
 @pytest.mark.parametrize(("seed", "n", "top_k"), [(3, 10, 3), (5, 14, 4), (8, 12, 2)])
