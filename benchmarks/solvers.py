@@ -4,6 +4,7 @@
     python benchmarks/solvers.py --quick                # N = 8, 12, 16 only
     python benchmarks/solvers.py --objective coverage   # a monotone F on the same data
     python benchmarks/solvers.py --sizes 32 48 --top-k 6 --llms 8   # a fleet repeating 8 LLMs
+    python benchmarks/solvers.py --fleet 48:11 62:11 --top-k 2 4 6  # fleets from the shipped profiles
 
 For each N and budget family it prints, per solver, the status, F, objective evaluations, wall
 time and the ratio of F to the reference: the true optimum from ``exhaustive-all`` (F on every
@@ -19,6 +20,11 @@ makes expert i host LLM i mod L (a fleet: the same LLM on several servers shares
 
 An instance's seed is a hash of its family, N, k, L and ``--seed``: the same instance whatever
 else is run beside it.
+
+``--fleet N:M`` builds instead the scenario of a real fleet: N experts over M distinct LLMs of
+the shipped profiles, on servers alternating Jetson AGX Orin and RTX 4090, 3 LLMs each (server s
+hosts LLMs 3s, 3s+1, 3s+2 mod M), with the budgets of ``examples/large.yaml`` and F from the gate
+that ``moe2 select`` trains on it. Each row also gives how far a solve overran the time limit.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import ortools  # noqa: E402
 
 from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
 from moe2_cli.objective import Objective  # noqa: E402
-from moe2_cli.problem import Budgets, Instance, Problem, masks_to_bool  # noqa: E402
+from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance, Problem, masks_to_bool  # noqa: E402
 from moe2_cli.solvers import Limits, SolveResult, Status, get_solver  # noqa: E402
 
 CATEGORIES = ("mcq", "math", "code", "open_qa")
@@ -203,6 +209,87 @@ def summarise(rows: list[tuple[Case, dict[str, SolveResult]]]) -> None:
                   f"{statistics.median(walls):.2f} s, max {max(walls):.2f} s; best F {hit}/{len(runs)}")
 
 
+PROFILES = ("jetson-agx-orin-64gb", "rtx-4090")
+FLEET_SOLVERS = ("brb", "cpsat")
+
+
+def fleet_llms() -> list[str]:
+    """The LLMs both shipped profiles describe, in the Orin profile's order."""
+    import yaml
+    root = Path(__file__).resolve().parents[1] / "profiles"
+    orin, rtx = (yaml.safe_load((root / f"{name}.yaml").read_text(encoding="utf-8"))["llms"] for name in PROFILES)
+    return [name for name in orin if name in rtx]
+
+
+def parse_fleet(spec: str) -> tuple[int, int]:
+    """``N:M`` to (N, M); a clear error for anything this build cannot run."""
+    try:
+        n, m = (int(part) for part in spec.split(":"))
+    except ValueError:
+        raise SystemExit(f"--fleet: expected N:M, e.g. 48:11 (got {spec!r})") from None
+    available = len(fleet_llms())
+    if not 1 <= m <= available:
+        raise SystemExit(f"--fleet {spec}: M must be 1..{available}, the LLMs of the shipped profiles")
+    if not m <= n <= MAX_EXPERTS:
+        raise SystemExit(f"--fleet {spec}: N must be {m}..{MAX_EXPERTS} (selections are {MAX_EXPERTS}-bit masks)")
+    return n, m
+
+
+def fleet_scenario(n: int, m: int, directory: Path) -> Path:
+    """The scenario file of a fleet of n experts over m LLMs (see the module notes)."""
+    import yaml
+    llms = fleet_llms()[:m]
+    servers = []
+    for s in range((n + 2) // 3):
+        hosted = [llms[(3 * s + j) % m] for j in range(min(3, n - 3 * s))]
+        servers.append({"name": f"{PROFILES[s % 2].split('-')[0]}-{s}", "profile": PROFILES[s % 2],
+                        "transmission_s": 0.02 if s % 2 == 0 else 0.03, "llms": hosted})
+    scenario = {
+        "schema_version": 1, "name": f"fleet-{n}-{m}", "top_k": 2, "aggregation_s": 0.05,
+        "categories": {"mcq": {"share": 0.35}, "math": {"share": 0.25, "latency_budget_s": 12.0},
+                       "code": {"share": 0.2, "latency_budget_s": 10.0}, "open_qa": {"share": 0.2}},
+        "budgets": {"energy_j": 1000, "latency_s": 3.0}, "servers": servers,
+    }
+    path = directory / f"fleet-{n}-{m}.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")
+    return path
+
+
+FLEET_HEADER = ("| N | LLMs | k | solver | status | F | wall s | over limit s | gap |\n"
+                "|---|---|---|---|---|---|---|---|---|")
+
+
+def run_fleets(specs: list[str], ks: list[int], solvers: tuple[str, ...], time_limit: float) -> None:
+    import tempfile
+
+    from moe2_cli.session import open_session
+    fleets = [parse_fleet(spec) for spec in specs]  # every spec checked before any work
+    print(FLEET_HEADER)
+    rows: list[tuple[int, int, str, SolveResult]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, m in fleets:
+            path = fleet_scenario(n, m, Path(tmp))
+            for k in ks:
+                for name in solvers:
+                    session = open_session(path, top_k=k, envelope=False)  # a fresh objective per solve
+                    r = get_solver(name).solve(session.problem, Limits(time_s=time_limit))
+                    over = max(0.0, r.wall_s - time_limit)
+                    gap = f"{r.gap:.2g}" if r.status is Status.LIMIT else ""
+                    print(f"| {n} | {m} | {k} | {name} | {r.status.value} | {r.objective:.6f} | {r.wall_s:.2f} | "
+                          f"{over:.2f} | {gap} |")
+                    sys.stdout.flush()
+                    rows.append((n, m, name, r))
+    print("\nsummary (proved optimal / solves; median and max wall s; largest overrun of the limit):")
+    for n, m in dict.fromkeys(fleets):
+        for name in solvers:
+            runs = [r for rn, rm, rs, r in rows if (rn, rm, rs) == (n, m, name)]
+            walls = [r.wall_s for r in runs]
+            proved = sum(r.status is Status.OPTIMAL for r in runs)
+            print(f"- N={n} LLMs={m} {name}: {proved}/{len(runs)} optimal; wall median "
+                  f"{statistics.median(walls):.2f} s, max {max(walls):.2f} s; "
+                  f"overrun max {max(0.0, max(walls) - time_limit):.2f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only N = 8, 12, 16")
@@ -214,7 +301,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llms", type=int, default=0, help="distinct LLMs (0: one per expert)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="per solve, seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fleet", nargs="*", metavar="N:M", help="fleets of N experts over M LLMs (see above)")
     args = parser.parse_args(argv)
+    if args.fleet:
+        print(machine_line())
+        print(f"command: python benchmarks/solvers.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+        print(f"time limit {args.time_limit:g} s per solve\n")
+        solvers = tuple(args.solvers) if "--solvers" in (argv if argv is not None else sys.argv) else FLEET_SOLVERS
+        run_fleets(args.fleet, args.top_k, solvers, args.time_limit)
+        print(f"after: {load_line()}")
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     ks = ", ".join(map(str, args.top_k))
     f_name = (f"GatedObjective (top-k softmax gate, expected accuracy; k = {ks})" if args.objective == "gated"

@@ -67,7 +67,7 @@ def best_single(problem: Problem) -> int | None:
 def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
     """The best feasible selection, by ``objective`` (the gate's own F, not an envelope), that
     does not offer the gate every LLM of ``mask``: a different plan, not the same one with an
-    LLM added (fewest experts, then lowest mask, on ties). None when there is none.
+    LLM added (the cheaper on ties, see ``Incumbent``). None when there is none.
 
     Such a selection misses every expert of some class (LLM, see ``Objective.expert_classes``)
     of ``mask``: one exact solve by brb, which resolves ties in that order, of the problem

@@ -13,8 +13,10 @@ So the query's value is at most the best weighted average of all forced columns 
 of the other candidates, each with weight e^{logit}. That maximum takes the other candidates in
 descending score while they raise the average: a best prefix in score order. Without forced
 columns it is the best candidate's score; once the top k is settled (no other candidates) it is
-the query's value itself. The box bound sums the queries' bounds, each rounded up to F's integer
-units, so it is never below F of any selection in the box, bit for bit.
+the query's value itself. The box bound sums the queries' bounds in F's integer units, each
+rounded up, or to nearest as F rounds it once the query's top k is settled (then its value is
+F's own), so it is never below F of any selection in the box, bit for bit, and a box whose
+selections all tie the incumbent is bounded at the incumbent's value.
 
 Selections of the same columns have the same F (a second copy of an LLM neither takes a top-k
 slot nor changes a weight): the objective names the columns as its expert classes, and the
@@ -36,6 +38,9 @@ if TYPE_CHECKING:  # the objective builds its bound: named for type checking onl
     from moe2_cli.gating.ensemble import GatedObjective
 
 _TINY = 1e-280  # forced softmax weights below this (relative to the best logit) may have underflowed
+# A settled query value this close to a half unit is rounded up, not to nearest: F and the bound
+# sum the same terms in different orders, which moves a value of up to 2^31 units by ~1e-5.
+_HALF = 1e-4
 _ELEMENTS = 1 << 18  # (box, query, column) elements per block: temporaries stay small
 
 
@@ -135,8 +140,8 @@ class GatedBound:
 
     def _units(self, in_p: np.ndarray, in_q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Per row (a query's rank bits of p and of q, and the query), the query's bound in F's
-        units, rounded up; the weighted prefix is worked out only where it can beat the forced
-        average."""
+        units, rounded as :func:`_round` rounds; the weighted prefix is worked out only where it
+        can beat the forced average."""
         value = np.full(in_q.size, self.empty)
         live = np.flatnonzero(in_q & _through_kth(in_p, self.k))  # rows with a candidate
         query = rows[live]
@@ -163,7 +168,9 @@ class GatedBound:
         value[live] = alone
         if self.objective.metric != "accuracy":
             value = np.log(value)
-        return np.ceil(value * self.unit_weights[rows])
+        settled = np.ones(in_q.size, dtype=bool)  # rows without a candidate: the empty value
+        settled[live] = weighted & ((cand & ~forced) == 0)
+        return _round(value * self.unit_weights[rows], settled)
 
     def _best_prefix(self, by_score: np.ndarray, query: np.ndarray, fes: np.ndarray, fe: np.ndarray) -> np.ndarray:
         """The best weighted average of the forced columns plus a prefix, in score order, of the
@@ -174,6 +181,16 @@ class GatedBound:
         ce = fe[:, None] + np.cumsum(opt * self.ee_by_score[query, :width], axis=1)
         ces = fes[:, None] + np.cumsum(opt * self.es_by_score[query, :width], axis=1)
         return np.where(opt.astype(bool), ces / ce, -np.inf).max(axis=1)
+
+
+def _round(units: np.ndarray, settled: np.ndarray) -> np.ndarray:
+    """Query bounds to F's integer units. A settled query (its top k is the same for every
+    selection of the box, so its value is F's own) is rounded to nearest as F rounds it, so a
+    box of selections that all tie the incumbent is bounded at the incumbent's value and
+    pruned. Other bounds are rounded up, and so is a settled value within _HALF of a half
+    unit, where float round-off in a different order of summation could tip F's rounding."""
+    near = settled & (np.abs(units - np.floor(units) - 0.5) > _HALF)
+    return np.where(near, np.rint(units), np.ceil(units))
 
 
 def _through_kth(ranked: np.ndarray, k: int) -> np.ndarray:

@@ -345,23 +345,41 @@ class SolveContext:
         return tuple(sorted(names, key=order.index))
 
 
+def tie_costs(problem: Problem, masks: object) -> np.ndarray:
+    """(B, 2) the cost order among selections of equal F: traffic-weighted worst-case energy
+    (mJ per query), then traffic-weighted worst-case latency (µs). Both only grow with S, so a
+    selection's costs bound those of every selection holding it."""
+    usage = problem.usage(np.asarray(masks, dtype=np.int64).reshape(-1))
+    shares = np.asarray(problem.instance.shares, dtype=float)
+    return np.stack([usage.energy @ shares, usage.latency @ shares], axis=1)
+
+
+def tie_key(problem: Problem, mask: int) -> tuple[float, float, int]:
+    """The cost order of one selection: energy, latency (see :func:`tie_costs`), then experts."""
+    energy, latency = tie_costs(problem, [mask])[0].tolist()
+    return energy, latency, int(mask).bit_count()
+
+
 class Incumbent:
-    """The best feasible selection found so far, with the canonical tie-break."""
+    """The best feasible selection found so far; among equal F the cheaper one (least energy,
+    then latency, then fewer experts, then the smaller mask)."""
 
     def __init__(self) -> None:
         self.mask, self.value = 0, -math.inf
+        self.key: tuple[float, float, int] = (math.inf, math.inf, 0)
 
     def offer(self, ctx: SolveContext, mask: int) -> bool:
-        """Keep the feasible ``mask`` if it beats the incumbent (ties: fewer experts, then the
-        smaller mask); say whether it was kept."""
+        """Keep the feasible ``mask`` if it beats the incumbent; say whether it was kept."""
         if mask == 0:
             return False
         value = ctx.F1(mask)
-        key, old = (-value, bin(mask).count("1"), mask), (-self.value, bin(self.mask).count("1"), self.mask)
-        if key < old:
-            self.mask, self.value = mask, value
-            return True
-        return False
+        if value < self.value:
+            return False
+        key = tie_key(ctx.problem, mask)
+        if value == self.value and (key, mask) >= (self.key, self.mask):
+            return False
+        self.mask, self.value, self.key = mask, value, key
+        return True
 
 
 def refuse_mean(problem: Problem, solver: str, why: str) -> None:
@@ -371,11 +389,16 @@ def refuse_mean(problem: Problem, solver: str, why: str) -> None:
                          "solver")
 
 
-def best_index(values: np.ndarray, masks: np.ndarray) -> int:
-    """Index of the canonical best: largest value, then fewer experts, then smaller mask."""
+def best_index(values: np.ndarray, masks: np.ndarray, problem: Problem | None = None) -> int:
+    """Index of the canonical best: largest value, then (with ``problem``) the cheaper by
+    :func:`tie_costs`, then fewer experts, then the smaller mask."""
     values = np.asarray(values, dtype=float)
     top = np.flatnonzero(values == values.max())
     if top.size == 1:
         return int(top[0])
     tied = np.asarray(masks, dtype=np.int64)[top]
-    return int(top[np.lexsort((tied, popcount(tied)))[0]])
+    keys = [tied, popcount(tied)]
+    if problem is not None:
+        costs = tie_costs(problem, tied)
+        keys += [costs[:, 1], costs[:, 0]]
+    return int(top[np.lexsort(keys)[0]])

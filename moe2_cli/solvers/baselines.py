@@ -127,7 +127,7 @@ class BestSingleSolver(_Baseline):
         singles = singles[ctx.feas.feasible(singles)]  # under mean budgets some fit only in company
         if not singles.size:
             return 0, ("no expert fits alone",)
-        return int(singles[best_index(ctx.F(singles), singles)]), ("one expert only",)
+        return int(singles[best_index(ctx.F(singles), singles, ctx.problem)]), ("one expert only",)
 
 
 class RandomSolver(_Baseline):

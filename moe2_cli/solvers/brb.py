@@ -31,8 +31,10 @@ from moe2_cli.solvers.base import (
     Solver,
     SolveResult,
     Status,
+    tie_key,
 )
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.llm_sets import LlmSetBrb
 from moe2_cli.solvers.mean_bound import MeanBound, exact_only
 
 # Free experts probed per box for reduction from below (the most valuable alone first).
@@ -62,11 +64,16 @@ class BrbSolver(Solver):
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         ctx = SolveContext(problem, limits, progress)
-        if has_own_bound(problem.objective) or problem.has_mean:
+        if problem.has_mean:
+            # Under mean budgets the copy that answers changes the cost, so copies are not one
+            # decision: the expert-level search with the mean bound stays exact.
             if problem.objective.bound_proof is None:
                 raise UsageError("brb needs F to be monotone or to bound boxes of selections under mean "
                                  "budgets", "budget")
             return BoundedBrb(ctx, self.name).run(incumbent)
+        if has_own_bound(problem.objective):
+            objective = problem.objective
+            return LlmSetBrb(ctx, self.name, lambda status: bound_notes(objective, status)).run(incumbent)
         return _Brb(ctx, self.name).run(incumbent)
 
 
@@ -166,9 +173,10 @@ class BoundedBrb:
     monotone case a feasible q does not close its box: a subset of q can still be better, and
     only the bound can rule that out.
 
-    Ties resolve as exhaustive search resolves them (larger F, then fewer experts, then the
-    smaller mask): a box bounded at exactly the incumbent's value is still searched while its p
-    comes first in that order, since a selection of the box can then tie F and win the tie.
+    Ties resolve as exhaustive search resolves them (larger F, then the cheaper: see
+    :class:`~moe2_cli.solvers.base.Incumbent`): a box bounded at exactly the incumbent's value
+    is still searched while its p costs less, since a selection of the box can then tie F and
+    win the tie.
     """
 
     def __init__(self, ctx: SolveContext, name: str):
@@ -223,10 +231,10 @@ class BoundedBrb:
 
     def _may_beat(self, bound: float, p: int) -> bool:
         """Whether a box [p, ...] bounded by ``bound`` can hold a selection before the incumbent
-        in the canonical order: every selection of the box holds p, so none comes before p."""
+        in the canonical order: every selection of the box holds p, so none costs less than p."""
         if bound != self.val:
             return bound > self.val
-        return (p.bit_count(), p) < (self.best.mask.bit_count(), self.best.mask)
+        return (tie_key(self.ctx.problem, p), p) < (self.best.key, self.best.mask)
 
     def _offer(self, *masks: int) -> None:
         masks = exact_only(self.ctx.problem, tuple(m for m in masks if m))

@@ -57,8 +57,11 @@ class CpSatSolver(Solver):
     # ------------------------------------------------------------ exact
 
     def _exact(self, ctx: SolveContext, allowed: int) -> SolveResult:
-        model = _Model(ctx, allowed, determined=True)
-        model.add_maximality()
+        try:
+            model = _Model(ctx, allowed, determined=True)
+            model.add_maximality()
+        except _Stopped:
+            return self._stopped(ctx, allowed)
         collector = _Collector(model.x, ctx)
         solver = self._solver(ctx, enumerate_all=True)
         status = solver.solve(model.model, collector)
@@ -72,7 +75,7 @@ class CpSatSolver(Solver):
             notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
         scored = done == masks.size
         masks, values = masks[:done], values[:done]
-        best = int(masks[best_index(values, masks)])
+        best = int(masks[best_index(values, masks, ctx.problem)])
         if scored and status == cp_model.OPTIMAL:
             return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=masks.size, notes=notes,
                               assumes_monotone=True)
@@ -86,7 +89,10 @@ class CpSatSolver(Solver):
         idx = members(allowed)
         singles = np.array([1 << i for i in idx], dtype=np.int64)
         weights = _integer_scores(ctx.F(singles))
-        model = _Model(ctx, allowed, determined=False)
+        try:
+            model = _Model(ctx, allowed, determined=False)
+        except _Stopped:
+            return self._stopped(ctx, allowed)
         model.model.maximize(sum(int(w) * model.x[i] for i, w in zip(idx, weights)))
         if warm is not None:
             for i in idx:
@@ -100,6 +106,12 @@ class CpSatSolver(Solver):
         return ctx.result(self.name, Status.FEASIBLE, mask, iterations=1, notes=notes)
 
     # ------------------------------------------------------------ shared
+
+    def _stopped(self, ctx: SolveContext, allowed: int) -> SolveResult:
+        """The limit ran out while the model was built (its sorting networks grow with N·k)."""
+        bound = ctx.F1(allowed) if self.mode == "exact" else float("nan")
+        return ctx.result(self.name, Status.LIMIT, 0, bound=bound, assumes_monotone=True,
+                          notes=("a limit stopped CP-SAT while it built the model", SCALE_NOTE))
 
     def _solver(self, ctx: SolveContext, *, enumerate_all: bool) -> cp_model.CpSolver:
         solver = cp_model.CpSolver()
@@ -116,6 +128,10 @@ class CpSatSolver(Solver):
             # worker can search for minutes on N = 16 (measured).
             solver.parameters.linearization_level = 2
         return solver
+
+
+class _Stopped(Exception):
+    """The time limit ran out while the model was built."""
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -155,8 +171,11 @@ class _Model:
         self._blockers: dict[tuple[int, int, int], cp_model.IntVar] = {}
         # For each (row, group): the sum of the k largest minus the k-th (determined mode).
         self.below_kth: dict[tuple[int, int], cp_model.LinearExpr] = {}
+        self.stop = lambda: ctx.limit_hit() is not None
         for r, row in enumerate(self.rows):
             for g, (group, cap) in enumerate(zip(row.groups, row.caps)):
+                if self.stop():
+                    raise _Stopped
                 items = [int(i) for i in group if int(i) in self.x]
                 if items:
                     self._constrain(r, g, row, items, cap, determined)
@@ -203,6 +222,8 @@ class _Model:
     def add_maximality(self) -> None:
         """Every expert left out must break some row when added (fully reified)."""
         for i in self.allowed:
+            if self.stop():
+                raise _Stopped
             blockers = []
             for r, row in enumerate(self.rows):
                 g = int(row.group_of(len(row.cost))[i])

@@ -55,7 +55,7 @@ class ExhaustiveSolver(Solver):
         candidates = np.flatnonzero(feasible if every else maximal_sets(feasible))
         values, done = ctx.F_until_limit(candidates)
         scored = candidates[:done]
-        best = int(scored[best_index(values[:done], scored)]) if done else 0
+        best = int(scored[best_index(values[:done], scored, ctx.problem)]) if done else 0
         if done < candidates.size:
             # For monotone F nothing beats the set of every expert that fits alone.
             seen = float(values[:done].max(initial=-math.inf))
