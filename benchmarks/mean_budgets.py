@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
-from moe2_cli.gating.mean_cost import Routing, mean_use  # noqa: E402
+from moe2_cli.mean_cost import Routing, mean_use  # noqa: E402
 from moe2_cli.problem import Budgets, Instance, Problem  # noqa: E402
 from moe2_cli.solvers import Limits, get_solver  # noqa: E402
 

@@ -24,8 +24,8 @@ from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Bootstrap, query_values
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.drift import prediction
-from moe2_cli.gating.mean_cost import INTERVAL_NOTE, mean_intervals
 from moe2_cli.gating.mix import coverage_note, sample_se
+from moe2_cli.mean_cost import INTERVAL_NOTE, mean_intervals
 from moe2_cli.pareto import (
     FrontierPoint,
     check_grid,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from moe2_cli.errors import UsageError
 
 if TYPE_CHECKING:  # objective.py and mean_cost.py build on this module: named for type checking only
-    from moe2_cli.gating.mean_cost import Routing
+    from moe2_cli.mean_cost import Routing
     from moe2_cli.objective import Objective
 
 # One energy unit is a millijoule, one latency unit a microsecond.
@@ -257,7 +257,7 @@ class Instance:
 class Budgets:
     """Per-category energy (J) and latency (s) caps; ``None`` means no cap. ``energy_j`` and
     ``latency_s`` cap the worst case, ``energy_mean_j`` and ``latency_mean_s`` (empty: none)
-    the mean per query over the category's evaluation queries (moe2_cli.gating.mean_cost)."""
+    the mean per query over the category's evaluation queries (moe2_cli.mean_cost)."""
 
     categories: tuple[str, ...]
     energy_j: tuple[float | None, ...]
@@ -379,7 +379,7 @@ class Problem:
 
     def mean_ok(self, masks: np.ndarray) -> np.ndarray:
         """Boolean (B,): whether each mask's mean costs per query fit the mean budgets."""
-        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on this module
+        from moe2_cli.mean_cost import mean_use  # mean_cost builds on this module
 
         assert self.routing is not None  # __post_init__ requires it with mean budgets
         use = mean_use(self.routing, self.instance, masks)

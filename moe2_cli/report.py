@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moe2_cli.gating.mean_cost import mean_use
+from moe2_cli.mean_cost import mean_use
 from moe2_cli.plain import jsonable
 from moe2_cli.problem import Problem, members
 from moe2_cli.solvers.base import SolveResult, Status

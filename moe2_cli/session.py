@@ -10,9 +10,9 @@ from typing import Any
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.crossfit import DEFAULT_FOLDS
 from moe2_cli.gating.ensemble import MonotoneEnvelope
-from moe2_cli.gating.mean_cost import Routing
 from moe2_cli.gating.mix import read_mix
 from moe2_cli.gating.pipeline import ROUTERS, Estimate, estimate_objective, read_with_task_map
+from moe2_cli.mean_cost import Routing
 from moe2_cli.objective import Objective
 from moe2_cli.problem import Problem
 from moe2_cli.progress import ProgressCallback

@@ -8,7 +8,7 @@ overrides it, whatever the order. Of two specs for the same cap the later wins. 
 a cap: ``latency=none`` the default, ``latency.math=none`` one category's.
 
 ``energy.mean=300`` and ``latency.mean.math=5`` cap the mean cost per query instead of the worst
-case (see moe2_cli.gating.mean_cost), with the same default and per-category rules; the two
+case (see moe2_cli.mean_cost), with the same default and per-category rules; the two
 kinds of cap combine.
 """
 

@@ -19,6 +19,7 @@ from enum import Enum
 import numpy as np
 
 from moe2_cli.errors import UsageError
+from moe2_cli.mean_cost import mean_use
 from moe2_cli.problem import (
     ENERGY_UNITS_PER_J,
     LATENCY_UNITS_PER_S,
@@ -280,8 +281,6 @@ class SolveContext:
         problem = self.problem
         if not problem.has_mean or problem.routing is None:
             return {}
-        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on the solvers' inputs
-
         inst = problem.instance
         use = mean_use(problem.routing, inst, np.array([mask], dtype=np.int64))
         counts = np.maximum(problem.routing.counts(len(inst.categories)), 1)

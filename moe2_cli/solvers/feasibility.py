@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moe2_cli.mean_cost import mean_use
 from moe2_cli.problem import UNLIMITED, Problem, avoids_one, members
 
 _CHUNK = 1 << 14
@@ -171,8 +172,6 @@ class FeasibilityModel:
         """Names of the mean budgets ``mask`` exceeds ("energy.mean.<cat>")."""
         if not self.mean:
             return []
-        from moe2_cli.gating.mean_cost import mean_use  # the gating package builds on this module
-
         assert self.problem.routing is not None
         use = mean_use(self.problem.routing, self.problem.instance, np.array([mask]))
         energy_cap, latency_cap = self.problem.mean_caps()

@@ -2,7 +2,7 @@
 
 Mean budgets do not make the feasible selections a down-set: adding an expert can lower a
 category's mean cost (a cheaper expert takes queries over) or raise it. A box [low, high] may
-still be discarded when even the lower bound of :func:`~moe2_cli.gating.mean_cost.box_lower`
+still be discarded when even the lower bound of :func:`~moe2_cli.mean_cost.box_lower`
 exceeds a mean budget: then no selection of the box meets it. A selection itself counts as
 feasible only on its exact mean (``FeasibilityModel.fits``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moe2_cli.gating.mean_cost import box_lower
+from moe2_cli.mean_cost import box_lower
 from moe2_cli.problem import Problem
 
 

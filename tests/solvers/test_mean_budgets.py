@@ -8,7 +8,7 @@ import pytest
 
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
-from moe2_cli.gating.mean_cost import Routing, box_lower, mean_use
+from moe2_cli.mean_cost import Routing, box_lower, mean_use
 from moe2_cli.problem import Budgets, Problem, members
 from moe2_cli.solvers import Status, get_solver
 from tests.solvers.cases import budgets_between, random_instance
