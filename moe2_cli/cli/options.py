@@ -112,6 +112,13 @@ BudgetOpt = Annotated[
     typer.Option("--budget", "-b", help="A cap, repeatable: energy=J, latency=S, or per category latency.math=S, "
                                         "energy.code=J; 'none' lifts a cap. Defaults come from the scenario."),
 ]
+MaxTokensOpt = Annotated[
+    list[str] | None,
+    typer.Option("--max-tokens", metavar="CAT=N", help="Most tokens an answer may take, repeatable: math=256 for one "
+                                                       "category, 256 for every category without its own cap in the "
+                                                       "scenario. Defaults: mcq 32, open_qa 64, math 512, code 512, "
+                                                       "others 512."),
+]
 # Ten names do not fit a help column as one metavar, so the help lists them where they can wrap.
 SolverOpt = Annotated[SolverName, typer.Option("--solver", "-s", metavar="NAME", help="The level-1 solver: "
                                                f"{', '.join(s.value for s in SolverName)}.")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,11 @@ def for_categories(prompts: list[Prompt], categories: Iterable[str], source: str
     if missing:
         raise InputError(missing)
     return [p for p in prompts if p.category in wanted]
+
+
+def capped(prompts: list[Prompt], caps: dict[str, int]) -> list[Prompt]:
+    """The prompts with ``max_tokens`` no more than their category's cap (the cap, if they set none)."""
+    return [replace(p, max_tokens=min(p.max_tokens or caps[p.category], caps[p.category])) for p in prompts]
 
 
 def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None:

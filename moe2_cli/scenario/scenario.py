@@ -17,6 +17,7 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
 from moe2_cli.ids import lookalike_key, lookalike_message, lookalikes
 from moe2_cli.problem import MAX_ENERGY_J, MAX_EXPERTS, MAX_LATENCY_S, Budgets, Instance
+from moe2_cli.scenario.caps import MAX_MAX_TOKENS
 from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
 from moe2_cli.scenario.profiles import DeviceProfile, check_schema_version, load_profile
 from moe2_cli.scenario.shipped import default_scenario, shipped_dir
@@ -26,7 +27,7 @@ OUTCOME_FORMATS = ("llmrouter", "jsonl", "csv", "lm-eval")
 _SHARE_TOLERANCE = 1e-6
 # Bounds of the numbers that are costs or budgets (a share is at most 1).
 _MAXIMA = {"latency_budget_s": MAX_LATENCY_S, "energy_budget_j": MAX_ENERGY_J, "latency_s": MAX_LATENCY_S,
-           "energy_j": MAX_ENERGY_J}
+           "energy_j": MAX_ENERGY_J, "max_tokens": MAX_MAX_TOKENS}
 _TOP_KEYS = ("schema_version", "name", "description", "top_k", "aggregation_s", "categories", "budgets",
              "servers", "outcomes", "profiles_dir")
 
@@ -53,6 +54,8 @@ class Scenario:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # server name -> where its LLMs answer
     # Categories with a cap of their own, per resource: a flat --budget leaves those caps alone.
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Categories whose block sets max_tokens (see moe2_cli.scenario.caps for the defaults).
+    max_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def load_scenario(path: str | Path | None = None, root: Node | None = None) -> Scenario:
@@ -89,7 +92,8 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None) -> S
     return Scenario(name=name, description=description or "", path=path, instance=instance,  # type: ignore[arg-type]
                     budgets=default_budgets, outcomes=outcomes, profiles=profiles,
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
-                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)})
+                    own_caps={"energy": frozenset(energy_by_cat), "latency": frozenset(latency_by_cat)},
+                    max_tokens={c: int(v["max_tokens"]) for c, v in categories.items() if "max_tokens" in v})
 
 
 def resolve_scenario(path: str | Path | None) -> Path:
@@ -112,7 +116,7 @@ def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
     out = {}
     for name, (_, value) in entries.items():
         fields = check.mapping(value, f"category {name!r}", required=("share",),
-                               optional=("latency_budget_s", "energy_budget_j", "notes"))
+                               optional=("latency_budget_s", "energy_budget_j", "max_tokens", "notes"))
         if fields is None:
             continue
         spec = {}
@@ -121,7 +125,7 @@ def _categories(check: Checker, node) -> dict[str, dict[str, float]]:
                 check.string(v, f"{name}.notes")
                 continue
             number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share",
-                                  maximum=_MAXIMA.get(key, 1.0))
+                                  integer=key == "max_tokens", maximum=_MAXIMA.get(key, 1.0))
             if number is not None:
                 spec[key] = number
         out[name] = spec
