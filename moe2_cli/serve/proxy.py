@@ -28,11 +28,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from moe2_cli.scenario.caps import token_caps
 from moe2_cli.serve import DEFAULT_ROUTE_ON
 from moe2_cli.serve.aggregate import combine
 from moe2_cli.serve.baseline import Savings
 from moe2_cli.serve.batching import RouteBatcher
 from moe2_cli.serve.breaker import Breaker, BreakerSettings
+from moe2_cli.serve.capping import capped_body
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.companion import Companion
@@ -119,6 +121,7 @@ class Proxy:
     feedback_log: RequestLog | None = None  # where POST /v1/feedback writes (with --log)
     savings: Savings | None = None  # None: no baseline to count savings against
     power: Power = field(default_factory=Power)  # the servers' meters (none: only estimates)
+    max_tokens: dict[str | None, int] = field(default_factory=dict)  # --max-tokens, over the scenario's caps
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -200,6 +203,7 @@ class Proxy:
         route = await self.router.route(asked.query)
         # The routed query carries the category inferred for a request that named none.
         asked, route = self._steered(replace(asked, query=route.query), route)
+        asked = self._capped(asked)
         self.metrics.categories.inc((("category", str(asked.query.category)), ("source", asked.query.category_source)))
         reply = await self._routed(asked, route, started, ends_at, client_cut)
         return replace(reply, category=asked.query.category)
@@ -223,6 +227,14 @@ class Proxy:
             events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
             return Streamed(_replay(events), reply.experts)
         return reply
+
+    def _capped(self, asked: Asked) -> Asked:
+        """The request with its token limit clamped to its category's cap (read from the plan
+        served now: a reloaded scenario brings its own caps)."""
+        scenario = self.plan.scenario
+        caps = token_caps(scenario.instance.categories, scenario.max_tokens, self.max_tokens)
+        cap = caps[str(asked.query.category)]  # a routed query always has a category
+        return replace(asked, body=capped_body(asked.body, asked.endpoint, cap))
 
     def _deadline(self, patience_s: float | None) -> tuple[float, bool]:
         """When the request must be answered by (``time.monotonic()``), and whether that is the
