@@ -59,6 +59,8 @@ from moe2_cli.serve.upstream import (
 )
 
 EXPERTS_HEADER = "X-Moe2-Experts"
+# Failures that close an expert's call before its reply ended because time ran out, by reason.
+_CUT_BY = {"timeout": "deadline", "deadline": "deadline", "ttft_timeout": "ttft"}
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -368,6 +370,7 @@ class Proxy:
             except BaseException:
                 self.power.ended(pick.expert)
                 self.breaker.abandoned(pick.expert)
+                self._cancelled(pick.expert, "client_gone")
                 raise
             self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
             return opened
@@ -391,6 +394,9 @@ class Proxy:
             self._failed(expert, err)
             yield error_event(f"{expert} failed after the stream began ({err.reason})", "upstream_error",
                               "expert_failed")
+        except BaseException:  # the client left mid-stream: the expert's stream is closed below
+            self._cancelled(expert, "client_gone")
+            raise
         else:
             self._answered(expert, asked.query.category, relabel.usage, time.perf_counter() - started)
         finally:
@@ -439,6 +445,9 @@ class Proxy:
         for kind in ("prompt", "completion"):
             self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
+    def _cancelled(self, expert: str, reason: str) -> None:
+        self.metrics.upstream_cancelled.inc((("expert", expert), ("reason", reason)))
+
     def _failed(self, expert: str, err: BaseException) -> None:
         self.power.ended(expert)
         if isinstance(err, ClientError):  # the request's fault, not the expert's: it is alive
@@ -446,6 +455,9 @@ class Proxy:
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
             return
         kind = getattr(err, "kind", "internal")
+        cut = "client_gone" if not isinstance(err, Exception) else _CUT_BY.get(kind)
+        if cut is not None:
+            self._cancelled(expert, cut)
         if not isinstance(err, Exception) or kind == "deadline":
             # Cancelled (the client left, or another answer made it moot) or cut short by the
             # client's own timeout: nothing is known of the expert, and a client must not be
