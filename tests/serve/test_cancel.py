@@ -26,13 +26,13 @@ def routed_once(base_plan):
 
 
 @contextmanager
-def slot_experts(base_plan, tmp_path, experts: list[str], **proxy_options):
+def slot_experts(base_plan, tmp_path, experts: list[str], deadline_s: float = DEADLINE_S):
     """A single-slot server per scenario server and the proxy over ``experts`` in front of them;
     yields (proxy URL, servers by name)."""
     with ExitStack() as stack:
         servers = {name: stack.enter_context(SlotServer(llms, token_s=TOKEN_S)) for name, (_, llms) in SERVERS.items()}
         plan = plan_for(base_plan, tmp_path, {name: s.url for name, s in servers.items()}, experts, timeout_s=60.0)
-        url, _ = stack.enter_context(running_proxy(plan, deadline_s=DEADLINE_S, fallbacks=0, **proxy_options))
+        url, _ = stack.enter_context(running_proxy(plan, deadline_s=deadline_s, fallbacks=0))
         yield url, servers
 
 
@@ -77,3 +77,16 @@ def test_the_deadline_closes_the_experts_stream_and_frees_its_slot(base_plan, tm
     assert second.status_code == 200 and b"tok" in second.content, "the next request is not queued behind the first"
     assert all(s.cuts == 1 for s in called.values()) and sum(s.finished for s in servers.values()) >= 1
     assert counted == {(expert, "deadline"): 1.0 for expert in experts}
+
+
+def test_a_client_that_leaves_mid_stream_closes_the_experts_stream(base_plan, tmp_path):
+    # A deadline far past the wait below: only the client's leaving can end the generation.
+    with slot_experts(base_plan, tmp_path, [GEMMA], deadline_s=600.0) as (url, servers):
+        with httpx.Client(timeout=60) as client, client.stream("POST", url + CHAT, json=ask(stream=True)) as reply:
+            assert reply.status_code == 200
+            next(reply.iter_bytes())  # the stream has begun: the expert is generating
+        assert servers["rtx-1"].wait_for_cuts(1), "the expert saw its client go"
+        second = post(url, ask(max_tokens=1))
+        counted = cancelled(url)
+    assert second.status_code == 200
+    assert counted == {(GEMMA, "client_gone"): 1.0}
