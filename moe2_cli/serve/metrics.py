@@ -90,9 +90,10 @@ class Metrics:
                                       "back.", "counter")
         self.upstream_cancelled = Family("moe2_upstream_cancelled_total", "Expert calls closed before their reply "
                                          "ended, by expert and reason (deadline: the request's deadline or the "
-                                         "expert's timeout passed; ttft: no first byte in time; client_gone: the "
-                                         "client left). The connection is dropped, so an expert's server that "
-                                         "notices stops generating.", "counter")
+                                         "expert's timeout passed; ttft: no first byte in time; abandoned: the "
+                                         "request ended first, its client gone or the drain's grace over). The "
+                                         "connection is dropped, so an expert's server that notices stops "
+                                         "generating.", "counter")
         self.expert_state = Family("moe2_expert_state", "Each expert's circuit breaker: 0 closed (called), 1 "
                                    "half-open (one probe call), 2 open (skipped).", "gauge")
         self.client_errors = Family("moe2_upstream_client_errors_total", "Requests an expert refused as the "

@@ -370,7 +370,7 @@ class Proxy:
             except BaseException:
                 self.power.ended(pick.expert)
                 self.breaker.abandoned(pick.expert)
-                self._cancelled(pick.expert, "client_gone")
+                self._cancelled(pick.expert, "abandoned")
                 raise
             self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
             return opened
@@ -395,7 +395,7 @@ class Proxy:
             yield error_event(f"{expert} failed after the stream began ({err.reason})", "upstream_error",
                               "expert_failed")
         except BaseException:  # the client left mid-stream: the expert's stream is closed below
-            self._cancelled(expert, "client_gone")
+            self._cancelled(expert, "abandoned")
             raise
         else:
             self._answered(expert, asked.query.category, relabel.usage, time.perf_counter() - started)
@@ -455,7 +455,7 @@ class Proxy:
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
             return
         kind = getattr(err, "kind", "internal")
-        cut = "client_gone" if not isinstance(err, Exception) else _CUT_BY.get(kind)
+        cut = "abandoned" if not isinstance(err, Exception) else _CUT_BY.get(kind)
         if cut is not None:
             self._cancelled(expert, cut)
         if not isinstance(err, Exception) or kind == "deadline":

@@ -89,4 +89,4 @@ def test_a_client_that_leaves_mid_stream_closes_the_experts_stream(base_plan, tm
         second = post(url, ask(max_tokens=1))
         counted = cancelled(url)
     assert second.status_code == 200
-    assert counted == {(GEMMA, "client_gone"): 1.0}
+    assert counted == {(GEMMA, "abandoned"): 1.0}
