@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -43,7 +44,7 @@ class SlotServer(FakeOpenAI):
             return JSONResponse({"error": {"message": f"model {name!r} not found"}}, status_code=404)
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or UNCAPPED_TOKENS
         planned = replies.plan(body, name, _prompt(body), " ".join(["tok"] * limit), uses_tools=False)
-        self._record(Call(model=name, prompt=_prompt(body), stream=bool(body.get("stream")), started=0.0,
+        self._record(Call(model=name, prompt=_prompt(body), stream=bool(body.get("stream")), started=time.monotonic(),
                           body=body, request_id=request.headers.get("x-request-id")))
         if body.get("stream"):
             return StreamingResponse(self._streamed(request, planned), media_type="text/event-stream")
