@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from moe2_cli.cli.common import handles_errors, plural, progress_bar
-from moe2_cli.cli.options import FormatOpt, OutputFormat, SeedOpt
+from moe2_cli.cli.options import FormatOpt, MaxTokensOpt, OutputFormat, SeedOpt
 from moe2_cli.cli.render import Column, emit
 from moe2_cli.errors import EXIT_UNMET
 
@@ -44,6 +44,7 @@ def measure_command(
                                                                             "doubles, up to 8 s.")] = 0.5,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Unlogged requests per expert before its first "
                                                                 "(loads the model).")] = 1,
+    max_tokens: MaxTokensOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR/requests.jsonl.")
                       ] = False,
     per_category: Annotated[int | None, typer.Option("--per-category", min=1, help="Measure a seeded sample of N "
@@ -64,7 +65,8 @@ def measure_command(
                                backoff_s=retry_wait), max_failure_rate=max_failure_rate,
                                latency_quantile=latency_quantile,
                                idle_baseline_s=idle_baseline, subtract_idle=subtract_idle, warmup=warmup,
-                               resume=resume, per_category=per_category, seed=seed)
+                               resume=resume, per_category=per_category, seed=seed,
+                               max_tokens=tuple(max_tokens or ()))
     with progress_bar("measuring", lines=True) as progress:
         try:
             result = measure(scenario, out, settings, progress=progress)

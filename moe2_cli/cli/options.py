@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from moe2_cli.scenario.caps import DEFAULT_MAX_TOKENS, FALLBACK_MAX_TOKENS
 from moe2_cli.scenario.shipped import shipped_dir
 
 
@@ -111,6 +112,14 @@ BudgetOpt = Annotated[
     list[str] | None,
     typer.Option("--budget", "-b", help="A cap, repeatable: energy=J, latency=S, or per category latency.math=S, "
                                         "energy.code=J; 'none' lifts a cap. Defaults come from the scenario."),
+]
+MaxTokensOpt = Annotated[
+    list[str] | None,
+    typer.Option("--max-tokens", metavar="CAT=N", help="Most tokens an answer may take, repeatable: math=256 for one "
+                                                       "category, 256 for every category without its own cap in the "
+                                                       "scenario. Defaults: "
+                                                       + ", ".join(f"{c} {n}" for c, n in DEFAULT_MAX_TOKENS.items())
+                                                       + f", others {FALLBACK_MAX_TOKENS}."),
 ]
 # Ten names do not fit a help column as one metavar, so the help lists them where they can wrap.
 SolverOpt = Annotated[SolverName, typer.Option("--solver", "-s", metavar="NAME", help="The level-1 solver: "

@@ -15,6 +15,7 @@ from moe2_cli.cli.options import (
     Aggregate,
     BudgetOpt,
     CategoryPolicyOpt,
+    MaxTokensOpt,
     OutcomesOpt,
     RouteOn,
     RouteOnOpt,
@@ -71,6 +72,7 @@ def serve(
     ttft_timeout: Annotated[float | None, typer.Option(
         "--ttft-timeout", help="Seconds to wait for an expert's first byte (a stream's first event) before the "
                                "next expert stands in (default: the whole --timeout).")] = None,
+    max_tokens: MaxTokensOpt = None,
     max_upstream_bytes: Annotated[int, typer.Option(
         "--max-upstream-bytes", min=1024, help="Largest expert reply read, in bytes; a larger one is the "
                                                "expert's failure.")] = DEFAULT_MAX_REPLY_BYTES,
@@ -149,6 +151,7 @@ def serve(
     Example: moe2 serve my-scenario.yaml --selection select.json --port 8000
     """
     # The HTTP stack loads only when a server starts: the rest of the command line stays light.
+    from moe2_cli.scenario.caps import parse_max_tokens
     from moe2_cli.serve.admission import Bounds, default_max_inflight
     from moe2_cli.serve.baseline import Savings, resolve_baseline
     from moe2_cli.serve.breaker import BreakerSettings
@@ -178,6 +181,7 @@ def serve(
     recipe = PlanRecipe(scenario, tuple(budget or ()), selection, seed, outcomes, router, category_policy, timeout)
     chosen = recipe.choose()
     policy = chosen.policy
+    caps = parse_max_tokens(max_tokens or (), chosen.choice.scenario.instance.categories)
     # Endpoints, keys, the log and the port are checked before the router is fitted: a typo costs no waiting.
     fleet = _fleet_targets(chosen.choice.scenario, timeout) if shadow_rate > 0 else None
     against = None if baseline is None else resolve_baseline(baseline, chosen.choice, selection=selection,
@@ -199,7 +203,7 @@ def serve(
                   route_on=route_on.value, sessions=Sessions() if sticky else None, deadline_s=timeout,
                   max_reply_bytes=max_upstream_bytes, request_log=request_log, feedback_log=feedback_log,
                   savings=None if against is None else Savings(plan.scenario.instance, against),
-                  power=power,
+                  power=power, max_tokens=caps,
                   breaker_settings=BreakerSettings(failures=breaker_failures, cooldown_s=breaker_cooldown))
     if fleet is not None and request_log is not None:
         settings = ShadowSettings(rate=shadow_rate, experts=shadow_experts, concurrency=shadow_concurrency, seed=seed)

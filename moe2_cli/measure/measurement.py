@@ -15,11 +15,19 @@ from pathlib import Path
 from moe2_cli.errors import EXIT_UNMET, Diagnostic, InputError, Moe2Error, UsageError
 from moe2_cli.measure import writers
 from moe2_cli.measure.client import Retry
-from moe2_cli.measure.prompts import Prompt, default_prompts_path, for_categories, load_prompts, sample_per_category
+from moe2_cli.measure.prompts import (
+    Prompt,
+    capped,
+    default_prompts_path,
+    for_categories,
+    load_prompts,
+    sample_per_category,
+)
 from moe2_cli.measure.runlog import LOG_NAME, LogState, RequestRecord, read_log
 from moe2_cli.measure.runner import Expert, RunPlan, run
 from moe2_cli.measure.summary import ExpertSummary, allowed_failures, summarise
 from moe2_cli.progress import ProgressCallback, ProgressEvent, no_progress
+from moe2_cli.scenario.caps import parse_max_tokens, token_caps
 from moe2_cli.scenario.endpoint import PowerSource
 from moe2_cli.scenario.scenario import Scenario, load_scenario
 
@@ -52,6 +60,7 @@ class MeasureSettings:
     resume: bool = False
     per_category: int | None = None  # a seeded sample of this many prompts per category; None: all
     seed: int = 0
+    max_tokens: tuple[str, ...] = ()  # caps over the scenario's: "math=256", or "256" for every category
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,9 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
     _check_settings(settings)
     experts = _experts(scenario, source, settings)
     prompts_path = settings.prompts or default_prompts_path()
-    prompts = for_categories(load_prompts(prompts_path), scenario.instance.categories, str(prompts_path))
+    categories = scenario.instance.categories
+    caps = token_caps(categories, scenario.max_tokens, parse_max_tokens(settings.max_tokens, categories))
+    prompts = capped(for_categories(load_prompts(prompts_path), categories, str(prompts_path)), caps)
     notes: list[str] = []
     if settings.per_category is not None:
         prompts, notes = sample_per_category(prompts, settings.per_category, settings.seed)
@@ -100,7 +111,7 @@ def measure(scenario_path: str | Path, out_dir: Path, settings: MeasureSettings 
             done = len(read_log(log_path).records)
             raise MeasureInterrupted(f"interrupted: {done} requests are in {log_path}") from None
     state = read_log(log_path)
-    result = _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs))
+    result = _write(scenario, experts, prompts, state, out_dir, settings, new_requests=len(jobs), caps=caps)
     return replace(result, notes=tuple(notes))
 
 
@@ -193,7 +204,7 @@ def power_method(source: PowerSource) -> str:
 
 
 def _write(scenario: Scenario, experts: tuple[Expert, ...], prompts: list[Prompt], state: LogState, out_dir: Path,
-           settings: MeasureSettings, *, new_requests: int) -> MeasureResult:
+           settings: MeasureSettings, *, new_requests: int, caps: dict[str, int]) -> MeasureResult:
     categories = list(scenario.instance.categories)
     summaries, records = [], {}
     for expert in experts:
@@ -214,7 +225,7 @@ def _write(scenario: Scenario, experts: tuple[Expert, ...], prompts: list[Prompt
                 for server in dict.fromkeys(s.server for s in kept)}
     scores = {key + (r.prompt_id,): r.score for key, rs in records.items() for r in rs}
     table = writers.outcomes_table(prompts, kept, scores, categories)
-    document = writers.scenario_document(scenario, kept, out_dir)
+    document = writers.scenario_document(scenario, kept, out_dir, caps)
     files = writers.write_all(out_dir, profiles, table, document, Path(str(scenario.path)).name)
     return MeasureResult(scenario=scenario.name, out_dir=out_dir, prompts=len(prompts), experts=tuple(summaries),
                          files=tuple(files), new_requests=new_requests, idle_watts=dict(state.idle_watts))

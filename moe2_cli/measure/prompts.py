@@ -15,7 +15,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,11 @@ def sample_per_category(prompts: list[Prompt], n: int, seed: int) -> tuple[list[
         rng = np.random.default_rng([seed, zlib.crc32(category.encode("utf-8"))])
         kept += [indices[i] for i in rng.choice(len(indices), size=n, replace=False)]
     return [prompts[i] for i in sorted(kept)], notes
+
+
+def capped(prompts: list[Prompt], caps: dict[str, int]) -> list[Prompt]:
+    """The prompts with ``max_tokens`` no more than their category's cap (the cap, if they set none)."""
+    return [replace(p, max_tokens=min(p.max_tokens or caps[p.category], caps[p.category])) for p in prompts]
 
 
 def _prompt(problems: Problems, line: int, row: dict[str, Any]) -> Prompt | None:

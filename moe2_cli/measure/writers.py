@@ -8,7 +8,7 @@ before it is renamed into place, so measure never leaves a file that moe2 refuse
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -143,8 +143,10 @@ def outcomes_table(prompts: Sequence[Prompt], kept: Sequence[ExpertSummary],
 # ------------------------------------------------------------------ scenario
 
 
-def scenario_document(scenario: Scenario, kept: Sequence[ExpertSummary], out_dir: Path) -> dict[str, Any]:
-    """The input scenario with its servers on the measured profiles and its outcomes measured."""
+def scenario_document(scenario: Scenario, kept: Sequence[ExpertSummary], out_dir: Path,
+                      max_tokens: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The input scenario with its servers on the measured profiles and its outcomes measured,
+    and each category's ``max_tokens`` the one measured with (so serve caps answers alike)."""
     assert scenario.path is not None
     raw = yaml.safe_load(scenario.path.read_text(encoding="utf-8"))  # validated, alias-free already
     hosted = {(e.server, e.llm) for e in kept}
@@ -159,6 +161,8 @@ def scenario_document(scenario: Scenario, kept: Sequence[ExpertSummary], out_dir
         servers.append(server)
     raw.pop("outcomes", None)
     raw.pop("profiles_dir", None)
+    for category, cap in (max_tokens or {}).items():
+        raw["categories"][category] = {**raw["categories"][category], "max_tokens": cap}
     return {**raw, "profiles_dir": PROFILES_DIR, "servers": servers,
             "outcomes": {"format": "jsonl", "path": OUTCOMES_NAME}}
 

@@ -22,6 +22,7 @@ from moe2_cli.errors import Diagnostic, InputError
 from moe2_cli.fileio import exists_as
 from moe2_cli.ids import lookalike_key, lookalike_message, lookalikes
 from moe2_cli.problem import MAX_ENERGY_J, MAX_EXPERTS, MAX_LATENCY_S, Budgets, Instance
+from moe2_cli.scenario.caps import MAX_MAX_TOKENS
 from moe2_cli.scenario.endpoint import Endpoint, parse_endpoint
 from moe2_cli.scenario.profiles import DeviceProfile, LLMProfile, check_schema_version, load_profile
 from moe2_cli.scenario.shipped import default_scenario, shipped_dir
@@ -31,7 +32,7 @@ OUTCOME_FORMATS = ("llmrouter", "jsonl", "csv", "lm-eval")
 _SHARE_TOLERANCE = 1e-6
 # Bounds of the numbers that are costs or budgets (a share is at most 1).
 _MAXIMA = {"latency_budget_s": MAX_LATENCY_S, "energy_budget_j": MAX_ENERGY_J, "latency_s": MAX_LATENCY_S,
-           "energy_j": MAX_ENERGY_J}
+           "energy_j": MAX_ENERGY_J, "max_tokens": MAX_MAX_TOKENS}
 _TOP_KEYS = ("schema_version", "name", "description", "top_k", "aggregation_s", "categories", "budgets",
              "servers", "outcomes", "profiles_dir")
 
@@ -60,6 +61,8 @@ class Scenario:
     own_caps: dict[str, frozenset[str]] = field(default_factory=dict)
     # Experts (server/llm) that no profile knows yet; their numbers in the instance are zeros.
     unmeasured: frozenset[str] = frozenset()
+    # Categories whose block sets max_tokens (see moe2_cli.scenario.caps for the defaults).
+    max_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def load_scenario(path: str | Path | None = None, root: Node | None = None, *, unmeasured: bool = False) -> Scenario:
@@ -98,7 +101,8 @@ def load_scenario(path: str | Path | None = None, root: Node | None = None, *, u
                     server_devices=tuple(profile.id for _, profile, _, _ in servers), endpoints=endpoints,
                     own_caps={kind: frozenset(cats) for kind, cats in own.items()},
                     unmeasured=frozenset(f"{server}/{llm}" for server, profile, _, llms in servers
-                                         for llm in llms if llm not in profile.llms))
+                                         for llm in llms if llm not in profile.llms),
+                    max_tokens={c: int(v["max_tokens"]) for c, v in categories.items() if "max_tokens" in v})
 
 
 def resolve_scenario(path: str | Path | None) -> Path:
@@ -121,7 +125,7 @@ def _categories(check: Checker, node) -> dict[str, dict[str, Any]]:
     out = {}
     for name, (_, value) in entries.items():
         fields = check.mapping(value, f"category {name!r}", required=("share",),
-                               optional=("latency_budget_s", "energy_budget_j", "notes"))
+                               optional=("latency_budget_s", "energy_budget_j", "max_tokens", "notes"))
         if fields is None:
             continue
         spec: dict = {}
@@ -133,7 +137,7 @@ def _categories(check: Checker, node) -> dict[str, dict[str, Any]]:
                 spec[key] = _cap(check, v, f"{name}.{key}", _MAXIMA[key])
                 continue
             number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share",
-                                  maximum=_MAXIMA.get(key, 1.0))
+                                  integer=key == "max_tokens", maximum=_MAXIMA.get(key, 1.0))
             if number is not None:
                 spec[key] = number
         out[name] = spec

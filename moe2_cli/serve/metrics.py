@@ -88,6 +88,12 @@ class Metrics:
         self.expert_failures = Family("moe2_expert_failures_total", "Failed expert calls by kind (timeout, "
                                       "ttft_timeout, unreachable, http, malformed, too_large); each may fall "
                                       "back.", "counter")
+        self.upstream_cancelled = Family("moe2_upstream_cancelled_total", "Expert calls closed before their reply "
+                                         "ended, by expert and reason (deadline: the request's deadline or the "
+                                         "expert's timeout passed; ttft: no first byte in time; abandoned: the "
+                                         "request ended first, its client gone or the drain's grace over). The "
+                                         "connection is dropped, so an expert's server that notices stops "
+                                         "generating.", "counter")
         self.expert_state = Family("moe2_expert_state", "Each expert's circuit breaker: 0 closed (called), 1 "
                                    "half-open (one probe call), 2 open (skipped).", "gauge")
         self.client_errors = Family("moe2_upstream_client_errors_total", "Requests an expert refused as the "
@@ -136,6 +142,7 @@ class Metrics:
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
+                    self.upstream_cancelled,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
                     self.categories, self.sticky, self.log_lines, self.overhead, self.baseline_energy,
                     self.baseline_latency, self.saved_energy, self.saved_latency, self.expert_energy, self.unmeasured,

@@ -28,11 +28,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from moe2_cli.scenario.caps import token_caps
 from moe2_cli.serve import DEFAULT_ROUTE_ON
 from moe2_cli.serve.aggregate import combine
 from moe2_cli.serve.baseline import Savings
 from moe2_cli.serve.batching import RouteBatcher
 from moe2_cli.serve.breaker import Breaker, BreakerSettings
+from moe2_cli.serve.capping import capped_body
 from moe2_cli.serve.categories import CategoryPolicy
 from moe2_cli.serve.chunks import Relabel, error_event, told_as_chunks
 from moe2_cli.serve.companion import Companion
@@ -57,6 +59,8 @@ from moe2_cli.serve.upstream import (
 )
 
 EXPERTS_HEADER = "X-Moe2-Experts"
+# Failures that close an expert's call before its reply ended because time ran out, by reason.
+_CUT_BY = {"timeout": "deadline", "deadline": "deadline", "ttft_timeout": "ttft"}
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -119,6 +123,7 @@ class Proxy:
     feedback_log: RequestLog | None = None  # where POST /v1/feedback writes (with --log)
     savings: Savings | None = None  # None: no baseline to count savings against
     power: Power = field(default_factory=Power)  # the servers' meters (none: only estimates)
+    max_tokens: dict[str | None, int] = field(default_factory=dict)  # --max-tokens, over the scenario's caps
     states: dict[str, ExpertState] = field(init=False)
     breaker: Breaker = field(init=False)
     pools: Pools = field(default_factory=Pools)
@@ -200,6 +205,7 @@ class Proxy:
         route = await self.router.route(asked.query)
         # The routed query carries the category inferred for a request that named none.
         asked, route = self._steered(replace(asked, query=route.query), route)
+        asked = self._capped(asked)
         self.metrics.categories.inc((("category", str(asked.query.category)), ("source", asked.query.category_source)))
         reply = await self._routed(asked, route, started, ends_at, client_cut)
         return replace(reply, category=asked.query.category)
@@ -223,6 +229,14 @@ class Proxy:
             events = told_as_chunks(reply.body, asked.wants_usage, chat=asked.endpoint == CHAT)
             return Streamed(_replay(events), reply.experts)
         return reply
+
+    def _capped(self, asked: Asked) -> Asked:
+        """The request with its token limit clamped to its category's cap (read from the plan
+        served now: a reloaded scenario brings its own caps)."""
+        scenario = self.plan.scenario
+        caps = token_caps(scenario.instance.categories, scenario.max_tokens, self.max_tokens)
+        cap = caps[str(asked.query.category)]  # a routed query always has a category
+        return replace(asked, body=capped_body(asked.body, asked.endpoint, cap))
 
     def _deadline(self, patience_s: float | None) -> tuple[float, bool]:
         """When the request must be answered by (``time.monotonic()``), and whether that is the
@@ -356,6 +370,7 @@ class Proxy:
             except BaseException:
                 self.power.ended(pick.expert)
                 self.breaker.abandoned(pick.expert)
+                self._cancelled(pick.expert, "abandoned")
                 raise
             self.breaker.succeeded(pick.expert)  # it answers: a probe that opens a stream closes the breaker
             return opened
@@ -379,6 +394,9 @@ class Proxy:
             self._failed(expert, err)
             yield error_event(f"{expert} failed after the stream began ({err.reason})", "upstream_error",
                               "expert_failed")
+        except BaseException:  # the client left mid-stream: the expert's stream is closed below
+            self._cancelled(expert, "abandoned")
+            raise
         else:
             self._answered(expert, asked.query.category, relabel.usage, time.perf_counter() - started)
         finally:
@@ -427,6 +445,9 @@ class Proxy:
         for kind in ("prompt", "completion"):
             self.metrics.tokens.inc((("category", str(category)), ("type", kind)), spent[f"{kind}_tokens"])
 
+    def _cancelled(self, expert: str, reason: str) -> None:
+        self.metrics.upstream_cancelled.inc((("expert", expert), ("reason", reason)))
+
     def _failed(self, expert: str, err: BaseException) -> None:
         self.power.ended(expert)
         if isinstance(err, ClientError):  # the request's fault, not the expert's: it is alive
@@ -434,6 +455,9 @@ class Proxy:
             self.metrics.client_errors.inc((("expert", expert), ("status", str(err.status))))
             return
         kind = getattr(err, "kind", "internal")
+        cut = "abandoned" if not isinstance(err, Exception) else _CUT_BY.get(kind)
+        if cut is not None:
+            self._cancelled(expert, cut)
         if not isinstance(err, Exception) or kind == "deadline":
             # Cancelled (the client left, or another answer made it moot) or cut short by the
             # client's own timeout: nothing is known of the expert, and a client must not be

@@ -199,6 +199,11 @@ def test_setup_errors_exit_2_before_training(run_cli, tmp_path, monkeypatch):
             assert bad.exit_code == 2, (flag, value, bad.stderr)
             assert bad.stderr == f"moe2: {flag} must be a finite number of seconds > 0 (got {shown})\n"
     monkeypatch.setenv("MOE2_TEST_UNSET_KEY", "k")
+    for spec, needle in (("math=lots", "must look like math=512 or 256"),
+                         ("poetry=5", "names unknown category 'poetry'")):
+        capped = run_cli("serve", scenario, "--selection", selection, "--max-tokens", spec)
+        assert capped.exit_code == 2 and capped.stderr.startswith(f"moe2: --max-tokens {needle}"), capped.stderr
+        assert len(capped.stderr.splitlines()) == 1
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
