@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.gating.box_bound import GatedBound
-from moe2_cli.gating.kernels import TINY, AllMasks, softmax_units, top_k_sums
+from moe2_cli.gating.kernels import TINY, AllMasks, one_mask_total, softmax_units, top_k_sums
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
@@ -399,7 +399,9 @@ class _SoftmaxSums:
         """Integer-scaled F of a few column masks: per query, a scan of the gate order for the
         first k columns of S (see :mod:`moe2_cli.gating.kernels`)."""
         if masks.size == 1 and int(masks[0]).bit_count() > self.k:  # the common single mask, without splitting
-            return self._finish_quickly(masks, *top_k_sums(self, masks))
+            total = one_mask_total(self, int(masks[0]), self.objective.metric)
+            if total is not None:
+                return np.array([total], dtype=np.int64)
         small = popcount(masks) <= self.k
         out = np.empty(masks.size, dtype=np.int64)
         if small.any():

@@ -52,12 +52,11 @@ def bit_count(values: np.ndarray) -> np.ndarray:
 
 
 def lowest_bits(values: np.ndarray, k: int) -> np.ndarray:
-    """The k lowest set bits of each value (all of them when it has fewer)."""
-    one = values.dtype.type(1)
-    rest = values & (values - one)
-    step = np.empty_like(values)
+    """The k lowest set bits of each non-negative int64 value (all of them when it has fewer)."""
+    step = values - 1
+    rest = values & step
     for _ in range(k - 1):
-        np.subtract(rest, one, out=step)
+        np.subtract(rest, 1, out=step)
         rest &= step
     rest ^= values
     return rest
@@ -182,24 +181,35 @@ class AllMasks:
         lost |= fell[self.subsets.index[ranked]].reshape(lost.shape)
 
 
-def top_k_sums(tables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two softmax sums (B, Q) of a few column masks of more than k columns: per query, the
-    mask's columns as bits at their gate ranks, the k lowest of them kept, their rank bytes'
-    table entries added from the lowest byte up. ``tables``: the k >= 3 tables of
-    :mod:`moe2_cli.gating.ensemble` (``rank_bits``, ``all_sums``, ``byte_start``, ``k``)."""
+def one_mask_total(tables, mask: int, metric: str) -> float | None:
+    """Integer-scaled F of one column mask of more than k columns (a float holding an integer),
+    as :func:`top_k_sums` and the rounding would give it, in as few array operations as this
+    allows; None when a denominator underflows (the caller falls back)."""
     rank_bits = tables.rank_bits
-    if masks.size == 1:  # one mask: each table row is a view, no gather
-        mask = int(masks[0])
-        ranked = rank_bits[0][mask & 255] | rank_bits[1][(mask >> 8) & 255] if len(rank_bits) > 1 \
-            else rank_bits[0][mask & 255].copy()
-        for j in range(2, len(rank_bits)):
-            ranked |= rank_bits[j][(mask >> (8 * j)) & 255]
+    ranked = rank_bits[0][mask & 255] | rank_bits[1][(mask >> 8) & 255] if len(rank_bits) > 1 \
+        else rank_bits[0][mask & 255].copy()
+    for j in range(2, len(rank_bits)):
+        ranked |= rank_bits[j][(mask >> (8 * j)) & 255]
+    top = lowest_bits(ranked.view(np.int64), tables.k)
+    used = (int(top.max()).bit_length() + 7) // 8
+    if used == 1:
+        top |= tables.row_start
+        total = tables.sums[0].take(top)
     else:
-        ranked = rank_bits[0][masks & 255]
-        for j in range(1, len(rank_bits)):
-            ranked |= rank_bits[j][(masks >> (8 * j)) & 255]
-    top = lowest_bits(ranked.view(np.int64), tables.k)  # ranks < 63: the sign bit stays clear
-    used = (int(top.max()).bit_length() + 7) // 8  # bytes above the highest kept rank would add 0
+        total = _gather(tables, top, used)
+    num, den = total.real, total.imag
+    if den.min() < TINY:
+        return None
+    values = num / den
+    if metric != "accuracy":
+        values = np.log(values)
+    values *= tables.unit_weights
+    np.rint(values, out=values)
+    return float(values.sum())  # integers below 2^53: exact in any order
+
+
+def _gather(tables, top: np.ndarray, used: int) -> np.ndarray:
+    """Sum over the ``used`` lowest rank bytes of ``top`` (…, Q) of their table entries, in one gather."""
     # Row offsets into ``all_sums`` per (rank byte, query): byte j's table starts j * Q * 256 in.
     index = np.empty((used,) + top.shape, dtype=np.int64)
     for j in range(used):
@@ -212,5 +222,19 @@ def top_k_sums(tables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     total = terms[0] if used == 1 else terms[0] + terms[1]
     for j in range(2, used):
         total += terms[j]
-    total = total.reshape(masks.size, -1)
+    return total
+
+
+def top_k_sums(tables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two softmax sums (B, Q) of a few column masks of more than k columns: per query, the
+    mask's columns as bits at their gate ranks, the k lowest of them kept, their rank bytes'
+    table entries added from the lowest byte up. ``tables``: the k >= 3 tables of
+    :mod:`moe2_cli.gating.ensemble` (``rank_bits``, ``all_sums``, ``byte_start``, ``k``)."""
+    rank_bits = tables.rank_bits
+    ranked = rank_bits[0][masks & 255]
+    for j in range(1, len(rank_bits)):
+        ranked |= rank_bits[j][(masks >> (8 * j)) & 255]
+    top = lowest_bits(ranked.view(np.int64), tables.k)  # ranks < 63: the sign bit stays clear
+    used = (int(top.max()).bit_length() + 7) // 8  # bytes above the highest kept rank would add 0
+    total = _gather(tables, top, used).reshape(masks.size, -1)
     return total.real, total.imag
