@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+_BATCH_BLOCK = 8192  # masks per step of a batch: a step's arrays stay in L2 across the queries
 _BLOCK_ROWS = 256  # rows of 256 masks per step: the step's index, subset and value arrays stay in L2
 _SUBSET_CHUNK = 1 << 20  # rank masks scanned at a time while tabling subsets
 TINY = 1e-280  # below this a softmax denominator may have lost its terms to underflow
@@ -179,6 +180,64 @@ class AllMasks:
     def _mark(self, lost, high, low, fell) -> None:
         ranked = (high[:, None] | low[None, :]).reshape(-1)
         lost |= fell[self.subsets.index[ranked]].reshape(lost.shape)
+
+
+class Batch:
+    """Integer-scaled F of a batch of column masks of more than k columns, queries outer: per
+    query, its rank-bit and softmax-sum tables (a few kB) serve a block of masks at a time."""
+
+    def __init__(self, tables, metric: str, floor: float, threads: int):
+        self.tables, self.metric, self.floor, self.threads = tables, metric, floor, threads
+        q = len(tables.row_start)
+        self.rank_rows = [np.ascontiguousarray(t.T).view(np.int64) for t in tables.rank_bits]  # (Q, 256) each
+        self.sum_rows = [t.reshape(q, 256) for t in tables.sums]
+
+    def totals(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B,) int64 totals, and which masks' tables underflowed in some query (None: none did)."""
+        queries = len(self.tables.row_start)
+        parts = np.array_split(np.arange(queries), max(1, min(self.threads, queries)))
+        if len(parts) == 1:
+            results = [self._part(masks, parts[0])]
+        else:
+            with ThreadPoolExecutor(len(parts)) as pool:  # numpy releases the GIL in every step
+                results = list(pool.map(lambda part: self._part(masks, part), parts))
+        total, lost = results[0]
+        for part_total, part_lost in results[1:]:
+            total += part_total  # integers below 2^53: exact in any order
+            if part_lost is not None:
+                lost = part_lost if lost is None else lost | part_lost
+        return total.astype(np.int64), lost
+
+    def _part(self, masks: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        total = np.zeros(masks.size)
+        lost: np.ndarray | None = None
+        for start in range(0, masks.size, _BATCH_BLOCK):
+            block = masks[start:start + _BATCH_BLOCK]
+            column_bytes = [((block >> (8 * j)) & 255).astype(np.intp) for j in range(len(self.rank_rows))]
+            for q in queries.tolist():
+                den = self._query(q, column_bytes, total[start:start + block.size])
+                if den is not None:
+                    lost = np.zeros(masks.size, dtype=bool) if lost is None else lost
+                    lost[start:start + block.size] |= den < TINY
+        return total, lost
+
+    def _query(self, q: int, column_bytes: list[np.ndarray], total: np.ndarray) -> np.ndarray | None:
+        """Adds query q's value of each mask of a block to ``total``; returns the denominators
+        when one underflowed."""
+        ranked = self.rank_rows[0][q].take(column_bytes[0])
+        for j in range(1, len(column_bytes)):
+            ranked |= self.rank_rows[j][q].take(column_bytes[j])
+        top = lowest_bits(ranked, self.tables.k)
+        index = top & 255
+        sums = self.sum_rows[0][q].take(index)
+        for j in range(1, (int(top.max()).bit_length() + 7) // 8):  # higher bytes would add 0
+            np.right_shift(top, 8 * j, out=index)
+            index &= 255
+            sums += self.sum_rows[j][q].take(index)
+        num, den = sums.real, sums.imag
+        smallest = den.min()
+        total += softmax_units(num, den, self.tables.unit_weights[q], self.metric, self.floor, positive=smallest > 0)
+        return den if smallest < TINY else None
 
 
 def one_mask_total(tables, mask: int, metric: str) -> float | None:

@@ -96,3 +96,27 @@ def test_lowest_bits_keeps_the_k_lowest_set_bits():
             bits = [b for b in range(63) if v >> b & 1][:k]
             expected.append(sum(1 << b for b in bits))
         assert lowest_bits(values, k).tolist() == expected
+
+
+@pytest.mark.parametrize("n,k,metric", [(20, 3, "accuracy"), (30, 5, "neg-cross-entropy"), (62, 9, "accuracy")])
+def test_large_batches_give_the_masks_outer_bits(n, k, metric):
+    objective = random_objective(n, k, queries=25, metric=metric, seed=n * k, binary=False)
+    rng = np.random.default_rng(n)
+    wide = rng.integers(0, 1 << n, size=4000, dtype=np.int64)
+    narrow = wide[:1500] & rng.integers(0, 1 << n, size=1500, dtype=np.int64) & rng.integers(0, 1 << n, size=1500)
+    masks = np.concatenate([wide, narrow, [0, (1 << n) - 1]])
+    assert (np.bitwise_count(masks) <= k).sum() > 10
+    assert np.array_equal(objective.evaluate(masks), objective.evaluate_masks_outer(masks))
+    single = random_objective(n, k, queries=25, metric=metric, seed=n * k, binary=False, threads=1)
+    assert np.array_equal(single.evaluate(masks), objective.evaluate(masks))
+
+
+def test_large_batches_fall_back_when_softmax_terms_underflow():
+    objective = random_objective(16, 4, queries=20, seed=5)
+    logits = objective.logits.copy()
+    logits[:3, 0] += 800.0
+    rebuilt = GatedObjective(objective.instance, logits, objective.scores, objective.weights)
+    masks = np.random.default_rng(2).integers(0, 1 << 16, size=5000, dtype=np.int64)
+    values = rebuilt.evaluate(masks)
+    assert np.array_equal(values, rebuilt.evaluate_masks_outer(masks))
+    np.testing.assert_allclose(values, rebuilt.evaluate_generic(masks), rtol=0, atol=1e-10)
