@@ -8,7 +8,9 @@ random masks, each as the best of several repetitions:
   k >= 3: rank-bit tables and per-byte softmax sums; masks with at most k experts: per-byte
   products);
 - generic (``--baseline``, on by default): ``GatedObjective.evaluate_generic``, the plain
-  vectorised definition every earlier version used for k >= 3, on fewer masks since it is slow.
+  vectorised definition every earlier version used for k >= 3, on fewer masks since it is slow;
+- masks-outer (with ``--baseline``, k >= 3): ``GatedObjective.evaluate_masks_outer``, the rank
+  tables looped masks outer, which the query-outer kernels replace (same bits).
 
 For k >= 3, single-mask F (``evaluate`` of one mask at a time: the gate-order scan) is timed
 against the masks-outer rank tables it replaces (``evaluate_masks_outer``), in the same run.
@@ -80,18 +82,22 @@ def main() -> None:
     print(f"machine: {platform.platform()}, {platform.machine()}, Python {platform.python_version()}, "
           f"numpy {np.__version__}; {load_line()}")
     print(f"{args.queries} held-out queries, best of {args.repeats}\n")
-    print("| N | k | fast masks/s | generic masks/s | fast / generic |\n|---|---|---|---|---|")
+    if args.experts:
+        print("| N | k | fast masks/s | masks-outer masks/s | fast / masks-outer | generic masks/s | fast / generic |\n"
+              "|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(1)
     for n in args.experts:
         masks = rng.integers(1, 1 << n, size=args.masks, dtype=np.int64)
         for k in args.top_k:
             f = objective(n, args.queries, k or n)
             fast = best_rate(lambda: f.evaluate(masks), masks.size, args.repeats)  # noqa: B023 - run in this iteration
+            outer = (best_rate(lambda: f.evaluate_masks_outer(masks), masks.size, args.repeats)  # noqa: B023 - run here
+                     if (k or n) >= 3 and args.baseline else np.nan)
             few = masks[: max(1, masks.size // 10)]
             generic = (best_rate(lambda: f.evaluate_generic(few), few.size, args.repeats)  # noqa: B023 - run here
                        if args.baseline else np.nan)
-            print(f"| {n} | {k or n}{' (N)' if not k else ''} | {fast:,.0f} | {generic:,.0f} | {fast / generic:.1f}x |",
-                  flush=True)
+            print(f"| {n} | {k or n}{' (N)' if not k else ''} | {fast:,.0f} | {outer:,.0f} | {fast / outer:.2f}x | "
+                  f"{generic:,.0f} | {fast / generic:.1f}x |", flush=True)
     single_masks(args, rng)
     if args.all_masks:
         print("\n| all 2^N masks | k | query-outer s (CPU s) | masks-outer s (CPU s) | wall ratio | CPU ratio |\n"
@@ -106,7 +112,7 @@ def single_masks(args, rng: np.random.Generator) -> None:
     """Single-mask F at k >= 3, one mask per call: each mask's best time over the repetitions,
     the new path and the old one timed in turn on the same mask, so both see the same load."""
     wide = [k for k in args.top_k if (k or 3) >= 3]
-    if not wide or not args.single:
+    if not wide or not args.single or not args.experts:
         return
     print("\n| N | k | one mask, scan µs | one mask, masks-outer µs | ratio |\n|---|---|---|---|---|")
     for n in args.experts:
