@@ -96,7 +96,8 @@ def main() -> None:
             few = masks[: max(1, masks.size // 10)]
             generic = (best_rate(lambda: f.evaluate_generic(few), few.size, args.repeats)  # noqa: B023 - run here
                        if args.baseline else np.nan)
-            print(f"| {n} | {k or n}{' (N)' if not k else ''} | {fast:,.0f} | {outer:,.0f} | {fast / outer:.2f}x | "
+            versus = f"{outer:,.0f} | {fast / outer:.2f}x" if outer == outer else "— | —"  # NaN: not timed
+            print(f"| {n} | {k or n}{' (N)' if not k else ''} | {fast:,.0f} | {versus} | "
                   f"{generic:,.0f} | {fast / generic:.1f}x |", flush=True)
     single_masks(args, rng)
     if args.all_masks:
