@@ -18,9 +18,9 @@ order, and clearing the lowest set bit k times leaves the top k. The softmax sum
 sum e^{h_n} p_n and sum e^{h_n} over those bits come from per-byte partial-sum tables, so no
 exp is taken per mask. For masks with at most k columns the top k is all of S, and the two sums
 are two matrix products. Both are checked against :meth:`GatedObjective.evaluate_generic`,
-the plain vectorised definition, kept as the reference. F of all 2^M masks and of a few masks
-come from the query-outer kernels of :mod:`moe2_cli.gating.kernels`, with the same bits as
-these masks-outer tables (:meth:`GatedObjective.evaluate_masks_outer`).
+the plain vectorised definition, kept as the reference. F of all 2^M masks, of large batches and
+of a few masks comes from the query-outer kernels of :mod:`moe2_cli.gating.kernels`, with the
+same bits as these masks-outer tables (:meth:`GatedObjective.evaluate_masks_outer`).
 
 Query values are stored as integers in units of 2^-e (e chosen so each fits in int32) and
 summed in int64, so every path, chunking and thread count returns the same bits for the same

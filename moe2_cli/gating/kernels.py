@@ -1,7 +1,7 @@
-"""Query-outer kernels for F at k >= 3: the all-masks table and a scan for a few masks.
+"""Query-outer kernels for F at k >= 3: the all-masks table, large batches, and a few masks.
 
-Both compute exactly what the masks-outer rank tables of :mod:`moe2_cli.gating.ensemble` compute,
-in another order. A query's value depends on a selection S only through T, the best k of S in
+All three compute exactly what the masks-outer rank tables of :mod:`moe2_cli.gating.ensemble`
+compute, in another order. A query's value depends on a selection S only through T, the best k of S in
 the query's gate order, and its two softmax sums are the per-rank-byte table entries of T added
 byte by byte, from the lowest rank byte up. Bytes of T without a bit add the entry of the empty
 byte, 0, which leaves a sum unchanged, so any way of finding T gives the same sums, the same
@@ -12,6 +12,8 @@ rounded query value, and (query values being integers) the same F, bit for bit.
   the value of each k-subset (``units``, a few thousand entries, cache-resident) is computed
   once, and the pass over all 2^M masks is two gathers: rank mask -> subset index -> value.
   Masks of at most k columns are not handled here (their sums come in column order).
+- Large batches: per query, its rows of the rank-bit and softmax-sum tables (a few kB) serve a
+  block of masks while they sit in L1, instead of every mask gathering from all queries' rows.
 - A few masks: per query, the selection's columns as bits at their gate ranks (the rank-bit
   tables), the k lowest kept by clearing the lowest set bit k times, and every rank byte's
   entries in one gather: a few dozen operations over (masks, queries), where the masks-outer
