@@ -18,7 +18,9 @@ order, and clearing the lowest set bit k times leaves the top k. The softmax sum
 sum e^{h_n} p_n and sum e^{h_n} over those bits come from per-byte partial-sum tables, so no
 exp is taken per mask. For masks with at most k columns the top k is all of S, and the two sums
 are two matrix products. Both are checked against :meth:`GatedObjective.evaluate_generic`,
-the plain vectorised definition, kept as the reference.
+the plain vectorised definition, kept as the reference. F of all 2^M masks, of large batches and
+of a few masks comes from the query-outer kernels of :mod:`moe2_cli.gating.kernels`, with the
+same bits as these masks-outer tables (:meth:`GatedObjective.evaluate_masks_outer`).
 
 Query values are stored as integers in units of 2^-e (e chosen so each fits in int32) and
 summed in int64, so every path, chunking and thread count returns the same bits for the same
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.gating.box_bound import GatedBound
+from moe2_cli.gating.kernels import TINY, AllMasks, Batch, one_mask_total, softmax_units, top_k_sums
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
@@ -45,6 +48,9 @@ MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
 _CHUNK_ELEMENTS = 1 << 17  # masks x queries per chunk: temporaries stay in a core's L2 cache (larger
 # chunks measured 5x slower when another process shared the last-level cache)
 _MAX_THREADS = 2
+_SCAN_ELEMENTS = 1 << 13  # masks x queries up to which k >= 3 batches scan the gate order (measured
+# faster up to 8-16 masks of 1,000 queries)
+_BATCH_MASKS = 2048  # k >= 3 batches from which one pass per query wins (measured: even at 1,000-2,000)
 
 
 def share_weights(category: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -171,6 +177,15 @@ class GatedObjective(Objective):
         columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
         return self._to_float(self._per_mask(columns))
 
+    def evaluate_masks_outer(self, masks) -> np.ndarray:
+        """F of each mask through the masks-outer rank tables at any batch size (k >= 3; k <= 2
+        has one path): what the query-outer kernels replace, kept as their reference. The same
+        bits as :meth:`evaluate` and :meth:`all_values`."""
+        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        if self._sums is None:
+            return self._to_float(self._per_mask(columns))
+        return self._to_float(self._sums.evaluate(columns, self._sums_chunked))
+
     def evaluate_generic(self, masks) -> np.ndarray:
         """F of each mask through the plain vectorised definition (any k): the reference the
         fast paths are checked and benchmarked against."""
@@ -189,8 +204,11 @@ class GatedObjective(Objective):
         return self._all_columns[self.column_masks(np.arange(1 << n, dtype=np.int64))]
 
     def _every_column_mask(self) -> np.ndarray:
-        totals = self._fast.all_masks() if self._fast is not None else \
-            self._per_mask(np.arange(1 << self.n_columns, dtype=np.int64))
+        if self._fast is not None:
+            totals = self._fast.all_masks()
+        else:
+            assert self._sums is not None  # built whenever the k <= 2 tables are not
+            totals = self._sums.all_masks(self.threads, self._sums_chunked)
         values = self._to_float(totals)
         values.setflags(write=False)
         return values
@@ -200,8 +218,15 @@ class GatedObjective(Objective):
         if self._fast is not None:
             return self._chunked(self._fast.evaluate, columns)
         assert self._sums is not None  # built whenever the k <= 2 tables are not
+        if columns.size * len(self.logits) <= _SCAN_ELEMENTS:
+            return self._sums.scan(columns)
+        if columns.size >= _BATCH_MASKS:
+            return self._sums.batch(columns, self._sums_chunked, self.threads)
+        return self._sums.evaluate(columns, self._sums_chunked)
+
+    def _sums_chunked(self, kernel, masks: np.ndarray) -> np.ndarray:
         # Complex (mask, query) temporaries: half as many per chunk keeps them in cache.
-        return self._sums.evaluate(columns, lambda kernel, m: self._chunked(kernel, m, per_mask=2 * len(self.logits)))
+        return self._chunked(kernel, masks, per_mask=2 * len(self.logits))
 
     def _chunked(self, kernel, masks: np.ndarray, per_mask: int | None = None) -> np.ndarray:
         size = max(1, _CHUNK_ELEMENTS // (per_mask or len(self.logits)))
@@ -349,8 +374,11 @@ class _SoftmaxSums:
         bits = np.left_shift(np.uint64(1), rank.astype(np.uint64)).astype("<u8")
         self.rank_bits = [byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]
         # Per rank byte, (Q, 256) flattened: sum e^h p + i sum e^h, one gather for both sums.
-        self.sums = [byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)]
+        # One flat array (rank byte, query, byte value): a few masks' terms of every rank byte in one gather.
+        self.all_sums = np.concatenate([byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)])
+        self.sums = np.split(self.all_sums, len(self.rank_bits))
         self.row_start = np.arange(q, dtype=np.intp) * 256
+        self.byte_start = self.row_start + (np.arange(len(self.sums), dtype=np.intp) * (q * 256))[:, None]
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
         first = _FIRST_BITS[(min(self.k, 8) << 8) + np.arange(256)]
         self.first_sums = self.sums[0].reshape(q, 256)[:, first].reshape(-1)
@@ -359,6 +387,7 @@ class _SoftmaxSums:
         by_column = np.take_along_axis(es + 1j * ee, rank, axis=1)
         self.column_sums = [byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T.copy() for s in range(0, m, 8)]
         self.n = m
+        self._batch: Batch | None = None  # per-query tables for large batches, built on first use
 
     def evaluate(self, masks: np.ndarray, chunked) -> np.ndarray:
         """Integer-scaled F of each column mask; ``chunked(kernel, masks)`` runs the byte path."""
@@ -368,6 +397,54 @@ class _SoftmaxSums:
             out[small] = chunked(self._products, masks[small])
         if not small.all():
             out[~small] = chunked(self._bytes, masks[~small])
+        return out
+
+    def scan(self, masks: np.ndarray) -> np.ndarray:
+        """Integer-scaled F of a few column masks: per query, a scan of the gate order for the
+        first k columns of S (see :mod:`moe2_cli.gating.kernels`)."""
+        if masks.size == 1 and int(masks[0]).bit_count() > self.k:  # the common single mask, without splitting
+            total = one_mask_total(self, int(masks[0]), self.objective.metric)
+            if total is not None:
+                return np.array([total], dtype=np.int64)
+        small = popcount(masks) <= self.k
+        out = np.empty(masks.size, dtype=np.int64)
+        if small.any():
+            out[small] = self._products(masks[small])
+        if not small.all():
+            wide = masks[~small]
+            out[~small] = self._finish_quickly(wide, *top_k_sums(self, wide))
+        return out
+
+    def batch(self, masks: np.ndarray, chunked, threads: int) -> np.ndarray:
+        """Integer-scaled F of many column masks: queries outer for masks of more than k
+        columns (see :class:`moe2_cli.gating.kernels.Batch`), the per-byte products for the rest."""
+        small = popcount(masks) <= self.k
+        out = np.empty(masks.size, dtype=np.int64)
+        if small.any():
+            out[small] = chunked(self._products, masks[small])
+        if not small.all():
+            wide = masks[~small]
+            if self._batch is None:
+                self._batch = Batch(self, self.objective.metric, self.objective.floor, threads)
+            totals, lost = self._batch.totals(wide)
+            if lost is not None:
+                totals[lost] = self.objective._generic(wide[lost])
+            out[~small] = totals
+        return out
+
+    def all_masks(self, threads: int, chunked) -> np.ndarray:
+        """Integer-scaled F of every column mask: the query-outer kernel for masks of more than
+        k columns, the per-byte products for the rest."""
+        masks = np.arange(1 << self.n, dtype=np.int64)
+        small = popcount(masks) <= self.k
+        if 4 * np.count_nonzero(~small) < masks.size:  # mostly small masks: one pass per query would be wasted
+            return self.batch(masks, chunked, threads)
+        obj = self.objective
+        out, lost = AllMasks(self, obj.metric, obj.floor, threads).totals()
+        out[small] = chunked(self._products, masks[small])
+        if lost is not None:
+            rows = np.flatnonzero(lost & ~small)
+            out[rows] = obj._generic(masks[rows])
         return out
 
     def _products(self, masks: np.ndarray) -> np.ndarray:
@@ -414,16 +491,20 @@ class _SoftmaxSums:
         total = total.reshape(shape)
         return total.real, total.imag
 
+    def _finish_quickly(self, masks: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        """:meth:`_finish` in fewer array operations when no denominator underflows (the usual
+        case); the same bits."""
+        if den.min(initial=np.inf) < TINY:
+            return self._finish(masks, num, den)
+        obj = self.objective
+        values = softmax_units(num, den, self.unit_weights, obj.metric, obj.floor, positive=True)
+        return values.sum(axis=1).astype(np.int64)
+
     def _finish(self, masks: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
         obj = self.objective
-        empty = 0.0 if obj.metric == "accuracy" else obj.floor
-        mixed = np.divide(num, den, out=np.full(num.shape, empty), where=den > 0)
-        values = _value(obj.metric, mixed)
-        # Scaling by a power of two commutes with rounding: the same bits as _units(values * weights).
-        values *= self.unit_weights
-        np.rint(values, out=values)
+        values = softmax_units(num, den, self.unit_weights, obj.metric, obj.floor)
         totals = values.sum(axis=1).astype(np.int64)  # integers below 2^53: the float sum is exact
-        lost = den < _TINY
+        lost = den < TINY
         if lost.any():
             # Every top-k logit of some query is ~700 below its best: the tables underflow there.
             rows = np.flatnonzero(lost.any(axis=1) & (masks != 0))
@@ -431,7 +512,6 @@ class _SoftmaxSums:
         return totals
 
 
-_TINY = 1e-280  # below this a softmax denominator may have lost its terms to underflow
 _POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.intp)
 
 
