@@ -133,7 +133,7 @@ def _categories(check: Checker, node) -> dict[str, dict[str, Any]]:
             if key == "notes":
                 check.string(v, f"{name}.notes")
                 continue
-            if key != "share":
+            if key in ("latency_budget_s", "energy_budget_j"):
                 spec[key] = _cap(check, v, f"{name}.{key}", _MAXIMA[key])
                 continue
             number = check.number(v, f"{name}.{key}", non_negative=key == "share", positive=key != "share",
