@@ -38,7 +38,7 @@ from moe2_cli.gating.box_bound import GatedBound
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
-from moe2_cli.problem import Instance, masks_to_bool, popcount
+from moe2_cli.problem import WORD_EXPERTS, Instance, as_masks, mask_bytes, masks_to_bool, popcount
 
 METRICS = ("accuracy", "neg-cross-entropy")
 MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
@@ -102,6 +102,8 @@ class GatedObjective(Objective):
         if (self.logits.shape != self.scores.shape or self.weights.shape != (len(self.logits),)
                 or columns.shape != (n,) or columns.min() < 0 or columns.max() >= self.n_columns):
             raise ValueError("logits and scores must have shape (Q, columns), weights (Q,), expert_columns (experts,)")
+        if self.n_columns > WORD_EXPERTS:  # column masks are int64 in every kernel
+            raise ValueError(f"the gate scores at most {WORD_EXPERTS} distinct LLMs (got {self.n_columns} columns)")
         self.expert_columns = columns
         self.metric, self.floor, self.k = metric, floor, instance.top_k
         self.threads = threads or min(_MAX_THREADS, os.cpu_count() or 1)
@@ -140,13 +142,14 @@ class GatedObjective(Objective):
 
     def column_masks(self, masks) -> np.ndarray:
         """Expert masks to column masks: the columns (LLMs) the selected experts host."""
-        masks = np.asarray(masks, dtype=np.int64)
+        masks = as_masks(masks, self.instance.n_experts)
         if self._column_bytes is None:
             return masks
-        out = np.zeros_like(masks)
+        raw = mask_bytes(masks, self.instance.n_experts)
+        out = np.zeros(raw.shape[0], dtype=np.int64)
         for j, table in enumerate(self._column_bytes):
-            out |= table[(masks >> (8 * j)) & 255]
-        return out
+            out |= table[raw[:, j]]
+        return out.reshape(masks.shape)
 
     def _units(self, values: np.ndarray) -> np.ndarray:
         """Weighted query values as integers in units of 2^-exponent."""

@@ -24,6 +24,7 @@ from moe2_cli.problem import (
     UNLIMITED,
     Problem,
     Usage,
+    as_masks,
     members,
     popcount,
 )
@@ -130,12 +131,12 @@ class SolveContext:
 
     def F(self, masks: object) -> np.ndarray:
         """F of a batch of masks; counts distinct masks asked for in this solve."""
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        masks = as_masks(masks, self.problem.instance.n_experts).reshape(-1)
         self._seen.update(masks.tolist())
         return np.asarray(self.problem.objective(masks), dtype=float)
 
     def F1(self, mask: int) -> float:
-        return float(self.F(np.array([mask], dtype=np.int64))[0])
+        return float(self.F([mask])[0])
 
     def F_until_limit(self, masks: np.ndarray) -> tuple[np.ndarray, int]:
         """F of many masks in batches of about _BATCH_S seconds, checking the limits between
@@ -245,7 +246,7 @@ class SolveContext:
             bound = math.nan
         notes = notes + self._monotone_notes(assumes_monotone, status)
         inst = self.problem.instance
-        usage = self.problem.usage(np.array([mask], dtype=np.int64))
+        usage = self.problem.usage([mask])
         return SolveResult(
             solver=solver,
             status=status,
@@ -335,5 +336,5 @@ def best_index(values: np.ndarray, masks: np.ndarray) -> int:
     top = np.flatnonzero(values == values.max())
     if top.size == 1:
         return int(top[0])
-    tied = np.asarray(masks, dtype=np.int64)[top]
+    tied = np.asarray(masks)[top]
     return int(top[np.lexsort((tied, popcount(tied)))[0]])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from ortools.sat.python import cp_model
 
-from moe2_cli.problem import Problem, members
+from moe2_cli.problem import Problem, as_masks, bits_of, members
 from moe2_cli.solvers.base import (
     Limits,
     ProgressCallback,
@@ -60,7 +60,7 @@ class CpSatSolver(Solver):
         collector = _Collector(model.x, ctx)
         solver = self._solver(ctx, enumerate_all=True)
         status = solver.solve(model.model, collector)
-        masks = np.array(sorted(collector.masks), dtype=np.int64)  # dedupe: solutions may repeat
+        masks = as_masks(sorted(collector.masks), ctx.problem.instance.n_experts)  # dedupe: solutions may repeat
         notes: tuple[str, ...] = (
             f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
         if masks.size == 0:
@@ -82,7 +82,7 @@ class CpSatSolver(Solver):
 
     def _surrogate(self, ctx: SolveContext, allowed: int, warm: int | None) -> SolveResult:
         idx = members(allowed)
-        singles = np.array([1 << i for i in idx], dtype=np.int64)
+        singles = bits_of(idx, ctx.problem.instance.n_experts)
         weights = _integer_scores(ctx.F(singles))
         model = _Model(ctx, allowed, determined=False)
         model.model.maximize(sum(int(w) * model.x[i] for i, w in zip(idx, weights)))

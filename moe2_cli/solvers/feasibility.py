@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moe2_cli.problem import UNLIMITED, Problem, avoids_one, members
+from moe2_cli.problem import UNLIMITED, Problem, as_masks, avoids_one, bits_of, masks_to_bool, members
 
 _CHUNK = 1 << 14
 AVOID = "avoid"  # how blocking() names the rule of Problem.avoid
@@ -71,8 +71,8 @@ class FeasibilityModel:
     # ---------------------------------------------------------------- batch
 
     def feasible(self, masks) -> np.ndarray:
-        """Boolean (B,) feasibility of int64 bit masks."""
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        """Boolean (B,) feasibility of bit masks."""
+        masks = as_masks(masks, self.n).reshape(-1)
         ok = np.ones(masks.size, dtype=bool)
         for start in range(0, masks.size, _CHUNK):
             chunk = masks[start:start + _CHUNK]
@@ -84,11 +84,14 @@ class FeasibilityModel:
 
     def _feasible_chunk(self, masks: np.ndarray) -> np.ndarray:
         ok = np.ones(masks.size, dtype=bool)
+        if not self.rows:
+            return ok
+        selected = masks_to_bool(masks, self.n).astype(np.int64)  # (B, N) 0/1, whatever the mask width
         for row, groups in zip(self.rows, self._sorted):
             for order, cap in groups:
                 if order.size == 0:
                     continue
-                chosen = (masks[:, None] >> order[None, :]) & 1
+                chosen = selected[:, order]
                 rank = np.cumsum(chosen, axis=1)
                 use = (chosen * (rank <= self.k)) @ row.cost[order]
                 fits = use <= cap
@@ -121,7 +124,7 @@ class FeasibilityModel:
 
     def singles(self) -> int:
         """Mask of the experts that fit alone; the others can never be selected."""
-        alone = np.left_shift(np.int64(1), np.arange(self.n, dtype=np.int64))
+        alone = bits_of(range(self.n), self.n)
         return int(np.bitwise_or.reduce(alone[self.feasible(alone)], initial=0))
 
     def packer(self, base: int = 0) -> Packer:
