@@ -288,12 +288,11 @@ class Instance:
         chosen = masks_to_bool(masks, self.n_experts)[:, :, None]
         energy = top_k_sum(np.where(chosen, self.energy_units[None], 0), self.top_k, axis=1)
         latency = np.zeros_like(energy)
-        for s, group in enumerate(self.server_groups()):
-            if group.size == 0:
-                continue
+        groups = self.server_groups()
+        # Only servers some selection uses: on a wide fleet a few selections use few of them.
+        for s in np.unique(self.expert_server[chosen[:, :, 0].any(axis=0)]).tolist():
+            group = groups[s]
             on_server = chosen[:, group]
-            if not on_server.any():
-                continue  # wide fleets: most servers hold none of a few selections
             work = top_k_sum(np.where(on_server, self.latency_units[group][None], 0), self.top_k, axis=1)
             used = on_server.any(axis=1)
             latency = np.maximum(latency, np.where(used, self.transmission_units[s] + work, 0))

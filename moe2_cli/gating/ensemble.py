@@ -171,13 +171,13 @@ class GatedObjective(Objective):
 
     def evaluate(self, masks) -> np.ndarray:
         """F of each mask through the per-mask path: no cache, no all-masks table."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return self._to_float(self._per_mask(columns))
 
     def evaluate_generic(self, masks) -> np.ndarray:
         """F of each mask through the plain vectorised definition (any k): the reference the
         fast paths are checked and benchmarked against."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return self._to_float(self._chunked(self._generic, columns, per_mask=len(self.logits) * self.n_columns))
 
     def all_values(self) -> np.ndarray:
@@ -258,7 +258,7 @@ class GatedObjective(Objective):
 
     def reference_values(self, masks) -> np.ndarray:
         """F computed the plain way, mask by mask, through the gate's own :func:`restrict`."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return np.array([gate_value(self.logits, self.scores, self.weights, self.k, mask, metric=self.metric,
                                     floor=self.floor) for mask in columns.tolist()])
 

@@ -25,6 +25,7 @@ from moe2_cli.solvers.base import (
     Status,
     best_index,
 )
+from moe2_cli.solvers.baselines import greedy_mask
 from moe2_cli.solvers.feasibility import Row
 
 # Surrogate scores are scaled to integers up to this value (objective coefficients stay exact).
@@ -64,7 +65,10 @@ class CpSatSolver(Solver):
         notes: tuple[str, ...] = (
             f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
         if masks.size == 0:
-            return ctx.result(self.name, Status.LIMIT, 0, bound=ctx.F1(allowed), notes=notes)
+            # Wide instances can spend the limit before the first set: answer with greedy's.
+            fallback = greedy_mask(ctx, allowed, lazy=True)
+            return ctx.result(self.name, Status.LIMIT, fallback, bound=ctx.F1(allowed), assumes_monotone=True,
+                              notes=notes + ("no set enumerated within the limit: the answer is greedy's",))
         values, done = ctx.F_until_limit(masks)  # the first batch always runs: done > 0
         if done < masks.size:
             notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
