@@ -58,7 +58,7 @@ class Objective(ABC):
 
     @abstractmethod
     def _compute(self, masks: np.ndarray) -> np.ndarray:
-        """F of distinct masks (an array of ``mask_dtype(N)``) that are not cached yet."""
+        """F of distinct masks (an array as :func:`moe2_cli.problem.as_masks` gives) that are not cached yet."""
 
     @property
     def bound_proof(self) -> str | None:

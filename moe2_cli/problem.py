@@ -84,17 +84,12 @@ def mask_of(indices: Iterable[int]) -> int:
     return m
 
 
-def mask_dtype(n: int) -> type:
-    """The dtype of an array of masks over ``n`` experts: int64 while they fit, else object."""
-    return np.int64 if n <= WORD_EXPERTS else object
-
-
 _to_int = np.frompyfunc(int, 1, 1)
 
 
 def as_masks(masks: object, n: int) -> np.ndarray:
-    """Masks over ``n`` experts as an array of :func:`mask_dtype` (shape kept). Object arrays hold
-    Python ints only: a numpy int64 inside one would overflow when combined with a wide mask."""
+    """Masks over ``n`` experts as an array (shape kept): int64 up to WORD_EXPERTS experts, else
+    dtype object holding Python ints only (a numpy int64 inside would overflow next to a wide mask)."""
     if n <= WORD_EXPERTS:
         return np.asarray(masks, dtype=np.int64)
     array = np.asarray(masks, dtype=object)
@@ -133,7 +128,7 @@ def masks_to_bool(masks: npt.ArrayLike, n: int) -> np.ndarray:
 
 
 def bool_to_masks(rows: np.ndarray) -> np.ndarray:
-    """(B, n) boolean matrix to (B,) bit masks (of :func:`mask_dtype`)."""
+    """(B, n) boolean matrix to (B,) bit masks (as :func:`as_masks` holds them)."""
     rows = np.asarray(rows, dtype=bool)
     n = rows.shape[1]
     if n > WORD_EXPERTS:
