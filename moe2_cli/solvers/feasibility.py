@@ -84,14 +84,13 @@ class FeasibilityModel:
 
     def _feasible_chunk(self, masks: np.ndarray) -> np.ndarray:
         ok = np.ones(masks.size, dtype=bool)
-        if not self.rows:
-            return ok
-        selected = masks_to_bool(masks, self.n).astype(np.int64)  # (B, N) 0/1, whatever the mask width
+        # Python-int masks (more experts than a word) are unpacked once; int64 ones are shifted.
+        wide = masks_to_bool(masks, self.n) if masks.dtype == object and self.rows else None
         for row, groups in zip(self.rows, self._sorted):
             for order, cap in groups:
                 if order.size == 0:
                     continue
-                chosen = selected[:, order]
+                chosen = (masks[:, None] >> order[None, :]) & 1 if wide is None else wide[:, order].astype(np.int64)
                 rank = np.cumsum(chosen, axis=1)
                 use = (chosen * (rank <= self.k)) @ row.cost[order]
                 fits = use <= cap
