@@ -111,7 +111,9 @@ def choose(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limi
     result = engine.solve(session.problem, limits, progress=progress)
     bootstrap = bootstrap_for(session, confidence)
     result = apply_rule(session.problem, result, rule, bootstrap, engine)
-    return selection_record(session, result, intervals(session, bootstrap, result), rule=rule, timing=timing)
+    rest = Limits() if limits.time_s is None else Limits(time_s=max(0.0, limits.time_s - result.wall_s))
+    return selection_record(session, result, intervals(session, bootstrap, result, limits=rest), rule=rule,
+                            timing=timing)
 
 
 def selection_record(session: Session, result: SolveResult, interval_keys: Mapping[str, Any] | None, *,
@@ -210,14 +212,15 @@ def bootstrap_for(session: Session, confidence: float = DEFAULT_CONFIDENCE,
 
 
 def intervals(session: Session, bootstrap: Bootstrap, result: SolveResult,
-              problem: Problem | None = None) -> dict[str, Any]:
+              problem: Problem | None = None, *, limits: Limits = Limits()) -> dict[str, Any]:
     """The interval keys of a select or frontier record: F's interval, the gain over the best
-    single expert that fits and the runner-up (all None without a selection)."""
+    single expert that fits and the runner-up (all None without a selection; the runner-up
+    also when ``limits``, what is left of a time limit, stop its search)."""
     problem = problem or session.problem
     if result.status is Status.INFEASIBLE or not result.mask:
         return {"confidence": bootstrap.confidence, "objective_ci": None, "gain_over_best_single": None,
                 "runner_up": None} | ({"mean_cost": None} if problem.has_mean else {})
-    return confidence_record(problem, assess(problem, result.mask, bootstrap)) | mean_cost_record(
+    return confidence_record(problem, assess(problem, result.mask, bootstrap, limits)) | mean_cost_record(
         problem, result.mask, bootstrap)
 
 

@@ -18,13 +18,13 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from moe2_cli.problem import Instance, masks_to_bool
+from moe2_cli.problem import Instance, as_masks, masks_to_bool
 
 MONOTONE_BOUND = "monotone"  # the bound_proof of a monotone F: F(high) bounds the box
 
 
 class Objective(ABC):
-    """F over int64 bit masks: larger is better; F(empty) is the worst value."""
+    """F over bit masks (see :func:`moe2_cli.problem.as_masks`): larger is better; F(empty) is the worst value."""
 
     name = "objective"
     monotone: bool = False  # True only where adding an expert can never lower F
@@ -41,16 +41,17 @@ class Objective(ABC):
         return len(self._cache)
 
     def __call__(self, masks: object) -> np.ndarray:
-        """F of every mask in a batch (any shape of int64 masks, flattened), from the cache where known."""
-        flat = np.asarray(masks, dtype=np.int64).reshape(-1)
-        missing = np.array(sorted({int(m) for m in flat if int(m) not in self._cache}), dtype=np.int64)
+        """F of every mask in a batch (any shape of masks, flattened), from the cache where known."""
+        n = self.instance.n_experts
+        flat = as_masks(masks, n).reshape(-1)
+        missing = as_masks(sorted({int(m) for m in flat if int(m) not in self._cache}), n)
         if missing.size:
             for m, v in zip(missing.tolist(), self._compute(missing).tolist()):
                 self._cache[m] = float(v)
         return np.array([self._cache[int(m)] for m in flat], dtype=float)
 
     def value(self, mask: int) -> float:
-        return float(self(np.array([mask], dtype=np.int64))[0])
+        return float(self([mask])[0])
 
     def reset_count(self) -> None:
         """Forget cached values so a new solve counts its own evaluations."""
@@ -58,7 +59,7 @@ class Objective(ABC):
 
     @abstractmethod
     def _compute(self, masks: np.ndarray) -> np.ndarray:
-        """F of distinct int64 masks that are not cached yet."""
+        """F of distinct masks (an array as :func:`moe2_cli.problem.as_masks` gives) that are not cached yet."""
 
     @property
     def bound_proof(self) -> str | None:
@@ -67,7 +68,7 @@ class Objective(ABC):
         return MONOTONE_BOUND if self.monotone else None
 
     def box_bound(self, low: object, high: object) -> np.ndarray:
-        """Upper bounds on F over the boxes of selections S with ``low_b`` ⊆ S ⊆ ``high_b`` (int64
+        """Upper bounds on F over the boxes of selections S with ``low_b`` ⊆ S ⊆ ``high_b`` (bit
         masks, ``low`` ⊆ ``high``): F(high) for monotone F. Only where :attr:`bound_proof` is set."""
         if self.bound_proof is None:
             raise NotImplementedError(f"{self.name} offers no bound over a box of selections")
@@ -77,8 +78,8 @@ class Objective(ABC):
         """:meth:`box_bound` of the boxes [low, high minus removed_j], one per mask of
         ``removed``; each removed_j takes whole classes (see :meth:`expert_classes`) of ``high``
         that ``low`` does not meet. An objective may compute these faster than one by one."""
-        removed = np.asarray(removed, dtype=np.int64).reshape(-1)
-        return self.box_bound(np.full(removed.size, low, dtype=np.int64), np.int64(high) & ~removed)
+        removed = as_masks(removed, self.instance.n_experts).reshape(-1)
+        return self.box_bound(np.full(removed.size, int(low), dtype=removed.dtype), int(high) & ~removed)
 
     def expert_classes(self) -> np.ndarray:
         """(N,) int: F(S) depends only on which classes S meets (experts serving one LLM are one

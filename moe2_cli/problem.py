@@ -34,7 +34,11 @@ MAX_LATENCY_S = 1e6
 UNLIMITED = np.iinfo(np.int64).max // 4
 # Tolerance so that 0.1 J scales to 100 mJ and not 101 after float round-off.
 _ROUNDING_SLACK = 1e-9
-MAX_EXPERTS = 62  # bit masks are int64
+MAX_EXPERTS = 256
+# A selection is a Python int with one bit per expert. Arrays of masks are int64 while they fit a
+# machine word (fast vectorised paths); above WORD_EXPERTS experts they hold Python ints (dtype
+# object), which every mask helper below accepts, so no path needs to know which one it has.
+WORD_EXPERTS = 62
 _CHUNK = 8192
 
 
@@ -81,8 +85,43 @@ def mask_of(indices: Iterable[int]) -> int:
     return m
 
 
+_to_int = np.frompyfunc(int, 1, 1)
+
+
+def as_masks(masks: object, n: int) -> np.ndarray:
+    """Masks over ``n`` experts as an array (shape kept): int64 up to WORD_EXPERTS experts, else
+    dtype object holding Python ints only (a numpy int64 inside would overflow next to a wide mask)."""
+    if n <= WORD_EXPERTS:
+        return np.asarray(masks, dtype=np.int64)
+    array = np.asarray(masks, dtype=object)
+    return np.asarray(_to_int(array), dtype=object).reshape(array.shape)
+
+
+def bits_of(indices: object, n: int) -> np.ndarray:
+    """The one-expert masks 1 << i of ``indices``, as an array of masks over ``n`` experts."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if n <= WORD_EXPERTS:
+        singles: np.ndarray = np.left_shift(np.int64(1), idx)
+        return singles
+    return as_masks([1 << i for i in idx.tolist()], n)
+
+
+def mask_bytes(masks: object, n: int) -> np.ndarray:
+    """(B, ceil(n / 8)) uint8: the bytes of each mask, least significant first."""
+    flat = as_masks(masks, n).reshape(-1)
+    width = max(1, (n + 7) // 8)
+    if flat.dtype != object:
+        shifts = 8 * np.arange(width, dtype=np.int64)
+        return ((flat[:, None] >> shifts[None, :]) & 255).astype(np.uint8)
+    raw = b"".join(m.to_bytes(width, "little") for m in flat.tolist())
+    return np.frombuffer(raw, dtype=np.uint8).reshape(flat.size, width)
+
+
 def masks_to_bool(masks: npt.ArrayLike, n: int) -> np.ndarray:
-    """(B,) int64 bit masks to a (B, n) boolean matrix."""
+    """(B,) bit masks to a (B, n) boolean matrix."""
+    if n > WORD_EXPERTS:
+        unpacked = np.unpackbits(mask_bytes(masks, n), axis=1, count=n, bitorder="little")
+        return unpacked.astype(bool)
     flat = np.asarray(masks, dtype=np.int64).reshape(-1)
     bits = np.arange(n, dtype=np.int64)
     chosen: np.ndarray = ((flat[:, None] >> bits[None, :]) & 1).astype(bool)
@@ -90,15 +129,22 @@ def masks_to_bool(masks: npt.ArrayLike, n: int) -> np.ndarray:
 
 
 def bool_to_masks(rows: np.ndarray) -> np.ndarray:
-    """(B, n) boolean matrix to (B,) int64 bit masks."""
+    """(B, n) boolean matrix to (B,) bit masks (as :func:`as_masks` holds them)."""
     rows = np.asarray(rows, dtype=bool)
-    weights = np.left_shift(np.int64(1), np.arange(rows.shape[1], dtype=np.int64))
+    n = rows.shape[1]
+    if n > WORD_EXPERTS:
+        packed = np.packbits(rows, axis=1, bitorder="little")
+        return as_masks([int.from_bytes(row.tobytes(), "little") for row in packed], n)
+    weights = np.left_shift(np.int64(1), np.arange(n, dtype=np.int64))
     masks: np.ndarray = (rows.astype(np.int64) * weights).sum(axis=1)
     return masks
 
 
 def popcount(masks: npt.ArrayLike) -> np.ndarray:
-    array = np.asarray(masks, dtype=np.int64)
+    array = np.asarray(masks)
+    if array.dtype == object:
+        return np.array([int(m).bit_count() for m in array.reshape(-1)], dtype=np.int64).reshape(array.shape)
+    array = array.astype(np.int64)
     counts: np.ndarray = np.bitwise_count(array).astype(np.int64) if hasattr(np, "bitwise_count") else np.array(
         [bin(int(m)).count("1") for m in array.reshape(-1)], dtype=np.int64
     ).reshape(array.shape)
@@ -219,14 +265,14 @@ class Instance:
         )
 
     def usage(self, masks: npt.ArrayLike) -> Usage:
-        """Worst-case energy and latency per category for a batch of int64 bit masks.
+        """Worst-case energy and latency per category for a batch of bit masks.
 
         Energy: the sum of the k largest energies in S. Latency: servers run in parallel and
         the experts on one server one after another, so the worst case sends all k queries to
         the slowest server: max over used servers of transmission + k largest latencies there,
         plus aggregation. The empty selection uses nothing.
         """
-        flat = np.asarray(masks, dtype=np.int64).reshape(-1)
+        flat = as_masks(masks, self.n_experts).reshape(-1)
         energy = np.empty((flat.size, len(self.categories)), dtype=np.int64)
         latency = np.empty_like(energy)
         for start in range(0, flat.size, _CHUNK):
@@ -238,9 +284,10 @@ class Instance:
         chosen = masks_to_bool(masks, self.n_experts)[:, :, None]
         energy = top_k_sum(np.where(chosen, self.energy_units[None], 0), self.top_k, axis=1)
         latency = np.zeros_like(energy)
-        for s, group in enumerate(self.server_groups()):
-            if group.size == 0:
-                continue
+        groups = self.server_groups()
+        # Only servers some selection uses: on a wide fleet a few selections use few of them.
+        for s in np.unique(self.expert_server[chosen[:, :, 0].any(axis=0)]).tolist():
+            group = groups[s]
             on_server = chosen[:, group]
             work = top_k_sum(np.where(on_server, self.latency_units[group][None], 0), self.top_k, axis=1)
             used = on_server.any(axis=1)
@@ -353,6 +400,9 @@ class Problem:
         if self.budgets.has_mean and self.objective is not None and self.objective.envelope:
             raise UsageError("mean budgets cannot use the monotone envelope: a subset of a selection need "
                              "not meet them", "budget")
+        if self.budgets.has_mean and self.instance.n_experts > WORD_EXPERTS:
+            raise UsageError(f"mean budgets handle at most {WORD_EXPERTS} experts (got "
+                             f"{self.instance.n_experts}); use worst-case budgets on larger fleets", "budget")
 
     @property
     def has_mean(self) -> bool:
@@ -368,8 +418,8 @@ class Problem:
         return self.instance.usage(masks)
 
     def feasible(self, masks: npt.ArrayLike) -> np.ndarray:
-        """Boolean (B,) feasibility of int64 bit masks; costs no objective evaluation."""
-        masks = np.asarray(masks, dtype=np.int64)
+        """Boolean (B,) feasibility of bit masks; costs no objective evaluation."""
+        masks = as_masks(masks, self.instance.n_experts)
         ok: np.ndarray = self.budgets.feasible(self.instance.usage(masks))
         if self.avoid:
             ok &= avoids_one(masks.reshape(-1), self.avoid)
@@ -402,4 +452,4 @@ class Problem:
 
 def avoids_one(masks: np.ndarray, avoid: tuple[int, ...]) -> np.ndarray:
     """Boolean (B,): whether each mask holds no expert of at least one mask of ``avoid``."""
-    return np.asarray(((masks[:, None] & np.array(avoid, dtype=np.int64)[None, :]) == 0).any(axis=1))
+    return np.asarray(((masks[:, None] & np.array(avoid, dtype=masks.dtype)[None, :]) == 0).any(axis=1))

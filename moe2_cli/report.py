@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from moe2_cli.mean_cost import mean_use
 from moe2_cli.plain import jsonable
-from moe2_cli.problem import Problem, members
+from moe2_cli.problem import Problem, bits_of, members
 from moe2_cli.solvers.base import SolveResult, Status
 
 SELECT_SCHEMA = "moe2.select/1"
@@ -68,7 +66,7 @@ def _finite(x: float) -> float | None:
 
 def best_feasible_single(problem: Problem) -> float | None:
     """F of the best expert that meets the budgets on its own: what a selection must beat."""
-    singles = np.left_shift(np.int64(1), np.arange(problem.instance.n_experts, dtype=np.int64))
+    singles = bits_of(range(problem.instance.n_experts), problem.instance.n_experts)
     fits = problem.feasible(singles)
     return float(problem.objective(singles[fits]).max()) if fits.any() else None
 

@@ -19,7 +19,7 @@ import numpy as np
 from moe2_cli.errors import UsageError
 from moe2_cli.gating.confidence import Bootstrap, Interval
 from moe2_cli.objective import Objective
-from moe2_cli.problem import Problem, mask_of, members, popcount
+from moe2_cli.problem import Problem, bits_of, mask_of, members, popcount
 from moe2_cli.solvers import Limits, SolveResult, Status
 from moe2_cli.solvers.base import SolveContext
 from moe2_cli.solvers.brb import BrbSolver
@@ -57,26 +57,28 @@ def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None
 
 def best_single(problem: Problem) -> int | None:
     """The expert with the highest F among those that fit alone (lowest index on ties)."""
-    singles = np.left_shift(np.int64(1), np.arange(problem.instance.n_experts, dtype=np.int64))
+    singles = bits_of(range(problem.instance.n_experts), problem.instance.n_experts)
     fits = singles[problem.feasible(singles)]
     if fits.size == 0:
         return None
     return int(fits[int(np.argmax(problem.objective(fits)))])
 
 
-def runner_up(problem: Problem, mask: int, objective: Objective) -> int | None:
+def runner_up(problem: Problem, mask: int, objective: Objective, limits: Limits = Limits()) -> int | None:
     """The best feasible selection, by ``objective`` (the gate's own F, not an envelope), that
     does not offer the gate every LLM of ``mask``: a different plan, not the same one with an
     LLM added (the cheaper on ties, see ``Incumbent``). None when there is none.
 
     Such a selection misses every expert of some class (LLM, see ``Objective.expert_classes``)
     of ``mask``: one exact solve by brb, which resolves ties in that order, of the problem
-    whose selections must miss one of those classes."""
+    whose selections must miss one of those classes, within ``limits`` (None if they stop it)."""
+    if limits.time_s is not None and limits.time_s <= 0:
+        return None  # the time limit is spent: no search, not even brb's warm-up
     classes = np.asarray(objective.expert_classes())
     held = np.unique(classes[members(mask)]).tolist()
     others = replace(problem, objective=objective, avoid=()).avoiding_one_of(
         mask_of(np.flatnonzero(classes == c)) for c in held)
-    result = BrbSolver().solve(others)
+    result = BrbSolver().solve(others, limits)
     if result.status is not Status.OPTIMAL or not result.mask:
         return None  # none exists (or, for an F brb cannot prove on, none that is proven best)
     return result.mask
@@ -99,12 +101,13 @@ class Assessment:
         return None if self.gain is None else not self.gain.covers_zero
 
 
-def assess(problem: Problem, mask: int, bootstrap: Bootstrap) -> Assessment:
+def assess(problem: Problem, mask: int, bootstrap: Bootstrap, limits: Limits = Limits()) -> Assessment:
     """Intervals for a chosen selection (F of ``problem`` may be a monotone envelope: values
-    are taken from the gate's own F, which the envelope's choice attains)."""
+    are taken from the gate's own F, which the envelope's choice attains); ``limits`` bound
+    the search for the runner-up."""
     inner = bootstrap.objective
     single = best_single(problem)
-    other = runner_up(problem, mask, inner)
+    other = runner_up(problem, mask, inner, limits)
     return Assessment(objective=bootstrap.of(mask), best_single=single,
                       gain=None if single is None else bootstrap.difference(mask, single),
                       runner_up=other, gap=None if other is None else bootstrap.difference(mask, other),

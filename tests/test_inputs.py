@@ -78,10 +78,10 @@ def test_two_servers_without_names(run_cli, tmp_path):
 
 def test_too_many_experts_names_the_file(run_cli, tmp_path):
     llms = "[qwen2.5-7b-instruct, phi-3.5-mini-instruct, qwen2.5-1.5b-instruct]"
-    servers = "".join(f"  - name: s{i}\n    profile: jetson-agx-orin-64gb\n    llms: {llms}\n" for i in range(22))
+    servers = "".join(f"  - name: s{i}\n    profile: jetson-agx-orin-64gb\n    llms: {llms}\n" for i in range(86))
     path = tmp_path / "s.yaml"
     path.write_text(DEFAULT[:DEFAULT.index("servers:")] + "servers:\n" + servers)
-    assert "at most 62 experts (got 66)" in one_located_line(run_cli("show", path), path)
+    assert "at most 256 experts (got 258)" in one_located_line(run_cli("show", path), path)
 
 
 def test_a_file_name_longer_than_the_os_allows(run_cli, tmp_path):

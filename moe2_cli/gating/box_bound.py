@@ -79,8 +79,8 @@ class GatedBound:
     def bound(self, low, high) -> np.ndarray:
         """Upper bounds on F over the boxes [low_b, high_b] of expert masks (low ⊆ high)."""
         columns = self.objective.column_masks
-        p = columns(np.asarray(low, dtype=np.int64).reshape(-1))
-        q = columns(np.asarray(high, dtype=np.int64).reshape(-1))
+        p = columns(low).reshape(-1)  # column masks: int64 whatever the number of experts
+        q = columns(high).reshape(-1)
         size = max(1, _ELEMENTS // self.scores.size)
         totals = [self._block(p[s:s + size], q[s:s + size]) for s in range(0, p.size, size)]
         units = np.concatenate(totals) if totals else np.zeros(0)
@@ -121,10 +121,10 @@ class GatedBound:
         where a removed column is a candidate are worked out again: elsewhere it ranks below k
         columns of ``low``, so it is neither a candidate nor above a forced column."""
         columns = self.objective.column_masks
-        in_p = self._ranked(columns(np.array([low], dtype=np.int64)))[0]
-        in_q = self._ranked(columns(np.array([high], dtype=np.int64)))[0]
+        in_p = self._ranked(columns([low]))[0]
+        in_q = self._ranked(columns([high]))[0]
         parent = self._units(in_p, in_q, np.arange(in_q.size))
-        gone = self._ranked(columns(np.asarray(removed, dtype=np.int64).reshape(-1)))  # (R, Q)
+        gone = self._ranked(columns(removed).reshape(-1))  # (R, Q)
         box, query = np.nonzero(gone & (in_q & _through_kth(in_p, self.k))[None])
         fresh = self._units(in_p[query], in_q[query] & ~gone[box, query], query)
         change = np.zeros(gone.shape[0])

@@ -107,7 +107,7 @@ def query_values(objective: GatedObjective, masks) -> np.ndarray:
     sums with the share weights."""
     rows = []
     p = objective.scores if objective.metric == "accuracy" else floored(objective.scores, objective.floor)
-    for column_mask in objective.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1)).tolist():
+    for column_mask in objective.column_masks(masks).reshape(-1).tolist():
         if column_mask == 0:
             mixed = np.full(len(p), 0.0 if objective.metric == "accuracy" else objective.floor)
         else:

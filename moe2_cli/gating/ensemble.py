@@ -41,7 +41,7 @@ from moe2_cli.gating.kernels import TINY, AllMasks, Batch, one_mask_total, softm
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
-from moe2_cli.problem import Instance, masks_to_bool, popcount
+from moe2_cli.problem import WORD_EXPERTS, Instance, as_masks, mask_bytes, masks_to_bool, popcount
 
 METRICS = ("accuracy", "neg-cross-entropy")
 MAX_ALL_MASKS = 26  # 2^26 values are 512 MB
@@ -108,6 +108,8 @@ class GatedObjective(Objective):
         if (self.logits.shape != self.scores.shape or self.weights.shape != (len(self.logits),)
                 or columns.shape != (n,) or columns.min() < 0 or columns.max() >= self.n_columns):
             raise ValueError("logits and scores must have shape (Q, columns), weights (Q,), expert_columns (experts,)")
+        if self.n_columns > WORD_EXPERTS:  # column masks are int64 in every kernel
+            raise ValueError(f"the gate scores at most {WORD_EXPERTS} distinct LLMs (got {self.n_columns} columns)")
         self.expert_columns = columns
         self.metric, self.floor, self.k = metric, floor, instance.top_k
         self.threads = threads or min(_MAX_THREADS, os.cpu_count() or 1)
@@ -146,13 +148,14 @@ class GatedObjective(Objective):
 
     def column_masks(self, masks) -> np.ndarray:
         """Expert masks to column masks: the columns (LLMs) the selected experts host."""
-        masks = np.asarray(masks, dtype=np.int64)
+        masks = as_masks(masks, self.instance.n_experts)
         if self._column_bytes is None:
             return masks
-        out = np.zeros_like(masks)
+        raw = mask_bytes(masks, self.instance.n_experts)
+        out = np.zeros(raw.shape[0], dtype=np.int64)
         for j, table in enumerate(self._column_bytes):
-            out |= table[(masks >> (8 * j)) & 255]
-        return out
+            out |= table[raw[:, j]]
+        return out.reshape(masks.shape)
 
     def _units(self, values: np.ndarray) -> np.ndarray:
         """Weighted query values as integers in units of 2^-exponent."""
@@ -174,7 +177,7 @@ class GatedObjective(Objective):
 
     def evaluate(self, masks) -> np.ndarray:
         """F of each mask through the per-mask path: no cache, no all-masks table."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return self._to_float(self._per_mask(columns))
 
     def evaluate_masks_outer(self, masks) -> np.ndarray:
@@ -189,7 +192,7 @@ class GatedObjective(Objective):
     def evaluate_generic(self, masks) -> np.ndarray:
         """F of each mask through the plain vectorised definition (any k): the reference the
         fast paths are checked and benchmarked against."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return self._to_float(self._chunked(self._generic, columns, per_mask=len(self.logits) * self.n_columns))
 
     def all_values(self) -> np.ndarray:
@@ -280,7 +283,7 @@ class GatedObjective(Objective):
 
     def reference_values(self, masks) -> np.ndarray:
         """F computed the plain way, mask by mask, through the gate's own :func:`restrict`."""
-        columns = self.column_masks(np.asarray(masks, dtype=np.int64).reshape(-1))
+        columns = self.column_masks(masks).reshape(-1)
         return np.array([gate_value(self.logits, self.scores, self.weights, self.k, mask, metric=self.metric,
                                     floor=self.floor) for mask in columns.tolist()])
 

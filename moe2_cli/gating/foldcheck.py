@@ -34,7 +34,7 @@ class FoldGaps:
 
 
 def _columns(system: GateSystem, mask: int) -> np.ndarray:
-    column_mask = int(system.objective.column_masks(np.array([mask]))[0])
+    column_mask = int(system.objective.column_masks([mask])[0])
     return np.flatnonzero(column_mask >> np.arange(system.objective.n_columns) & 1)
 
 

@@ -32,7 +32,7 @@ from moe2_cli.outcomes import (
     read_outcomes,
     synthesize_for,
 )
-from moe2_cli.problem import Instance
+from moe2_cli.problem import WORD_EXPERTS, Instance
 from moe2_cli.progress import ProgressCallback
 from moe2_cli.rng import stream
 
@@ -72,6 +72,9 @@ def scenario_outcomes(scenario, *, outcomes_path: str | Path | None = None, quer
     """The scenario's outcomes with one column per distinct LLM of the instance: an explicit
     file, else the scenario's ``outcomes:`` entry, else synthesised from the profile accuracies."""
     instance = instance or scenario.instance
+    if (distinct := len(set(instance.expert_llms))) > WORD_EXPERTS:
+        raise UsageError(f"the gate scores at most {WORD_EXPERTS} distinct LLMs, one column each "
+                         f"(the scenario has {distinct}); copies of an LLM on more servers are not limited")
     spec = getattr(scenario, "outcomes", None)
     if outcomes_path is not None:
         table = read_with_task_map(scenario, outcomes_path)

@@ -26,6 +26,7 @@ from moe2_cli.problem import (
     UNLIMITED,
     Problem,
     Usage,
+    as_masks,
     members,
     popcount,
 )
@@ -134,12 +135,12 @@ class SolveContext:
 
     def F(self, masks: object) -> np.ndarray:
         """F of a batch of masks; counts distinct masks asked for in this solve."""
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        masks = as_masks(masks, self.problem.instance.n_experts).reshape(-1)
         self._seen.update(masks.tolist())
         return np.asarray(self.problem.objective(masks), dtype=float)
 
     def F1(self, mask: int) -> float:
-        return float(self.F(np.array([mask], dtype=np.int64))[0])
+        return float(self.F([mask])[0])
 
     def F_until_limit(self, masks: np.ndarray) -> tuple[np.ndarray, int]:
         """F of many masks in batches of about _BATCH_S seconds, checking the limits between
@@ -251,7 +252,7 @@ class SolveContext:
             bound = math.nan
         notes = notes + self._monotone_notes(assumes_monotone, status)
         inst = self.problem.instance
-        usage = self.problem.usage(np.array([mask], dtype=np.int64))
+        usage = self.problem.usage([mask])
         return SolveResult(
             solver=solver,
             status=status,
@@ -348,7 +349,7 @@ def tie_costs(problem: Problem, masks: object) -> np.ndarray:
     """(B, 2) the cost order among selections of equal F: traffic-weighted worst-case energy
     (mJ per query), then traffic-weighted worst-case latency (µs). Both only grow with S, so a
     selection's costs bound those of every selection holding it."""
-    usage = problem.usage(np.asarray(masks, dtype=np.int64).reshape(-1))
+    usage = problem.usage(as_masks(masks, problem.instance.n_experts).reshape(-1))
     shares = np.asarray(problem.instance.shares, dtype=float)
     return np.stack([usage.energy @ shares, usage.latency @ shares], axis=1)
 
@@ -395,7 +396,7 @@ def best_index(values: np.ndarray, masks: np.ndarray, problem: Problem | None = 
     top = np.flatnonzero(values == values.max())
     if top.size == 1:
         return int(top[0])
-    tied = np.asarray(masks, dtype=np.int64)[top]
+    tied = np.asarray(masks)[top]
     keys = [tied, popcount(tied)]
     if problem is not None:
         costs = tie_costs(problem, tied)

@@ -16,7 +16,7 @@ from abc import abstractmethod
 
 import numpy as np
 
-from moe2_cli.problem import ENERGY_UNITS_PER_J, Problem, members
+from moe2_cli.problem import ENERGY_UNITS_PER_J, Problem, bits_of, members
 from moe2_cli.rng import stream
 from moe2_cli.solvers.base import (
     Limits,
@@ -45,7 +45,7 @@ def greedy_mask(ctx: SolveContext, allowed: int, *, lazy: bool = False) -> int:
     state = {"value": 0.0, "energy": 0.0}
 
     def ratios(candidates: list[int]) -> np.ndarray:
-        masks = np.array([packer.mask | (1 << i) for i in candidates], dtype=np.int64)
+        masks = [packer.mask | (1 << i) for i in candidates]
         values = ctx.F(masks)
         if packer.mask:
             ctx.check_edges(values, np.full(values.size, state["value"]))  # S below S + i
@@ -57,7 +57,7 @@ def greedy_mask(ctx: SolveContext, allowed: int, *, lazy: bool = False) -> int:
     def take(i: int) -> None:
         packer.add(i)
         state["value"] = ctx.F1(packer.mask)
-        state["energy"] = float(ctx.problem.usage(np.array([packer.mask])).energy_j[0] @ shares)
+        state["energy"] = float(ctx.problem.usage([packer.mask]).energy_j[0] @ shares)
 
     return (_lazy_greedy if lazy else _plain_greedy)(packer, members(allowed), ratios, take)
 
@@ -123,7 +123,7 @@ class BestSingleSolver(_Baseline):
     name = "best-single"
 
     def pick(self, ctx, allowed):
-        singles = np.array([1 << i for i in members(allowed)], dtype=np.int64)
+        singles = bits_of(members(allowed), ctx.problem.instance.n_experts)
         singles = singles[ctx.feas.feasible(singles)]  # under mean budgets some fit only in company
         if not singles.size:
             return 0, ("no expert fits alone",)

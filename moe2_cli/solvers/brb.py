@@ -22,7 +22,7 @@ import numpy as np
 
 from moe2_cli.errors import UsageError
 from moe2_cli.objective import MONOTONE_BOUND, Objective
-from moe2_cli.problem import Problem, members, popcount
+from moe2_cli.problem import Problem, as_masks, bits_of, mask_of, members
 from moe2_cli.solvers.base import (
     Incumbent,
     Limits,
@@ -112,7 +112,7 @@ class _Brb:
 
     def _push(self, bound: float, q: int, p: int) -> None:
         if bound > self.val:
-            heapq.heappush(self.heap, (-bound, popcount(np.int64(q)).item(), q, p))
+            heapq.heappush(self.heap, (-bound, int(q).bit_count(), q, p))
             self.peak = max(self.peak, len(self.heap))
 
     @property
@@ -136,12 +136,12 @@ class _Brb:
             self._offer(q)
             return
         free = np.array(members(q & ~p), dtype=np.int64)
-        drops = q & ~(np.int64(1) << free)
+        drops = q & ~bits_of(free, self.ctx.problem.instance.n_experts)
         values = self.ctx.F(drops)
         self.ctx.check_edges(np.full(free.size, top), values)
         forced = values <= self.val  # every improving S in the box holds these experts
         if forced.any():
-            p |= int(np.bitwise_or.reduce(np.int64(1) << free[forced]))
+            p |= mask_of(free[forced])
             if not feas.fits(p):
                 return
         free, values = free[~forced], values[~forced]
@@ -187,10 +187,11 @@ class BoundedBrb:
         self.classes = np.asarray(self.objective.expert_classes(), dtype=np.intp)
         self.class_of = self.classes.tolist()
         # Per class, the mask of its experts.
-        self.class_mask = np.zeros(int(self.classes.max()) + 1, dtype=np.int64)
-        np.bitwise_or.at(self.class_mask, self.classes, np.left_shift(np.int64(1), np.arange(self.classes.size)))
         n = ctx.problem.instance.n_experts
-        self.alone = ctx.F(np.left_shift(np.int64(1), np.arange(n, dtype=np.int64)))  # F of each expert alone
+        self.n = n
+        self.class_mask = as_masks([mask_of(np.flatnonzero(self.classes == c))
+                                    for c in range(int(self.classes.max()) + 1)], n)
+        self.alone = ctx.F(bits_of(range(n), n))  # F of each expert alone
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
         self.iterations = 0
         self.peak = 0
@@ -227,7 +228,7 @@ class BoundedBrb:
         return True
 
     def _bound(self, p: int, q: int) -> float:
-        return float(self.objective.box_bound(np.array([p], dtype=np.int64), np.array([q], dtype=np.int64))[0])
+        return float(self.objective.box_bound([p], [q])[0])
 
     def _may_beat(self, bound: float, p: int) -> bool:
         """Whether a box [p, ...] bounded by ``bound`` can hold a selection before the incumbent
@@ -239,13 +240,13 @@ class BoundedBrb:
     def _offer(self, *masks: int) -> None:
         masks = exact_only(self.ctx.problem, tuple(m for m in masks if m))
         if masks:
-            self.ctx.F(np.array(masks, dtype=np.int64))  # one batch; the offers below hit the cache
+            self.ctx.F(list(masks))  # one batch; the offers below hit the cache
             for m in masks:
                 self.best.offer(self.ctx, m)
 
     def _push(self, bound: float, q: int, p: int) -> None:
         if self._may_beat(bound, p):
-            heapq.heappush(self.heap, (-bound, popcount(np.int64(q)).item(), q, p))
+            heapq.heappush(self.heap, (-bound, int(q).bit_count(), q, p))
             self.peak = max(self.peak, len(self.heap))
 
     def _visit(self, p: int, q: int) -> None:
@@ -271,9 +272,9 @@ class BoundedBrb:
         # Reduce from below: a class whose absence bounds the box below the incumbent is in
         # every better selection; with one expert of it left, that expert joins p.
         beaten = np.array([not self._may_beat(float(b), p) for b in without.tolist()], dtype=bool)
-        forced = beaten & (copies == np.left_shift(np.int64(1), probed))
+        forced = beaten & (copies == bits_of(probed, self.n))
         if forced.any():
-            p |= int(np.bitwise_or.reduce(np.int64(1) << probed[forced]))
+            p |= mask_of(probed[forced])
             if not feas.fits_worst(p):
                 return
             self._push(self._bound(p, self._reduce_up(p, q)), q, p)

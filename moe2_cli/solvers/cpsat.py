@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from ortools.sat.python import cp_model
 
-from moe2_cli.problem import Problem, members
+from moe2_cli.problem import Problem, as_masks, bits_of, members
 from moe2_cli.solvers.base import (
     Limits,
     ProgressCallback,
@@ -26,6 +26,7 @@ from moe2_cli.solvers.base import (
     best_index,
     refuse_mean,
 )
+from moe2_cli.solvers.baselines import greedy_mask
 from moe2_cli.solvers.feasibility import Row
 
 # Surrogate scores are scaled to integers up to this value (objective coefficients stay exact).
@@ -65,11 +66,14 @@ class CpSatSolver(Solver):
         collector = _Collector(model.x, ctx)
         solver = self._solver(ctx, enumerate_all=True)
         status = solver.solve(model.model, collector)
-        masks = np.array(sorted(collector.masks), dtype=np.int64)  # dedupe: solutions may repeat
+        masks = as_masks(sorted(collector.masks), ctx.problem.instance.n_experts)  # dedupe: solutions may repeat
         notes: tuple[str, ...] = (
             f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
         if masks.size == 0:
-            return ctx.result(self.name, Status.LIMIT, 0, bound=ctx.F1(allowed), notes=notes)
+            # Wide instances can spend the limit before the first set: answer with greedy's.
+            fallback = greedy_mask(ctx, allowed, lazy=True)
+            return ctx.result(self.name, Status.LIMIT, fallback, bound=ctx.F1(allowed), assumes_monotone=True,
+                              notes=notes + ("no set enumerated within the limit: the answer is greedy's",))
         values, done = ctx.F_until_limit(masks)  # the first batch always runs: done > 0
         if done < masks.size:
             notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
@@ -87,7 +91,7 @@ class CpSatSolver(Solver):
 
     def _surrogate(self, ctx: SolveContext, allowed: int, warm: int | None) -> SolveResult:
         idx = members(allowed)
-        singles = np.array([1 << i for i in idx], dtype=np.int64)
+        singles = bits_of(idx, ctx.problem.instance.n_experts)
         weights = _integer_scores(ctx.F(singles))
         try:
             model = _Model(ctx, allowed, determined=False)

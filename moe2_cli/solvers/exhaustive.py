@@ -41,7 +41,7 @@ class ExhaustiveSolver(Solver):
         n = problem.instance.n_experts
         if n > MAX_EXPERTS:
             raise UsageError(f"exhaustive search handles at most {MAX_EXPERTS} experts (got {n}); "
-                             f"use the polyblock solver")
+                             f"use the brb solver")
         ctx = SolveContext(problem, limits, progress)
         feasible = ctx.feas.all_masks(stop=lambda: ctx.limit_hit() is not None)
         if feasible is None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.mean_cost import mean_use
-from moe2_cli.problem import UNLIMITED, Problem, avoids_one, members
+from moe2_cli.problem import UNLIMITED, Problem, as_masks, avoids_one, bits_of, masks_to_bool, members
 
 _CHUNK = 1 << 14
 AVOID = "avoid"  # how blocking() names the rule of Problem.avoid
@@ -83,8 +83,8 @@ class FeasibilityModel:
     # ---------------------------------------------------------------- batch
 
     def feasible(self, masks) -> np.ndarray:
-        """Boolean (B,) feasibility of int64 bit masks, mean budgets included."""
-        masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+        """Boolean (B,) feasibility of bit masks, mean budgets included."""
+        masks = as_masks(masks, self.n).reshape(-1)
         ok = self._feasible_worst(masks)
         if self.mean:
             where = np.flatnonzero(ok)
@@ -103,11 +103,13 @@ class FeasibilityModel:
 
     def _feasible_chunk(self, masks: np.ndarray) -> np.ndarray:
         ok = np.ones(masks.size, dtype=bool)
+        # Python-int masks (more experts than a word) are unpacked once; int64 ones are shifted.
+        wide = masks_to_bool(masks, self.n) if masks.dtype == object and self.rows else None
         for row, groups in zip(self.rows, self._sorted):
             for order, cap in groups:
                 if order.size == 0:
                     continue
-                chosen = (masks[:, None] >> order[None, :]) & 1
+                chosen = (masks[:, None] >> order[None, :]) & 1 if wide is None else wide[:, order].astype(np.int64)
                 rank = np.cumsum(chosen, axis=1)
                 use = (chosen * (rank <= self.k)) @ row.cost[order]
                 fits = use <= cap
@@ -146,7 +148,7 @@ class FeasibilityModel:
     def singles(self) -> int:
         """Mask of the experts that meet the worst-case budgets alone; the others can never be
         selected (under mean budgets one that fits them may still need company to fit)."""
-        alone = np.left_shift(np.int64(1), np.arange(self.n, dtype=np.int64))
+        alone = bits_of(range(self.n), self.n)
         return int(np.bitwise_or.reduce(alone[self._feasible_worst(alone)], initial=0))
 
     def packer(self, base: int = 0, *, exact: bool = True) -> Packer:

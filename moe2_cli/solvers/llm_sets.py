@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from moe2_cli.problem import members
+from moe2_cli.problem import as_masks, members
 from moe2_cli.solvers.base import Incumbent, SolveContext, SolveResult, Status, tie_key
 from moe2_cli.solvers.baselines import greedy_mask
 from moe2_cli.solvers.placement import PlacementStopped, Placer
@@ -47,12 +47,13 @@ class LlmSetBrb:
         self.notes = notes
         self.objective = ctx.problem.objective
         self.best = Incumbent()
+        self.n = ctx.problem.instance.n_experts
         classes = np.asarray(self.objective.expert_classes(), dtype=np.int64)
         self.allowed = ctx.feas.singles()
         self.placer = Placer(ctx.problem, ctx.feas, classes, self.allowed, stop=lambda: ctx.limit_hit() is not None)
         self.copies = {c: sum(1 << i for i in experts) for c, experts in self.placer.copies.items()}
         self.first = {c: experts[0] for c, experts in self.placer.copies.items()}
-        alone = ctx.F(np.array([1 << i for i in self.first.values()], dtype=np.int64))
+        alone = ctx.F(as_masks([1 << i for i in self.first.values()], self.n))
         self.alone = dict(zip(self.first, alone.tolist()))  # F of each class alone
         self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |Q|, Q, P)
         self.open_bound = -math.inf  # the bound of the box being visited: out of the heap meanwhile
@@ -101,7 +102,7 @@ class LlmSetBrb:
         return sum(self.copies[c] for c in members(q))
 
     def _bound(self, p: int, q: int) -> float:
-        low, high = np.array([self._low(p)], dtype=np.int64), np.array([self._high(q)], dtype=np.int64)
+        low, high = as_masks([self._low(p)], self.n), as_masks([self._high(q)], self.n)
         return float(self.objective.box_bound(low, high)[0])
 
     def _may_beat(self, bound: float, p: int) -> bool:
@@ -120,7 +121,7 @@ class LlmSetBrb:
     def _offer_masks(self, *masks: int) -> None:
         masks = tuple(m for m in masks if m)
         if masks:
-            self.ctx.F(np.array(masks, dtype=np.int64))  # one batch; the offers below hit the cache
+            self.ctx.F(as_masks(masks, self.n))  # one batch; the offers below hit the cache
             for m in masks:
                 self.best.offer(self.ctx, m)
 
@@ -139,7 +140,7 @@ class LlmSetBrb:
             return
         probed = free[:_PROBES]
         without = self.objective.box_bound_without(self._low(p), self._high(q),
-                                                   np.array([self.copies[c] for c in probed], dtype=np.int64))
+                                                   as_masks([self.copies[c] for c in probed], self.n))
         # Reduce from below: a class whose absence bounds the box below the incumbent is in
         # every better selection.
         forced = [c for c, b in zip(probed, without.tolist()) if not self._may_beat(float(b), p)]

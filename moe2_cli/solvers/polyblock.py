@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from moe2_cli.problem import Problem, members, popcount
+from moe2_cli.errors import UsageError
+from moe2_cli.problem import WORD_EXPERTS, Problem, members, popcount
 from moe2_cli.solvers.base import (
     Incumbent,
     Limits,
@@ -70,6 +71,8 @@ class PolyblockSolver(Solver):
     def solve(self, problem: Problem, limits: Limits = Limits(), *, incumbent: int | None = None,
               progress: ProgressCallback | None = None) -> SolveResult:
         refuse_mean(problem, self.name, "its cuts assume that removing experts keeps a selection feasible")
+        if (n := problem.instance.n_experts) > WORD_EXPERTS:  # its vertex arrays are int64 masks
+            raise UsageError(f"polyblock handles at most {WORD_EXPERTS} experts (got {n}); use the brb solver")
         ctx = SolveContext(problem, limits, progress)
         if has_own_bound(problem.objective):
             return _BoundedDpoly(ctx, self).run(incumbent)

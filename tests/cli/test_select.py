@@ -160,13 +160,15 @@ TINY = ROOT / "tests" / "fixtures" / "good" / "scenario.yaml"
 
 
 def test_time_limit_without_a_selection_exits_1_with_nulls_not_inf(run_cli):
-    result, payload = select_json(run_cli, "--solver", "cpsat", "--time-limit", "0.00001", "--min-accuracy", "0.5")
+    # cpsat itself answers with greedy's selection when it enumerates nothing; its surrogate does not
+    result, payload = select_json(run_cli, "--solver", "cpsat-surrogate", "--time-limit", "0.00001",
+                                  "--min-accuracy", "0.5")
     assert result.exit_code == 1, result.output
     assert payload["status"] == "limit" and payload["selection"] == []
     assert set(payload["energy_j"].values()) == set(payload["latency_s"].values()) == {None}
     assert payload["references"]["oracle"] is None and payload["references"]["best_single_feasible"] > 0
     assert len(payload["experts"]) == 11 and not any("inf" in e["why"] for e in payload["experts"])
-    assert result.stderr == "moe2: cpsat stopped at its limit before finding a selection\n"
+    assert result.stderr == "moe2: cpsat-surrogate stopped at its limit before finding a selection\n"
 
 
 def test_infeasible_select_explains_every_expert_and_reports_no_figures(run_cli):
