@@ -48,7 +48,7 @@ import ortools  # noqa: E402
 
 from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
 from moe2_cli.objective import Objective  # noqa: E402
-from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance, Problem, masks_to_bool  # noqa: E402
+from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance, Problem, as_masks, masks_to_bool  # noqa: E402
 from moe2_cli.solvers import Limits, SolveResult, Status, get_solver  # noqa: E402
 
 CATEGORIES = ("mcq", "math", "code", "open_qa")
@@ -122,7 +122,7 @@ def make_problem(case: Case, objective: str = "gated") -> Problem:
         shares=SHARES, latency_s=latency, energy_j=energy, accuracy=accuracy, top_k=case.top_k,
         aggregation_s=0.05,
     )
-    full = inst.usage(np.array([inst.full_mask], dtype=np.int64))
+    full = inst.usage(as_masks([inst.full_mask], inst.n_experts))
     fe, fl = FAMILIES[case.family]
     latency_cap = fl * float(full.latency_s.max())
     budgets = Budgets.build(CATEGORIES, energy=fe * float(full.energy_j.max()), latency=latency_cap,
@@ -231,7 +231,7 @@ def parse_fleet(spec: str) -> tuple[int, int]:
     if not 1 <= m <= available:
         raise SystemExit(f"--fleet {spec}: M must be 1..{available}, the LLMs of the shipped profiles")
     if not m <= n <= MAX_EXPERTS:
-        raise SystemExit(f"--fleet {spec}: N must be {m}..{MAX_EXPERTS} (selections are {MAX_EXPERTS}-bit masks)")
+        raise SystemExit(f"--fleet {spec}: N must be {m}..{MAX_EXPERTS}, the most experts a scenario may have")
     return n, m
 
 
