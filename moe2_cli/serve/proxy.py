@@ -260,7 +260,7 @@ class Proxy:
         target = self.targets[pick.expert]
         try:
             answer = await whole_answer(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
-                                    n=asked.n, request_id=asked.query.id)
+                                        n=asked.n, request_id=asked.query.id)
         except BaseException as err:
             self._failed(pick.expert, err)
             raise

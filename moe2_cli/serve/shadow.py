@@ -136,7 +136,7 @@ class Shadow(Companion):
         bounds = Bounds(ends_at=time.monotonic() + target.timeout_s, max_bytes=self.max_reply_bytes)
         try:
             answer = await whole_answer(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
-                                    n=asked.n, request_id=asked.query.id)
+                                        n=asked.n, request_id=asked.query.id)
         except (ClientError, UpstreamFailure) as err:
             status = err.status if isinstance(err, ClientError) else 502
             self._write(asked, target.expert, status, time.perf_counter() - started, Served(), str(err))
