@@ -347,6 +347,16 @@ class Checker:
             return None
         return value
 
+    def flag(self, node: Node, what: str) -> bool | None:
+        """``true`` or ``false``; text such as ``"yes"`` or a number is not a flag."""
+        value = self._scalar(node, what, "true or false")
+        if value is _REPORTED:
+            return None
+        if not isinstance(value, bool):
+            self.error(node, f"{what} must be true or false (got {describe(node)})")
+            return None
+        return value
+
     def number(self, node: Node, what: str, *, positive=False, non_negative=False, unit_interval=False,
                integer=False, maximum: float = MAX_NUMBER) -> float | None:
         """A finite number with the stated bounds, at most ``maximum`` in size; booleans are not

@@ -14,6 +14,7 @@ In a scenario::
           power: tegrastats                 # nvml[:GPU], tegrastats, rapl, file:PATH or none
           watts: 30                         # with power: none, energy is derived as W x time
           timeout_s: 120                    # optional, per request
+          stream_upstream: true             # optional: whole replies asked for as streams
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from moe2_cli.yamlio import Checker
 
 POWER_KINDS = ("nvml", "tegrastats", "rapl", "file", "none")
 DEFAULT_TIMEOUT_S = 120.0
-_KEYS = ("url", "api_key_env", "models", "power", "watts", "timeout_s", "tegrastats_interval_ms")
+_KEYS = ("url", "api_key_env", "models", "power", "watts", "timeout_s", "tegrastats_interval_ms", "stream_upstream")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class Endpoint:
     power: PowerSource | None = None  # None: not stated; `measure` needs it, `serve` does not
     api_key_env: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # `serve` asks for a stream even for a whole reply and rebuilds it from the chunks: a server
+    # that notices its client gone only between chunks (llama-cpp-python's) then stops when a
+    # deadline closes the call, instead of computing the whole reply for nobody.
+    stream_upstream: bool = False
 
     def model_id(self, llm: str) -> str:
         return self.models.get(llm, llm)
@@ -83,10 +88,13 @@ def parse_endpoint(check: Checker, node, server: str, llms: list[str], scenario_
     key_env = _env_name(check, fields["api_key_env"][1], server) if "api_key_env" in fields else None
     timeout = check.number(fields["timeout_s"][1], f"{server}.endpoint.timeout_s", positive=True) \
         if "timeout_s" in fields else DEFAULT_TIMEOUT_S
+    stream = check.flag(fields["stream_upstream"][1], f"{server}.endpoint.stream_upstream") \
+        if "stream_upstream" in fields else False
     power = _power(check, fields, server, scenario_path)
-    if url is None or timeout is None or (power is None and ("power" in fields or "watts" in fields)):
+    if url is None or timeout is None or stream is None or (power is None and ("power" in fields or "watts" in fields)):
         return None
-    return Endpoint(server=server, url=url, models=models, power=power, api_key_env=key_env, timeout_s=float(timeout))
+    return Endpoint(server=server, url=url, models=models, power=power, api_key_env=key_env, timeout_s=float(timeout),
+                    stream_upstream=stream)
 
 
 def _url(check: Checker, node, server: str) -> str | None:

@@ -46,7 +46,7 @@ from moe2_cli.serve.plan import Plan
 from moe2_cli.serve.requestlog import RequestLog, Served, entry
 from moe2_cli.serve.routing import Pick, Route
 from moe2_cli.serve.sessions import Sessions, steer
-from moe2_cli.serve.streams import Opened, open_stream
+from moe2_cli.serve.streams import Opened, open_stream, whole_answer
 from moe2_cli.serve.upstream import (
     DEFAULT_MAX_REPLY_BYTES,
     Answer,
@@ -55,7 +55,6 @@ from moe2_cli.serve.upstream import (
     Pools,
     Target,
     UpstreamFailure,
-    complete,
 )
 
 EXPERTS_HEADER = "X-Moe2-Experts"
@@ -260,8 +259,8 @@ class Proxy:
         self._called(pick.expert)
         target = self.targets[pick.expert]
         try:
-            answer = await complete(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
-                                    n=asked.n, request_id=asked.query.id)
+            answer = await whole_answer(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
+                                        n=asked.n, request_id=asked.query.id)
         except BaseException as err:
             self._failed(pick.expert, err)
             raise

@@ -26,7 +26,8 @@ from moe2_cli.serve.metrics import Family
 from moe2_cli.serve.proxy import choice_text
 from moe2_cli.serve.requestlog import RequestLog, Served, entry
 from moe2_cli.serve.routing import Pick
-from moe2_cli.serve.upstream import Bounds, ClientError, Pools, Target, UpstreamFailure, complete
+from moe2_cli.serve.streams import whole_answer
+from moe2_cli.serve.upstream import Bounds, ClientError, Pools, Target, UpstreamFailure
 
 OUTCOMES = ("answered", "failed", "dropped", "cancelled")
 
@@ -134,8 +135,8 @@ class Shadow(Companion):
         started = time.perf_counter()
         bounds = Bounds(ends_at=time.monotonic() + target.timeout_s, max_bytes=self.max_reply_bytes)
         try:
-            answer = await complete(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
-                                    n=asked.n, request_id=asked.query.id)
+            answer = await whole_answer(self.pools.client(target), target, asked.body, bounds, endpoint=asked.endpoint,
+                                        n=asked.n, request_id=asked.query.id)
         except (ClientError, UpstreamFailure) as err:
             status = err.status if isinstance(err, ClientError) else 502
             self._write(asked, target.expert, status, time.perf_counter() - started, Served(), str(err))

@@ -5,6 +5,10 @@ byte cap in all, each event strict JSON no deeper than the nesting limit.
 Until the first event has arrived nothing has gone to the client, so every failure up to then
 is an :class:`UpstreamFailure` (or a :class:`ClientError`) that the proxy may still hand to the
 next expert; after it, a failure can only end the stream.
+
+A whole reply is asked for as a stream too when the expert's endpoint says ``stream_upstream``
+(:func:`whole_answer`), and rebuilt from its chunks: closing that stream at the deadline stops a
+server that notices its client gone only between chunks.
 """
 
 from __future__ import annotations
@@ -18,8 +22,20 @@ from dataclasses import dataclass
 
 import httpx
 
+from moe2_cli.serve.rebuild import NotACompletion, Rebuilder
 from moe2_cli.serve.requests import MalformedJSON, parse_json
-from moe2_cli.serve.upstream import Bounds, Target, UpstreamFailure, capped, read_capped, refusal, send
+from moe2_cli.serve.upstream import (
+    Answer,
+    Bounds,
+    Target,
+    UpstreamFailure,
+    capped,
+    complete,
+    read_capped,
+    refusal,
+    reply_problem,
+    send,
+)
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the three line ends server-sent events allow
 
@@ -88,6 +104,46 @@ async def _first_event(target: Target, response: httpx.Response, bounds: Bounds,
     if not _is_chunk(first):
         raise UpstreamFailure(target.expert, "malformed stream (the first event is not a chunk)", "malformed")
     return Opened(target=target, response=response, events=events, first=first, bounds=bounds)
+
+
+async def whole_answer(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, *, endpoint: str,
+                       n: int, request_id: str | None) -> Answer:
+    """One whole completion from ``target``: asked for whole, or as a stream rebuilt into the
+    whole reply when the target streams (see :func:`upstream.complete` for what is raised)."""
+    if not target.stream:
+        return await complete(client, target, body, bounds, endpoint=endpoint, n=n, request_id=request_id)
+    started = time.perf_counter()
+    try:
+        reply = await asyncio.wait_for(_gathered(client, target, body, bounds, endpoint, request_id),
+                                       max(bounds.left(), 0.0))
+    except asyncio.TimeoutError:
+        raise bounds.late(target.expert) from None
+    problem = reply_problem(reply, chat=endpoint == "chat/completions", n=n)
+    if problem:
+        raise UpstreamFailure(target.expert, f"malformed reply ({problem})", "malformed")
+    return Answer(reply=reply, latency_s=time.perf_counter() - started)
+
+
+async def _gathered(client: httpx.AsyncClient, target: Target, body: dict, bounds: Bounds, endpoint: str,
+                    request_id: str | None) -> dict:
+    """The stream read to its end and rebuilt; closed however it ends (cancelled at the deadline
+    too, which is what stops the expert)."""
+    opened = await open_stream(client, target, body, bounds, endpoint=endpoint, request_id=request_id)
+    rebuilder = Rebuilder(chat=endpoint == "chat/completions")
+    rest = opened.rest()
+    try:
+        rebuilder.add(parse_json(opened.first.encode()))
+        async for data in rest:
+            if data.strip() == "[DONE]":
+                break
+            rebuilder.add(parse_json(data.encode()))
+        return rebuilder.whole()
+    except NotACompletion as err:
+        raise UpstreamFailure(target.expert, f"malformed stream ({err.reason})" if err.kind == "malformed"
+                              else err.reason, err.kind) from None
+    finally:
+        await rest.aclose()
+        await opened.aclose()
 
 
 def _is_json(data: str) -> bool:

@@ -44,9 +44,11 @@ class Target:
     model_id: str
     timeout_s: float
     api_key: str | None = None
+    stream: bool = False  # a whole reply too is asked for as a stream (the endpoint's stream_upstream)
 
     def __repr__(self) -> str:  # the key stays out of every repr, log line and message
-        return f"Target({self.expert!r}, {self.api_base!r}, {self.model_id!r}, timeout_s={self.timeout_s:g})"
+        return (f"Target({self.expert!r}, {self.api_base!r}, {self.model_id!r}, timeout_s={self.timeout_s:g}"
+                f"{', stream=True' if self.stream else ''})")
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def targets_for(scenario: Scenario, experts: list[str], timeout_s: float | None 
                 problems.append(f"{server}.endpoint.api_key_env names {endpoint.api_key_env}, which is not set")
                 continue
         out[expert] = Target(expert=expert, api_base=endpoint.api_base, model_id=endpoint.model_id(llm),
-                             timeout_s=timeout_s or endpoint.timeout_s, api_key=key)
+                             timeout_s=timeout_s or endpoint.timeout_s, api_key=key, stream=endpoint.stream_upstream)
     if problems:  # the scenario is where they are fixed
         raise InputError([Diagnostic(str(scenario.path), None, None, p) for p in problems])
     return out

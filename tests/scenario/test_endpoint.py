@@ -45,7 +45,22 @@ def test_endpoint_fields_are_parsed(tmp_path):
     assert endpoint.model_id("llama-3.1-8b-instruct") == "llama-3.1-8b-instruct"
     assert (endpoint.power.kind, endpoint.power.gpu_index) == ("nvml", 1)
     assert endpoint.api_key_env == "ORIN_KEY" and endpoint.timeout_s == 30
+    assert endpoint.stream_upstream is False, "whole replies are asked for whole unless the endpoint says so"
     assert "plain" not in scenario.endpoints
+
+
+def test_stream_upstream_is_a_flag(tmp_path, run_cli):
+    path = write(tmp_path, """\
+        - name: cpu
+          profile: rtx-4090
+          llms: [qwen2.5-7b-instruct]
+          endpoint: {url: "http://h:1", stream_upstream: true}
+        """)
+    assert load_scenario(path).endpoints["cpu"].stream_upstream is True
+    path.write_text(path.read_text().replace("stream_upstream: true", "stream_upstream: 'yes'"))
+    result = run_cli("validate", path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{path}:10:52: cpu.endpoint.stream_upstream must be true or false (got 'yes')"
 
 
 def test_power_none_needs_watts_and_derives(tmp_path):

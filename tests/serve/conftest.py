@@ -53,14 +53,15 @@ def write_outcomes(path: Path, n: int = 240, seed: int = 0) -> None:
 
 def write_scenario(directory: Path, urls: dict[str, str], *, timeout_s: float = 2.0, key_env: str | None = None,
                    latency_budget_s: float = 20.0, energy_budget_j: float = 5000.0,
-                   power: dict[str, dict] | None = None) -> Path:
+                   power: dict[str, dict] | None = None, endpoint_keys: dict | None = None) -> Path:
     """The scenario file, its servers answering at ``urls`` (server name -> base URL); ``power``
-    adds a server's power keys to its endpoint (``{"power": "nvml:0"}``)."""
+    adds a server's power keys to its endpoint (``{"power": "nvml:0"}``), ``endpoint_keys`` more
+    keys to every endpoint (``{"stream_upstream": True}``)."""
     write_outcomes(directory / "outcomes.jsonl")
     servers = []
     for name, (profile, llms) in SERVERS.items():
         endpoint = {"url": urls[name], "timeout_s": timeout_s, **({"api_key_env": key_env} if key_env else {}),
-                    **(power or {}).get(name, {})}
+                    **(power or {}).get(name, {}), **(endpoint_keys or {})}
         servers.append({"name": name, "profile": profile, "llms": llms, "endpoint": endpoint})
     scenario = {"schema_version": 1, "name": "serve-test", "top_k": 2,
                 "categories": {"mcq": {"share": 0.5}, "math": {"share": 0.5}},
