@@ -25,6 +25,11 @@ else is run beside it.
 the shipped profiles, on servers alternating Jetson AGX Orin and RTX 4090, 3 LLMs each (server s
 hosts LLMs 3s, 3s+1, 3s+2 mod M), with the budgets of ``examples/large.yaml`` and F from the gate
 that ``moe2 select`` trains on it. Each row also gives how far a solve overran the time limit.
+The shipped profiles describe 11 LLMs; for M > 11 the fleet's profiles (written beside its
+scenario) add synthetic variants of them: variant j of LLM i has LLM i's numbers with each
+accuracy moved by up to 0.05 and both token rates scaled by 0.8-1.25, seeded by (M, j), and says
+so in its ``source``. They make fleets with more distinct LLMs for the solvers, not claims about
+real models.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import ortools  # noqa: E402
 
 from moe2_cli.gating.ensemble import GatedObjective, share_weights  # noqa: E402
 from moe2_cli.objective import Objective  # noqa: E402
-from moe2_cli.problem import MAX_EXPERTS, Budgets, Instance, Problem, as_masks, masks_to_bool  # noqa: E402
+from moe2_cli.problem import MAX_EXPERTS, WORD_EXPERTS, Budgets, Instance, Problem, as_masks, masks_to_bool  # noqa: E402
 from moe2_cli.solvers import Limits, SolveResult, Status, get_solver  # noqa: E402
 
 CATEGORIES = ("mcq", "math", "code", "open_qa")
@@ -221,15 +226,46 @@ def fleet_llms() -> list[str]:
     return [name for name in orin if name in rtx]
 
 
+def write_fleet_profiles(m: int, directory: Path) -> list[str]:
+    """The fleet's M LLMs; for M above the shipped 11, profiles with synthetic variants added
+    are written to DIRECTORY/profiles (found before the shipped ones)."""
+    import yaml
+    shipped = fleet_llms()
+    if m <= len(shipped):
+        return shipped[:m]
+    root = Path(__file__).resolve().parents[1] / "profiles"
+    (directory / "profiles").mkdir(exist_ok=True)
+    names = shipped + [f"{shipped[j % len(shipped)]}-variant-{j // len(shipped) + 1}" for j in range(m - len(shipped))]
+    for profile in PROFILES:
+        data = yaml.safe_load((root / f"{profile}.yaml").read_text(encoding="utf-8"))
+        for j, name in enumerate(names[len(shipped):]):
+            data["llms"][name] = _variant(data["llms"][shipped[j % len(shipped)]], np.random.default_rng([m, j]))
+        (directory / "profiles" / f"{profile}.yaml").write_text(yaml.safe_dump(data, sort_keys=False),
+                                                                encoding="utf-8")
+    return names
+
+
+def _variant(entry: dict, rng: np.random.Generator) -> dict:
+    """A synthetic LLM: ``entry``'s numbers moved a little (see the module notes)."""
+    out = {**entry, "throughput": dict(entry["throughput"]), "accuracy": dict(entry["accuracy"])}
+    scale = float(rng.uniform(0.8, 1.25))
+    for rate in ("prefill_tok_s", "decode_tok_s"):
+        out["throughput"][rate] = round(float(entry["throughput"][rate]) * scale, 2)
+    out["throughput"]["source"] = out["accuracy"]["source"] = "synthetic variant (benchmarks/solvers.py --fleet)"
+    for category, value in entry["accuracy"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out["accuracy"][category] = round(float(np.clip(value + rng.uniform(-0.05, 0.05), 0.0, 1.0)), 3)
+    return out
+
+
 def parse_fleet(spec: str) -> tuple[int, int]:
     """``N:M`` to (N, M); a clear error for anything this build cannot run."""
     try:
         n, m = (int(part) for part in spec.split(":"))
     except ValueError:
         raise SystemExit(f"--fleet: expected N:M, e.g. 48:11 (got {spec!r})") from None
-    available = len(fleet_llms())
-    if not 1 <= m <= available:
-        raise SystemExit(f"--fleet {spec}: M must be 1..{available}, the LLMs of the shipped profiles")
+    if not 1 <= m <= WORD_EXPERTS:
+        raise SystemExit(f"--fleet {spec}: M must be 1..{WORD_EXPERTS}, the most LLMs the gate has columns for")
     if not m <= n <= MAX_EXPERTS:
         raise SystemExit(f"--fleet {spec}: N must be {m}..{MAX_EXPERTS}, the most experts a scenario may have")
     return n, m
@@ -238,7 +274,7 @@ def parse_fleet(spec: str) -> tuple[int, int]:
 def fleet_scenario(n: int, m: int, directory: Path) -> Path:
     """The scenario file of a fleet of n experts over m LLMs (see the module notes)."""
     import yaml
-    llms = fleet_llms()[:m]
+    llms = write_fleet_profiles(m, directory)
     servers = []
     for s in range((n + 2) // 3):
         hosted = [llms[(3 * s + j) % m] for j in range(min(3, n - 3 * s))]
@@ -268,7 +304,8 @@ def run_fleets(specs: list[str], ks: list[int], solvers: tuple[str, ...], time_l
     rows: list[tuple[int, int, str, SolveResult]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, m in fleets:
-            path = fleet_scenario(n, m, Path(tmp))
+            (own := Path(tmp) / f"fleet-{n}-{m}").mkdir(exist_ok=True)  # profiles of its own when M > 11
+            path = fleet_scenario(n, m, own)
             for k in ks:
                 for name in solvers:
                     session = open_session(path, top_k=k, envelope=False)  # a fresh objective per solve
