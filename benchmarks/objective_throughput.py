@@ -15,7 +15,7 @@ random masks, each as the best of several repetitions:
 For k >= 3, single-mask F (``evaluate`` of one mask at a time) is timed against the masks-outer
 rank tables it replaces (``evaluate_masks_outer``), in the same run: through the compiled scan
 when numba is installed (``moe2[fast]``; compiled before timing, as a process does after its
-first ``COMPILE_AFTER`` single masks), else through numpy's gate-order scan (``--numpy-scan``
+first ``kernels.COMPILE_AFTER`` single masks), else through numpy's gate-order scan (``--numpy-scan``
 forces it).
 
 ``--all-masks N...`` also times ``all_values()``, F of all 2^N masks (what the monotone
@@ -117,7 +117,8 @@ def main() -> None:
 
 def single_masks(args, rng: np.random.Generator) -> None:
     """Single-mask F at k >= 3, one mask per call: each mask's best time over the repetitions,
-    the new path and the old one timed in turn on the same mask, so both see the same load."""
+    the paths timed in turn on the same mask, so all see the same load. With numba, the numpy
+    scan that a process uses before it compiles is timed too."""
     wide = [k for k in args.top_k if (k or 3) >= 3]
     if not wide or not args.single or not args.experts:
         return
@@ -125,20 +126,35 @@ def single_masks(args, rng: np.random.Generator) -> None:
     if not compiled:
         kernels.COMPILE_AFTER = sys.maxsize  # numpy's scan for every single mask of this process
     print(f"\nsingle masks through {'the compiled scan (numba)' if compiled else 'numpy'}\n\n"
-          "| N | k | one mask, scan µs | one mask, masks-outer µs | ratio |\n|---|---|---|---|---|")
+          "| N | k | one mask, scan µs | one mask, masks-outer µs | ratio | numpy scan µs |\n"
+          "|---|---|---|---|---|---|")
     for n in args.experts:
         masks = rng.integers(1, 1 << n, size=args.single, dtype=np.int64).reshape(-1, 1)
         for k in wide:
             f = objective(n, args.queries, k or n)
-            best = np.full((2, masks.shape[0]), np.inf)
+            paths = [f.evaluate, f.evaluate_masks_outer] + ([numpy_scan(f)] if compiled else [])
+            best = np.full((len(paths), masks.shape[0]), np.inf)
             for _ in range(max(args.repeats, 5)):  # single calls are short: more repetitions cost little
                 for i, mask in enumerate(masks):
-                    for path, run in enumerate((f.evaluate, f.evaluate_masks_outer)):
+                    for path, run in enumerate(paths):
                         start = time.perf_counter()
                         run(mask)
                         best[path, i] = min(best[path, i], time.perf_counter() - start)
-            new, old = 1e6 * best.mean(axis=1)
-            print(f"| {n} | {k or n} | {new:.0f} | {old:.0f} | {old / new:.2f}x |", flush=True)
+            new, old, *before = 1e6 * best.mean(axis=1)
+            print(f"| {n} | {k or n} | {new:.0f} | {old:.0f} | {old / new:.2f}x | "
+                  f"{f'{before[0]:.0f}' if before else '—'} |", flush=True)
+
+
+def numpy_scan(f: GatedObjective):
+    """``f.evaluate`` with the compiled scan set aside for the call."""
+    def run(mask):
+        compiled = kernels._COMPILED[:]
+        kernels._COMPILED[:] = [None]
+        try:
+            return f.evaluate(mask)
+        finally:
+            kernels._COMPILED[:] = compiled
+    return run
 
 
 def all_masks(n: int, k: int, args) -> None:

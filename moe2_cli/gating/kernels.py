@@ -18,6 +18,9 @@ rounded query value, and (query values being integers) the same F, bit for bit.
   tables), the k lowest kept by clearing the lowest set bit k times, and every rank byte's
   entries in one gather: a few dozen operations over (masks, queries), where the masks-outer
   path needs about twice as many.
+- One mask, once a process has asked for many: the same scan compiled by numba (the ``fast``
+  extra), a few loops over the queries instead of a few dozen array operations; numpy's scan
+  stays the reference, and both give the same bits.
 """
 
 from __future__ import annotations
@@ -329,7 +332,7 @@ def top_k_sums(tables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # operations of a few microseconds each. With numba installed (``moe2[fast]``) a few loops over
 # the queries do it all. It adds the same table entries in the same order as the array paths (a
 # missing rank byte adds the empty byte's 0.0, which changes no sum), divides the same way, and
-# leaves the log and the rounding to numpy, so every path gives the same bits.
+# leaves the log, the weights and the rounding to numpy, so every path gives the same bits.
 
 
 def _scan_top_k(rank_table, sum_table, mask, k, num, den):
@@ -393,9 +396,10 @@ class _Compiled:
 
 
 # Single masks a process evaluates through numpy before it compiles the scan: importing numba and
-# compiling cost 1.5-3 s, what about 20,000 single masks save at 60-100 µs each. The solvers ask
-# for few (brb's proof on 48 experts, k = 4: 74), so most runs never pay for the compiler.
-COMPILE_AFTER = 20_000
+# compiling took 1.3 s (3.5 s under load), what about 50,000 single masks save at 20-40 µs each
+# (1,000 queries). The solvers ask for few (brb's proof on 48 experts at k = 4: 74), so most
+# runs never pay for the compiler.
+COMPILE_AFTER = 50_000
 _COMPILED: list[_Compiled | None] = []  # empty until compiled, or [None] without numba
 _numpy_calls = [0]
 
