@@ -388,6 +388,8 @@ def _divide(num, den):
 
 
 class _Compiled:
+    """The scan's loops compiled by numba (on their first call)."""
+
     def __init__(self, numba):
         # Not cached on disk: numba would write next to this module. Compiling costs once per process.
         self.top_k = numba.njit(_scan_top_k)

@@ -137,6 +137,17 @@ def test_numba_is_imported_only_after_many_single_masks():
     assert out.split() == ["31", "True"]  # numpy for the first 30 single masks, compiled from the 31st
 
 
+def test_without_numba_single_masks_stay_on_numpy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail, as without the extra
+    monkeypatch.setattr(kernels, "_COMPILED", [])
+    monkeypatch.setattr(kernels, "COMPILE_AFTER", 0)
+    objective = random_objective(12, 4, queries=30, seed=3)
+    masks = np.random.default_rng(3).integers(0, 1 << 12, size=40, dtype=np.int64)
+    values = [objective.evaluate([mask])[0] for mask in masks.tolist()]
+    assert kernels._COMPILED == [None] and not kernels.compile_scan()
+    assert values == objective.evaluate_masks_outer(masks).tolist()
+
+
 @pytest.mark.parametrize("m,k", [(6, 3), (10, 4), (13, 13), (16, 8)])
 def test_rank_subsets_index_every_mask_by_its_k_lowest_bits(m, k):
     subsets = RankSubsets(m, k)
