@@ -12,8 +12,11 @@ random masks, each as the best of several repetitions:
 - masks-outer (with ``--baseline``, k >= 3): ``GatedObjective.evaluate_masks_outer``, the rank
   tables looped masks outer, which the query-outer kernels replace (same bits).
 
-For k >= 3, single-mask F (``evaluate`` of one mask at a time: the gate-order scan) is timed
-against the masks-outer rank tables it replaces (``evaluate_masks_outer``), in the same run.
+For k >= 3, single-mask F (``evaluate`` of one mask at a time) is timed against the masks-outer
+rank tables it replaces (``evaluate_masks_outer``), in the same run: through the compiled scan
+when numba is installed (``moe2[fast]``; compiled before timing, as a process does after its
+first ``kernels.COMPILE_AFTER`` single masks), else through numpy's gate-order scan (``--numpy-scan``
+forces it).
 
 ``--all-masks N...`` also times ``all_values()``, F of all 2^N masks (what the monotone
 envelope tabulates), for every k; for k >= 3 against the masks-outer tables on all 2^N masks
@@ -29,10 +32,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
+from moe2_cli.gating import kernels
 from moe2_cli.gating.ensemble import GatedObjective, share_weights
 from moe2_cli.problem import Instance
 
@@ -77,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the generic path")
     parser.add_argument("--single", type=int, default=200, help="masks timed one at a time for single-mask F")
+    parser.add_argument("--numpy-scan", action="store_true", help="single-mask F through numpy, not the compiled scan")
     parser.add_argument("--all-masks", type=int, nargs="*", default=[], help="also time all 2^N masks at these N")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {platform.machine()}, Python {platform.python_version()}, "
@@ -111,24 +117,44 @@ def main() -> None:
 
 def single_masks(args, rng: np.random.Generator) -> None:
     """Single-mask F at k >= 3, one mask per call: each mask's best time over the repetitions,
-    the new path and the old one timed in turn on the same mask, so both see the same load."""
+    the paths timed in turn on the same mask, so all see the same load. With numba, the numpy
+    scan that a process uses before it compiles is timed too."""
     wide = [k for k in args.top_k if (k or 3) >= 3]
     if not wide or not args.single or not args.experts:
         return
-    print("\n| N | k | one mask, scan µs | one mask, masks-outer µs | ratio |\n|---|---|---|---|---|")
+    compiled = not args.numpy_scan and kernels.compile_scan()
+    if not compiled:
+        kernels.COMPILE_AFTER = sys.maxsize  # numpy's scan for every single mask of this process
+    print(f"\nsingle masks through {'the compiled scan (numba)' if compiled else 'numpy'}\n\n"
+          "| N | k | one mask, scan µs | one mask, masks-outer µs | ratio | numpy scan µs |\n"
+          "|---|---|---|---|---|---|")
     for n in args.experts:
         masks = rng.integers(1, 1 << n, size=args.single, dtype=np.int64).reshape(-1, 1)
         for k in wide:
             f = objective(n, args.queries, k or n)
-            best = np.full((2, masks.shape[0]), np.inf)
+            paths = [f.evaluate, f.evaluate_masks_outer] + ([numpy_scan(f)] if compiled else [])
+            best = np.full((len(paths), masks.shape[0]), np.inf)
             for _ in range(max(args.repeats, 5)):  # single calls are short: more repetitions cost little
                 for i, mask in enumerate(masks):
-                    for path, run in enumerate((f.evaluate, f.evaluate_masks_outer)):
+                    for path, run in enumerate(paths):
                         start = time.perf_counter()
                         run(mask)
                         best[path, i] = min(best[path, i], time.perf_counter() - start)
-            new, old = 1e6 * best.mean(axis=1)
-            print(f"| {n} | {k or n} | {new:.0f} | {old:.0f} | {old / new:.2f}x |", flush=True)
+            new, old, *before = 1e6 * best.mean(axis=1)
+            print(f"| {n} | {k or n} | {new:.0f} | {old:.0f} | {old / new:.2f}x | "
+                  f"{f'{before[0]:.0f}' if before else '—'} |", flush=True)
+
+
+def numpy_scan(f: GatedObjective):
+    """``f.evaluate`` with the compiled scan set aside for the call."""
+    def run(mask):
+        compiled = kernels._COMPILED[:]
+        kernels._COMPILED[:] = [None]
+        try:
+            return f.evaluate(mask)
+        finally:
+            kernels._COMPILED[:] = compiled
+    return run
 
 
 def all_masks(n: int, k: int, args) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moe2_cli.gating.box_bound import GatedBound
-from moe2_cli.gating.kernels import TINY, AllMasks, Batch, one_mask_total, softmax_units, top_k_sums
+from moe2_cli.gating.kernels import TINY, AllMasks, Batch, few_columns_total, one_mask_total, softmax_units, top_k_sums
 from moe2_cli.gating.model import floored, restrict
 from moe2_cli.gating.tables import byte_or, byte_sum
 from moe2_cli.objective import Objective
@@ -375,11 +375,14 @@ class _SoftmaxSums:
         ee = np.exp(sorted_logits - sorted_logits[:, :1])
         es = ee * sorted_scores
         bits = np.left_shift(np.uint64(1), rank.astype(np.uint64)).astype("<u8")
-        self.rank_bits = [byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]
+        # One (rank byte, byte value, query) array for the compiled scan; per rank byte views of it.
+        self.rank_table = np.stack([byte_or(bits[:, s:s + 8]) for s in range(0, m, 8)]).view(np.int64)
+        self.rank_bits = list(self.rank_table.view("<u8"))
         # Per rank byte, (Q, 256) flattened: sum e^h p + i sum e^h, one gather for both sums.
         # One flat array (rank byte, query, byte value): a few masks' terms of every rank byte in one gather.
         self.all_sums = np.concatenate([byte_sum(es[:, s:s + 8] + 1j * ee[:, s:s + 8]) for s in range(0, m, 8)])
         self.sums = np.split(self.all_sums, len(self.rank_bits))
+        self.sum_table = self.all_sums.reshape(len(self.rank_bits), q, 256)
         self.row_start = np.arange(q, dtype=np.intp) * 256
         self.byte_start = self.row_start + (np.arange(len(self.sums), dtype=np.intp) * (q * 256))[:, None]
         self.unit_weights = np.ldexp(objective.weights, objective.exponent)
@@ -388,7 +391,8 @@ class _SoftmaxSums:
         self.first_left = self.k - _POPCOUNT[first]
         # Column order, for masks with at most k columns: (256, Q) per byte of the column mask.
         by_column = np.take_along_axis(es + 1j * ee, rank, axis=1)
-        self.column_sums = [byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T.copy() for s in range(0, m, 8)]
+        self.column_table = np.stack([byte_sum(by_column[:, s:s + 8]).reshape(q, 256).T for s in range(0, m, 8)])
+        self.column_sums = list(self.column_table)
         self.n = m
         self._batch: Batch | None = None  # per-query tables for large batches, built on first use
 
@@ -405,8 +409,10 @@ class _SoftmaxSums:
     def scan(self, masks: np.ndarray) -> np.ndarray:
         """Integer-scaled F of a few column masks: per query, a scan of the gate order for the
         first k columns of S (see :mod:`moe2_cli.gating.kernels`)."""
-        if masks.size == 1 and int(masks[0]).bit_count() > self.k:  # the common single mask, without splitting
-            total = one_mask_total(self, int(masks[0]), self.objective.metric)
+        if masks.size == 1:  # the common single mask, without splitting
+            mask, obj = int(masks[0]), self.objective
+            total = (one_mask_total(self, mask, obj.metric) if mask.bit_count() > self.k
+                     else few_columns_total(self, mask, obj.metric))
             if total is not None:
                 return np.array([total], dtype=np.int64)
         small = popcount(masks) <= self.k

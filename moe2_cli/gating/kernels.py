@@ -18,6 +18,9 @@ rounded query value, and (query values being integers) the same F, bit for bit.
   tables), the k lowest kept by clearing the lowest set bit k times, and every rank byte's
   entries in one gather: a few dozen operations over (masks, queries), where the masks-outer
   path needs about twice as many.
+- One mask, once a process has asked for many: the same scan compiled by numba (the ``fast``
+  extra), a few loops over the queries instead of a few dozen array operations; numpy's scan
+  stays the reference, and both give the same bits.
 """
 
 from __future__ import annotations
@@ -242,10 +245,16 @@ class Batch:
         return den if smallest < TINY else None
 
 
-def one_mask_total(tables, mask: int, metric: str) -> float | None:
+def one_mask_total(tables, mask: int, metric: str, *, compiled: bool = True) -> float | None:
     """Integer-scaled F of one column mask of more than k columns (a float holding an integer),
-    as :func:`top_k_sums` and the rounding would give it, in as few array operations as this
-    allows; None when a denominator underflows (the caller falls back)."""
+    as :func:`top_k_sums` and the rounding would give it; None when a denominator underflows
+    (the caller falls back). ``compiled``: through the compiled scan when it is (see
+    :func:`compile_scan`), else in as few array operations as numpy allows (the reference)."""
+    scan = _compiled_scan() if compiled else None
+    if scan is not None:
+        num, den = np.empty(len(tables.row_start)), np.empty(len(tables.row_start))
+        scan.top_k(tables.rank_table, tables.sum_table, mask, tables.k, num, den)
+        return None if scan.divide(num, den) < TINY else _total(num, tables.unit_weights, metric)
     rank_bits = tables.rank_bits
     ranked = rank_bits[0][mask & 255] | rank_bits[1][(mask >> 8) & 255] if len(rank_bits) > 1 \
         else rank_bits[0][mask & 255].copy()
@@ -261,10 +270,26 @@ def one_mask_total(tables, mask: int, metric: str) -> float | None:
     num, den = total.real, total.imag
     if den.min() < TINY:
         return None
-    values = num / den
+    return _total(num / den, tables.unit_weights, metric)
+
+
+def few_columns_total(tables, mask: int, metric: str) -> float | None:
+    """Integer-scaled F of one column mask of at most k columns through the compiled scan: the
+    per-byte column sums added as the per-byte products add them; None while the scan is not
+    compiled or when a denominator underflows, as for the empty mask (the caller takes the products)."""
+    scan = _compiled_scan()
+    if scan is None:
+        return None
+    num, den = np.empty(len(tables.row_start)), np.empty(len(tables.row_start))
+    scan.columns(tables.column_table, mask, num, den)
+    return None if scan.divide(num, den) < TINY else _total(num, tables.unit_weights, metric)
+
+
+def _total(values: np.ndarray, unit_weights: np.ndarray, metric: str) -> float:
+    """Sum of the rounded query values in units of 2^-e, from each query's mixture (overwritten)."""
     if metric != "accuracy":
-        values = np.log(values)
-    values *= tables.unit_weights
+        np.log(values, out=values)  # numpy's log in every path: compiled code may call another one
+    values *= unit_weights
     np.rint(values, out=values)
     return float(values.sum())  # integers below 2^53: exact in any order
 
@@ -299,3 +324,107 @@ def top_k_sums(tables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     used = (int(top.max()).bit_length() + 7) // 8  # bytes above the highest kept rank would add 0
     total = _gather(tables, top, used).reshape(masks.size, -1)
     return total.real, total.imag
+
+
+# ------------------------------------------------------------ the compiled single-mask scan
+#
+# numpy pays a fixed cost per array operation, and one mask over 1,000 queries is a few dozen
+# operations of a few microseconds each. With numba installed (``moe2[fast]``) a few loops over
+# the queries do it all. It adds the same table entries in the same order as the array paths (a
+# missing rank byte adds the empty byte's 0.0, which changes no sum), divides the same way, and
+# leaves the log, the weights and the rounding to numpy, so every path gives the same bits.
+
+
+def _scan_top_k(rank_table, sum_table, mask, k, num, den):
+    """Per query: the selection's columns as bits at their gate ranks, the k lowest of them kept,
+    their rank bytes' entries added from the lowest byte up into ``num`` and ``den``. Each step
+    is a pass over the queries: loads that do not wait on each other or on a branch."""
+    n_bytes, _, queries = rank_table.shape
+    top = rank_table[0, mask & 255].copy()
+    for j in range(1, n_bytes):
+        row = rank_table[j, (mask >> (8 * j)) & 255]
+        for q in range(queries):
+            top[q] |= row[q]
+    highest = 0
+    for q in range(queries):
+        rest = top[q]
+        for _ in range(k):
+            rest &= rest - 1
+        top[q] ^= rest  # ranks < 63: the sign bit stays clear
+        highest |= top[q]
+    num[:] = 0.0
+    den[:] = 0.0
+    j = 0
+    while highest:  # rank bytes above every query's top k would add 0
+        table = sum_table[j]
+        for q in range(queries):
+            term = table[q, (top[q] >> (8 * j)) & 255]
+            num[q] += term.real
+            den[q] += term.imag
+        highest >>= 8
+        j += 1
+
+
+def _scan_columns(column_table, mask, num, den):
+    """Per query: the per-byte column sums of a selection of at most k columns, added from the
+    lowest column byte up into ``num`` and ``den``."""
+    num[:] = 0.0
+    den[:] = 0.0
+    for j in range(column_table.shape[0]):
+        row = column_table[j, (mask >> (8 * j)) & 255]
+        for q in range(row.size):
+            num[q] += row[q].real
+            den[q] += row[q].imag
+
+
+def _divide(num, den):
+    """num / den in place where den > 0; returns the smallest denominator."""
+    smallest = np.inf
+    for q in range(num.size):
+        smallest = min(smallest, den[q])
+        if den[q] > 0:
+            num[q] /= den[q]
+    return smallest
+
+
+class _Compiled:
+    """The scan's loops compiled by numba (on their first call)."""
+
+    def __init__(self, numba):
+        # Not cached on disk: numba would write next to this module. Compiling costs once per process.
+        self.top_k = numba.njit(_scan_top_k)
+        self.columns = numba.njit(_scan_columns)
+        self.divide = numba.njit(_divide)
+
+
+# Single masks a process evaluates through numpy before it compiles the scan: importing numba and
+# compiling took 1.3 s (3.5 s under load), what about 50,000 single masks save at 20-40 µs each
+# (1,000 queries). The solvers ask for few (brb's proof on 48 experts at k = 4: 74), so most
+# runs never pay for the compiler.
+COMPILE_AFTER = 50_000
+_COMPILED: list[_Compiled | None] = []  # empty until compiled, or [None] without numba
+_numpy_calls = [0]
+
+
+def _compiled_scan() -> _Compiled | None:
+    """The compiled scan once a process has evaluated :data:`COMPILE_AFTER` single masks (None
+    before, and without numba)."""
+    if not _COMPILED:
+        _numpy_calls[0] += 1  # racing threads may miscount a few: it only moves the switch
+        if _numpy_calls[0] <= COMPILE_AFTER:
+            return None
+        compile_scan()
+    return _COMPILED[0]
+
+
+def compile_scan() -> bool:
+    """Compiles the single-mask scan now (for a caller that will ask for many single masks);
+    False when numba is not installed. The results are the same bits either way."""
+    if not _COMPILED:
+        try:
+            import numba
+        except ImportError:
+            _COMPILED.append(None)
+        else:
+            _COMPILED.append(_Compiled(numba))
+    return _COMPILED[0] is not None

@@ -1,16 +1,33 @@
-"""The query-outer k >= 3 kernels (all masks, a few masks) against the masks-outer rank tables
-they replace: the same bits, on seeded random gates with ties in the logits."""
+"""The query-outer k >= 3 kernels (all masks, a few masks, the compiled single-mask scan)
+against the masks-outer rank tables they replace: the same bits, on seeded random gates with
+ties in the logits."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from moe2_cli.gating import kernels
 from moe2_cli.gating.ensemble import GatedObjective
 from moe2_cli.gating.kernels import RankSubsets, lowest_bits
+from tests.conftest import ROOT
 from tests.gating.test_ensemble import instance, random_objective
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def single_mask_path(request, monkeypatch):
+    """Runs a test through the compiled single-mask scan (numba, the ``fast`` extra) and through
+    the numpy path every install has."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")  # in the ``test`` extra: CI runs both
+        kernels.compile_scan()
+    else:
+        monkeypatch.setattr(kernels, "_COMPILED", [None])  # as if numba were not installed
+    return request.param
 
 ALL_MASKS = [(9, k) for k in range(3, 10)] + [(12, 3), (12, 5), (12, 8), (14, 6), (16, 4), (20, 4), (20, 10)]
 
@@ -54,7 +71,7 @@ def test_all_masks_kernel_falls_back_when_softmax_terms_underflow():
 
 @pytest.mark.parametrize("n,k", [(5, 3), (9, 4), (16, 3), (20, 7), (20, 19), (33, 6), (62, 4), (62, 12), (62, 40)])
 @pytest.mark.parametrize("metric", ["accuracy", "neg-cross-entropy"])
-def test_the_scan_of_a_few_masks_gives_the_masks_outer_bits(n, k, metric):
+def test_the_scan_of_a_few_masks_gives_the_masks_outer_bits(n, k, metric, single_mask_path):
     objective = random_objective(n, k, queries=50, metric=metric, seed=n + k, binary=n % 2 == 1)
     rng = np.random.default_rng(k)
     wide = rng.integers(0, 1 << n, size=40, dtype=np.int64)
@@ -67,7 +84,7 @@ def test_the_scan_of_a_few_masks_gives_the_masks_outer_bits(n, k, metric):
     assert np.array_equal(few, reference)
 
 
-def test_the_scan_falls_back_when_softmax_terms_underflow():
+def test_the_scan_falls_back_when_softmax_terms_underflow(single_mask_path):
     objective = random_objective(12, 3, queries=20, seed=5)
     logits = objective.logits.copy()
     logits[:, 0] += 800.0
@@ -75,6 +92,60 @@ def test_the_scan_falls_back_when_softmax_terms_underflow():
     masks = np.arange(1, 1 << 12, 97, dtype=np.int64) & ~np.int64(1)
     one_by_one = np.concatenate([rebuilt.evaluate(masks[i:i + 1]) for i in range(masks.size)])
     np.testing.assert_allclose(one_by_one, rebuilt.evaluate_generic(masks), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [3, 8, 9, 17, 40, 62])
+@pytest.mark.parametrize("metric", ["accuracy", "neg-cross-entropy"])
+def test_compiled_single_masks_give_the_numpy_bits_at_every_k(n, metric):
+    pytest.importorskip("numba")
+    assert kernels.compile_scan()
+    rng = np.random.default_rng(n)
+    wide = rng.integers(1, 1 << n, size=30, dtype=np.int64)
+    masks = np.concatenate([wide, wide & rng.integers(0, 1 << n, size=30, dtype=np.int64), [(1 << n) - 1]])
+    for k in sorted({3, 4, n // 2, n - 1, n} & set(range(3, n + 1))):
+        objective = random_objective(n, k, queries=70, metric=metric, seed=7 * n + k, binary=k % 2 == 0)
+        tables = objective._sums
+        for mask in masks.tolist():
+            compiled = (kernels.one_mask_total(tables, mask, metric) if mask.bit_count() > k
+                        else kernels.few_columns_total(tables, mask, metric))
+            reference = (kernels.one_mask_total(tables, mask, metric, compiled=False) if mask.bit_count() > k
+                         else float(tables._products(np.array([mask]))[0]))
+            assert compiled == reference if mask else compiled is None  # the products take the empty mask
+            assert objective.evaluate([mask])[0] == objective.evaluate_masks_outer([mask])[0]
+
+
+def test_the_compiled_scan_leaves_the_empty_mask_and_underflows_to_numpy():
+    pytest.importorskip("numba")
+    assert kernels.compile_scan()
+    objective = random_objective(12, 3, queries=20, seed=5)
+    assert kernels.few_columns_total(objective._sums, 0, "accuracy") is None  # every denominator is 0
+    logits = objective.logits.copy()
+    logits[:2, 0] += 800.0  # other columns' terms underflow in two queries
+    rebuilt = GatedObjective(objective.instance, logits, objective.scores, objective.weights)
+    assert kernels.one_mask_total(rebuilt._sums, 0b1111110, "accuracy") is None
+    assert kernels.few_columns_total(rebuilt._sums, 0b110, "accuracy") is None
+
+
+def test_numba_is_imported_only_after_many_single_masks():
+    pytest.importorskip("numba")
+    code = ("import sys; from moe2_cli.gating import kernels; from tests.gating.test_ensemble import random_objective; "
+            "kernels.COMPILE_AFTER = 30; f = random_objective(12, 4, queries=30); "
+            "f.evaluate(list(range(0, 4096, 7))); f.all_values(); seen = []; "
+            "[seen.append('numba' in sys.modules) or f.evaluate([mask]) for mask in range(1000, 1032)]; "
+            "print(seen.index(True), kernels._COMPILED[0] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split() == ["31", "True"]  # numpy for the first 30 single masks, compiled from the 31st
+
+
+def test_without_numba_single_masks_stay_on_numpy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail, as without the extra
+    monkeypatch.setattr(kernels, "_COMPILED", [])
+    monkeypatch.setattr(kernels, "COMPILE_AFTER", 0)
+    objective = random_objective(12, 4, queries=30, seed=3)
+    masks = np.random.default_rng(3).integers(0, 1 << 12, size=40, dtype=np.int64)
+    values = [objective.evaluate([mask])[0] for mask in masks.tolist()]
+    assert kernels._COMPILED == [None] and not kernels.compile_scan()
+    assert values == objective.evaluate_masks_outer(masks).tolist()
 
 
 @pytest.mark.parametrize("m,k", [(6, 3), (10, 4), (13, 13), (16, 8)])
