@@ -6,7 +6,8 @@ holding a copy of one LLM that no shipped profile knows (``gemma-3-270m``). The 
 1. ``moe2 measure`` on the shipped prompt set (``--per-category N``, seeded), which writes the
    LLM's profile on each board: nothing is written by hand;
 2. ``moe2 select`` on the measured scenario;
-3. ``moe2 serve`` on that selection, with the ``openai`` SDK as the client, streamed and not.
+3. ``moe2 serve`` on that selection, with the ``openai`` SDK as the client, streamed and not
+   (``stream_upstream: true``: llama-cpp-python stops generating only when a stream is closed).
 
 It prints per-expert latency, energy, accuracy, empty and cut answers, a scorer audit (how many
 answers each scorer took as right, and the text each right verdict rests on) and what serve
@@ -106,7 +107,7 @@ def _write_scenario(work: Path, ports: list[int], args: argparse.Namespace) -> P
     power = "      power: rapl\n" if args.power == "rapl" else f"      power: none\n      watts: {args.watts:g}\n"
     servers = "".join(
         f"  - name: {board}\n    profile: {profile}\n    transmission_s: 0.001\n    llms: [{LLM}]\n"
-        f"    endpoint:\n      url: http://127.0.0.1:{port}\n      timeout_s: 300\n{power}"
+        f"    endpoint:\n      url: http://127.0.0.1:{port}\n      timeout_s: 300\n      stream_upstream: true\n{power}"
         for (board, profile), port in zip(BOARDS, ports))
     text = ("schema_version: 1\nname: real-gemma\n"
             "description: Gemma 3 270M on two llama.cpp servers on loopback, one CPU thread each.\n"
