@@ -59,6 +59,7 @@ def main() -> None:
         scenario = _write_scenario(work, ports, args)
         measured = _moe2(["measure", str(scenario), "--out", str(work / "measured"), "--per-category",
                           str(args.per_category), "--concurrency", "1", "--format", "json"], work, "measure")
+        (work / "measure.json").write_text(json.dumps(measured))
         selected = _moe2(["select", str(work / "measured" / "scenario.yaml"), "--format", "json"], work, "select")
         (work / "select.json").write_text(json.dumps(selected))
         served = _serve(work, args.requests)
@@ -77,6 +78,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--power", choices=("none", "rapl"), default="none")
     parser.add_argument("--watts", type=float, default=15.0,
                         help="stated power per server with --power none (one busy core and its share of memory)")
+    parser.add_argument("--interrupt", choices=("True", "False"), default="False",
+                        help="llama-cpp-python's --interrupt_requests: True lets a new request cut the running one")
     parser.add_argument("--work", help="folder for the model, logs and outputs (a temporary one when omitted)")
     return parser.parse_args()
 
@@ -94,7 +97,7 @@ def _start_servers(args: argparse.Namespace, model: Path, work: Path) -> tuple[l
         port = free_port()
         command = [args.llm_python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", LLM,
                    "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(args.threads),
-                   "--n_ctx", "2048", "--verbose", "False"]
+                   "--n_ctx", "2048", "--verbose", "False", "--interrupt_requests", str(args.interrupt)]
         with (work / f"{board}.log").open("w") as log:
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
         ports.append(port)
@@ -158,15 +161,23 @@ def _serve(work: Path, requests: int) -> list[dict]:
 
 
 def _ask(client, category: str, question: str, *, stream: bool) -> dict:
+    """One request; an error status is a result too (the table shows it), not the end of the run."""
+    from openai import APIStatusError
+
     started = time.perf_counter()
     request = {"model": "real-gemma", "messages": [{"role": "user", "content": question}], "max_tokens": 32,
                "extra_body": {"metadata": {"category": category}}}
-    if stream:
-        text = "".join(chunk.choices[0].delta.content or "" for chunk in
-                       client.chat.completions.create(stream=True, **request) if chunk.choices)
-    else:
-        text = client.chat.completions.create(**request).choices[0].message.content or ""
-    return {"category": category, "stream": stream, "latency_s": time.perf_counter() - started, "answer": text}
+    status = 200
+    try:
+        if stream:
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in
+                           client.chat.completions.create(stream=True, **request) if chunk.choices)
+        else:
+            text = client.chat.completions.create(**request).choices[0].message.content or ""
+    except APIStatusError as err:
+        status, text = err.status_code, f"error: {err.message}"
+    return {"category": category, "stream": stream, "status": status, "latency_s": time.perf_counter() - started,
+            "answer": text}
 
 
 def _report(args: argparse.Namespace, work: Path, measured: dict, selected: dict, served: list[dict]) -> None:
@@ -174,7 +185,8 @@ def _report(args: argparse.Namespace, work: Path, measured: dict, selected: dict
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}; energy: "
           f"{'RAPL counters' if args.power == 'rapl' else f'derived, {args.watts:g} W stated per server'}")
-    print(f"measure: {args.per_category} prompts per category, {measured['_wall_s']:.0f} s wall\n")
+    print(f"llama_cpp.server --interrupt_requests {args.interrupt}; measure: {args.per_category} prompts per "
+          f"category, {measured['_wall_s']:.0f} s wall\n")
     _expert_table(measured)
     _category_table(work)
     _audit(work)
@@ -187,11 +199,11 @@ def _report(args: argparse.Namespace, work: Path, measured: dict, selected: dict
 
 def _expert_table(measured: dict) -> None:
     rows = measured["experts"]
-    columns = [c for c in ("expert", "requests", "ok", "failed", "empty", "latency_s", "ttft_p50_s",
-                           "energy_j", "accuracy") if rows and c in rows[0]]
+    columns = ["expert", "category", "requests", "failures", "failed", "empty", "p50_s", "p90_s", "ttft_p50_s",
+               "energy_j", "accuracy"]
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+        print("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
 
 
 def _requests(work: Path) -> list[dict]:
@@ -216,28 +228,33 @@ def _category_table(work: Path) -> None:
 
 
 def _audit(work: Path) -> None:
-    """How many answers each category's scorer took as right, and the text each right verdict
-    rests on, for a person to check."""
-    right, total, shown = Counter(), Counter(), []
+    """Per category: answers scored right, answers from which the scorer read a choice, number or
+    phrase at all, and every text a right verdict rests on, for a person to check."""
+    right, read, total, shown = Counter(), Counter(), Counter(), []
     for record in _requests(work):
         category = record["category"]
         total[category] += 1
+        read[category] += record.get("scorer_matched") is not None
         if record["ok"] and record["score"] > 0.5:
             right[category] += 1
             shown.append(f"{record['server']} {record['prompt_id']}: matched {record.get('scorer_matched')!r}")
-    print("\nscorer audit: " + ", ".join(f"{c} {right[c]}/{total[c]} right" for c in sorted(total)))
+    print("\nscorer audit: " + ", ".join(f"{c} {right[c]}/{total[c]} right ({read[c]} read an answer)"
+                                         for c in sorted(total)))
     for line in shown:
         print(f"  {line}")
 
 
 def _serve_table(served: list[dict]) -> None:
-    print("\n| serve request | category | stream | latency (s) | answer |\n|---|---|---|---|---|")
+    print("\n| serve request | category | stream | status | latency (s) | answer |\n|---|---|---|---|---|---|")
     for i, result in enumerate(served):
-        answer = " ".join(result["answer"].split())[:60]
-        print(f"| {i} | {result['category']} | {result['stream']} | {result['latency_s']:.2f} | {answer!r} |")
+        answer = " ".join(result["answer"].split())[:70]
+        print(f"| {i} | {result['category']} | {result['stream']} | {result['status']} | {result['latency_s']:.2f} "
+              f"| {answer!r} |")
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
