@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from shipped_data import write_gzip  # beside this script
 
+from moe2_cli.measure.scorers.numeric import last_boxed
+
 PER_CATEGORY = 40
 SEED = 0
 # category -> (tasks, prompts per task), in the order written
@@ -82,24 +84,13 @@ def mcq(row) -> dict | None:
             "reference": row["ground_truth"], "scorer": "mcq"}
 
 
-def _boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 1, start + len("\\boxed{")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j]
-    return None
-
-
 def math(row) -> dict | None:
     truth = row["ground_truth"]
     if row["task"] == "gsm8k":
         answer = truth.split("####")[-1].strip().replace(",", "")
     elif row["task"] == "math":
-        answer = (_boxed(truth) or "").strip()
+        boxed = last_boxed(truth)
+        answer = (boxed[1] if boxed else "").strip()
     else:
         answer = truth.strip()
     if not _PLAIN_NUMBER.match(answer):
