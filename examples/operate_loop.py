@@ -230,11 +230,13 @@ def reload_under_load(served: Served, plan: Path, new_plan: Path, rate: float, a
         time.sleep(0.2)
     reloaded = time.monotonic()
     time.sleep(3)
+    # The rate is counted up to here: after the stop no client starts a request, and joining
+    # the workers waits only for replies already on their way.
+    stopped = time.monotonic()
     load.stop.set()
     for t in threads:
         t.join()
-    ended = time.monotonic()
-    return {"replies": load.replies, "started": started, "swapped": swapped, "reloaded": reloaded, "ended": ended}
+    return {"replies": load.replies, "started": started, "swapped": swapped, "reloaded": reloaded, "stopped": stopped}
 
 
 def plan_hash(metrics: str) -> str | None:
@@ -249,7 +251,7 @@ def check_reload(run: dict, rate: float, new_experts: set[str]) -> str:
     failed = [r for r in replies if r[1] != 200]
     if failed:
         raise Failed(f"{len(failed)} of {len(replies)} requests failed during the reload, first: {failed[0]}")
-    seconds = int(run["ended"] - run["started"])
+    seconds = int(run["stopped"] - run["started"])  # whole seconds of sending only
     per_second = [sum(1 for r in replies if run["started"] + s <= r[0] < run["started"] + s + 1)
                   for s in range(seconds)]
     if min(per_second) < 20:
