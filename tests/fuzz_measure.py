@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from starlette.responses import Response, StreamingResponse
 
 from tests.fakes.openai_server import FakeModel, FakeOpenAI
-from tests.fuzzing import EXIT_INTERNAL, run_cli
+from tests.fuzzing import EXIT_INTERNAL, json_paths, run_cli
 
 HANG_S = 20.0
 TIMEOUT_S = 2.0  # the endpoint's timeout: ample for a reply, on a busy machine too; a stall is longer
@@ -145,13 +145,6 @@ def whole_answer(reply: object) -> str | None:
 # ---------------------------------------------------------------- building replies
 
 
-def _paths(value, path=()):
-    yield path
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        yield from _paths(item, (*path, key))
-
-
 @st.composite
 def mutated(draw, value: object) -> tuple[str, object]:
     """``value`` as JSON text after up to two edits (a value replaced by raw JSON, a key deleted),
@@ -159,7 +152,7 @@ def mutated(draw, value: object) -> tuple[str, object]:
     value = json.loads(json.dumps(value))
     raws: list[str] = []
     for _ in range(draw(st.sampled_from([0] * 12 + [1, 1, 2]))):  # most chunks are whole: completions get through
-        path = draw(st.sampled_from(list(_paths(value))))
+        path = draw(st.sampled_from(list(json_paths(value))))
         if not path:
             continue
         parent = value

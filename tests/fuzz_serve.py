@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from moe2_cli.serve.plan import Plan, make_plan
+from tests.fuzzing import json_paths
 from tests.serve.conftest import (
     EXPERTS,
     SERVERS,
@@ -79,13 +80,6 @@ _HEADERS = {
 }
 
 
-def _paths(value, path=()):
-    yield path
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        yield from _paths(item, (*path, key))
-
-
 @st.composite
 def hostile_body(draw, body: dict) -> bytes:
     """``body`` with up to three hostile edits (none: only the headers are hostile), its bytes
@@ -93,7 +87,7 @@ def hostile_body(draw, body: dict) -> bytes:
     body = json.loads(json.dumps(body))
     raw: list[tuple[str, str]] = []
     for _ in range(draw(st.integers(0, 3))):
-        path = draw(st.sampled_from(list(_paths(body))))
+        path = draw(st.sampled_from(list(json_paths(body))))
         parent = body
         for key in path[:-1]:
             parent = parent[key]

@@ -125,12 +125,12 @@ HOSTILE_JSON = [
 _SENTINEL = "\u0001fuzz\u0001"
 
 
-def _json_paths(value, path=()):
+def json_paths(value, path=()):
     """Every key path inside a JSON value, the value itself first."""
     yield path
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        yield from _json_paths(item, path + (key,))
+        yield from json_paths(item, path + (key,))
 
 
 @st.composite
@@ -144,7 +144,7 @@ def json_mutation(draw, seed: bytes) -> bytes:
             row = json.loads(lines[index])
         except (ValueError, RecursionError):  # a line an earlier round made hostile
             continue
-        paths = list(_json_paths(row))
+        paths = list(json_paths(row))
         path = draw(st.sampled_from(paths[1:] or paths))
         if not path:
             continue
