@@ -12,15 +12,15 @@ import dataclasses
 import json
 import math
 import re
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 import httpx
 from serve_holds import Outcome, Row
-from serve_stack import cpu_seconds, load, peak_rss_mb, start_experts, start_proxy, stop
+from serve_stack import ROOT, cpu_seconds, load, peak_rss_mb, start_experts, start_proxy, stop
+
+sys.path.insert(0, str(ROOT))  # the test suite's fake power meter
+from tests.fakes.power_meter import meter_log  # noqa: E402
 
 BLOCKS = 4
 
@@ -30,7 +30,7 @@ def logged(args, directory: Path) -> list[Row]:
     bounds = ("--max-inflight", str(args.concurrency), "--max-queue", str(args.concurrency))
     log_dir, operated = directory / "requests", directory / "operated"
     metered = metered_experts(experts, directory / "meter.csv")
-    with meter(directory / "meter.csv"):
+    with meter_log(directory / "meter.csv", watts=40.0, interval_s=0.1):
         proxies = {"without --log": start_proxy(directory, experts, *bounds, name="plain"),
                    "with --log DIR": start_proxy(directory, experts, *bounds, "--log", str(log_dir), name="logged"),
                    "log + text + shadow 0.05 + power": start_proxy(
@@ -80,26 +80,6 @@ def metered_experts(experts, meter_log: Path):
     scenario = experts.scenario.with_name("serve-local-metered.yaml")
     scenario.write_text(text)
     return dataclasses.replace(experts, scenario=scenario)
-
-
-@contextmanager
-def meter(path: Path, watts: float = 40.0, interval_s: float = 0.1) -> Iterator[None]:
-    """A power meter's log, one reading every ``interval_s`` while the block runs."""
-    done = threading.Event()
-
-    def write() -> None:
-        with path.open("a", buffering=1) as out:
-            while not done.wait(interval_s):
-                out.write(f"{time.time():.3f},{watts}\n")
-
-    path.write_text(f"{time.time():.3f},{watts}\n")
-    writer = threading.Thread(target=write, daemon=True)
-    writer.start()
-    try:
-        yield
-    finally:
-        done.set()
-        writer.join()
 
 
 def log_lines(url: str) -> str:

@@ -9,9 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -20,31 +17,12 @@ from moe2_cli.serve.plan import make_plan
 from tests.cli.test_serve import _free_port, _wait_ready
 from tests.conftest import CLI_ENV, ROOT
 from tests.fakes.openai_server import FakeModel, FakeOpenAI
+from tests.fakes.power_meter import meter_log
 from tests.serve.conftest import SERVERS, write_scenario, write_selection
 
 PAIR = ["orin-1/phi-3.5-mini-instruct", "rtx-1/gemma-2-9b-it"]
 METER_W = 40.0
 DELAY_S = 0.3
-
-
-@contextmanager
-def meter_log(path):
-    """A power meter's logger writing a steady METER_W every 10 ms until the block ends."""
-    path.write_text("time,watts\n")
-    stop = threading.Event()
-
-    def write() -> None:
-        while not stop.wait(0.01):
-            with open(path, "a") as fh:
-                fh.write(f"{time.time():.6f},{METER_W}\n")
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def serve_one_request(tmp_path, *options: str) -> tuple[dict, str]:
@@ -80,7 +58,7 @@ def serve_one_request(tmp_path, *options: str) -> tuple[dict, str]:
 
 
 def test_serve_measures_the_meter_log_and_names_a_source_it_cannot_read(tmp_path):
-    with meter_log(tmp_path / "meter.csv"):
+    with meter_log(tmp_path / "meter.csv", METER_W):
         line, stderr = serve_one_request(tmp_path)
     assert "moe2 serve: measuring the joules of orin-1's calls with file:meter.csv (power-meter log)" in stderr
     assert ("moe2 serve: warning: server 'rtx-1': power tegrastats: no tegrastats on PATH" in stderr
@@ -92,7 +70,7 @@ def test_serve_measures_the_meter_log_and_names_a_source_it_cannot_read(tmp_path
 
 
 def test_no_measure_power_reads_no_source(tmp_path):
-    with meter_log(tmp_path / "meter.csv"):
+    with meter_log(tmp_path / "meter.csv", METER_W):
         line, stderr = serve_one_request(tmp_path, "--no-measure-power")
     assert "measuring the joules" not in stderr and "tegrastats" not in stderr
     assert line["measured_j_by_expert"] == dict.fromkeys(PAIR) and line["measured_j"] is None
