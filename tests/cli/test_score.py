@@ -96,7 +96,9 @@ def test_a_judge_scores_what_no_reference_does_and_unparsable_replies_stay_missi
         asked = [c.body["messages"] for c in judge.calls]
     assert result.exit_code == 0, result.output
     assert len(asked) == 3 and all(m[0] == {"role": "system", "content": GRADING_SYSTEM} for m in asked)
-    assert asked[0][1]["content"] == GRADING_USER.format(question="Capital of France?", answer="Paris")
+    # judge calls run concurrently, so they may arrive in any order
+    assert sorted(m[1]["content"] for m in asked) == sorted(
+        GRADING_USER.format(question="Capital of France?", answer=a) for a in ("Paris", "Lyon", "Marseille"))
     got = rows(out)
     assert got["q1"]["scores"] == {"qwen2.5-7b-instruct": 1.0, "phi-3.5-mini-instruct": 0.0, "gemma-2-9b-it": None}
     assert got["q2"]["scores"]["phi-3.5-mini-instruct"] == 1.0
