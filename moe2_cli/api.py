@@ -15,6 +15,7 @@ it can show progress for each.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,13 +108,13 @@ def choose(session: Session, solver: str = DEFAULT_SOLVER, limits: Limits = Limi
     """Solve the session's problem, apply ``rule`` and report the selection with its intervals."""
     check_choice("rule", rule, RULES)
     _check_confidence(confidence)
+    began = time.perf_counter()  # the limit covers loading the solver (CP-SAT's import) and the runner-up too
     engine = get_solver(solver, seed=session.seed)
-    result = engine.solve(session.problem, limits, progress=progress)
+    result = engine.solve(session.problem, limits.left(began), progress=progress)
     bootstrap = bootstrap_for(session, confidence)
-    result = apply_rule(session.problem, result, rule, bootstrap, engine)
-    rest = Limits() if limits.time_s is None else Limits(time_s=max(0.0, limits.time_s - result.wall_s))
-    return selection_record(session, result, intervals(session, bootstrap, result, limits=rest), rule=rule,
-                            timing=timing)
+    result = apply_rule(session.problem, result, rule, bootstrap, engine, limits.left(began))
+    return selection_record(session, result, intervals(session, bootstrap, result, limits=limits.left(began)),
+                            rule=rule, timing=timing)
 
 
 def selection_record(session: Session, result: SolveResult, interval_keys: Mapping[str, Any] | None, *,
@@ -195,7 +196,7 @@ def compare(session: Session, limits: Limits = Limits(), *, confidence: float = 
             records.append(r)
             continue
         if r.mask not in assessed:
-            assessed[r.mask] = intervals(session, bootstrap, r)
+            assessed[r.mask] = intervals(session, bootstrap, r, limits=limits)
         gap = None if best is None or not r.feasible else best - r.objective
         records.append(selection_record(session, r, assessed[r.mask], timing=timing, extra={"gap_to_best": gap}))
     return records

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -171,31 +172,35 @@ def mark_pareto(points: list[FrontierPoint]) -> list[FrontierPoint]:
 
 
 def exact_energy_frontier(problem: Problem, solver: Solver, limits: Limits = Limits(),
-                          progress: ProgressCallback | None = None) -> list[FrontierPoint]:
+                          progress: ProgressCallback | None = None, *, floor: float | None = None,
+                          whole_trace: bool = False) -> list[FrontierPoint]:
     """Every corner of the F-energy trade-off under the fixed latency budgets (ε-constraint).
 
     Solve max F with energy <= cap, record the optimum, lower the cap to one unit (1 mJ) below
     its worst-case energy, and repeat until nothing fits. Each step is exact, so every corner
     of the front is visited; dominated records (same F at more energy) are filtered at the end.
+    ``floor`` stops the trace at the first corner with F below it (every later one is lower
+    still); ``whole_trace`` makes ``limits`` cover the whole trace rather than each step.
     """
     budgets = problem.budgets
     cap_units: int | None = None
     points = []
     step = step_counter("frontier", None, progress)
+    began = time.perf_counter()
     while True:
         energy: tuple[float | None, ...] = tuple(
             None if cap_units is None else cap_units / ENERGY_UNITS_PER_J for _ in budgets.categories)
         sub_budgets = replace(budgets, energy_j=tuple(
             _min_cap(e, b) for e, b in zip(energy, budgets.energy_j)))
         sub = replace(problem, budgets=sub_budgets)
-        result = solver.solve(sub, limits)
+        result = solver.solve(sub, limits.left(began) if whole_trace else limits)
         step()
         if result.status is Status.INFEASIBLE or not result.mask:
             break
         used = int(problem.usage([result.mask]).energy.max())
         points.append(FrontierPoint(budgets=sub_budgets, caps={"energy": used / ENERGY_UNITS_PER_J}, result=result))
         cap_units = used - 1
-        if cap_units <= 0:
+        if cap_units <= 0 or (floor is not None and result.objective < floor):
             break
     points.reverse()  # ascending energy
     marked = mark_pareto(points)

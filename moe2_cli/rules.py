@@ -12,6 +12,7 @@ parsimonious choice is read off the exact F-energy frontier (every corner, by ε
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,9 +40,11 @@ def feasible_selections(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.nd
     return masks, problem.objective(masks), problem.usage(masks).energy.max(axis=1)
 
 
-def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None) -> int:
+def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None,
+                        limits: Limits = Limits()) -> int | None:
     """The least worst-case-energy feasible selection (then fewest experts, then higher F, then
-    lowest mask) whose F is at least F(best) - se."""
+    lowest mask) whose F is at least F(best) - se; None when ``limits`` stop the exact frontier
+    it is read from (above :data:`ENUMERATION_LIMIT` experts) before it is proven."""
     threshold = problem.objective.value(best_mask) - se
     if problem.instance.n_experts <= ENUMERATION_LIMIT:
         masks, values, energy = feasible_selections(problem)
@@ -51,8 +54,11 @@ def parsimonious_choice(problem: Problem, best_mask: int, se: float, solver=None
         return int(masks[order[0]])
     from moe2_cli.pareto import exact_energy_frontier  # the frontier imports the solvers
 
-    points = exact_energy_frontier(problem, solver)  # ascending energy, each corner exact
-    return next(p.result.mask for p in points if p.result.objective >= threshold)
+    began = time.perf_counter()
+    # Ascending energy; the trace stops at the first corner below the threshold.
+    points = exact_energy_frontier(problem, solver, limits, floor=threshold, whole_trace=True)
+    cut = limits.left(began).time_s == 0.0 or any(p.result.status is Status.LIMIT for p in points)
+    return None if cut else next(p.result.mask for p in points if p.result.objective >= threshold)
 
 
 def best_single(problem: Problem) -> int | None:
@@ -114,15 +120,20 @@ def assess(problem: Problem, mask: int, bootstrap: Bootstrap, limits: Limits = L
                       confidence=bootstrap.confidence)
 
 
-def apply_rule(problem: Problem, result: SolveResult, rule: str, bootstrap: Bootstrap, solver=None) -> SolveResult:
+def apply_rule(problem: Problem, result: SolveResult, rule: str, bootstrap: Bootstrap, solver=None,
+               limits: Limits = Limits()) -> SolveResult:
     """The solver's exact maximiser (``best``), or the parsimonious choice from it, as a result
-    of the same solve (same status, the rule named in its notes)."""
+    of the same solve (same status, the rule named in its notes); the maximiser, with a note,
+    when ``limits`` stop the search for the parsimonious choice."""
     if rule not in RULES:
         raise UsageError(f"must be one of {', '.join(RULES)} (got {rule!r})", "rule")
     if rule == "best" or result.status is Status.INFEASIBLE or not result.mask:
         return result
     se = bootstrap.of(result.mask).se
-    mask = parsimonious_choice(problem, result.mask, se, solver)
+    mask = parsimonious_choice(problem, result.mask, se, solver, limits)
+    if mask is None:
+        return replace(result, notes=(*result.notes, "rule parsimonious: the time limit came before its exact "
+                                                     "frontier was proven, so the best selection is reported"))
     note = (f"rule parsimonious: the least worst-case energy selection with F within one standard error "
             f"({100 * se:.2f} pts) of the best, {100 * problem.objective.value(result.mask):.2f}%")
     chosen = SolveContext(problem, Limits()).result(result.solver, result.status, mask, bound=result.bound,

@@ -76,3 +76,32 @@ def test_above_the_enumeration_limit_the_frontier_gives_the_same_energy(monkeypa
     from_frontier = parsimonious_choice(problem, best, 0.02, get_solver("polyblock"))
     energy = problem.usage([enumerated, from_frontier]).energy.max(axis=1)
     assert energy[0] == energy[1] and gated.value(from_frontier) >= problem.objective.value(best) - 0.02
+
+
+def test_a_spent_time_limit_leaves_the_frontier_unproven_and_the_rule_reports_the_best(monkeypatch):
+    from moe2_cli.gating.confidence import Bootstrap
+    from moe2_cli.rules import apply_rule
+    from moe2_cli.solvers import Limits, get_solver
+
+    problem, gated, category = _problem(2)
+    monkeypatch.setattr("moe2_cli.rules.ENUMERATION_LIMIT", 4)
+    engine = get_solver("brb")
+    best = engine.solve(problem)
+    assert parsimonious_choice(problem, best.mask, 0.02, engine, Limits(time_s=0.0)) is None
+    bootstrap = Bootstrap(gated, category, resamples=50)
+    kept = apply_rule(problem, best, "parsimonious", bootstrap, engine, Limits(time_s=0.0))
+    assert kept.mask == best.mask and "the time limit came before" in kept.notes[-1]
+    chosen = apply_rule(problem, best, "parsimonious", bootstrap, engine, Limits(time_s=600.0))
+    assert "rule parsimonious: the least worst-case energy" in chosen.notes[-1]
+
+
+def test_a_floor_stops_the_exact_frontier_at_the_first_corner_below_it():
+    from moe2_cli.pareto import exact_energy_frontier
+    from moe2_cli.solvers import get_solver
+
+    problem, _, _ = _problem(3)
+    engine = get_solver("brb")
+    whole = exact_energy_frontier(problem, engine)
+    floor = whole[-1].result.objective - 1e-9  # every corner of the front but the best lies below
+    cut = exact_energy_frontier(problem, engine, floor=floor)
+    assert len(whole) > 2 and [p.result.mask for p in cut] == [p.result.mask for p in whole[-2:]]

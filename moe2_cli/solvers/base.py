@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -62,6 +62,12 @@ class Limits:
     time_s: float | None = None
     max_vertices: int | None = None
     max_evaluations: int | None = None
+
+    def left(self, since: float) -> Limits:
+        """These limits with the time spent since ``since`` (a ``time.perf_counter()``) taken off."""
+        if self.time_s is None:
+            return self
+        return replace(self, time_s=max(0.0, self.time_s - (time.perf_counter() - since)))
 
 
 @dataclass(frozen=True)

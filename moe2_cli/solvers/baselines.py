@@ -32,13 +32,14 @@ from moe2_cli.solvers.base import (
 _MIN_ENERGY_STEP_J = 1.0 / ENERGY_UNITS_PER_J
 
 
-def greedy_mask(ctx: SolveContext, allowed: int, *, lazy: bool = False) -> int:
+def greedy_mask(ctx: SolveContext, allowed: int, *, lazy: bool = False, warm_up: bool = False) -> int:
     """Greedy by marginal F gain per joule of added worst-case energy (traffic-weighted) among
     the experts in ``allowed``, kept feasible, until no expert helps; ties to the lower index.
 
     ``lazy`` re-scores only the expert on top of a queue of stale ratios (accelerated greedy):
     far fewer evaluations, the same answer when ratios only shrink as the set grows, a
-    heuristic otherwise.
+    heuristic otherwise. ``warm_up`` stops adding experts once a limit of ``ctx`` is reached
+    (after the first): a warm start for an exact search must not spend the search's time limit.
     """
     shares = np.asarray(ctx.problem.instance.shares, dtype=float)
     packer = ctx.feas.packer()
@@ -59,11 +60,14 @@ def greedy_mask(ctx: SolveContext, allowed: int, *, lazy: bool = False) -> int:
         state["value"] = ctx.F1(packer.mask)
         state["energy"] = float(ctx.problem.usage([packer.mask]).energy_j[0] @ shares)
 
-    return (_lazy_greedy if lazy else _plain_greedy)(packer, members(allowed), ratios, take)
+    def spent() -> bool:
+        return warm_up and packer.mask != 0 and ctx.limit_hit() is not None
+
+    return (_lazy_greedy if lazy else _plain_greedy)(packer, members(allowed), ratios, take, spent)
 
 
-def _plain_greedy(packer, candidates, ratios, take) -> int:
-    while candidates := [i for i in candidates if packer.can_add(i)]:
+def _plain_greedy(packer, candidates, ratios, take, spent) -> int:
+    while not spent() and (candidates := [i for i in candidates if packer.can_add(i)]):
         scores = ratios(candidates)
         best = int(np.argmax(scores))
         if not np.isfinite(scores[best]):
@@ -72,11 +76,11 @@ def _plain_greedy(packer, candidates, ratios, take) -> int:
     return packer.mask
 
 
-def _lazy_greedy(packer, candidates, ratios, take) -> int:
+def _lazy_greedy(packer, candidates, ratios, take, spent) -> int:
     queue = [(-float(r), i, 0) for r, i in zip(ratios(candidates), candidates) if np.isfinite(r)]
     heapq.heapify(queue)
     size = 0  # how many experts the set had when an entry was scored
-    while queue:
+    while queue and not spent():
         neg, i, scored_at = heapq.heappop(queue)
         if not packer.can_add(i):
             continue  # it only gets harder to fit as the set grows

@@ -95,7 +95,7 @@ class _Brb:
             return ctx.result(self.name, Status.INFEASIBLE, 0)
         if ctx.feas.fits(full):
             return self._finish(Status.OPTIMAL, full)
-        self._offer(greedy_mask(ctx, full, lazy=True))
+        self._offer(greedy_mask(ctx, full, lazy=True, warm_up=True))
         if (warm := ctx.usable_incumbent(warm)) is not None:
             self._offer(warm)
         self._push(ctx.F1(full), full, 0)
@@ -206,7 +206,7 @@ class BoundedBrb:
         full = ctx.feas.singles()
         if full == 0:
             return ctx.result(self.name, Status.INFEASIBLE, 0)
-        self._offer(greedy_mask(ctx, full, lazy=True), ctx.usable_incumbent(warm) or 0)
+        self._offer(greedy_mask(ctx, full, lazy=True, warm_up=True), ctx.usable_incumbent(warm) or 0)
         return self._finish(Status.OPTIMAL if self.settle(0, full) else Status.LIMIT)
 
     def settle(self, p: int, q: int) -> bool:

@@ -69,23 +69,25 @@ class CpSatSolver(Solver):
         masks = as_masks(sorted(collector.masks), ctx.problem.instance.n_experts)  # dedupe: solutions may repeat
         notes: tuple[str, ...] = (
             f"{masks.size} maximal feasible sets enumerated (CP-SAT {solver.status_name(status)})", SCALE_NOTE)
-        if masks.size == 0:
-            # Wide instances can spend the limit before the first set: answer with greedy's.
-            fallback = greedy_mask(ctx, allowed, lazy=True)
-            return ctx.result(self.name, Status.LIMIT, fallback, bound=ctx.F1(allowed), assumes_monotone=True,
-                              notes=notes + ("no set enumerated within the limit: the answer is greedy's",))
-        values, done = ctx.F_until_limit(masks)  # the first batch always runs: done > 0
+        values, done = ctx.F_until_limit(masks)
         if done < masks.size:
             notes += (f"a limit stopped the scoring after {done} of {masks.size} sets",)
         scored = done == masks.size
         masks, values = masks[:done], values[:done]
-        best = int(masks[best_index(values, masks, ctx.problem)])
-        if scored and status == cp_model.OPTIMAL:
+        if done and scored and status == cp_model.OPTIMAL:
+            best = int(masks[best_index(values, masks, ctx.problem)])
             return ctx.result(self.name, Status.OPTIMAL, ctx.drop_idle(best), iterations=masks.size, notes=notes,
                               assumes_monotone=True)
-        # Cut short: for monotone F nothing beats F(all experts that fit alone).
+        # Cut short, often before a good set on wide instances: greedy's selection competes too.
+        greedy = greedy_mask(ctx, allowed, lazy=True)
+        masks = as_masks([*masks.tolist(), greedy], ctx.problem.instance.n_experts)
+        values = np.append(values, ctx.F1(greedy))
+        best = int(masks[best_index(values, masks, ctx.problem)])
+        if best == greedy:
+            notes += ("the answer is greedy's: no set enumerated within the limit was better",)
+        # For monotone F nothing beats F(all experts that fit alone).
         return ctx.result(self.name, Status.LIMIT, best, bound=max(ctx.F1(allowed), float(values.max())),
-                          iterations=masks.size, notes=notes, assumes_monotone=True)
+                          iterations=done, notes=notes, assumes_monotone=True)
 
     # ------------------------------------------------------------ surrogate
 

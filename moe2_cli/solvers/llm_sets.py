@@ -68,7 +68,8 @@ class LlmSetBrb:
         if self.allowed == 0:
             return self.ctx.result(self.name, Status.INFEASIBLE, 0)
         try:
-            self._offer_masks(greedy_mask(self.ctx, self.allowed, lazy=True), self.ctx.usable_incumbent(warm) or 0)
+            warm_start = greedy_mask(self.ctx, self.allowed, lazy=True, warm_up=True)
+            self._offer_masks(warm_start, self.ctx.usable_incumbent(warm) or 0)
             done = self._settle(sum(1 << c for c in self.copies))
         except PlacementStopped:
             done = False

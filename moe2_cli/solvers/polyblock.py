@@ -124,7 +124,7 @@ class _Dpoly:
             return self._all_fit(full)
         self.order = _projection_order(ctx, full)
         if self.greedy:
-            self._offer(greedy_mask(ctx, full, lazy=True))
+            self._offer(greedy_mask(ctx, full, lazy=True, warm_up=True))
         if (warm := ctx.usable_incumbent(warm)) is not None:
             self._offer(warm)
         self.verts = np.array([full], dtype=np.int64)

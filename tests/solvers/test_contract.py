@@ -253,3 +253,25 @@ def test_containment_check_matches_pairwise():
     pairwise = ((masks[:, None] & ~others[None, :]) == 0).any(axis=1)
     assert 0 < pairwise.sum() < masks.size  # both answers occur
     assert np.array_equal(_below_any(masks, others, lambda: False), pairwise)  # bitset path
+
+
+def test_a_warm_up_greedy_stops_at_the_limit_after_its_first_expert():
+    from moe2_cli.solvers.baselines import greedy_mask
+
+    problem = coverage_problem(7, 10, energy_frac=0.9, latency_frac=0.9, servers=3, top_k=2)
+    unlimited = SolveContext(problem, Limits())
+    whole = greedy_mask(unlimited, unlimited.feas.singles(), lazy=True)
+    spent = SolveContext(problem, Limits(time_s=0.0))
+    for lazy in (True, False):
+        first = greedy_mask(spent, spent.feas.singles(), lazy=lazy, warm_up=True)
+        assert len(members(first)) == 1 and first & whole == first, "greedy's own first pick, and no more"
+        assert greedy_mask(spent, spent.feas.singles(), lazy=lazy) == whole, "only a warm-up stops"
+    assert len(members(whole)) > 1
+
+
+def test_cpsat_cut_short_answers_at_least_greedys_selection():
+    problem = coverage_problem(7, 10, energy_frac=0.9, latency_frac=0.9, servers=3, top_k=2)
+    cut = get_solver("cpsat").solve(fresh(problem), Limits(max_evaluations=1))
+    greedy = get_solver("greedy").solve(fresh(problem))
+    assert cut.status is Status.LIMIT and cut.iterations == 1
+    assert cut.objective >= greedy.objective and truly_feasible(problem, cut.mask)
