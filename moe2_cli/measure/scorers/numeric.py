@@ -10,6 +10,10 @@ Where the answer is, first found wins:
    after its last ``=``; else, when the sentence begins with a number, that number
    (``5 apples (2 + 3)`` gives 5); else its last number (``so she has 5 apples left`` gives 5).
 
+An answer with no number in digits is read again with numbers in words turned into digits
+(``eighteen``, ``twenty-five``, ``one hundred and twelve``; text2num leaves a lone "one" or
+"zero" alone, since they are so often not numbers).
+
 Numbers may carry thousands separators (``1,234``), a currency sign, a sign, decimals, a
 fraction (``3/4``, ``\\frac{3}{4}``, ``\\dfrac``) or a percent sign; ``25%`` matches 25 and
 0.25. Two numbers are equal within an absolute 1e-9 or a relative 1e-6, whichever is larger.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+
+from text_to_num import alpha2digit
 
 from moe2_cli.measure.scorers.text import NOTHING, Verdict, best, drop_echo
 
@@ -125,8 +131,22 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) <= max(ABS_TOLERANCE, REL_TOLERANCE * max(abs(a), abs(b)))
 
 
+def _read_words(text: str) -> tuple[float, bool, str] | tuple[None, bool, str | None]:
+    """:func:`read_answer`, and again on the text with numbers in words as digits if it has none."""
+    found = read_answer(text)
+    if found[0] is not None or found[2] is not None:
+        return found
+    in_digits = alpha2digit(text, "en")
+    if in_digits == text:
+        return found
+    value, percent, matched = read_answer(in_digits)
+    if value is None:
+        return found
+    return value, percent, f"{matched} (from words)"
+
+
 def score_numeric(answer: str, references: Sequence[str], question: str = "") -> Verdict:
-    got, got_percent, matched = read_answer(drop_echo(answer, question))
+    got, got_percent, matched = _read_words(drop_echo(answer, question))
     if got is None:
         return Verdict(0.0, matched) if matched else NOTHING
     verdicts = [Verdict(0.0, matched)]
