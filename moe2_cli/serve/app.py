@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from moe2_cli.serve import DEFAULT_MAX_BODY
 from moe2_cli.serve.admission import RETRY_AFTER_S, Admission, Bounds, Rejected, default_max_inflight
 from moe2_cli.serve.chunks import error_event
+from moe2_cli.serve.departure import unless_client_leaves
 from moe2_cli.serve.feedback import feedback_route
 from moe2_cli.serve.intake import CATEGORY_HEADER, CHAT, COMPLETIONS, BadRequest, read_request, request_id
 from moe2_cli.serve.proxy import EXPERTS_HEADER, Proxy, Reply, Streamed, error_body
@@ -288,7 +289,13 @@ def build_app(proxy: Proxy, *, api_key: str | None = None, max_body: int = DEFAU
                 body = await _read_json(request, max_body, DRAIN_FACTOR * max_body, endpoint)
                 asked = read_request(endpoint, body, models=(proxy.model_name,), intake=proxy.intake,
                                      headers=request.headers, rid=rid)
-                response = _response(await proxy.complete(asked, client_timeout(body, request.headers)))
+                work = proxy.complete(asked, client_timeout(body, request.headers))
+                reply = await unless_client_leaves(request.receive, work)
+                if reply is None:
+                    proxy.metrics.client_gone.inc(())
+                    return error(499, "the client closed the connection before the reply began",
+                                 "invalid_request_error", "client_closed")
+                response = _response(reply)
             except TooLarge as err:
                 response = _too_large(max_body)
                 if not err.whole:

@@ -94,6 +94,9 @@ class Metrics:
                                          "request ended first, its client gone or the drain's grace over). The "
                                          "connection is dropped, so an expert's server that notices stops "
                                          "generating.", "counter")
+        self.client_gone = Family("moe2_client_gone_total", "Completion requests whose client disconnected "
+                                  "before the reply began; every expert call they made was closed (counted "
+                                  "abandoned) and nothing was logged.", "counter")
         self.expert_state = Family("moe2_expert_state", "Each expert's circuit breaker: 0 closed (called), 1 "
                                    "half-open (one probe call), 2 open (skipped).", "gauge")
         self.client_errors = Family("moe2_upstream_client_errors_total", "Requests an expert refused as the "
@@ -139,10 +142,11 @@ class Metrics:
                                     "experts called, summed over the answered requests (profile estimates).",
                                     "gauge")
         self.in_flight.inc((), 0.0)
+        self.client_gone.inc((), 0.0)
 
     def render(self) -> str:
         families = (self.requests, self.in_flight, self.latency, self.expert_calls, self.expert_failures,
-                    self.upstream_cancelled,
+                    self.upstream_cancelled, self.client_gone,
                     self.expert_state, self.client_errors, self.expert_latency, self.tokens, self.energy, self.overruns,
                     self.categories, self.sticky, self.log_lines, self.overhead, self.baseline_energy,
                     self.baseline_latency, self.saved_energy, self.saved_latency, self.expert_energy, self.unmeasured,

@@ -4,6 +4,8 @@ answer nobody will read."""
 
 from __future__ import annotations
 
+import json
+import socket
 from contextlib import ExitStack, contextmanager
 
 import httpx
@@ -90,3 +92,24 @@ def test_a_client_that_leaves_mid_stream_closes_the_experts_stream(base_plan, tm
         counted = cancelled(url)
     assert second.status_code == 200
     assert counted == {(GEMMA, "abandoned"): 1.0}
+
+
+def _metric(url: str, name: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in httpx.get(url + "/metrics").text.splitlines()
+                if line.startswith(name + " "))
+
+
+def test_a_client_that_leaves_before_a_whole_reply_closes_the_experts_call(base_plan, tmp_path):
+    # A deadline far past the wait below: only the client's leaving can end the generation.
+    with slot_experts(base_plan, tmp_path, [GEMMA], deadline_s=600.0) as (url, servers):
+        host, port = httpx.URL(url).host, httpx.URL(url).port
+        body = json.dumps(ask()).encode()
+        with socket.create_connection((host, port), timeout=30) as client:
+            client.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            assert servers["rtx-1"].wait_for_calls(1), "the expert is generating"
+        assert servers["rtx-1"].wait_for_cuts(1), "the expert saw the gateway go when its client went"
+        second = post(url, ask(max_tokens=1))
+        counted, gone = cancelled(url), _metric(url, "moe2_client_gone_total")
+    assert second.status_code == 200
+    assert counted == {(GEMMA, "abandoned"): 1.0} and gone == 1.0
