@@ -15,7 +15,6 @@ Reference: Tuy, Al-Khayyal, Thach (2005), Monotonic optimization: branch and cut
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
@@ -24,7 +23,6 @@ from moe2_cli.errors import UsageError
 from moe2_cli.objective import MONOTONE_BOUND, Objective
 from moe2_cli.problem import Problem, as_masks, bits_of, mask_of, members
 from moe2_cli.solvers.base import (
-    Incumbent,
     Limits,
     ProgressCallback,
     SolveContext,
@@ -34,6 +32,7 @@ from moe2_cli.solvers.base import (
     tie_key,
 )
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.best_first import BestFirstBoxes
 from moe2_cli.solvers.llm_sets import LlmSetBrb
 from moe2_cli.solvers.mean_bound import MeanBound, exact_only
 
@@ -77,16 +76,12 @@ class BrbSolver(Solver):
         return _Brb(ctx, self.name).run(incumbent)
 
 
-class _Brb:
+class _Brb(BestFirstBoxes):
     """The state of one BRB run: open boxes in a max-heap by bound, and the incumbent."""
 
     def __init__(self, ctx: SolveContext, name: str):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.name = name
-        self.best = Incumbent()
-        self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p): ties to small q
-        self.iterations = 0
-        self.peak = 0
 
     def run(self, warm: int | None) -> SolveResult:
         ctx = self.ctx
@@ -99,25 +94,10 @@ class _Brb:
         if (warm := ctx.usable_incumbent(warm)) is not None:
             self._offer(warm)
         self._push(ctx.F1(full), full, 0)
-        while self.heap:
-            if ctx.limit_hit(len(self.heap)) is not None:
-                return self._finish(Status.LIMIT, self.best.mask)
-            neg, _, q, p = heapq.heappop(self.heap)
-            if -neg <= self.val:
-                break  # no open box can beat the incumbent
-            self.iterations += 1
-            ctx.report(self.iterations, self.val, -neg)
-            self._visit(p, q, -neg)
-        return self._finish(Status.OPTIMAL, self.best.mask)
+        return self._finish(Status.OPTIMAL if self._search() else Status.LIMIT, self.best.mask)
 
-    def _push(self, bound: float, q: int, p: int) -> None:
-        if bound > self.val:
-            heapq.heappush(self.heap, (-bound, int(q).bit_count(), q, p))
-            self.peak = max(self.peak, len(self.heap))
-
-    @property
-    def val(self) -> float:
-        return self.best.value
+    def _may_beat(self, bound: float, p: int) -> bool:
+        return bound > self.val  # F is monotone here: no tie needs a search
 
     def _offer(self, mask: int) -> None:
         self.best.offer(self.ctx, mask)
@@ -161,7 +141,7 @@ class _Brb:
                                peak_vertices=self.peak, assumes_monotone=True)
 
 
-class BoundedBrb:
+class BoundedBrb(BestFirstBoxes):
     """BRB on an F that is not monotone, with the objective's own box bounds.
 
     A box [p, q] is bounded by ``Objective.box_bound``. It is reduced from above: experts that
@@ -180,9 +160,8 @@ class BoundedBrb:
     """
 
     def __init__(self, ctx: SolveContext, name: str):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.name = name
-        self.best = Incumbent()
         self.objective = ctx.problem.objective
         self.classes = np.asarray(self.objective.expert_classes(), dtype=np.intp)
         self.class_of = self.classes.tolist()
@@ -192,14 +171,7 @@ class BoundedBrb:
         self.class_mask = as_masks([mask_of(np.flatnonzero(self.classes == c))
                                     for c in range(int(self.classes.max()) + 1)], n)
         self.alone = ctx.F(bits_of(range(n), n))  # F of each expert alone
-        self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |q|, q, p)
-        self.iterations = 0
-        self.peak = 0
         self.mean = MeanBound(ctx.problem)
-
-    @property
-    def val(self) -> float:
-        return self.best.value
 
     def run(self, warm: int | None) -> SolveResult:
         ctx = self.ctx
@@ -213,19 +185,7 @@ class BoundedBrb:
         """Search the box [p, q] until no open box can beat the incumbent; False if a limit
         stopped it (the open boxes stay in the heap)."""
         self._push(self._bound(p, q), q, p)
-        while self.heap:
-            if self.ctx.limit_hit(len(self.heap)) is not None:
-                return False
-            neg, _, q, p = heapq.heappop(self.heap)
-            if -neg < self.val:
-                self.heap.clear()  # no open box can beat the incumbent
-                break
-            if not self._may_beat(-neg, p):
-                continue
-            self.iterations += 1
-            self.ctx.report(self.iterations, self.val, -neg)
-            self._visit(p, q)
-        return True
+        return self._search()
 
     def _bound(self, p: int, q: int) -> float:
         return float(self.objective.box_bound([p], [q])[0])
@@ -244,12 +204,7 @@ class BoundedBrb:
             for m in masks:
                 self.best.offer(self.ctx, m)
 
-    def _push(self, bound: float, q: int, p: int) -> None:
-        if self._may_beat(bound, p):
-            heapq.heappush(self.heap, (-bound, int(q).bit_count(), q, p))
-            self.peak = max(self.peak, len(self.heap))
-
-    def _visit(self, p: int, q: int) -> None:
+    def _visit(self, p: int, q: int, bound: float) -> None:
         feas = self.ctx.feas
         if not feas.fits_worst(p):
             return  # nothing in [p, q] is feasible

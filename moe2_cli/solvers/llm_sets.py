@@ -24,29 +24,28 @@ bound on the cost of every selection in it) costs less than the incumbent.
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
 
 from moe2_cli.problem import as_masks, members
-from moe2_cli.solvers.base import Incumbent, SolveContext, SolveResult, Status, tie_key
+from moe2_cli.solvers.base import SolveContext, SolveResult, Status, tie_key
 from moe2_cli.solvers.baselines import greedy_mask
+from moe2_cli.solvers.best_first import BestFirstBoxes
 from moe2_cli.solvers.placement import PlacementStopped, Placer
 
 # Free classes probed per box for reduction from below (the most valuable alone first).
 _PROBES = 8
 
 
-class LlmSetBrb:
+class LlmSetBrb(BestFirstBoxes):
     """The state of one run: open boxes of class sets in a max-heap by bound, and the incumbent."""
 
     def __init__(self, ctx: SolveContext, name: str, notes):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.name = name
         self.notes = notes
         self.objective = ctx.problem.objective
-        self.best = Incumbent()
         self.n = ctx.problem.instance.n_experts
         classes = np.asarray(self.objective.expert_classes(), dtype=np.int64)
         self.allowed = ctx.feas.singles()
@@ -55,14 +54,7 @@ class LlmSetBrb:
         self.first = {c: experts[0] for c, experts in self.placer.copies.items()}
         alone = ctx.F(as_masks([1 << i for i in self.first.values()], self.n))
         self.alone = dict(zip(self.first, alone.tolist()))  # F of each class alone
-        self.heap: list[tuple[float, int, int, int]] = []  # (-bound, |Q|, Q, P)
         self.open_bound = -math.inf  # the bound of the box being visited: out of the heap meanwhile
-        self.iterations = 0
-        self.peak = 0
-
-    @property
-    def val(self) -> float:
-        return self.best.value
 
     def run(self, warm: int | None) -> SolveResult:
         if self.allowed == 0:
@@ -78,21 +70,8 @@ class LlmSetBrb:
     def _settle(self, full: int) -> bool:
         self.open_bound = self._bound(0, full)
         self._push(self.open_bound, full, 0)
-        while self.heap:
-            if self.ctx.limit_hit(len(self.heap)) is not None:
-                return False
-            neg, _, q, p = heapq.heappop(self.heap)
-            if -neg < self.val:
-                self.heap.clear()  # no open box can beat the incumbent
-                break
-            if not self._may_beat(-neg, p):
-                continue
-            self.iterations += 1
-            self.ctx.report(self.iterations, self.val, -neg)
-            self.open_bound = -neg
-            self._visit(p, q)
-            self.open_bound = -math.inf
-        return True
+        return self._search()
+
 
     # ------------------------------------------------------------ bounds and order
 
@@ -114,11 +93,6 @@ class LlmSetBrb:
         placed = self.placer.place(p)
         return placed is not None and (tie_key(self.ctx.problem, placed), placed) < (self.best.key, self.best.mask)
 
-    def _push(self, bound: float, q: int, p: int) -> None:
-        if self._may_beat(bound, p):
-            heapq.heappush(self.heap, (-bound, q.bit_count(), q, p))
-            self.peak = max(self.peak, len(self.heap))
-
     def _offer_masks(self, *masks: int) -> None:
         masks = tuple(m for m in masks if m)
         if masks:
@@ -131,7 +105,12 @@ class LlmSetBrb:
 
     # ------------------------------------------------------------ one box
 
-    def _visit(self, p: int, q: int) -> None:
+    def _visit(self, p: int, q: int, bound: float) -> None:
+        self.open_bound = bound  # a limit that stops the placement inside leaves this box open
+        self._split(p, q)
+        self.open_bound = -math.inf
+
+    def _split(self, p: int, q: int) -> None:
         if self.placer.place(p) is None:
             return  # nothing in [P, Q] fits
         q = self._reduce_up(p, q)
