@@ -259,6 +259,7 @@ class SolveContext:
         notes = notes + self._monotone_notes(assumes_monotone, status)
         inst = self.problem.instance
         usage = self.problem.usage([mask])
+        mean = self.mean_costs(mask)
         return SolveResult(
             solver=solver,
             status=status,
@@ -270,7 +271,7 @@ class SolveContext:
             energy_j=dict(zip(inst.categories, usage.energy_j[0].tolist())),
             latency_s=dict(zip(inst.categories, usage.latency_s[0].tolist())),
             binding=self.binding(mask),
-            slack=self.slack(usage, mask),
+            slack=self.slack(usage, mean),
             references={k: float(v) for k, v in self.problem.objective.references(mask).items()},
             evaluations=evaluations,
             iterations=iterations,
@@ -279,7 +280,7 @@ class SolveContext:
             monotonicity_violations=self.violations,
             max_violation=self.max_violation,
             notes=notes,
-            mean=self.mean_costs(mask),
+            mean=mean,
         )
 
     def mean_costs(self, mask: int) -> dict[str, dict[str, float]]:
@@ -308,9 +309,9 @@ class SolveContext:
             return ("F is not known to be monotone: this solver's proof does not apply",)
         return ()
 
-    def slack(self, usage: Usage, mask: int = 0) -> dict[str, float]:
-        """Budget minus use, in J and s, for the capped categories (``mask``: the selection
-        ``usage`` is of, for its mean costs)."""
+    def slack(self, usage: Usage, mean: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+        """Budget minus use, in J and s, for the capped categories, and minus ``mean`` (the
+        selection's :meth:`mean_costs`) for the mean budgets."""
         budgets, inst = self.problem.budgets, self.problem.instance
         energy_slack, latency_slack = budgets.slack(usage)
         out = {}
@@ -320,14 +321,13 @@ class SolveContext:
         for c, cat in enumerate(inst.categories):
             if budgets.latency_units[c] < UNLIMITED:
                 out[f"latency.{cat}"] = float(latency_slack[0, c]) / LATENCY_UNITS_PER_S
-        return out | self._mean_slack(mask)
+        return out | self._mean_slack(mean or {})
 
-    def _mean_slack(self, mask: int) -> dict[str, float]:
+    def _mean_slack(self, mean: dict[str, dict[str, float]]) -> dict[str, float]:
         """Mean budget minus mean cost, "energy.mean.<cat>" (J) / "latency.mean.<cat>" (s)."""
-        if not self.problem.has_mean:
+        if not mean:
             return {}
         budgets, cats = self.problem.budgets, self.problem.instance.categories
-        mean = self.mean_costs(mask)
         out = {}
         for resource, caps in (("energy", budgets.energy_mean_j), ("latency", budgets.latency_mean_s)):
             key = "energy_j" if resource == "energy" else "latency_s"
